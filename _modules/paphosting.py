@@ -1,0 +1,75 @@
+"""The platform model: validate the ``paphosting`` pillar and tell a minion its roles.
+
+The schema is documented in ``docs/pillar.md``.
+"""
+
+from salt.exceptions import CommandExecutionError
+
+from paphosting import model
+from paphosting.errors import PapError
+
+__virtualname__ = "paphosting"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _platform(pillar=None):
+    try:
+        return model.parse(pillar if pillar is not None else __pillar__.get("paphosting"))
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def validate(pillar=None):
+    """
+    Validate the platform pillar; return a summary, or fail with every error and its pillar path.
+
+    pillar
+        A ``paphosting`` value to validate instead of this minion's pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.validate
+    """
+    platform = _platform(pillar)
+    return {
+        "loadbalancers": sorted(platform.loadbalancers),
+        "nameservers": sorted(platform.nameservers),
+        "webservers": sorted(platform.webservers),
+        "services": sorted(platform.services),
+        "rotations": sorted(platform.rotations),
+        "zones": sorted(platform.zones),
+    }
+
+
+def roles(minion_id=None):
+    """
+    The platform roles of a minion (``loadbalancer``, ``nameserver``, ``webserver``).
+
+    minion_id
+        Defaults to this minion's id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.roles
+    """
+    return _platform().roles(minion_id or __opts__["id"])
+
+
+def root():
+    """
+    The root prefix of every managed path (minion option ``paphosting_root``, default ``/``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.root
+    """
+    return __opts__.get("paphosting_root", "/")

@@ -1,0 +1,83 @@
+"""Files the platform manages: read, diff, validate-then-write atomically.
+
+The rule of the project: a rendered file is checked by the real tool on a temporary file in the
+target's own directory, and only then renamed over the target, so a bad input leaves the running
+service and its files exactly as they were.
+"""
+
+import difflib
+import grp
+import os
+import pwd
+import tempfile
+
+
+def read(path):
+    """The text of ``path``, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def unified_diff(old, new, path):
+    """A unified diff from ``old`` to ``new`` (either may be None: absent file)."""
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=path if old is not None else "/dev/null",
+            tofile=path,
+        )
+    )
+
+
+def _ids(user, group):
+    uid = pwd.getpwnam(user).pw_uid if user is not None else -1
+    gid = grp.getgrnam(group).gr_gid if group is not None else -1
+    return uid, gid
+
+
+def write_checked(path, text, check=None, mode=0o644, user=None, group=None):
+    """Write ``text`` to ``path`` atomically after ``check(tmp_path)`` accepted it.
+
+    ``check`` raises (typically :class:`paphosting.errors.CheckFailed`) to refuse the file; the
+    temporary file is then removed and ``path`` is untouched. The temporary file lives in the
+    target's directory so that the final rename is atomic. Owner and mode are set before the rename.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".new", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if user is not None or group is not None:
+            os.chown(tmp, *_ids(user, group))
+        if check is not None:
+            check(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def owner_mode(path):
+    """``(user, group, mode)`` of an existing file, or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return user, group, st.st_mode & 0o7777

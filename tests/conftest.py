@@ -1,0 +1,70 @@
+"""Shared test support: the repository layout, real binaries, loopback addresses, the example pillar.
+
+No test here skips for a missing binary: ``make test`` installs them first (scripts/setup), so a
+missing one is a failure, in CI and everywhere else.
+"""
+
+import os
+import pathlib
+import shutil
+import socket
+import sys
+
+import pytest
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "_utils"))
+
+EXAMPLE_PILLAR = REPO / "pillar" / "paphosting.sls"
+
+
+def require_binary(name):
+    """The path of a binary from the Debian packages; a missing one fails the test."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/setup (make test does)", pytrace=False)
+    return path
+
+
+def example_pillar():
+    """The example platform pillar (the value of the ``paphosting`` key), freshly loaded."""
+    return yaml.safe_load(EXAMPLE_PILLAR.read_text())["paphosting"]
+
+
+class Loopback:
+    """Hands out distinct 127.0.0.0/8 addresses, and free ports on them.
+
+    The second octet comes from the pid so that two test runs on one machine do not collide.
+    """
+
+    def __init__(self):
+        self.base = 64 + os.getpid() % 128
+        self.count = 0
+
+    def address(self):
+        self.count += 1
+        return f"127.{self.base}.{self.count // 250}.{self.count % 250 + 1}"
+
+    @staticmethod
+    def port(address="127.0.0.1", kind=socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((address, 0))
+            return s.getsockname()[1]
+
+    def udp_tcp_port(self, address):
+        """A port free for both UDP and TCP on ``address`` (DNS servers want both)."""
+        for _ in range(50):
+            port = self.port(address)
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((address, port))
+                return port
+            except OSError:
+                continue
+        raise RuntimeError(f"no port free for UDP and TCP on {address}")
+
+
+@pytest.fixture(scope="session")
+def loopback():
+    return Loopback()

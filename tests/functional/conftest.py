@@ -1,0 +1,68 @@
+"""Functional tests: the project's modules through Salt's real loaders, no daemons.
+
+``loaders`` loads ``_modules``, ``_states``, ``_utils`` and ``_beacons`` straight from the
+repository. ``set_pillar`` writes the pillar a test wants and reloads the loaders.
+"""
+
+import pytest
+import yaml
+from saltfactories.utils.functional import Loaders
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def minion_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("root")
+
+
+@pytest.fixture(scope="module")
+def pillar_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pillar")
+    (d / "top.sls").write_text("base:\n  '*':\n    - paphosting\n")
+    (d / "paphosting.sls").write_text("{}\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def minion_opts(salt_factories, pillar_dir, minion_root, request):
+    name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
+    factory = salt_factories.salt_minion_daemon(
+        f"fn-{name}",
+        overrides={
+            "file_client": "local",
+            "pillar_roots": {"base": [str(pillar_dir)]},
+            "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+            "module_dirs": [str(REPO / "_modules")],
+            "states_dirs": [str(REPO / "_states")],
+            "utils_dirs": [str(REPO / "_utils")],
+            "beacons_dirs": [str(REPO / "_beacons")],
+            "paphosting_root": str(minion_root),
+        },
+    )
+    return factory.config.copy()
+
+
+@pytest.fixture(scope="module")
+def loaders(minion_opts):
+    return Loaders(minion_opts)
+
+
+@pytest.fixture(autouse=True)
+def reset_loaders_state(loaders):
+    try:
+        yield
+    finally:
+        loaders.reset_state()
+
+
+@pytest.fixture
+def set_pillar(loaders, pillar_dir):
+    """Make ``data`` (the ``paphosting`` value) this minion's pillar and reload the loaders."""
+
+    def _set(data):
+        (pillar_dir / "paphosting.sls").write_text(yaml.safe_dump({"paphosting": data}))
+        loaders.reload_all()
+        return loaders
+
+    return _set
