@@ -5,6 +5,7 @@ For machines without systemd (the tests and the demo). Each daemon is described 
 the foreground and this module writes it), how to reload it, and how to stop it.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -137,8 +138,6 @@ def stop(daemon, wait=10.0):
     if _alive(current):
         os.kill(current, signal.SIGKILL)
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(daemon.pidfile)
-    except FileNotFoundError:
-        pass
     return True

@@ -462,7 +462,7 @@ def _services(raw, errs, webservers, rotations):
                 errs.add(p + ("hostnames", i), f"{fq} is already a hostname of service {other!r}")
                 continue
             hostnames.append(fq)
-        if "hostnames" in item and not hostnames and not errs.errors:
+        if item.get("hostnames") == []:
             errs.add(p + ("hostnames",), "at least one hostname is required")
         rotation = None
         if item.get("rotation") is not None:
@@ -559,7 +559,7 @@ def _rotations(raw, errs, loadbalancers):
                 errs.add(p + ("members", i), f"{mname!r} is listed twice")
             else:
                 members.append(mname)
-        if rawmembers is not None and not members and isinstance(rawmembers, list) and not rawmembers:
+        if rawmembers == []:
             errs.add(p + ("members",), "a rotation needs at least one member")
         min_members = _int(item.get("min_members"), p + ("min_members",), errs, 1, 1000, 1)
         if members and min_members and min_members > len(members):
