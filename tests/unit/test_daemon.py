@@ -1,0 +1,86 @@
+"""Process-mode service management against a real long-running process."""
+
+import pathlib
+import signal
+import sys
+import time
+
+import pytest
+
+from paphosting import daemon
+from paphosting.daemon import Daemon, DaemonError
+
+SCRIPT = """
+import signal, sys, time
+out = open(sys.argv[1], "a")
+def hup(*_):
+    out.write("reloaded\\n"); out.flush()
+signal.signal(signal.SIGHUP, hup)
+out.write("started\\n"); out.flush()
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def proc(tmp_path):
+    script = tmp_path / "d.py"
+    script.write_text(SCRIPT)
+    d = Daemon(
+        name="testd",
+        command=(sys.executable, str(script), str(tmp_path / "out")),
+        pidfile=str(tmp_path / "run" / "testd.pid"),
+        foreground=True,
+        log=str(tmp_path / "log"),
+    )
+    yield d
+    daemon.stop(d)
+
+
+def _wait_for(path, text, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_start_is_idempotent_reload_and_stop(proc, tmp_path):
+    pid = daemon.start(proc)
+    assert daemon.pid(proc) == pid
+    assert daemon.start(proc) == pid  # already running: nothing started
+    assert _wait_for(tmp_path / "out", "started")
+    assert daemon.reload(proc) == pid
+    assert _wait_for(tmp_path / "out", "reloaded")
+    assert daemon.stop(proc) is True
+    assert daemon.pid(proc) is None
+    assert daemon.stop(proc) is False
+
+
+def test_stale_pidfile_is_not_running(proc):
+    pidfile = pathlib.Path(proc.pidfile)
+    pidfile.parent.mkdir(parents=True)
+    pidfile.write_text("999999\n")
+    assert daemon.running(proc) is False
+
+
+def test_start_failure_reports_log(tmp_path):
+    d = Daemon(
+        name="broken",
+        command=(sys.executable, "-c", "import sys; print('bad config at line 3'); sys.exit(4)"),
+        pidfile=str(tmp_path / "broken.pid"),
+        log=str(tmp_path / "broken.log"),
+    )
+    with pytest.raises(DaemonError, match="bad config at line 3"):
+        daemon.start(d, wait=3)
+
+
+def test_missing_binary(tmp_path):
+    d = Daemon(name="nope", command=("/nonexistent/bin",), pidfile=str(tmp_path / "p"))
+    with pytest.raises(DaemonError, match="cannot run /nonexistent/bin"):
+        daemon.start(d)
+
+
+def test_reload_signal_default():
+    assert Daemon(name="x", command=("x",), pidfile="p").reload_signal == signal.SIGHUP

@@ -1,0 +1,59 @@
+"""Validate-then-write: a rejected file leaves the target exactly as it was."""
+
+import os
+
+import pytest
+
+from paphosting import files
+from paphosting.errors import CheckFailed
+
+
+def _reject(path):
+    raise CheckFailed("fake-check", path, "line 1: nope")
+
+
+def test_write_checked_writes_atomically_with_mode(tmp_path):
+    target = tmp_path / "etc" / "x.cfg"
+    files.write_checked(str(target), "new\n", check=lambda p: None, mode=0o640)
+    assert target.read_text() == "new\n"
+    assert oct(target.stat().st_mode & 0o777) == "0o640"
+    assert os.listdir(target.parent) == ["x.cfg"]
+
+
+def test_check_sees_the_candidate_not_the_target(tmp_path):
+    target = tmp_path / "x.cfg"
+    target.write_text("old\n")
+    seen = {}
+
+    def check(path):
+        seen["path"] = path
+        seen["text"] = open(path).read()
+
+    files.write_checked(str(target), "new\n", check=check)
+    assert seen["text"] == "new\n" and seen["path"] != str(target)
+    assert os.path.dirname(seen["path"]) == str(tmp_path)  # same directory: the rename is atomic
+
+
+def test_rejected_file_leaves_target_untouched(tmp_path):
+    target = tmp_path / "x.cfg"
+    target.write_text("old\n")
+    before = target.stat()
+    with pytest.raises(CheckFailed, match="fake-check rejected"):
+        files.write_checked(str(target), "bad\n", check=_reject)
+    assert target.read_text() == "old\n"
+    assert target.stat().st_ino == before.st_ino
+    assert os.listdir(tmp_path) == ["x.cfg"]  # no temporary file left behind
+
+
+def test_rejected_new_file_is_not_created(tmp_path):
+    target = tmp_path / "x.cfg"
+    with pytest.raises(CheckFailed):
+        files.write_checked(str(target), "bad\n", check=_reject)
+    assert not target.exists()
+
+
+def test_unified_diff():
+    diff = files.unified_diff("a\nb\n", "a\nc\n", "/etc/x")
+    assert "-b\n" in diff and "+c\n" in diff and "--- /etc/x" in diff
+    assert files.unified_diff(None, "a\n", "/etc/x").startswith("--- /dev/null")
+    assert files.unified_diff("a\n", "a\n", "/etc/x") == ""
