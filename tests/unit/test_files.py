@@ -1,6 +1,7 @@
 """Validate-then-write: a rejected file leaves the target exactly as it was."""
 
 import os
+import pathlib
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_check_sees_the_candidate_not_the_target(tmp_path):
 
     def check(path):
         seen["path"] = path
-        seen["text"] = open(path).read()
+        seen["text"] = pathlib.Path(path).read_text()
 
     files.write_checked(str(target), "new\n", check=check)
     assert seen["text"] == "new\n" and seen["path"] != str(target)
