@@ -73,3 +73,16 @@ def root():
         salt-call paphosting.root
     """
     return __opts__.get("paphosting_root", "/")
+
+
+def schedule():
+    """
+    The drift-correction schedule of the platform (``paphosting:schedule`` with its defaults).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.schedule
+    """
+    return _platform().schedule

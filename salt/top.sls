@@ -11,6 +11,8 @@
       ('watcher', watchers),
     ] %}
 base:
+  '*':
+    - minion
 {%- for role, minions in roles if minions %}
   '{{ minions | join(",") }}':
     - match: list

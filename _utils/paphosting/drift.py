@@ -1,0 +1,89 @@
+"""Drift correction: what a scheduled highstate had to change, and the masters' record of it.
+
+Every minion runs a highstate on a schedule (``paphosting:schedule``). A run that had to change
+something is drift: somebody edited a managed file by hand, stopped a service, and so on. The
+minion reports it on the event bus (tag :data:`TAG_PREFIX` + minion id); the masters keep a bounded
+history, listed by ``salt-run drift.report``.
+"""
+
+import json
+import os
+import tempfile
+import time
+
+TAG_PREFIX = "paphosting/drift/"
+HISTORY_LIMIT = 500
+
+
+def summarize(highstate_return):
+    """The states of a highstate return that changed something, or failed.
+
+    Returns ``{"changed": [...], "failed": [...]}``; each item is
+    ``{"state": "<module>.<function>", "id": <state id>, "name": ..., "comment": ..., "changes": [keys]}``
+    sorted by the order the states ran in.
+    """
+    changed, failed = [], []
+    if not isinstance(highstate_return, dict):
+        # A highstate that could not even start returns a list of error strings.
+        failed.append({"state": "", "id": "", "name": "", "comment": str(highstate_return), "changes": []})
+        return {"changed": changed, "failed": failed}
+    runs = sorted(
+        ((k, v) for k, v in highstate_return.items() if isinstance(v, dict)),
+        key=lambda kv: kv[1].get("__run_num__", 0),
+    )
+    for key, ret in runs:
+        module, state_id, name, function = (key.split("_|-") + ["", "", "", ""])[:4]
+        item = {
+            "state": f"{module}.{function}",
+            "id": ret.get("__id__", state_id),
+            "name": ret.get("name", name),
+            "comment": str(ret.get("comment", ""))[:500],
+            "changes": sorted(ret.get("changes") or {}),
+        }
+        if ret.get("result") is False:
+            failed.append(item)
+        elif ret.get("changes"):
+            changed.append(item)
+    return {"changed": changed, "failed": failed}
+
+
+def record(path, minion, summary, when=None):
+    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write)."""
+    history = load(path)
+    history.append({"minion": minion, "time": when if when is not None else time.time(), **summary})
+    history = history[-HISTORY_LIMIT:]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".drift.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(history, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return history[-1]
+
+
+def load(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def table(history, minion=None, since=None):
+    """A text table of drift reports, newest last: when, minion, what changed."""
+    rows = [
+        h for h in history
+        if (minion is None or h.get("minion") == minion) and (since is None or h.get("time", 0) >= since)
+    ]
+    if not rows:
+        return "no drift recorded"
+    lines = [f"{'time (UTC)':<20} {'minion':<24} {'result':<8} state"]
+    for h in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(h.get("time", 0)))
+        for kind, items in (("changed", h.get("changed", [])), ("FAILED", h.get("failed", []))):
+            for item in items:
+                what = f"{item['state']} {item['id']}"
+                if item.get("changes"):
+                    what += f" ({', '.join(item['changes'])})"
+                lines.append(f"{stamp:<20} {h.get('minion', '?'):<24} {kind:<8} {what}")
+    return "\n".join(lines)

@@ -1,0 +1,18 @@
+{#- Drift correction: a highstate on a schedule, on every minion. Interval and splay come from
+    paphosting:schedule (defaults in the model: 1800 s, splay 300 s). Each run that had to change
+    something reports it on the event bus (drift.highstate); `salt-run drift.report` lists them. #}
+{%- set sched = salt['paphosting.schedule']() %}
+{%- if sched.enabled %}
+paphosting-minion-drift-schedule:
+  schedule.present:
+    - name: paphosting-drift
+    - function: drift.highstate
+    - seconds: {{ sched.highstate_interval }}
+    - splay: {{ sched.splay }}
+    - persist: True
+{%- else %}
+paphosting-minion-drift-schedule:
+  schedule.absent:
+    - name: paphosting-drift
+    - persist: True
+{%- endif %}
