@@ -9,6 +9,7 @@ import yaml
 from saltfactories.utils.functional import Loaders
 
 from tests.conftest import REPO
+from tests.support.saltenv import file_root
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +26,14 @@ def pillar_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def minion_opts(salt_factories, pillar_dir, minion_root, request):
+def minion_opts(salt_factories, pillar_dir, minion_root, tmp_path_factory, request):
     name = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     factory = salt_factories.salt_minion_daemon(
         f"fn-{name}",
         overrides={
             "file_client": "local",
             "pillar_roots": {"base": [str(pillar_dir)]},
-            "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+            "file_roots": {"base": [file_root(tmp_path_factory.mktemp("file_root"))]},
             "module_dirs": [str(REPO / "_modules")],
             "states_dirs": [str(REPO / "_states")],
             "utils_dirs": [str(REPO / "_utils")],
