@@ -34,8 +34,11 @@ paphosting:
 
   nameservers:
     ns1.paphosting.net:
-      address: 127.0.3.1
+      # BIND listens only on addresses configured on an interface: on loopback that is
+      # 127.0.0.1 (NSD and Knot bind any 127.0.0.0/8 address).
+      address: 127.0.0.1
       port: 5300
+      control_port: 9953   # rndc, on 127.0.0.1 with a generated key (default 953)
       server: bind
     ns2.paphosting.net:
       address: 127.0.3.2

@@ -71,6 +71,7 @@ class Nameserver:
     server: str
     fqdn: str
     service_mode: str
+    control_port: int | None = None  # BIND's rndc port on 127.0.0.1 (default 953)
 
 
 @dataclass(frozen=True)
@@ -381,8 +382,11 @@ def _nameservers(raw, errs, settings):
     out = {}
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
-        item = _mapping(item, p, errs, {"address", "port", "server", "fqdn", "service_mode"}, ["address", "server"])
+        item = _mapping(item, p, errs, {"address", "port", "server", "fqdn", "service_mode", "control_port"}, ["address", "server"])
         fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
+        control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
+        if control_port is not None and control_port == item.get("port", 53):
+            errs.add(p + ("control_port",), f"{control_port} is already the DNS port")
         out[name] = Nameserver(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs),
@@ -392,6 +396,7 @@ def _nameservers(raw, errs, settings):
             service_mode=_choice(
                 item.get("service_mode"), p + ("service_mode",), errs, SERVICE_MODES, settings["service_mode"]
             ),
+            control_port=control_port,
         )
     return out
 
@@ -584,7 +589,7 @@ def _rdata_ok(rtype, data, origin, path, errs):
     if rdtype in (dns.rdatatype.SOA,):
         errs.add(path + ("type",), "SOA is set with the zone's 'soa' key, not as a record")
         return None
-    if data.count('"') % 2:
+    if len(re.findall(r'(?<!\\)(?:\\\\)*"', data)) % 2:
         errs.add(path + ("data",), f"{data!r} has unbalanced quotes")
         return None
     try:
@@ -669,6 +674,9 @@ def _zones(raw, errs, nameservers):
                 if rtype == "CNAME" and rel == "@":
                     errs.add(rp, "a CNAME is not allowed at the zone apex")
                     continue
+                if rtype == "NS" and rel == "@":
+                    errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
+                    continue
                 records.append(Record(owner=rel, type=rtype, data=data, ttl=rttl))
         by_owner = {}
         for r in records:
@@ -685,9 +693,22 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
     for name in rotations:
         if zones and platform_zone_of(name) is None:
             errs.add((ROOT, "rotations", name), f"{name} is not inside any zone in {ROOT}:zones")
+        elif zones:
+            zname = platform_zone_of(name)
+            rel = "@" if name == zname else dns.name.from_text(name).relativize(dns.name.from_text(zname)).to_text()
+            clash = [r.type for r in zones[zname].records if r.owner == rel and r.type in ("A", "AAAA", "CNAME")]
+            if clash:
+                errs.add(
+                    (ROOT, "rotations", name),
+                    f"{name} also has records in {ROOT}:zones:{zname}:records:{rel} ({', '.join(clash)}); "
+                    "a rotation name takes its addresses from its members",
+                )
     for sname, svc in services.items():
         for i, host in enumerate(svc.hostnames):
             zname = platform_zone_of(host)
+            if host in rotations:
+                errs.add((ROOT, "services", sname, "hostnames", i), f"{host} is a rotation name, not a service hostname")
+                continue
             if zones and zname is None:
                 errs.add((ROOT, "services", sname, "hostnames", i), f"{host} is not inside any zone in {ROOT}:zones")
                 continue

@@ -1,0 +1,476 @@
+"""The authoritative DNS servers (BIND 9, NSD, Knot): paths, configs, checkers, control.
+
+Pure functions of the platform model and a root prefix (``paphosting_root``): the Salt modules call
+them. Each nameserver in pillar names its server; every nameserver serves every zone of the
+platform, as a primary that needs no transfers.
+
+Secure defaults, for all three: no zone transfers (no ``allow-transfer``/``provide-xfr``/``acl``),
+no recursion, no dynamic updates; control only on a local unix socket (NSD, Knot) or on 127.0.0.1
+with a generated key (BIND's rndc, port ``control_port``, default 953), all under the root.
+"""
+
+import base64
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from paphosting import daemon as pdaemon
+from paphosting.errors import CheckFailed, PapError
+from paphosting.paths import under
+
+SERVERS = ("bind", "nsd", "knot")
+UNITS = {"bind": "named", "nsd": "nsd", "knot": "knot"}
+PACKAGES = {"bind": ["bind9", "bind9-utils"], "nsd": ["nsd"], "knot": ["knot", "knot-dnssecutils"]}
+DAEMONS = {"bind": "named", "nsd": "nsd", "knot": "knotd"}
+CHECKCONF = {"bind": "named-checkconf", "nsd": "nsd-checkconf", "knot": "knotc"}
+CHECKZONE = {"bind": "named-checkzone", "nsd": "nsd-checkzone", "knot": "kzonecheck"}
+CONTROL = {"bind": "rndc", "nsd": "nsd-control", "knot": "knotc"}
+RNDC_KEY_NAME = "rndc-key"
+HEADER = "Rendered by Salt from the paphosting pillar for {name}. Do not edit: every apply overwrites it."
+
+
+class ControlError(PapError):
+    """A control command (rndc, nsd-control, knotc) failed."""
+
+
+def binary(name):
+    """The path of a server binary, or raise :class:`PapError` naming the missing package."""
+    path = shutil.which(name)
+    if path is None:
+        for d in ("/usr/sbin", "/usr/bin", "/sbin"):
+            if os.access(os.path.join(d, name), os.X_OK):
+                return os.path.join(d, name)
+        raise PapError(
+            f"{name} is not installed (Debian packages: bind9 bind9-utils, nsd, knot knot-dnssecutils)"
+        )
+    return path
+
+
+def installed(server):
+    """True when the daemon of ``server`` (bind, nsd, knot) is installed."""
+    try:
+        binary(DAEMONS[server])
+    except PapError:
+        return False
+    return True
+
+
+def _kind(server):
+    kind = getattr(server, "server", server)
+    if kind not in SERVERS:
+        raise PapError(f"{kind!r} is not a DNS server (one of {', '.join(SERVERS)})")
+    return kind
+
+
+def _loopback(address):
+    return "::1" if ipaddress.ip_address(address).version == 6 else "127.0.0.1"
+
+
+def layout(server, root="/"):
+    """Where a server's files live under ``root``.
+
+    ``server`` is a :class:`~paphosting.model.Nameserver` (or just ``"bind"``, ``"nsd"``,
+    ``"knot"``). Keys: ``config``, ``zone_dir``, ``pidfile``, ``log``, ``dirs`` (to create),
+    ``control`` (how the control channel is reached) and server-specific extras.
+    """
+    kind = _kind(server)
+    u = lambda p: under(root, p)  # noqa: E731
+    if kind == "bind":
+        address = getattr(server, "address", "127.0.0.1")
+        port = getattr(server, "control_port", None) or 953
+        out = {
+            "config": u("/etc/bind/named.conf"),
+            "zone_dir": u("/etc/bind/zones"),
+            "work_dir": u("/var/cache/bind"),
+            "pidfile": u("/run/named/named.pid"),
+            "log": u("/var/log/named/named.log"),
+            "control": {
+                "address": _loopback(address),
+                "port": port,
+                "key": u("/etc/bind/rndc.key"),
+                "conf": u("/etc/bind/rndc.conf"),
+            },
+        }
+        out["dirs"] = [out["zone_dir"], out["work_dir"], u("/run/named"), u("/var/log/named")]
+    elif kind == "nsd":
+        out = {
+            "config": u("/etc/nsd/nsd.conf"),
+            "zone_dir": u("/etc/nsd/zones"),
+            "state_dir": u("/var/lib/nsd"),
+            "pidfile": u("/run/nsd/nsd.pid"),
+            "log": u("/var/log/nsd/nsd.log"),
+            "control": {"socket": u("/run/nsd/nsd.ctl")},
+        }
+        out["dirs"] = [out["zone_dir"], out["state_dir"], u("/run/nsd"), u("/var/log/nsd")]
+    else:
+        out = {
+            "config": u("/etc/knot/knot.conf"),
+            "zone_dir": u("/var/lib/knot/zones"),
+            "state_dir": u("/var/lib/knot"),
+            "run_dir": u("/run/knot"),
+            "pidfile": u("/run/knot/knot.pid"),
+            "log": u("/var/log/knot/knot.log"),
+            "control": {"socket": u("/run/knot/knot.sock")},
+        }
+        out["dirs"] = [out["zone_dir"], out["state_dir"], out["run_dir"], u("/var/log/knot")]
+    out["server"] = kind
+    out["unit"] = UNITS[kind]
+    out["packages"] = list(PACKAGES[kind])
+    return out
+
+
+def zone_path(server, zone_name, root="/"):
+    """The zone file of ``zone_name`` for ``server``."""
+    return os.path.join(layout(server, root)["zone_dir"], f"{zone_name}.zone")
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+
+def _q(text):
+    """A double-quoted config string (paths and names are validated; quote anyway)."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(platform, ns_id, root="/"):
+    """The main config file of nameserver ``ns_id`` (its server chosen in pillar), as text."""
+    ns = platform.nameservers[ns_id]
+    lay = layout(ns, root)
+    zones = sorted(platform.zones)
+    process = ns.service_mode == "process"
+    return {"bind": _bind_conf, "nsd": _nsd_conf, "knot": _knot_conf}[ns.server](
+        ns, lay, zones, process
+    )
+
+
+def _bind_conf(ns, lay, zones, process):
+    v6 = ipaddress.ip_address(ns.address).version == 6
+    ctl = lay["control"]
+    lines = [
+        f"// {HEADER.format(name=ns.name)}",
+        f"include {_q(ctl['key'])};",
+        "",
+        "options {",
+        f"\tdirectory {_q(lay['work_dir'])};",
+        f"\tpid-file {_q(lay['pidfile'])};",
+        f"\tsession-keyfile {_q(os.path.join(os.path.dirname(lay['pidfile']), 'session.key'))};",
+        f"\tlisten-on port {ns.port} {{ {'none' if v6 else ns.address}; }};",
+        f"\tlisten-on-v6 port {ns.port} {{ {ns.address if v6 else 'none'}; }};",
+        "\trecursion no;",
+        "\tallow-recursion { none; };",
+        "\tallow-query { any; };",
+        "\tallow-transfer { none; };",
+        "\tallow-update { none; };",
+        "\tnotify no;",
+        "\tdnssec-validation no;",
+        "\tversion none;",
+        "\thostname none;",
+        "\tserver-id none;",
+        "};",
+        "",
+        "controls {",
+        f"\tinet {ctl['address']} port {ctl['port']} allow {{ 127.0.0.0/8; ::1; }} keys {{ {_q(RNDC_KEY_NAME)}; }};",
+        "};",
+        "",
+    ]
+    if process:
+        lines += [
+            "logging {",
+            f"\tchannel paphosting {{ file {_q(lay['log'])}; severity info; print-time yes; print-category yes; print-severity yes; }};",
+            "\tcategory default { paphosting; };",
+            "\tcategory lame-servers { null; };",
+            "};",
+            "",
+        ]
+    for z in zones:
+        lines += [
+            f"zone {_q(z)} {{",
+            "\ttype primary;",
+            f"\tfile {_q(os.path.join(lay['zone_dir'], z + '.zone'))};",
+            "};",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def rndc_conf(ns, root="/"):
+    """rndc's own config for a BIND nameserver: its key, address and port."""
+    ctl = layout(ns, root)["control"]
+    return (
+        f"// {HEADER.format(name=ns.name)}\n"
+        f"include {_q(ctl['key'])};\n"
+        f"options {{\n\tdefault-key {_q(RNDC_KEY_NAME)};\n\tdefault-server {ctl['address']};\n"
+        f"\tdefault-port {ctl['port']};\n}};\n"
+    )
+
+
+def rndc_key(secret=None):
+    """A new rndc key file (hmac-sha256, 256 random bits unless ``secret`` is given)."""
+    secret = secret or base64.b64encode(os.urandom(32)).decode("ascii")
+    return f'key "{RNDC_KEY_NAME}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n'
+
+
+def _nsd_conf(ns, lay, zones, process):
+    addr = f"{ns.address}@{ns.port}"
+    lines = [
+        f"# {HEADER.format(name=ns.name)}",
+        "server:",
+        f"\tip-address: {addr}",
+        f"\tport: {ns.port}",
+        "\tserver-count: 1",
+        f"\tzonesdir: {_q(lay['zone_dir'])}",
+        '\tdatabase: ""',
+        f"\tzonelistfile: {_q(os.path.join(lay['state_dir'], 'zone.list'))}",
+        f"\txfrdfile: {_q(os.path.join(lay['state_dir'], 'xfrd.state'))}",
+        f"\txfrdir: {_q(lay['state_dir'])}",
+        f"\tpidfile: {_q(lay['pidfile'])}",
+        "\thide-version: yes",
+        "\thide-identity: yes",
+        "\tverbosity: 1",
+    ]
+    if process:
+        lines += ['\tusername: ""', f"\tlogfile: {_q(lay['log'])}"]
+    lines += [
+        "",
+        "remote-control:",
+        "\tcontrol-enable: yes",
+        f"\tcontrol-interface: {_q(lay['control']['socket'])}",
+        "",
+    ]
+    for z in zones:
+        lines += [
+            "zone:",
+            f"\tname: {_q(z)}",
+            f"\tzonefile: {_q(os.path.join(lay['zone_dir'], z + '.zone'))}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _knot_conf(ns, lay, zones, process):
+    lines = [
+        f"# {HEADER.format(name=ns.name)}",
+        "server:",
+        f"    rundir: {_q(lay['run_dir'])}",
+        f"    pidfile: {_q(lay['pidfile'])}",
+        f"    listen: {ns.address}@{ns.port}",
+        '    identity: ""',
+        '    version: ""',
+        "",
+        "log:",
+        f"  - target: {_q(lay['log']) if process else 'syslog'}",
+        "    any: info",
+        "",
+        "database:",
+        f"    storage: {_q(lay['state_dir'])}",
+        "",
+        "control:",
+        f"    listen: {_q(lay['control']['socket'])}",
+        "",
+        "template:",
+        "  - id: default",
+        f"    storage: {_q(lay['zone_dir'])}",
+        '    file: "%s.zone"',
+        "    zonefile-sync: -1",
+        "    zonefile-load: whole",
+        "    journal-content: none",
+        "    semantic-checks: on",
+        "",
+    ]
+    if zones:
+        lines.append("zone:")
+        lines += [f"  - domain: {_q(z)}" for z in zones]
+    return "\n".join(lines) + "\n"
+
+
+# --- checkers -----------------------------------------------------------------------------------
+
+
+def _run(argv, timeout=60):
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    return res.returncode, (res.stdout + res.stderr).strip()
+
+
+def check_config_file(server, path):
+    """Validate a config file with the server's own checker; raise :class:`CheckFailed`."""
+    kind = _kind(server)
+    tool = CHECKCONF[kind]
+    argv = {
+        "bind": [binary(tool), path],
+        "nsd": [binary(tool), path],
+        "knot": [binary(tool), "-c", path, "conf-check"],
+    }[kind]
+    code, out = _run(argv)
+    if code != 0:
+        raise CheckFailed(
+            "knotc conf-check" if kind == "knot" else tool, path, out or f"exit status {code}"
+        )
+
+
+def check_zone_file(server, zone_name, path):
+    """Validate a zone file with the server's own zone checker; raise :class:`CheckFailed`."""
+    kind = _kind(server)
+    tool = CHECKZONE[kind]
+    argv = {
+        "bind": [binary(tool), zone_name, path],
+        "nsd": [binary(tool), zone_name, path],
+        "knot": [binary(tool), "-o", zone_name, path],
+    }[kind]
+    code, out = _run(argv)
+    if code != 0:
+        raise CheckFailed(tool, f"zone {zone_name}", out or f"exit status {code}")
+
+
+def check_zone_text(server, zone_name, text):
+    """Validate zone ``text`` with the server's checker on a temporary file; raise CheckFailed."""
+    with tempfile.TemporaryDirectory(prefix="paphosting-zone-") as d:
+        path = os.path.join(d, f"{zone_name}.zone")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        check_zone_file(server, zone_name, path)
+
+
+def check_config_text(server, text):
+    """Validate config ``text`` with the server's checker on a temporary file; raise CheckFailed."""
+    with tempfile.TemporaryDirectory(prefix="paphosting-conf-") as d:
+        path = os.path.join(d, "server.conf")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        check_config_file(server, path)
+
+
+def check_config_before_write(ns, text, root="/"):
+    """Validate rendered config ``text`` of ``ns`` before anything exists on disk.
+
+    ``named-checkconf`` insists that the working directory and the included rndc key exist; until
+    the first write they don't, so a throw-away directory and key stand in for them.
+    """
+    if ns.server != "bind":
+        check_config_text(ns, text)
+        return
+    lay = layout(ns, root)
+    with tempfile.TemporaryDirectory(prefix="paphosting-conf-") as d:
+        if not os.path.exists(lay["control"]["key"]):
+            key = os.path.join(d, "rndc.key")
+            with open(key, "w", encoding="utf-8") as fh:
+                fh.write(rndc_key())
+            text = text.replace(_q(lay["control"]["key"]), _q(key))
+        if not os.path.isdir(lay["work_dir"]):
+            text = text.replace(_q(lay["work_dir"]), _q(d))
+        check_config_text(ns, text)
+
+
+# --- process mode and control -------------------------------------------------------------------
+
+
+def daemon(ns, root="/"):
+    """The :class:`~paphosting.daemon.Daemon` of a nameserver in service mode ``process``."""
+    lay = layout(ns, root)
+    kind = ns.server
+    command = {
+        "bind": (binary("named"), "-c", lay["config"]),
+        "nsd": (binary("nsd"), "-c", lay["config"]),
+        "knot": (binary("knotd"), "-c", lay["config"], "-d"),
+    }[kind]
+    return pdaemon.Daemon(
+        name=f"{DAEMONS[kind]} ({ns.name})",
+        command=command,
+        pidfile=lay["pidfile"],
+        foreground=False,
+        reload_signal=signal.SIGHUP,
+        reload_command=reload_commands(ns, root)[0],
+        stop_signal=signal.SIGTERM,
+        log=lay["log"],
+    )
+
+
+def _control(ns, root):
+    lay = layout(ns, root)
+    if ns.server == "bind":
+        return [binary("rndc"), "-c", lay["control"]["conf"]]
+    if ns.server == "nsd":
+        return [binary("nsd-control"), "-c", lay["config"]]
+    return [binary("knotc"), "-s", lay["control"]["socket"]]
+
+
+def reload_commands(ns, root="/"):
+    """The commands that reload a running server's config and every zone (run in order)."""
+    ctl = _control(ns, root)
+    if ns.server == "bind":
+        return [tuple(ctl + ["reload"])]
+    if ns.server == "nsd":
+        return [tuple(ctl + ["reconfig"]), tuple(ctl + ["reload"])]
+    return [tuple(ctl + ["reload"])]
+
+
+def zone_reload_command(ns, zone_name, root="/"):
+    """The command that reloads one zone: ``rndc reload``, ``nsd-control reload``, ``knotc zone-reload``."""
+    ctl = _control(ns, root)
+    return tuple(
+        ctl
+        + {
+            "bind": ["reload", zone_name],
+            "nsd": ["reload", zone_name],
+            "knot": ["-b", "zone-reload", zone_name],
+        }[ns.server]
+    )
+
+
+def run_control(argv):
+    """Run a control command; return its output, raise :class:`ControlError` on failure."""
+    code, out = _run(list(argv), timeout=30)
+    if code != 0:
+        raise ControlError(f"{' '.join(argv)} failed (exit status {code}): {out}")
+    return out
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def query(ns, qname, rdtype="A", timeout=1.0):
+    """Ask nameserver ``ns`` (its pillar address and port) over UDP; the response or None."""
+    msg = dns.message.make_query(qname, rdtype)
+    msg.flags &= ~dns.flags.RD
+    try:
+        return dns.query.udp(msg, ns.address, port=ns.port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return None
+
+
+def served_serial(ns, zone_name, timeout=1.0):
+    """The SOA serial ``ns`` serves for ``zone_name``, or None (not answering, not loaded)."""
+    resp = query(ns, zone_name + ".", "SOA", timeout)
+    if resp is None or resp.rcode() != dns.rcode.NOERROR:
+        return None
+    for rrset in resp.answer:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return rrset[0].serial
+    return None
+
+
+def answering(ns, timeout=0.5):
+    """True when ``ns`` answers DNS queries at all (any response code)."""
+    return query(ns, ".", "SOA", timeout) is not None
+
+
+def wait_for(predicate, deadline_seconds=10.0, interval=0.05):
+    """Poll ``predicate`` until it returns a true value or the deadline passes; return the value."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

@@ -1,0 +1,621 @@
+"""Zones rendered from the platform model: text, serials, record diffs, change safety, import.
+
+Everything here is a pure function of its arguments (no Salt, no files): the Salt modules read the
+live zone and the pillar, call these, and write the result.
+
+- :func:`render` turns one zone of a :class:`~paphosting.model.Platform` into master-file text.
+  Rotation names get the A/AAAA records of their member load balancers; ``members`` overrides the
+  configured members (the DNS failover's input), so the same function serves the highstate and the
+  failover.
+- :func:`next_serial` is the serial policy (date based, RFC 1982, see ``docs/dns.md``).
+- :func:`plan` compares a live zone with the wanted one: whether anything but the serial changed,
+  the new serial, the record-by-record diff, and whether the change-safety rule refuses it.
+- :func:`import_zone` reads an existing master file and returns the pillar YAML for it.
+"""
+
+import datetime
+import re
+from dataclasses import dataclass
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.zone
+import yaml
+
+from paphosting.errors import ChangeRefused, InvalidPillar, PapError, PillarError
+from paphosting.model import ROOT
+
+SERIAL_MOD = 2**32
+SERIAL_HALF = 2**31
+ROTATION_KEY = "paphosting_rotation"
+HEADER = "; {zone}: rendered by Salt from the paphosting pillar. Do not edit: every apply overwrites it.\n"
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+class ZoneError(PapError):
+    """A zone cannot be rendered, parsed or imported."""
+
+
+# --- serials -------------------------------------------------------------------------------------
+
+
+def serial_gt(a, b):
+    """``a`` is newer than ``b`` under RFC 1982 serial number arithmetic (32 bits)."""
+    diff = (a - b) % SERIAL_MOD
+    return 0 < diff < SERIAL_HALF
+
+
+def _day_number(today):
+    if isinstance(today, (datetime.date, datetime.datetime)):
+        return int(today.strftime("%Y%m%d"))
+    text = str(today).replace("-", "")
+    if not re.fullmatch(r"\d{8}", text):
+        raise ValueError(f"{today!r} is not a date (YYYYMMDD)")
+    return int(text)
+
+
+def next_serial(old, today):
+    """The serial that follows ``old`` on ``today`` (a date, or ``YYYYMMDD``).
+
+    Date based, ``YYYYMMDDnn``: the first change of a day gets ``YYYYMMDD00`` when that is newer
+    than ``old`` under RFC 1982; every other change gets ``old + 1`` (mod 2**32). So the serial
+    never goes backwards, the 100th change of a day simply borrows the next day's numbers
+    (``YYYYMMDD99 + 1``), and every step is a valid RFC 1982 increment (1 .. 2**31 - 1), even
+    from a serial that is far ahead of today or at 2**32 - 1. ``old`` None (a new zone) gives
+    ``YYYYMMDD00``.
+    """
+    base = _day_number(today) * 100
+    if base >= SERIAL_MOD:
+        raise ValueError(f"{today!r} does not fit a 32-bit YYYYMMDDnn serial")
+    if old is None:
+        return base
+    old = int(old)
+    if not 0 <= old < SERIAL_MOD:
+        raise ValueError(f"{old} is not a 32-bit serial")
+    if serial_gt(base, old):
+        return base
+    return (old + 1) % SERIAL_MOD
+
+
+def newest_serial(*serials):
+    """The newest of ``serials`` under RFC 1982, ignoring None; None when there is none."""
+    best = None
+    for s in serials:
+        if s is not None and (best is None or serial_gt(s, best)):
+            best = s
+    return best
+
+
+def today_utc():
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+# --- rotation membership (the failover's input) -------------------------------------------------
+
+
+def members_from_pillar(pillar_overlay):
+    """The rotation membership published by the failover, as ``{rotation: [lb ids]}``, or None.
+
+    ``pillar_overlay`` is the value of the pillar key ``paphosting_rotation`` (or a whole pillar
+    holding that key): ``{"version": int, "rotations": {name: {"members": [lb ids]}}}``. None or an
+    absent key means "use the configured members".
+    """
+    path = (ROTATION_KEY,)
+    overlay = pillar_overlay
+    if isinstance(overlay, dict) and ROTATION_KEY in overlay:
+        overlay = overlay[ROTATION_KEY]
+    elif isinstance(overlay, dict) and not {"rotations", "version"} & set(overlay):
+        overlay = None  # a whole pillar without the key
+    if overlay is None:
+        return None
+    errors = []
+    if not isinstance(overlay, dict):
+        raise InvalidPillar([PillarError(path, f"must be a mapping, got {type(overlay).__name__}")])
+    rotations = overlay.get("rotations") or {}
+    if not isinstance(rotations, dict):
+        raise InvalidPillar(
+            [
+                PillarError(
+                    path + ("rotations",), f"must be a mapping, got {type(rotations).__name__}"
+                )
+            ]
+        )
+    out = {}
+    for name, item in rotations.items():
+        p = path + ("rotations", name)
+        members = item.get("members") if isinstance(item, dict) else None
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            errors.append(PillarError(p + ("members",), "must be a list of load balancer ids"))
+            continue
+        out[str(name).rstrip(".").lower()] = list(members)
+    if errors:
+        raise InvalidPillar(errors)
+    return out
+
+
+def rotation_members(platform, members=None):
+    """``{rotation: (lb ids)}``: the configured members, overridden by ``members`` where given.
+
+    An override can only take configured members out (the failover removes dead load balancers; it
+    never adds one the pillar does not list). Names that are not configured members are dropped, and
+    an override that leaves nothing falls back to the configured members (fail open: a rotation is
+    never published empty).
+    """
+    members = {str(k).rstrip(".").lower(): v for k, v in (members or {}).items()}
+    out = {}
+    for name, rot in platform.rotations.items():
+        wanted = rot.members
+        if name in members:
+            keep = set(members[name])
+            chosen = tuple(m for m in rot.members if m in keep)
+            wanted = chosen or rot.members
+        out[name] = wanted
+    return out
+
+
+# --- building a zone ----------------------------------------------------------------------------
+
+
+@dataclass
+class Wanted:
+    """A zone as data: origin, SOA and every other RRset, and the RRsets the rotations own."""
+
+    origin: dns.name.Name
+    soa: dns.rdataset.Rdataset
+    rrsets: dict  # (relative dns.name.Name, rdtype) -> Rdataset (no SOA)
+    exempt: set  # (relative name, rdtype) owned by rotations: exempt from the share rule
+
+
+def _zone(platform, zone_name):
+    key = zone_name.rstrip(".").lower()
+    try:
+        return platform.zones[key]
+    except KeyError:
+        raise ZoneError(f"zone {zone_name} is not in pillar {ROOT}:zones") from None
+
+
+def _add(rrsets, name, rdtype, rdata, ttl):
+    rds = rrsets.get((name, rdtype))
+    if rds is None:
+        rds = rrsets[(name, rdtype)] = dns.rdataset.Rdataset(dns.rdataclass.IN, rdtype)
+    rds.add(rdata, ttl)  # several TTLs in one RRset: the lowest wins
+
+
+def _address_rdata(address, origin):
+    rdtype = dns.rdatatype.AAAA if ":" in address else dns.rdatatype.A
+    return rdtype, dns.rdata.from_text(dns.rdataclass.IN, rdtype, address, origin=origin)
+
+
+def build(platform, zone_name, serial, members=None):
+    """The wanted zone (a :class:`Wanted`) for ``zone_name``; see :func:`render`."""
+    zone = _zone(platform, zone_name)
+    origin = dns.name.from_text(zone.name)
+    rel = lambda fqdn: dns.name.from_text(fqdn).relativize(origin)  # noqa: E731
+    soa_text = f"{zone.soa.mname}. {zone.soa.rname}. {int(serial)} {zone.soa.refresh} {zone.soa.retry} {zone.soa.expire} {zone.soa.minimum}"
+    soa = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.SOA)
+    soa.add(
+        dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, soa_text, origin=origin), zone.ttl
+    )
+    rrsets = {}
+    exempt = set()
+    apex = dns.name.empty
+    for ns in zone.ns:
+        _add(
+            rrsets,
+            apex,
+            dns.rdatatype.NS,
+            dns.rdata.from_text("IN", "NS", ns + ".", origin=origin),
+            zone.ttl,
+        )
+    for r in zone.records:
+        name = (
+            apex
+            if r.owner == "@"
+            else dns.name.from_text(r.owner, origin=origin).relativize(origin)
+        )
+        rdtype = dns.rdatatype.from_text(r.type)
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, r.data, origin=origin)
+        _add(rrsets, name, rdtype, rdata, r.ttl if r.ttl is not None else zone.ttl)
+    # Glue for in-zone nameserver names, from the nameservers' addresses in pillar.
+    for i, ns in enumerate(zone.ns):
+        nsname = dns.name.from_text(ns)
+        if not nsname.is_subdomain(origin):
+            continue
+        owner = nsname.relativize(origin)
+        if any((owner, t) in rrsets for t in _ADDRESS_TYPES):
+            continue
+        server = next((s for s in platform.nameservers.values() if s.fqdn == ns), None)
+        if server is None:
+            raise InvalidPillar(
+                [
+                    PillarError(
+                        (ROOT, "zones", zone.name, "ns", i),
+                        f"{ns} is inside the zone but has no address: make it the fqdn of a "
+                        f"nameserver in {ROOT}:nameservers or give it an A record",
+                    )
+                ]
+            )
+        rdtype, rdata = _address_rdata(server.address, origin)
+        _add(rrsets, owner, rdtype, rdata, zone.ttl)
+    # Rotation names and the service hostnames pointing at them.
+    current = rotation_members(platform, members)
+
+    def addresses(owner, rotation):
+        rot = platform.rotations[rotation]
+        for lb_id in current[rotation]:
+            lb = platform.loadbalancers[lb_id]
+            for address in (lb.address, lb.address6):
+                if address:
+                    rdtype, rdata = _address_rdata(address, origin)
+                    _add(rrsets, owner, rdtype, rdata, rot.ttl)
+        exempt.update((owner, t) for t in _ADDRESS_TYPES)
+
+    for name in sorted(platform.rotations):
+        if platform.zone_of(name) == zone.name:
+            addresses(rel(name), name)
+    for sname in sorted(platform.services):
+        svc = platform.services[sname]
+        if svc.rotation is None:
+            continue
+        for host in svc.hostnames:
+            if platform.zone_of(host) != zone.name:
+                continue
+            if host == zone.name:
+                addresses(apex, svc.rotation)
+            else:
+                target = dns.rdata.from_text("IN", "CNAME", svc.rotation + ".", origin=origin)
+                _add(rrsets, rel(host), dns.rdatatype.CNAME, target, zone.ttl)
+    return Wanted(origin=origin, soa=soa, rrsets=rrsets, exempt=exempt)
+
+
+def _sorted_rdatas(rds, origin):
+    return sorted(rds, key=lambda rd: rd.to_digestable(origin))
+
+
+def _owner_text(name):
+    return "@" if name == dns.name.empty else name.to_text()
+
+
+def _type_order(rdtype):
+    return {dns.rdatatype.SOA: 0, dns.rdatatype.NS: 1}.get(rdtype, 2), int(rdtype)
+
+
+def to_text(wanted, zone_name=None):
+    """Master-file text of a :class:`Wanted`: deterministic, one record per line, absolute targets."""
+    origin = wanted.origin
+    lines = []
+    items = [((dns.name.empty, dns.rdatatype.SOA), wanted.soa)] + list(wanted.rrsets.items())
+    items.sort(key=lambda kv: (kv[0][0].derelativize(origin), _type_order(kv[0][1])))
+    width = max(len(_owner_text(name)) for (name, _), _ in items)
+    for (name, rdtype), rds in items:
+        for rd in _sorted_rdatas(rds, origin):
+            lines.append(
+                f"{_owner_text(name):<{width}} {rds.ttl:>7} IN {dns.rdatatype.to_text(rdtype):<6} "
+                f"{rd.to_text(origin=origin, relativize=False)}\n"
+            )
+    name = origin.to_text(omit_final_dot=True)
+    default_ttl = wanted.soa.ttl
+    return (
+        HEADER.format(zone=name)
+        + f"$ORIGIN {origin.to_text()}\n$TTL {default_ttl}\n"
+        + "".join(lines)
+    )
+
+
+def render(platform, zone_name, serial, members=None):
+    """The master-file text of ``zone_name`` with SOA serial ``serial``.
+
+    ``members`` (``{rotation: [lb ids]}``) overrides the configured members of those rotations,
+    see :func:`rotation_members`; None renders the configured members. Identical input gives
+    byte-identical output. Raises :class:`ZoneError` for an unknown zone and
+    :class:`InvalidPillar` for an in-zone NS name without an address.
+    """
+    return to_text(build(platform, zone_name, serial, members))
+
+
+# --- live zones: parse, serial, diff ------------------------------------------------------------
+
+
+def parse_text(zone_name, text):
+    """Parse master-file ``text`` of ``zone_name`` into a :class:`Wanted` (raises ZoneError)."""
+    origin = dns.name.from_text(zone_name)
+    try:
+        zone = dns.zone.from_text(text, origin=origin, relativize=True, check_origin=False)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ZoneError(f"cannot parse zone {zone_name}: {exc}") from exc
+    soa = None
+    rrsets = {}
+    for name, rds in zone.iterate_rdatasets():
+        if rds.rdclass != dns.rdataclass.IN:
+            continue
+        if rds.rdtype == dns.rdatatype.SOA and name == dns.name.empty:
+            soa = rds
+        else:
+            rrsets[(name, rds.rdtype)] = rds
+    if soa is None:
+        raise ZoneError(f"zone {zone_name} has no SOA record at its apex")
+    return Wanted(origin=origin, soa=soa, rrsets=rrsets, exempt=set())
+
+
+def serial_of(zone_name, text):
+    """The SOA serial of a zone's master-file text, or None when there is no (valid) text."""
+    if not text:
+        return None
+    try:
+        return parse_text(zone_name, text).soa[0].serial
+    except ZoneError:
+        return None
+
+
+def _record_lines(wanted, key=None):
+    origin = wanted.origin
+    out = {}
+    for (name, rdtype), rds in wanted.rrsets.items():
+        if key is not None and (name, rdtype) != key:
+            continue
+        owner = name.derelativize(origin).to_text()
+        for rd in rds:
+            line = f"{owner} {rds.ttl} IN {dns.rdatatype.to_text(rdtype)} {rd.to_text(origin=origin, relativize=False)}"
+            out[line] = (name, rdtype)
+    return out
+
+
+def _soa_fields(soa):
+    rd = soa[0]
+    return {
+        "ttl": soa.ttl,
+        "mname": rd.mname.to_text(),
+        "rname": rd.rname.to_text(),
+        "refresh": rd.refresh,
+        "retry": rd.retry,
+        "expire": rd.expire,
+        "minimum": rd.minimum,
+    }
+
+
+def record_diff(live, wanted):
+    """Record-by-record changes from ``live`` to ``wanted`` (both :class:`Wanted`; live may be None).
+
+    Returns ``{"added": [...], "removed": [...]}`` with one sorted master-file line per record
+    (absolute names). The SOA counts only when something other than its serial changed.
+    """
+    new = _record_lines(wanted)
+    old = _record_lines(live) if live is not None else {}
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    soa_new = _soa_line(wanted)
+    if live is None:
+        added.insert(0, soa_new)
+    elif _soa_fields(live.soa) != _soa_fields(wanted.soa):
+        removed.insert(0, _soa_line(live))
+        added.insert(0, soa_new)
+    return {"added": added, "removed": removed}
+
+
+def _soa_line(zone):
+    return f"{zone.origin.to_text()} {zone.soa.ttl} IN SOA {zone.soa[0].to_text(origin=zone.origin, relativize=False)}"
+
+
+# --- change safety ------------------------------------------------------------------------------
+
+
+def safety_problems(live, wanted, max_share=0.3, min_records=10):
+    """Why the change from ``live`` to ``wanted`` needs ``force``: a list of sentences (empty: safe).
+
+    - any change of the apex NS RRset or of the SOA (other than its serial);
+    - deleting or changing more than ``max_share`` of the live zone's records (SOA not counted),
+      for zones of at least ``min_records`` records. RRsets that rotations own (``wanted.exempt``:
+      the rotation names and apex service hostnames) are exempt: the failover bounds those itself.
+    A new zone (``live`` None) is always safe.
+    """
+    if live is None:
+        return []
+    problems = []
+    apex_ns = (dns.name.empty, dns.rdatatype.NS)
+    old_ns = sorted(
+        rd.to_text(origin=live.origin, relativize=False) for rd in live.rrsets.get(apex_ns, ())
+    )
+    new_ns = sorted(
+        rd.to_text(origin=wanted.origin, relativize=False) for rd in wanted.rrsets.get(apex_ns, ())
+    )
+    old_ns_ttl = live.rrsets[apex_ns].ttl if apex_ns in live.rrsets else None
+    new_ns_ttl = wanted.rrsets[apex_ns].ttl if apex_ns in wanted.rrsets else None
+    if old_ns != new_ns or old_ns_ttl != new_ns_ttl:
+        problems.append(
+            f"it changes the zone's NS records from {', '.join(old_ns) or 'none'} (TTL {old_ns_ttl}) "
+            f"to {', '.join(new_ns) or 'none'} (TTL {new_ns_ttl})"
+        )
+    old_soa, new_soa = _soa_fields(live.soa), _soa_fields(wanted.soa)
+    if old_soa != new_soa:
+        what = ", ".join(
+            f"{k} {old_soa[k]} -> {new_soa[k]}" for k in old_soa if old_soa[k] != new_soa[k]
+        )
+        problems.append(f"it changes the zone's SOA ({what})")
+    old = _record_lines(live)
+    new = _record_lines(wanted)
+    total = len(old)
+    if total >= min_records and total:
+        gone = sorted(
+            line
+            for line, key in old.items()
+            if line not in new and key not in wanted.exempt and key != apex_ns
+        )
+        share = len(gone) / total
+        if share > max_share:
+            shown = "; ".join(gone[:10]) + ("; ..." if len(gone) > 10 else "")
+            problems.append(
+                f"it deletes or changes {len(gone)} of its {total} records ({share:.0%}, more than "
+                f"the allowed {max_share:.0%}): {shown}"
+            )
+    return problems
+
+
+# --- planning an apply --------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    zone: str
+    changed: bool  # content other than the serial differs: write, bump, reload
+    text: str  # the text to write (the live text when nothing changed)
+    serial_live: int | None  # the live file's serial
+    serial_served: int | None  # what the running server answers, None when unknown
+    serial_new: int  # the serial after the apply
+    records: dict  # {"added": [...], "removed": [...]}
+    problems: list  # change-safety reasons; empty when safe
+
+    @property
+    def stale(self):
+        """Nothing to write, but the server serves another serial than its file: reload it."""
+        return (
+            not self.changed
+            and self.serial_served is not None
+            and self.serial_served != self.serial_live
+        )
+
+    def refusal(self):
+        """The message of a refused change, or None."""
+        if not self.problems:
+            return None
+        return (
+            f"refusing to change zone {self.zone}: "
+            + "; and ".join(self.problems)
+            + ". Nothing was written. Apply with force=True if this is intended."
+        )
+
+    def check(self, force=False):
+        """Raise :class:`ChangeRefused` unless the change is safe or ``force`` is set."""
+        if self.problems and not force:
+            raise ChangeRefused(self.refusal())
+
+
+def plan(platform, zone_name, live_text, today=None, members=None, served_serial=None):
+    """What applying ``zone_name`` over ``live_text`` (None: no zone yet) would do.
+
+    The serial is bumped only when content other than the serial changes, from the newest of the
+    live file's serial and ``served_serial`` (what the running server answers), so it never goes
+    backwards whichever master triggered the apply.
+    """
+    zone = _zone(platform, zone_name)
+    live = None
+    if live_text:
+        try:
+            live = parse_text(zone.name, live_text)
+        except ZoneError:
+            live = None  # an unreadable live file is replaced; its serial is unknown
+    live_serial = live.soa[0].serial if live is not None else None
+    old_serial = newest_serial(live_serial, served_serial)
+    if (
+        live is not None
+        and old_serial == live_serial
+        and render(platform, zone.name, old_serial, members) == live_text
+    ):
+        nothing = {"added": [], "removed": []}
+        return Plan(
+            zone.name, False, live_text, live_serial, served_serial, live_serial, nothing, []
+        )
+    serial = next_serial(old_serial, today or today_utc())
+    wanted = build(platform, zone.name, serial, members)
+    limits = platform.dns or {}
+    problems = safety_problems(
+        live, wanted, limits.get("max_change_share", 0.3), limits.get("min_records_for_share", 10)
+    )
+    return Plan(
+        zone.name,
+        True,
+        to_text(wanted),
+        live_serial,
+        served_serial,
+        serial,
+        record_diff(live, wanted),
+        problems,
+    )
+
+
+# --- import -------------------------------------------------------------------------------------
+
+
+def _name_text(name):
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def import_dict(text, origin=None):
+    """The pillar value (``{zone_name: {...}}``) for a zone in master-file format.
+
+    Reads ``$ORIGIN``, ``$TTL``, relative names and any record type dnspython knows. The zone TTL
+    becomes the SOA's TTL; records with another TTL keep theirs explicitly. The apex NS records
+    become the ``ns`` list, the SOA the ``soa`` mapping (its serial is not imported: serials are
+    managed), everything else (glue included) goes into ``records``.
+    """
+    try:
+        zone = dns.zone.from_text(text, origin=origin, relativize=True, check_origin=False)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ZoneError(f"cannot parse the zone file: {exc}") from exc
+    zorigin = zone.origin
+    apex = dns.name.empty
+    soa_rds = zone.get_rdataset(apex, dns.rdatatype.SOA)
+    if soa_rds is None:
+        raise ZoneError(f"zone {zorigin} has no SOA record at its apex")
+    soa = soa_rds[0]
+    zttl = soa_rds.ttl
+    ns_rds = zone.get_rdataset(apex, dns.rdatatype.NS)
+    if ns_rds is None:
+        raise ZoneError(f"zone {zorigin} has no NS records at its apex")
+    out = {
+        "ttl": zttl,
+        "ns": sorted(_name_text(rd.target.derelativize(zorigin)) for rd in ns_rds),
+        "soa": {
+            "mname": _name_text(soa.mname.derelativize(zorigin)),
+            "rname": _name_text(soa.rname.derelativize(zorigin)),
+            "refresh": soa.refresh,
+            "retry": soa.retry,
+            "expire": soa.expire,
+            "minimum": soa.minimum,
+        },
+    }
+    notes = []
+    if ns_rds.ttl != zttl:
+        notes.append(f"the apex NS TTL {ns_rds.ttl} becomes the zone TTL {zttl}")
+    records = {}
+    names = sorted(zone.keys(), key=lambda n: n.derelativize(zorigin))
+    for name in names:
+        node = zone[name]
+        for rds in sorted(node.rdatasets, key=lambda r: int(r.rdtype)):
+            if rds.rdclass != dns.rdataclass.IN:
+                continue
+            if name == apex and rds.rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS):
+                continue
+            owner = _owner_text(name)
+            for rd in _sorted_rdatas(rds, zorigin):
+                item = {
+                    "type": dns.rdatatype.to_text(rds.rdtype),
+                    "data": rd.to_text(origin=zorigin, relativize=False),
+                }
+                if rds.ttl != zttl:
+                    item["ttl"] = rds.ttl
+                records.setdefault(owner, []).append(item)
+    if records:
+        out["records"] = records
+    return {_name_text(zorigin): out}, notes
+
+
+def import_zone(text, origin=None):
+    """The pillar YAML (under ``paphosting:zones``) for a zone in master-file format.
+
+    Paste the result into the platform pillar; rendering it gives the same RRsets as the file
+    (the SOA serial excepted: the platform manages serials).
+    """
+    zones, notes = import_dict(text, origin)
+    body = yaml.safe_dump(
+        {ROOT: {"zones": zones}},
+        default_flow_style=None,
+        sort_keys=False,
+        width=10_000,
+        allow_unicode=False,
+    )
+    head = "".join(f"# note: {n}\n" for n in notes)
+    return head + body

@@ -1,0 +1,124 @@
+"""The dns_server config state and checkers through Salt's loaders (no server is started here)."""
+
+import shutil
+import stat
+
+import pytest
+
+from paphosting import dnsserver
+from paphosting.errors import CheckFailed
+from tests.conftest import example_pillar, require_binary
+
+CONFIG = {"bind": "etc/bind/named.conf", "nsd": "etc/nsd/nsd.conf", "knot": "etc/knot/knot.conf"}
+
+
+def server_pillar(ns_id, server):
+    pillar = example_pillar()
+    pillar["nameservers"] = {
+        ns_id: {"address": "127.0.0.1", "port": 5399, "control_port": 5398, "server": server}
+    }
+    pillar["health"]["watchers"] = [ns_id]
+    return pillar
+
+
+@pytest.fixture(autouse=True)
+def clean_root(minion_root):
+    for child in minion_root.iterdir():
+        shutil.rmtree(child)
+    yield
+
+
+@pytest.mark.parametrize("test", [True, False])
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_managed_writes_a_checked_config_once(set_pillar, loaders, minion_root, server, test):
+    require_binary(dnsserver.CHECKCONF[server])
+    ns_id = loaders.opts["id"]
+    loaders = set_pillar(server_pillar(ns_id, server))
+    config = minion_root / CONFIG[server]
+    ret = loaders.states.dns_server.managed(name=ns_id, test=test)
+    assert ret.result is (None if test else True), ret.comment
+    assert f"+++ {config}" in ret.changes["diff"]
+    if server == "bind":
+        assert ret.changes["rndc_key"] == {
+            "old": None,
+            "new": str(minion_root / "etc/bind/rndc.key"),
+        }
+        assert "secret" not in ret.changes["diff"]
+    if test:
+        assert not config.exists()
+        return
+    text = config.read_text()
+    assert text == loaders.modules.dns_server.render()
+    assert "127.0.0.1" in text and "5399" in text
+    again = loaders.states.dns_server.managed(name=ns_id)
+    assert again.result is True and again.changes == {}
+    assert again.comment == "DNS server config is up to date"
+    if server == "bind":
+        key = minion_root / "etc/bind/rndc.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o640
+        assert "default-port 5398;" in (minion_root / "etc/bind/rndc.conf").read_text()
+
+
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_a_pillar_change_shows_a_diff(set_pillar, loaders, minion_root, server):
+    ns_id = loaders.opts["id"]
+    loaders = set_pillar(server_pillar(ns_id, server))
+    assert loaders.states.dns_server.managed(name=ns_id).result is True
+    pillar = server_pillar(ns_id, server)
+    pillar["zones"]["paphosting.net"] = {}
+    loaders = set_pillar(pillar)
+    ret = loaders.states.dns_server.managed(name=ns_id)
+    assert ret.result is True
+    assert "paphosting.net" in "".join(
+        line for line in ret.changes["diff"].splitlines() if line.startswith("+")
+    )
+    assert "rndc_key" not in ret.changes
+
+
+def test_invalid_pillar_writes_no_config(set_pillar, loaders, minion_root):
+    ns_id = loaders.opts["id"]
+    pillar = server_pillar(ns_id, "nsd")
+    pillar["nameservers"][ns_id]["port"] = 70000
+    loaders = set_pillar(pillar)
+    ret = loaders.states.dns_server.managed(name=ns_id)
+    assert ret.result is False
+    assert (
+        f"pillar paphosting:nameservers:{ns_id}:port: 70000 is out of range 1..65535" in ret.comment
+    )
+    assert list(minion_root.iterdir()) == []
+
+
+def test_check_and_info(set_pillar, loaders, minion_root):
+    ns_id = loaders.opts["id"]
+    loaders = set_pillar(server_pillar(ns_id, "bind"))
+    assert loaders.modules.dns_server.check() is True
+    info = loaders.modules.dns_server.info()
+    assert info["server"] == "bind" and info["mode"] == "process" and info["unit"] == "named"
+    assert info["config"] == str(minion_root / CONFIG["bind"])
+    status = loaders.modules.dns_server.status()
+    assert status == {
+        "running": False,
+        "pid": None,
+        "mode": "process",
+        "server": "bind",
+        "answering": False,
+    }
+
+
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_the_real_checkers_reject_a_broken_config(tmp_path, server):
+    with pytest.raises(CheckFailed) as info:
+        dnsserver.check_config_text(server, "this is { not a config\n")
+    assert (
+        info.value.tool
+        == {"bind": "named-checkconf", "nsd": "nsd-checkconf", "knot": "knotc conf-check"}[server]
+    )
+
+
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_the_real_zone_checkers_reject_a_broken_zone(server):
+    text = "$ORIGIN t.test.\n@ 300 IN SOA ns.t.test. h.t.test. 1 2 3 4 5\n@ 300 IN NS ns.t.test.\nwww 300 IN A 1.2.3\n"
+    with pytest.raises(CheckFailed) as info:
+        dnsserver.check_zone_text(server, "t.test", text)
+    assert info.value.tool == dnsserver.CHECKZONE[server]
+    assert info.value.output
