@@ -4,6 +4,7 @@ No test here skips for a missing binary: ``make test`` installs them first (scri
 missing one is a failure, in CI and everywhere else.
 """
 
+import logging
 import os
 import pathlib
 import shutil
@@ -17,6 +18,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "_utils"))
 
 EXAMPLE_PILLAR = REPO / "pillar" / "paphosting.sls"
+
+# Salt's log handlers flush at interpreter exit, after pytest closed the captured streams; without
+# this every run ends with pages of "--- Logging error ---" that hide the summary.
+logging.raiseExceptions = False
 
 
 def require_binary(name):
