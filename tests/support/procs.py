@@ -1,0 +1,331 @@
+"""Real processes for tests and the demo: demo webapps, haproxy, an HTTP client, bounded waits.
+
+Every process started here is started in its own session and stopped by its ``stop()`` (tests call
+it from fixture finalizers). Nothing here sleeps for a fixed time to let something happen: waits
+poll a condition until a deadline and fail with a message saying what did not happen.
+"""
+
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from http.cookies import CookieError, SimpleCookie
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+WEBAPP = REPO / "salt" / "webserver" / "files" / "webapp.py"
+if str(REPO / "_utils") not in sys.path:
+    sys.path.insert(0, str(REPO / "_utils"))
+
+from paphosting import haproxy as hap  # noqa: E402
+
+
+class Timeout(AssertionError):
+    """A bounded wait ran out."""
+
+
+def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` runs out.
+
+    Exceptions from ``predicate`` count as "not yet"; the last one is reported on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last = f"last value: {value!r}"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = f"last error: {exc!r}"
+        if time.monotonic() >= deadline:
+            raise Timeout(f"{message}: not reached within {timeout:g}s ({last})")
+        time.sleep(interval)
+
+
+def port_open(address, port, timeout=0.5):
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def server(self):
+        """The webapp that answered (``None`` when the answer did not come from one)."""
+        try:
+            return self.json().get("server")
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:80]!r}>"
+
+
+class Client:
+    """An HTTP client with a cookie jar, talking to ``address:port`` with any ``Host`` header.
+
+    One new connection per request, like distinct browser requests through a load balancer.
+    """
+
+    def __init__(self, cookies=None):
+        self.cookies = dict(cookies or {})
+
+    def get(self, address, port, path="/", host=None, timeout=5.0):
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+        headers = {"Connection": "close"}
+        if host:
+            headers["Host"] = host
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in sorted(self.cookies.items()))
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            for value in resp.headers.get_all("Set-Cookie") or []:
+                jar = SimpleCookie()
+                try:
+                    jar.load(value)
+                except CookieError:
+                    continue
+                for name, morsel in jar.items():
+                    self.cookies[name] = morsel.value
+            return Response(resp.status, resp.headers, body)
+        finally:
+            conn.close()
+
+
+def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0):
+    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None."""
+    client = cookies if isinstance(cookies, Client) else Client(cookies)
+    return client.get(address, port, path, host, timeout)
+
+
+# --- the demo webapp --------------------------------------------------------------------------
+
+
+class Webapp:
+    """``salt/webserver/files/webapp.py`` on ``address:port``, answering as ``name``."""
+
+    def __init__(self, name, address, port, log_dir):
+        self.name = name
+        self.address = address
+        self.port = port
+        self.log = pathlib.Path(log_dir) / f"webapp-{name}-{address}-{port}.log"
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        if self.running:
+            return self
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(WEBAPP),
+                    "--name",
+                    self.name,
+                    "--address",
+                    self.address,
+                    "--port",
+                    str(self.port),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def healthy():
+            if self.proc.poll() is not None:
+                raise Timeout(
+                    f"webapp {self.name} exited with {self.proc.returncode}: {self.log.read_text()[-500:]}"
+                )
+            return http_get(self.address, self.port, "/health", timeout=1).status == 200
+
+        wait_until(
+            healthy, timeout, message=f"webapp {self.name} on {self.address}:{self.port} healthy"
+        )
+        return self
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """Die abruptly (``SIGKILL``), like a crashed server."""
+        if self.running:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_webapp(name, address, port, log_dir, timeout=10.0):
+    """Start a demo webapp and wait until its ``/health`` answers 200."""
+    return Webapp(name, address, port, log_dir).start(timeout)
+
+
+# --- haproxy ----------------------------------------------------------------------------------
+
+
+class Haproxy:
+    """haproxy in service mode ``process`` with its files under ``root``."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.paths = hap.layout(self.root)
+
+    def write(self, text):
+        path = pathlib.Path(self.paths["config"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def start(self, text=None):
+        if text is not None:
+            self.write(text)
+        hap.start(self.root)
+        return self
+
+    def reload(self, text=None):
+        if text is not None:
+            self.write(text)
+        return hap.reload(self.root)
+
+    def stop(self):
+        return hap.stop(self.root)
+
+    @property
+    def pid(self):
+        return hap.status(self.root)["pid"]
+
+    def workers(self):
+        return hap.processes(self.paths["master_socket"])["workers"]
+
+    def servers(self):
+        return hap.servers(self.paths["admin_socket"])
+
+    def server_status(self, backend, server):
+        return self.servers().get(backend, {}).get(server, "")
+
+    def wait_server(self, backend, server, status, timeout=15.0):
+        """Wait until haproxy's health checks report ``server`` of ``backend`` as ``UP`` or ``DOWN``."""
+        return wait_until(
+            lambda: self.server_status(backend, server).startswith(status),
+            timeout,
+            message=f"{backend}/{server} {status} in haproxy {self.root}",
+        )
+
+    def log_tail(self, lines=30):
+        try:
+            return "".join(pathlib.Path(self.paths["log"]).read_text().splitlines(True)[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def start_haproxy(root, text):
+    """Write ``text`` as the haproxy.cfg under ``root`` and start haproxy; wait until it serves."""
+    return Haproxy(root).start(text)
+
+
+# --- a small platform on loopback addresses ---------------------------------------------------
+
+
+def platform_pillar(loopback, lbs=2, webservers=3, failback="manual", inter=200, fall=2, rise=2):
+    """A ``paphosting`` pillar value on fresh loopback addresses and free ports, for real daemons.
+
+    ``lbs`` load balancers ``lbN.test``, ``webservers`` webservers ``webN.test`` each with its own
+    port; the stateless service ``www`` (``www.example.test``) over all webservers, and the
+    stateful service ``shop`` (``shop.example.test``) with ``web1.test`` as primary and
+    ``web2.test`` as backup, failback ``failback``. Health checks every ``inter`` ms.
+    """
+    lbs_ = {}
+    for i in range(1, lbs + 1):
+        addr = loopback.address()
+        lbs_[f"lb{i}.test"] = {"address": addr, "http_port": loopback.port(addr)}
+    webs = {}
+    ports = {}
+    for i in range(1, webservers + 1):
+        addr = loopback.address()
+        webs[f"web{i}.test"] = {"address": addr}
+        ports[f"web{i}.test"] = loopback.port(addr)
+    check = {
+        "path": "/health",
+        "inter": inter,
+        "fall": fall,
+        "rise": rise,
+        "timeout": max(100, inter),
+    }
+    services = {
+        "www": {
+            "type": "stateless",
+            "hostnames": ["www.example.test"],
+            "check": dict(check),
+            "servers": [{"name": n, "port": ports[n]} for n in webs],
+        }
+    }
+    if webservers >= 2:
+        services["shop"] = {
+            "type": "stateful",
+            "hostnames": ["shop.example.test"],
+            "failback": failback,
+            "cookie_name": "PAPSRV",
+            "check": dict(check),
+            "servers": [
+                {"name": "web1.test", "role": "primary", "port": ports["web1.test"]},
+                {"name": "web2.test", "role": "backup", "port": ports["web2.test"]},
+            ],
+        }
+    return {
+        "settings": {"service_mode": "process"},
+        "haproxy": {"timeout_connect": 1000, "timeout_client": 10000, "timeout_server": 10000},
+        "loadbalancers": lbs_,
+        "webservers": webs,
+        "services": services,
+    }
+
+
+def webapps_of(pillar, log_dir):
+    """Start one webapp per webserver of ``pillar`` on the port its services use; return them by name."""
+    ports = {}
+    for svc in pillar["services"].values():
+        for srv in svc["servers"]:
+            ports.setdefault(srv["name"], srv["port"])
+    apps = {}
+    try:
+        for name, port in ports.items():
+            apps[name] = start_webapp(name, pillar["webservers"][name]["address"], port, log_dir)
+    except BaseException:
+        for app in apps.values():
+            app.stop()
+        raise
+    return apps
+
+
+def clean_env():
+    """``os.environ`` for a subprocess that should not inherit pytest's plugin settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
