@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit functional integration demo bench lint
+.PHONY: setup test unit functional integration demo bench lint validate
 
 setup:
 	@bash scripts/setup
@@ -28,3 +28,8 @@ bench: setup
 
 lint: setup
 	$(VENV)/ruff check . && $(VENV)/ruff format --check .
+
+# Render and validate every config of a pillar tree, masterless: make validate PILLAR=path/to/pillar
+PILLAR ?= pillar
+validate: setup
+	@scripts/validate-pillar $(PILLAR)
