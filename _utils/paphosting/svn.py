@@ -1,0 +1,311 @@
+"""The Subversion client the masters use: the ``svn`` command line, wrapped.
+
+Salt ships no Subversion pillar and pysvn is not on PyPI, so the masters run ``svn`` itself
+(``svn info --xml``, ``svn log --xml``, ``svn export``, ``svn propset --revprop``). Every call is
+non-interactive, has a timeout, and turns svn's error codes into errors an admin can act on:
+
+* :class:`Unreachable`: the server does not answer (refused, unknown host, timeout);
+* :class:`NotFound`: the repository or the path in it does not exist (a wrong URL);
+* :class:`NoSuchRevision`: the revision is newer than the repository's youngest;
+* :class:`Denied`: credentials missing or refused, or a hook refused a revision property;
+* :class:`SvnError`: anything else, with svn's own message.
+"""
+
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+from paphosting.errors import PapError
+
+PUSHED = "paphosting:pushed"
+"""The revision property a push sets on the revision it made live (``<master> <UTC time>``)."""
+
+
+class SvnError(PapError):
+    """svn failed; ``str()`` says what was asked of which URL and what svn answered."""
+
+    def __init__(self, what, url, detail):
+        self.what = what
+        self.url = url
+        self.detail = detail.strip()
+        super().__init__(str(self))
+
+    def __str__(self):
+        return f"Subversion: {self.what} {self.url}: {self.detail}"
+
+
+class Unreachable(SvnError):
+    """The Subversion server cannot be reached."""
+
+    def __str__(self):
+        return f"Subversion server unreachable: {self.what} {self.url}: {self.detail}"
+
+
+class NotFound(SvnError):
+    """The repository URL or the path inside it does not exist."""
+
+    def __str__(self):
+        return f"Subversion: {self.detail}: check the repository URL and path"
+
+
+class NoSuchRevision(SvnError):
+    """The revision asked for does not exist."""
+
+    def __str__(self):
+        return f"Subversion: {self.detail} in {self.url}"
+
+
+class Denied(SvnError):
+    """Credentials missing or refused, or a repository hook said no."""
+
+    def __str__(self):
+        return f"Subversion refused to {self.what} {self.url}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision of the pillar path: its number, who committed it, when, and why."""
+
+    number: int
+    author: str
+    date: str  # ISO 8601, UTC, as svn reports it
+    message: str = ""
+    props: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def pushed(self):
+        """The ``paphosting:pushed`` mark (``"<master> <time>"``), or None."""
+        return self.props.get(PUSHED)
+
+
+# svn error codes (svn_error_codes.h) and what they mean to an admin.
+_UNREACHABLE = {
+    "E170013",
+    "E000111",
+    "E000113",
+    "E670002",
+    "E670008",
+    "E000110",
+    "E210002",
+    "E210003",
+}
+_NOT_FOUND = {
+    "E170000",
+    "E160013",
+    "E200009",
+    "E180001",
+    "E210005",
+    "E125002",
+    "E160016",
+    "E195012",
+}
+_NO_REVISION = {"E160006", "E205000"}
+_DENIED = {"E170001", "E215004", "E165001", "E220001", "E170009", "E160043"}
+_CODE_RE = re.compile(r"\b([EW]\d{6})\b")
+_PREFIX_RE = re.compile(r"^svn: (?:warning: )?(?:[EW]\d{6}: )?")
+
+
+def _error(what, url, stderr):
+    """The error for svn's ``stderr``, chosen by the most specific code it printed."""
+    codes = _CODE_RE.findall(stderr)
+    lines = [_PREFIX_RE.sub("", ln).strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    detail = "; ".join(
+        dict.fromkeys(ln for ln in lines if not ln.startswith("Could not display info"))
+    )
+    codes_set = set(codes)
+    if codes_set & _NO_REVISION:
+        return NoSuchRevision(what, url, detail)
+    # "Unable to connect" (E170013) heads both a dead server and a wrong repository name: the
+    # code under it decides.
+    if "W170000" in codes_set or codes_set & _NOT_FOUND:
+        return NotFound(what, url, detail)
+    if codes_set & _UNREACHABLE:
+        return Unreachable(what, url, detail)
+    if codes_set & _DENIED:
+        return Denied(what, url, detail)
+    return SvnError(what, url, detail or "svn failed without a message")
+
+
+def join(url, path):
+    """``url`` with ``path`` (relative, may be empty) appended."""
+    path = (path or "").strip("/")
+    return url.rstrip("/") + ("/" + path if path else "")
+
+
+def parse_info(text):
+    """The last changed revision of the target of ``svn info --xml``."""
+    entry = ET.fromstring(text).find("entry")
+    commit = entry.find("commit")
+    return Revision(
+        number=int(commit.get("revision")),
+        author=commit.findtext("author") or "",
+        date=commit.findtext("date") or "",
+    )
+
+
+def parse_log(text):
+    """The revisions of ``svn log --xml`` (newest first when asked HEAD:1), with their revprops.
+
+    With ``--with-revprop``, svn reports author and date as ``svn:author``/``svn:date`` revprops;
+    both shapes are understood.
+    """
+    out = []
+    for entry in ET.fromstring(text).findall("logentry"):
+        props = {p.get("name"): p.text or "" for p in entry.findall("revprops/property")}
+        out.append(
+            Revision(
+                number=int(entry.get("revision")),
+                author=entry.findtext("author") or props.get("svn:author", ""),
+                date=entry.findtext("date") or props.get("svn:date", ""),
+                message=(entry.findtext("msg") or props.get("svn:log", "")).strip(),
+                props={k: v for k, v in props.items() if not k.startswith("svn:")},
+            )
+        )
+    return out
+
+
+class Client:
+    """One Subversion repository, reached through the ``svn`` command line.
+
+    url
+        The repository URL (``svn://``, ``https://``, ``file://``...).
+    username, password
+        Credentials for writes (marking a revision pushed); the password goes to svn on its
+        standard input, never on the command line. Without them svn uses its own credential
+        cache in ``config_dir``.
+    timeout
+        Seconds any metadata command may take (a server that does not answer fails this fast).
+    export_timeout
+        Seconds an export may take.
+    config_dir
+        svn's ``--config-dir`` (its settings and credential cache); svn's default otherwise.
+    """
+
+    def __init__(
+        self,
+        url,
+        username=None,
+        password=None,
+        timeout=10,
+        export_timeout=120,
+        config_dir=None,
+        binary="svn",
+    ):
+        self.url = url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.export_timeout = export_timeout
+        self.config_dir = config_dir
+        self.binary = binary
+
+    def _run(self, what, url, args, timeout=None):
+        cmd = [self.binary, "--non-interactive"]
+        if self.config_dir:
+            cmd += ["--config-dir", self.config_dir]
+        stdin = None
+        if self.username:
+            cmd += ["--username", self.username]
+        if self.password is not None:
+            cmd += ["--no-auth-cache", "--password-from-stdin"]
+            stdin = self.password + "\n"
+        cmd += args
+        env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8")
+        env.pop("LANGUAGE", None)
+        timeout = timeout or self.timeout
+        try:
+            proc = subprocess.run(
+                cmd,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise Unreachable(what, url, f"no answer within {timeout:g} s") from None
+        except FileNotFoundError:
+            raise SvnError(what, url, f"the svn client ({self.binary}) is not installed") from None
+        if proc.returncode != 0:
+            raise _error(what, url, proc.stderr)
+        return proc.stdout
+
+    @staticmethod
+    def _peg(url, rev):
+        return f"{url}@{rev}" if rev is not None else f"{url}@HEAD"
+
+    def info(self, path="", rev=None):
+        """The last revision that changed ``path`` at revision ``rev`` (HEAD by default)."""
+        url = join(self.url, path)
+        out = self._run("read", url, ["info", "--xml", self._peg(url, rev)])
+        try:
+            return parse_info(out)
+        except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
+            raise SvnError("read", url, f"unexpected answer from svn info: {exc}") from None
+
+    def log(self, path="", start="HEAD", end=1, limit=None, revprops=()):
+        """The revisions that changed ``path`` from ``start`` down to ``end``, with ``revprops``.
+
+        ``start`` must not be older than the path's creation, as with ``svn log -r``.
+        """
+        url = join(self.url, path)
+        args = ["log", "--xml", "-r", f"{start}:{end}"]
+        if limit:
+            args += ["--limit", str(limit)]
+        if revprops:
+            for name in ("svn:author", "svn:date", "svn:log", *revprops):
+                args += ["--with-revprop", name]
+        args.append(self._peg(url, start if start != "HEAD" else None))
+        out = self._run("read the log of", url, args)
+        try:
+            return parse_log(out)
+        except (ET.ParseError, TypeError, ValueError) as exc:
+            raise SvnError(
+                "read the log of", url, f"unexpected answer from svn log: {exc}"
+            ) from None
+
+    def revision(self, path="", rev=None):
+        """:func:`info` with the commit message and the push mark of that revision."""
+        last = self.info(path, rev)
+        entries = self.log(path, start=last.number, end=last.number, revprops=(PUSHED,))
+        return entries[0] if entries else last
+
+    def newest_pushed(self, path="", newer_than=0, page=100):
+        """The newest revision of ``path`` marked pushed and newer than ``newer_than``, or None."""
+        head = self.info(path)
+        start = head.number
+        while start > newer_than:
+            entries = self.log(
+                path, start=start, end=newer_than + 1, limit=page, revprops=(PUSHED,)
+            )
+            for entry in entries:
+                if entry.pushed is not None and entry.number > newer_than:
+                    return entry
+            if len(entries) < page:
+                return None
+            start = entries[-1].number - 1
+        return None
+
+    def export(self, path, rev, dest):
+        """Export ``path`` at revision ``rev`` (a number) into the new directory ``dest``."""
+        url = join(self.url, path)
+        self._run(
+            "export",
+            url,
+            ["export", "--quiet", "--ignore-externals", "-r", str(rev), self._peg(url, rev), dest],
+            timeout=self.export_timeout,
+        )
+
+    def mark_pushed(self, rev, value):
+        """Set the ``paphosting:pushed`` revision property of ``rev`` to ``value``.
+
+        Needs write access and a ``pre-revprop-change`` hook that allows this property.
+        """
+        self._run(
+            "mark as pushed",
+            f"{self.url} r{rev}",
+            ["propset", "--revprop", "-r", str(rev), PUSHED, value, self.url],
+        )

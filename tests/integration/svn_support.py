@@ -1,0 +1,202 @@
+"""A real Subversion server for the push tests: ``svnadmin create`` and ``svnserve`` on 127.0.0.1.
+
+:class:`SvnServer` holds one repository (``<root>/platform``) served by ``svnserve -d`` on a free
+port of 127.0.0.1: anonymous read, write for the user ``admin`` (password ``secret``), and the
+``pre-revprop-change`` hook an admin installs (only ``paphosting:pushed`` may change).
+:meth:`SvnServer.commit` commits files the way an admin does, from a working copy.
+
+:func:`served` starts one and stops it on exit (for a module-scoped fixture);
+:func:`master_options` is the master configuration that serves the pillar from it.
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+
+import yaml
+
+from paphosting import daemon
+from tests.conftest import REPO, require_binary
+
+SVNPILLAR_CONF = REPO / "conf" / "master.d" / "svnpillar.conf"
+USER = "admin"
+PASSWORD = "secret"
+
+HOOK = """#!/bin/sh
+# Allow the masters to mark a revision pushed (svnpillar.push); refuse every other change.
+# Arguments: REPOS REV USER PROPNAME ACTION
+[ "$4" = "paphosting:pushed" ] && exit 0
+echo "only the revision property paphosting:pushed may be changed" >&2
+exit 1
+"""
+
+
+def _run(args, cwd=None, stdin=None):
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    res = subprocess.run(
+        args, cwd=cwd, input=stdin, capture_output=True, text=True, env=env, check=False
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{res.stdout}{res.stderr}")
+    return res.stdout
+
+
+class SvnServer:
+    """One repository under ``root``, served by svnserve on ``127.0.0.1:port``."""
+
+    def __init__(self, root, port, name="platform"):
+        self.root = str(root)
+        self.port = port
+        self.name = name
+        self.repo = os.path.join(self.root, name)
+        self.url = f"svn://127.0.0.1:{port}/{name}"
+        self.config_dir = os.path.join(self.root, "client-config")
+        self.wc = os.path.join(self.root, "wc")
+        self.daemon = daemon.Daemon(
+            name="svnserve",
+            command=(
+                "svnserve",
+                "-d",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(port),
+                "-r",
+                self.root,
+                "--pid-file",
+                os.path.join(self.root, "svnserve.pid"),
+                "--log-file",
+                os.path.join(self.root, "svnserve.log"),
+            ),
+            pidfile=os.path.join(self.root, "svnserve.pid"),
+            log=os.path.join(self.root, "svnserve.out"),
+        )
+
+    def create(self):
+        _run(["svnadmin", "create", self.repo])
+        conf = os.path.join(self.repo, "conf")
+        with open(os.path.join(conf, "svnserve.conf"), "w", encoding="utf-8") as fh:
+            fh.write(
+                "[general]\nanon-access = read\nauth-access = write\npassword-db = passwd\nrealm = paphosting\n"
+            )
+        with open(os.path.join(conf, "passwd"), "w", encoding="utf-8") as fh:
+            fh.write(f"[users]\n{USER} = {PASSWORD}\n")
+        hook = os.path.join(self.repo, "hooks", "pre-revprop-change")
+        with open(hook, "w", encoding="utf-8") as fh:
+            fh.write(HOOK)
+        os.chmod(hook, 0o755)
+        return self
+
+    def start(self):
+        daemon.start(self.daemon)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self):
+        daemon.stop(self.daemon)
+
+    def _svn(self, *args, cwd=None):
+        return _run(
+            [
+                "svn",
+                "--non-interactive",
+                "--config-dir",
+                self.config_dir,
+                "--username",
+                USER,
+                "--password-from-stdin",
+                "--no-auth-cache",
+                *args,
+            ],
+            cwd=cwd,
+            stdin=PASSWORD + "\n",
+        )
+
+    def commit(self, files, message="change", remove=()):
+        """Commit ``files`` (``{repository path: text}``) and remove ``remove``; the new revision."""
+        if not os.path.isdir(self.wc):
+            self._svn("checkout", "--quiet", self.url, self.wc)
+        self._svn("update", "--quiet", self.wc)
+        for path, text in files.items():
+            full = os.path.join(self.wc, path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        for path in remove:
+            self._svn("delete", "--quiet", os.path.join(self.wc, path))
+        self._svn("add", "--quiet", "--force", "--parents", self.wc)
+        out = self._svn("commit", "-m", message, self.wc)
+        for line in out.splitlines():
+            if line.startswith("Committed revision"):
+                return int(line.split()[-1].rstrip("."))
+        return self.head()
+
+    def mark(self, rev, value):
+        """Mark ``rev`` pushed, as a master does (``svn propset --revprop``)."""
+        self._svn("propset", "--revprop", "-r", str(rev), "paphosting:pushed", value, self.url)
+
+    def unmark(self, rev):
+        self._svn("propdel", "--revprop", "-r", str(rev), "paphosting:pushed", self.url)
+
+    def head(self):
+        out = _run(["svnlook", "youngest", self.repo])
+        return int(out.strip())
+
+    def pushed(self, rev):
+        """The ``paphosting:pushed`` mark of ``rev`` (None when unset), read on the server side."""
+        res = subprocess.run(
+            ["svnlook", "propget", "--revprop", "-r", str(rev), self.repo, "paphosting:pushed"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return res.stdout.strip() if res.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def served(root, port):
+    """A started :class:`SvnServer` with an empty repository under ``root``, stopped on exit.
+
+    .. code-block:: python
+
+        @pytest.fixture(scope="module")
+        def svn_server(tmp_path_factory, loopback):
+            with served(tmp_path_factory.mktemp("svn"), loopback.port("127.0.0.1")) as server:
+                yield server
+    """
+    for name in ("svnadmin", "svnserve", "svn", "svnlook"):
+        require_binary(name)
+    server = SvnServer(root, port).create().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def master_options(store, server, sync_seconds=3):
+    """``conf/master.d/svnpillar.conf`` for a test master: revisions kept under ``store``, the
+    repository of ``server`` with the test user, short timeouts, svnpillar.sync every
+    ``sync_seconds`` (30 in production)."""
+    text = SVNPILLAR_CONF.read_text().replace("/var/cache/salt/master/paphosting", str(store))
+    conf = yaml.safe_load(text)
+    conf["paphosting_svn"].update(
+        url=server.url,
+        username=USER,
+        password=PASSWORD,
+        config_dir=os.path.join(str(store), "svn-config"),
+        store=str(store),
+        timeout=5,
+        apply_timeout=120,
+        keep=3,
+    )
+    conf["schedule"]["paphosting_svnpillar_sync"]["seconds"] = sync_seconds
+    return conf

@@ -1,0 +1,400 @@
+"""The pure part of a push: the revision store, locating pillar paths, validation, outcomes, texts."""
+
+import json
+import os
+import pathlib
+import threading
+
+import pytest
+
+from paphosting import push
+from tests.conftest import example_pillar
+
+LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
+NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
+WEB = ["web1.paphosting.net", "web2.paphosting.net", "web3.paphosting.net"]
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def _tree(store, number, text="x: 1\n"):
+    tree = store.staging(number)
+    with open(os.path.join(tree, "top.sls"), "w") as fh:
+        fh.write(text)
+    return store.install(tree, number)
+
+
+def test_live_is_a_symlink_swapped_atomically(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    assert store.live_revision() is None
+    _tree(store, 3)
+    store.make_live(3)
+    assert store.live_revision() == 3
+    assert os.readlink(store.live) == "rev-3"
+    assert pathlib.Path(store.live, "top.sls").read_text() == "x: 1\n"
+    _tree(store, 5, "x: 2\n")
+    store.make_live(5)
+    assert store.live_revision() == 5
+    assert pathlib.Path(store.live, "top.sls").read_text() == "x: 2\n"
+    assert not [n for n in os.listdir(store.pillar) if ".new-" in n]
+
+
+def test_make_live_refuses_a_revision_not_held(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    _tree(store, 1)
+    store.make_live(1)
+    with pytest.raises(push.PapError, match="revision 2 is not in"):
+        store.make_live(2)
+    assert store.live_revision() == 1
+
+
+def test_install_keeps_an_existing_revision(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    _tree(store, 4, "first\n")
+    _tree(store, 4, "second\n")  # same svn revision exported again
+    assert pathlib.Path(store.rev_dir(4), "top.sls").read_text() == "first\n"
+    assert [n for n in os.listdir(store.pillar) if n.startswith(".export-")] == []
+
+
+def test_prune_keeps_the_newest_and_the_live_one(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    for n in (1, 2, 3, 4, 5, 6):
+        _tree(store, n)
+    store.make_live(2)
+    removed = store.prune(keep=3)
+    assert removed == [1, 3]
+    assert store.revisions() == [2, 4, 5, 6]
+    assert store.live_revision() == 2
+
+
+def test_record_parts_are_replaced_and_kept(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    assert store.record() == {}
+    store.update_record(live={"revision": 3})
+    store.update_record(last_push={"outcome": "refused"})
+    data = json.loads(pathlib.Path(store.record_path).read_text())
+    assert data == {"live": {"revision": 3}, "last_push": {"outcome": "refused"}}
+
+
+def test_one_push_or_sync_at_a_time(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with push.Store(tmp_path / "paphosting").lock():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(push.Busy, match="another push or sync"), store.lock():
+            pass
+    finally:
+        release.set()
+        t.join()
+    with store.lock():
+        pass
+
+
+def test_candidate_link(tmp_path):
+    store = push.Store(tmp_path / "paphosting")
+    tree = store.staging(7)
+    pathlib.Path(tree, "top.sls").write_text("base: {}\n")
+    push.prepare_candidate(tree)
+    store.set_candidate(tree)
+    assert sorted(os.listdir(store.candidate)) == ["top.orig.sls", "top.sls"]
+    assert push.CANDIDATE_ENV in pathlib.Path(store.candidate, "top.sls").read_text()
+    store.clear_candidate()
+    assert not os.path.lexists(store.candidate)
+
+
+def test_sls_names(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("top.sls", "paphosting.sls", "a/init.sls", "a/b.sls", "README"):
+        (tmp_path / name).write_text("{}\n")
+    files = push.sls_files(str(tmp_path))
+    assert files == ["a/b.sls", "a/init.sls", "paphosting.sls", "top.sls"]
+    assert [push.sls_name(f) for f in files] == ["a.b", "a", "paphosting", "top"]
+
+
+# --- locating a pillar path --------------------------------------------------------------------
+
+
+SOURCES = {
+    "pillar/top.sls": {"base": {"*": ["paphosting", "zones"]}},
+    "pillar/paphosting.sls": {
+        "paphosting": {"services": {"www": {"servers": [{"name": "web1"}], "port": 8000}}}
+    },
+    "pillar/zones.sls": {"paphosting": {"zones": {"paphosting.nl": {"ttl": 3600}}}},
+}
+
+
+@pytest.mark.parametrize(
+    "path, files",
+    [
+        (("paphosting", "services", "www", "port"), ["pillar/paphosting.sls"]),
+        (("paphosting", "services", "www", "servers", "0", "port"), ["pillar/paphosting.sls"]),
+        (("paphosting", "zones", "paphosting.nl", "soa", "mname"), ["pillar/zones.sls"]),
+        (("paphosting", "loadbalancers"), ["pillar/paphosting.sls", "pillar/zones.sls"]),
+        (("elsewhere",), []),
+    ],
+)
+def test_locate_names_the_file_that_defines_the_path(path, files):
+    assert push.locate(SOURCES, path) == files
+
+
+# --- validation with the real checkers ---------------------------------------------------------
+
+
+def _compiled(pillar, minions=None):
+    minions = minions or [LB1, LB2, NS1, NS2, NS3, *WEB]
+    return {m: push.Compiled(m, {"paphosting": pillar}) for m in minions}
+
+
+def _sources(pillar):
+    return {
+        "pillar/top.sls": {"base": {"*": ["paphosting"]}},
+        "pillar/paphosting.sls": {"paphosting": pillar},
+    }
+
+
+def test_the_example_platform_is_valid():
+    pillar = example_pillar()
+    done = push.validate(
+        12, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
+    )
+    assert done.minions == sorted([LB1, LB2, NS1, NS2, NS3, *WEB])
+    assert f"haproxy.cfg of {LB1}" in done.checked and f"haproxy.cfg of {LB2}" in done.checked
+    assert {
+        "zone paphosting.nl (bind)",
+        "zone paphosting.nl (nsd)",
+        "zone paphosting.nl (knot)",
+    } <= set(done.checked)
+    assert f"knot config of {NS3}" in done.checked
+    assert done.roles()[LB1] == ["loadbalancer"]
+
+
+def test_a_schema_error_names_file_and_pillar_path():
+    pillar = example_pillar()
+    pillar["services"]["www"]["port"] = 70000
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(
+            13, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
+        )
+    (problem,) = exc.value.problems
+    assert problem.files == ("pillar/paphosting.sls",)
+    assert problem.path == "paphosting:services:www:port"
+    assert "70000 is out of range" in problem.message
+    assert str(problem).startswith(
+        "pillar/paphosting.sls: pillar paphosting:services:www:port: 70000 is out of range"
+    )
+
+
+def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
+    pillar = example_pillar()
+    # A delegation without glue: BIND and NSD load it, Knot's kzonecheck refuses it.
+    pillar["zones"]["paphosting.nl"]["records"]["sub"] = [
+        {"type": "NS", "data": "ns.sub.paphosting.nl."}
+    ]
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(14, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
+    (problem,) = exc.value.problems
+    assert problem.files == ("pillar/paphosting.sls",)
+    assert problem.path == "paphosting:zones:paphosting.nl"
+    assert "kzonecheck rejected zone paphosting.nl (knot)" in problem.message
+    assert "missing glue" in problem.message
+    assert problem.minions == (NS3,)
+
+
+def test_a_config_haproxy_rejects_names_the_key_and_the_line():
+    pillar = example_pillar()
+    # The schema takes any two status codes; haproxy wants a range that goes up.
+    pillar["services"]["www"]["check"]["expect_status"] = "399-200"
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(19, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
+    (problem,) = exc.value.problems
+    assert problem.files == ("pillar/paphosting.sls",)
+    assert problem.path == "paphosting:services:www:check:expect_status"
+    assert problem.message.startswith("haproxy -c rejected haproxy.cfg:")
+    assert "invalid range of status codes '399-200'" in problem.message
+    assert "http-check expect status 399-200" in problem.message
+    assert "[NOTICE]" not in problem.message
+    assert problem.minions == (LB1, LB2)
+    assert str(problem).startswith(
+        "pillar/paphosting.sls: pillar paphosting:services:www:check:expect_status: "
+        f"haproxy -c rejected haproxy.cfg [{LB1}, {LB2}]:"
+    )
+
+
+@pytest.mark.parametrize(
+    "line, path",
+    [
+        ("    server web2.paphosting.net 127.0.2.2:8000 cookie x backup", ("servers", "1", "name")),
+        ("    http-check expect status 200-399", ("check", "expect_status")),
+        ("    balance roundrobin", ()),
+    ],
+)
+def test_narrow_finds_the_key_whose_value_is_on_the_line(line, path):
+    pillar = {"paphosting": example_pillar()}
+    pillar["paphosting"]["services"]["shop"]["check"]["expect_status"] = "200-399"
+    base = ("paphosting", "services", "shop")
+    assert push.narrow(pillar, base, line) == base + path
+
+
+def test_render_errors_name_the_sls_file():
+    pillar = example_pillar()
+    compiled = _compiled(pillar, [LB1])
+    compiled[LB1].errors = [
+        "Rendering SLS 'zones.extra' failed, render error:\nmapping values are not allowed here"
+    ]
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(15, compiled, {}, "pillar", ["top.sls", "paphosting.sls", "zones/extra.sls"])
+    (problem,) = exc.value.problems
+    assert problem.files == ("pillar/zones/extra.sls",)
+    assert "mapping values are not allowed here" in problem.message
+
+
+def test_a_server_without_pillar_is_a_top_file_problem():
+    pillar = example_pillar()
+    compiled = _compiled(pillar, [LB1, NS1, NS2, NS3, *WEB])
+    compiled[LB2] = push.Compiled(LB2, {})  # the top file forgot it
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(16, compiled, _sources(pillar), "pillar", ["top.sls", "paphosting.sls"])
+    (problem,) = exc.value.problems
+    assert problem.files == ("pillar/top.sls",)
+    assert (
+        f"{LB2} is a loadbalancer of the platform but the top file gives it no paphosting pillar"
+        in problem.message
+    )
+
+
+def test_minions_outside_the_platform_are_not_checked():
+    pillar = example_pillar()
+    compiled = _compiled(pillar, [LB1])
+    compiled["build.paphosting.net"] = push.Compiled("build.paphosting.net", {"other": 1})
+    done = push.validate(17, compiled, _sources(pillar))
+    assert done.minions == [LB1]
+
+
+def test_the_same_problem_on_many_minions_is_reported_once():
+    pillar = example_pillar()
+    del pillar["loadbalancers"]
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(
+            18, _compiled(pillar, [NS1, NS2]), _sources(pillar), "pillar", ["paphosting.sls"]
+        )
+    texts = [str(p) for p in exc.value.problems]
+    assert len(texts) == len(set(texts))
+    assert any("paphosting:loadbalancers" in t for t in texts)
+
+
+# --- the fleet ---------------------------------------------------------------------------------
+
+
+def test_canary_is_one_load_balancer_and_one_nameserver():
+    pillar = example_pillar()
+    done = push.validate(1, _compiled(pillar), _sources(pillar))
+    first, rest = push.canary(done, [NS2, LB2, NS1, LB1, WEB[0]])
+    assert first == [LB1, NS1]
+    assert rest == [LB2, NS2, WEB[0]]
+
+
+STATE_RET = {
+    "file_|-haproxy-config_|-/etc/haproxy/haproxy.cfg_|-managed": {
+        "result": True,
+        "changes": {"diff": "--- a\n+++ b\n-old\n+new\n"},
+        "comment": "File updated",
+        "__id__": "haproxy-config",
+        "__run_num__": 0,
+    },
+    "service_|-haproxy_|-haproxy_|-running": {
+        "result": True,
+        "changes": {},
+        "comment": "running",
+        "__id__": "haproxy",
+        "__run_num__": 1,
+    },
+}
+
+
+def test_state_outcome_of_a_good_highstate():
+    out = push.state_outcome(LB1, {"ret": STATE_RET, "retcode": 0})
+    assert out.ok
+    assert [c[0] for c in out.changed] == ["file.managed haproxy-config"]
+    assert out.changed[0][2].endswith("+new\n")
+    assert out.line() == f"{LB1}: changed 1: file.managed haproxy-config"
+
+
+def test_state_outcome_failures():
+    bad = dict(STATE_RET)
+    bad["service_|-haproxy_|-haproxy_|-running"] = dict(
+        bad["service_|-haproxy_|-haproxy_|-running"],
+        result=False,
+        comment="haproxy did not start\nmore",
+    )
+    out = push.state_outcome(LB1, {"ret": bad, "retcode": 2})
+    assert not out.ok
+    assert out.line() == f"{LB1}: FAILED: service.running haproxy: haproxy did not start"
+    assert not push.state_outcome(LB1, None).ok
+    assert "no answer" in push.state_outcome(LB1, None).line()
+    rendered = push.state_outcome(
+        LB1, {"ret": ["Rendering SLS 'base:loadbalancer' failed"], "retcode": 1}
+    )
+    assert not rendered.ok and "Rendering SLS" in rendered.line()
+
+
+def test_state_outcome_in_test_mode_counts_predicted_changes():
+    pred = {k: dict(v, result=None, changes={}) for k, v in STATE_RET.items()}
+    pred["service_|-haproxy_|-haproxy_|-running"]["result"] = True
+    out = push.state_outcome(LB1, {"ret": pred, "retcode": 0}, test=True)
+    assert out.ok
+    assert out.line(test=True) == f"{LB1}: would change 1: file.managed haproxy-config"
+
+
+# --- texts -------------------------------------------------------------------------------------
+
+
+def test_refusal_text_says_what_was_kept():
+    problem = push.Problem(
+        ("pillar/paphosting.sls",), "paphosting:services:www:port", "70000 is out of range 1..65535"
+    )
+    text = push.refusal_text(13, [problem], 12)
+    assert text.splitlines() == [
+        "push refused: r13 has 1 problem:",
+        "  - pillar/paphosting.sls: pillar paphosting:services:www:port: 70000 is out of range 1..65535",
+        "Nothing was changed: the live pillar stays r12 and no minion was touched.",
+    ]
+
+
+def test_status_text_is_a_table():
+    record = {
+        "live": {
+            "revision": 12,
+            "author": "alice",
+            "date": "2026-01-31T12:00:00.123Z",
+            "message": "raise www port\nmore",
+            "since": "2026-01-31T12:01:00Z",
+            "by": "push from nl",
+        },
+        "last_push": {
+            "time": "2026-01-31T12:01:00Z",
+            "revision": 12,
+            "outcome": "applied",
+            "minions": [f"{LB1}: no changes"],
+        },
+        "last_sync": {"time": "2026-01-31T12:02:00Z", "outcome": "up to date: r12 is live"},
+    }
+    text = push.status_text("nl", record, 12, [11, 12])
+    assert text.splitlines() == [
+        "master     nl",
+        'live       r12 by alice, 2026-01-31 12:00:00 UTC: "raise www port"',
+        "since      2026-01-31 12:01:00 UTC (push from nl)",
+        "held       r11, r12",
+        "last push  2026-01-31 12:01:00 UTC r12: applied",
+        f"           {LB1}: no changes",
+        "last sync  2026-01-31 12:02:00 UTC: up to date: r12 is live",
+    ]
