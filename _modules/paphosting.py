@@ -5,7 +5,7 @@ The schema is documented in ``docs/pillar.md``.
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import model
+from paphosting import health, model
 from paphosting.errors import PapError
 
 __virtualname__ = "paphosting"
@@ -86,3 +86,21 @@ def schedule():
         salt-call paphosting.schedule
     """
     return _platform().schedule
+
+
+def watcher_beacon():
+    """
+    The ``http_health`` beacon configuration of a watcher (targets and timings from
+    ``paphosting:loadbalancers`` and ``paphosting:health``), or None when this minion is not a
+    watcher. Used by the ``watcher`` SLS.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.watcher_beacon
+    """
+    platform = _platform()
+    if __opts__["id"] not in platform.health.watchers:
+        return None
+    return health.beacon_config(platform)

@@ -10,11 +10,19 @@
       ('webserver', pap.get('webservers', {}) | list),
       ('watcher', watchers),
     ] %}
+{#- Roles with the same minion list (watchers default to the nameservers) share one target: a
+    top file cannot name the same target twice. #}
+{%- set targets = {} %}
+{%- for role, minions in roles if minions %}
+{%- do targets.setdefault(minions | join(","), []).append(role) %}
+{%- endfor %}
 base:
   '*':
     - minion
-{%- for role, minions in roles if minions %}
-  '{{ minions | join(",") }}':
+{%- for target, sls in targets.items() %}
+  '{{ target }}':
     - match: list
+{%- for role in sls %}
     - {{ role }}
+{%- endfor %}
 {%- endfor %}

@@ -1,0 +1,226 @@
+"""
+Probe the load balancers' health URLs and report, signed, to the masters (DNS failover).
+
+Runs on the watcher minions (``paphosting:health:watchers``, the nameservers by default); the
+``watcher`` SLS configures it from the pillar (``paphosting.watcher_beacon``). Each run probes
+every target concurrently (so a run lasts at most about ``probe_timeout``), feeds the results to a
+fall/rise and flap-damping state machine per target (:mod:`paphosting.health`), and emits a
+report when a target's state changed, and a heartbeat report every ``heartbeat`` seconds.
+Every report is the watcher's complete view, so a master that missed one converges from the next.
+
+Configuration
+-------------
+
+.. code-block:: yaml
+
+    beacons:
+      http_health:
+        - targets:             # load balancer minion id: health URL (required)
+            lb1.paphosting.net: http://127.0.1.1:8080/haproxy-health
+            lb2.paphosting.net: http://127.0.1.2:8080/haproxy-health
+        - probe_interval: 1    # seconds between probes (default 1)
+        - probe_timeout: 0.5   # seconds per probe (default 0.5)
+        - fall: 3              # consecutive failures before "down" (default 3)
+        - rise: 2              # consecutive successes before "up" (default 2)
+        - heartbeat: 30        # seconds between full-state reports (default 30)
+        - flap:                # more than max_transitions switches in window s: held "down"
+            window: 300        # until "up" and stable for hold s (defaults 300, 4, 120)
+            max_transitions: 4
+            hold: 120
+        - key: /etc/salt/pki/minion/minion.pem   # signing key (default: the minion's own key)
+
+Salt runs beacons once a second (a fixed tick of the minion's event loop). The beacon keeps its
+own clock and probes on the first tick at least 90% of ``probe_interval`` after the previous
+probe, so an interval below one second is one second. Salt's generic ``interval`` option is not
+used: it counts ticks multiplied by ``loop_interval`` and so means a different time on a minion
+whose ``loop_interval`` is not 1.
+
+A probe is ``GET`` on the URL; a 2xx or 3xx answer within ``probe_timeout`` is a success. (Not
+``timeout``: the ``beacon.present`` state passes its options on to ``beacons.add``/``list``, where
+``timeout`` is how long to wait for the minion.)
+
+Event
+-----
+Tag ``salt/beacon/<minion id>/http_health/transition`` when a target's state changed (several
+targets changing in one run make one event), ``salt/beacon/<minion id>/http_health/heartbeat``
+otherwise. Data:
+
+.. code-block:: yaml
+
+    report: '{"changed":["lb1.paphosting.net"],"format":1,"kind":"transition",
+              "lbs":{"lb1.paphosting.net":{"detail":"ConnectionRefusedError: ...",
+                                           "flapping":false,"since":1700000000.1,"state":"down"},
+                     "lb2.paphosting.net":{"detail":"HTTP 200 OK","flapping":false,
+                                           "since":1699999000.0,"state":"up"}},
+              "rotation":{"digest":"4f0c...","version":7},
+              "seq":1699990000000123,"ts":1700000000.1,"watcher":"ns1.paphosting.net"}'
+    sig: <base64 RSA PKCS#1 v1.5 SHA-256 signature of the report text, by the minion key>
+
+``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
+a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the published rotation
+this minion holds in its pillar (``paphosting_rotation``), or null. The masters trust only the
+signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
+"""
+
+import importlib
+import logging
+import os
+import sys
+import time
+import urllib.parse
+
+try:
+    from paphosting import health, rotation
+except ImportError:
+    health = rotation = None
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "http_health"
+
+DEFAULTS = {"probe_interval": 1.0, "probe_timeout": 0.5, "fall": 3, "rise": 2, "heartbeat": 30.0}
+FLAP_DEFAULTS = {"window": 300.0, "max_transitions": 4, "hold": 120.0}
+KNOWN = {"targets", "probe_interval", "probe_timeout", "fall", "rise", "heartbeat", "flap", "key"}
+# Options every beacon takes, handled by Salt itself.
+SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_run", "run_once"}
+
+
+def _import_core():
+    """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
+    synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
+    global health, rotation  # noqa: PLW0603
+    if health is not None:
+        return
+    for folder in [
+        *__opts__.get("utils_dirs", []),
+        os.path.join(__opts__["extension_modules"], "utils"),
+    ]:
+        if os.path.isdir(os.path.join(folder, "paphosting")) and folder not in sys.path:
+            sys.path.append(folder)
+    health = importlib.import_module("paphosting.health")
+    rotation = importlib.import_module("paphosting.rotation")
+
+
+def __virtual__():
+    try:
+        _import_core()
+    except ImportError as exc:
+        return (
+            False,
+            f"http_health: the paphosting core is missing (run saltutil.sync_utils): {exc}",
+        )
+    return __virtualname__
+
+
+def _merged(config):
+    out = {}
+    for item in config if isinstance(config, list) else [config]:
+        if isinstance(item, dict):
+            out.update(item)
+    return out
+
+
+def _positive(value, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if integer and not isinstance(value, int):
+        return False
+    return value > 0
+
+
+def validate(config):
+    """Check the beacon configuration; ``(True, message)`` or ``(False, what is wrong)``."""
+    if not isinstance(config, list):
+        return False, "http_health: the configuration must be a list"
+    conf = _merged(config)
+    unknown = sorted(k for k in conf if k not in KNOWN | SALT_OPTIONS and not k.startswith("_"))
+    if unknown:
+        return (
+            False,
+            f"http_health: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN))})",
+        )
+    targets = conf.get("targets")
+    if not isinstance(targets, dict) or not targets:
+        return False, "http_health: 'targets' must be a mapping of load balancer name to health URL"
+    for name, url in targets.items():
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        if (
+            not isinstance(name, str)
+            or parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+        ):
+            return False, f"http_health: target {name!r}: {url!r} is not an http(s) URL"
+    for key, integer in (
+        ("probe_interval", False),
+        ("probe_timeout", False),
+        ("fall", True),
+        ("rise", True),
+        ("heartbeat", False),
+    ):
+        if key in conf and not _positive(conf[key], integer):
+            return (
+                False,
+                f"http_health: '{key}' must be a positive {'integer' if integer else 'number'}",
+            )
+    flap = conf.get("flap", {})
+    if not isinstance(flap, dict) or set(flap) - set(FLAP_DEFAULTS):
+        return False, "http_health: 'flap' must be a mapping of window, max_transitions, hold"
+    for key in ("window", "max_transitions"):
+        if key in flap and not _positive(flap[key], key == "max_transitions"):
+            return (
+                False,
+                f"http_health: 'flap:{key}' must be a positive {'integer' if key == 'max_transitions' else 'number'}",
+            )
+    if "hold" in flap and not (_positive(flap["hold"]) or flap["hold"] == 0):
+        return False, "http_health: 'flap:hold' must be a number of seconds, 0 or more"
+    if "key" in conf and not isinstance(conf["key"], str):
+        return False, "http_health: 'key' must be the path of a PEM private key"
+    return True, "valid"
+
+
+def _settings(conf):
+    flap = dict(FLAP_DEFAULTS, **conf.get("flap", {}))
+    return health.Settings(
+        fall=conf.get("fall", DEFAULTS["fall"]),
+        rise=conf.get("rise", DEFAULTS["rise"]),
+        flap_window=float(flap["window"]),
+        flap_max_transitions=int(flap["max_transitions"]),
+        flap_hold=float(flap["hold"]),
+    )
+
+
+def _held_rotation():
+    """``{version, digest}`` of the ``paphosting_rotation`` pillar this minion holds, or None."""
+    try:
+        published = (__pillar__ or {}).get("paphosting_rotation")
+        if not isinstance(published, dict) or not isinstance(published.get("version"), int):
+            return None
+        return {"version": published["version"], "digest": rotation.digest(published["rotations"])}
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def beacon(config):
+    """Probe, update the views, and return the report events due now (see the module docstring)."""
+    conf = _merged(config)
+    name = conf.get("_beacon_name", __virtualname__)
+    now = time.time()
+    watch = health.watch((__opts__["id"], name), now)
+    watch.configure(conf["targets"], _settings(conf))
+    if not watch.probe_due(now, conf.get("probe_interval", DEFAULTS["probe_interval"])):
+        return []
+    results = watch.probe_all(conf.get("probe_timeout", DEFAULTS["probe_timeout"]))
+    now = time.time()
+    changed = watch.observe(results, now)
+    kind = watch.due(changed, now, conf.get("heartbeat", DEFAULTS["heartbeat"]))
+    if kind is None:
+        return []
+    for lb in changed:
+        t = watch.trackers[lb]
+        log.info("http_health: %s is now %s (%s)", lb, t.state, t.detail)
+    key_path = conf.get("key") or os.path.join(__opts__["pki_dir"], "minion.pem")
+    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation())
+    with open(key_path, "rb") as fh:
+        sig = health.sign(text, fh.read())
+    return [{"tag": kind, "report": text, "sig": sig}]

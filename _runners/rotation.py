@@ -1,0 +1,289 @@
+"""
+The DNS failover on the masters: take the watchers' health reports, decide the rotations, push.
+
+The reactor (``reactor/health_report.sls``) hands every ``http_health`` beacon event to
+:func:`report`. The decision itself is :mod:`paphosting.rotation`; this runner adds the Salt
+around it: the platform from the reporting watcher's pillar, the public keys the master accepted,
+the state file in the master's cachedir (``paphosting_rotation_state`` to move it), and, when a
+membership changed, one job on every nameserver (pillar refresh, then the
+``paphosting_rotation_sls`` SLS, ``nameserver.zones`` by default) and the event
+``paphosting/rotation/changed``. Refused reports are logged and fired as
+``paphosting/rotation/rejected``; they change nothing.
+
+Operators use :func:`status`, :func:`drain` and :func:`restore`. See ``docs/failover.md``.
+"""
+
+import logging
+import os
+import time
+
+import salt.client
+import salt.pillar
+import salt.utils.event
+import salt.utils.minions
+
+from paphosting import model, rotation
+from paphosting.errors import PapError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "rotation"
+
+CHANGED_TAG = "paphosting/rotation/changed"
+REJECTED_TAG = "paphosting/rotation/rejected"
+DEFAULT_SLS = "nameserver.zones"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _state_path():
+    return rotation.state_path(__opts__)
+
+
+def _fire(data, tag):
+    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
+        event.fire_event(data, tag)
+
+
+def _platform(minion_id):
+    """The platform model from ``minion_id``'s pillar (compiled here, without ext_pillars)."""
+    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, __opts__)
+    opts = dict(__opts__, ext_pillar=[])
+    pillar = salt.pillar.Pillar(
+        opts, grains or {"fqdn": minion_id}, minion_id, "base"
+    ).compile_pillar()
+    errors = pillar.get("_errors")
+    if errors:
+        raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
+    return model.parse(pillar.get("paphosting"))
+
+
+def _config(minion_id=None):
+    """The decision's configuration, from the pillar of ``minion_id`` or of a known minion."""
+    if minion_id is None:
+        state = rotation.load(_state_path())
+        known = list(state.get("views", {}))
+        pki = os.path.join(__opts__["pki_dir"], "minions")
+        accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+        candidates = known + [m for m in accepted if m not in known]
+        if not candidates:
+            raise PapError("no accepted minion to compile the platform pillar for")
+        minion_id = candidates[0]
+    return rotation.config_of(_platform(minion_id))
+
+
+def _public_key(watcher):
+    path = os.path.join(__opts__["pki_dir"], "minions", watcher)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _push(config, change):
+    """Refresh pillar and apply the zones SLS on every nameserver; return the job id."""
+    sls = __opts__.get("paphosting_rotation_sls", DEFAULT_SLS)
+    targets = config["nameservers"]
+    if not targets:
+        return None
+    client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
+    jid = client.cmd_async(
+        targets,
+        ["saltutil.refresh_pillar", "state.apply"],
+        [[], [sls, {"queue": True, "__kwarg__": True}]],
+        tgt_type="list",
+    )
+    log.info(
+        "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
+    )
+    return jid
+
+
+def _publish_change(config, change):
+    jid = _push(config, change)
+    _fire(
+        dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
+    )
+    for name, c in change["changes"].items():
+        log.warning(
+            "rotation: %s is now %s (version %s; %s)",
+            name,
+            ", ".join(c["members"]),
+            change["version"],
+            "; ".join(f"{lb}: {why}" for lb, why in change["reasons"].items()),
+        )
+    return jid
+
+
+def _reject(reason, sender):
+    log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
+    _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
+    return {"accepted": False, "reason": reason}
+
+
+def report(report=None, sig=None, sender=None):
+    """
+    Take one watcher's signed health report (from the ``http_health`` beacon, via the reactor),
+    decide, and push when a rotation changed. Reports that are malformed, unsigned, badly signed,
+    from a minion that is not a watcher, stale, replayed, or about no known load balancer are
+    logged, fired as ``paphosting/rotation/rejected`` and change nothing.
+
+    report
+        The report text, exactly as signed.
+    sig
+        Its signature.
+    sender
+        The event's claimed minion id, for the log only (anyone can claim any id).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.report report='{"format":1,...}' sig=MEUCIQ...
+    """
+    try:
+        claimed = rotation.claimed_watcher(report)
+        config = _config(claimed)
+        body = rotation.authenticate(report, sig, config, _public_key)
+    except (rotation.Rejected, PapError) as exc:
+        return _reject(str(exc), sender)
+    path = _state_path()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        try:
+            dropped = rotation.accept(state, body, config, time.time())
+        except rotation.Rejected as exc:
+            return _reject(str(exc), sender)
+        change = rotation.decide(
+            state, config, time.time(), cause=f"{body['kind']} from {body['watcher']}"
+        )
+        rotation.save(path, state)
+    if dropped:
+        log.warning(
+            "rotation: %s reported unknown load balancers, ignored: %s",
+            body["watcher"],
+            ", ".join(dropped),
+        )
+    if change is None:
+        return {"accepted": True, "changed": False, "version": state["version"]}
+    jid = _publish_change(config, change)
+    return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
+
+
+def _operator(action, lb, **kwargs):
+    config = _config()
+    path = _state_path()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        try:
+            change = action(state, config, lb, time.time(), **kwargs)
+        except rotation.Rejected as exc:
+            return {"result": False, "comment": str(exc)}
+        rotation.save(path, state)
+    if change is None:
+        return {
+            "result": True,
+            "comment": f"nothing to do: {lb} is already so",
+            "version": state["version"],
+        }
+    jid = _publish_change(config, change)
+    return {
+        "result": True,
+        "comment": rotation.describe(change),
+        "version": change["version"],
+        "jid": jid,
+    }
+
+
+def drain(lb, reason="", force=False):
+    """
+    Take a load balancer out of every rotation (maintenance) until :func:`restore`. The drain is
+    stored on this master, survives highstates and restarts, and is pushed to every nameserver.
+    Refused when it would leave a rotation with fewer members up than its minimum, unless
+    ``force=True``. Run it on both masters.
+
+    lb
+        The load balancer's minion id.
+    reason
+        Shown by :func:`status`.
+    force
+        Drain even below a rotation's minimum.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.drain lb=lb1.paphosting.net reason="kernel upgrade"
+    """
+    return _operator(rotation.drain, lb, reason=reason, force=force)
+
+
+def restore(lb):
+    """
+    Undo :func:`drain`: the load balancer rejoins its rotations when it is healthy. Run it on
+    both masters.
+
+    lb
+        The load balancer's minion id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.restore lb=lb1.paphosting.net
+    """
+    return _operator(rotation.restore, lb)
+
+
+def status():
+    """
+    A table: each load balancer, each watcher's view, the verdict, rotation membership, the last
+    change and its reason, and each watcher's last report.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.status
+    """
+    config = _config()
+    return rotation.status_text(rotation.load(_state_path()), config, time.time())
+
+
+def show():
+    """
+    This master's failover state as data, for scripts: the published rotation (version and
+    members), each load balancer's verdict, the drains, each watcher's latest view and the last
+    change.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.show --out=json
+    """
+    state = rotation.load(_state_path())
+    now = time.time()
+    published_ = rotation.publish(state, _config())
+    return {
+        "version": published_["version"],
+        "rotations": published_["rotations"],
+        "verdicts": state["verdicts"],
+        "drains": state["drains"],
+        "views": {
+            w: {
+                "seq": v["seq"],
+                "age": round(now - v["ts"], 3),
+                "kind": v["kind"],
+                "lbs": {
+                    lb: ("flapping" if x.get("flapping") else x["state"])
+                    for lb, x in v["lbs"].items()
+                },
+            }
+            for w, v in state["views"].items()
+        },
+        "last_change": state["last_change"],
+    }

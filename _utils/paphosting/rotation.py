@@ -1,0 +1,512 @@
+"""The failover decision: which load balancers each rotation name hands out.
+
+The masters keep one state (a JSON document, :func:`new_state`) and change it only through the
+functions here, so the decision is plain Python, the same on both masters:
+
+* :func:`authenticate` accepts a report only when it is well formed, from a configured watcher and
+  signed with that watcher's accepted Salt key; :func:`accept` then refuses stale, replayed and
+  out-of-order reports and drops views of unknown load balancers. Every refusal is a
+  :class:`Rejected` carrying the reason.
+* :func:`decide` keeps each watcher's latest view. A load balancer is ``down`` when at least
+  ``quorum`` watchers with a fresh view say so, ``up`` when so many say ``up`` that the others
+  could not make a quorum, and otherwise keeps its previous verdict (a watcher cut off from the
+  others, or silent, changes nothing). With every watcher's fresh view in hand the verdicts are a
+  function of those views only: whatever order the reports came in, and on whichever master.
+* :func:`membership` turns verdicts and drains into rotations: drained load balancers are out,
+  down ones are out, but a rotation never has fewer than its minimum (``min_members``, at least the
+  platform-wide ``health:min_members``) and is never empty: below that it keeps every
+  non-drained member (fail open).
+* The version goes up only when a membership changes (:func:`decide`, :func:`drain`,
+  :func:`restore`); it is one more than the highest version seen, on this master or reported by a
+  watcher, so a master that comes back after missing changes never publishes an older number.
+* Flapping is damped in the watchers (:mod:`paphosting.health`): a flapping load balancer is
+  reported ``down`` until stable, so it stays out by the same quorum rule.
+"""
+
+import contextlib
+import copy
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+
+from paphosting import health
+from paphosting.errors import PapError
+from paphosting.model import ID_RE
+
+FORMAT = 1
+# A watcher's view counts for this many heartbeat periods; older reports are refused.
+STALE_HEARTBEATS = 3
+HISTORY = 50
+IN, OUT = "in", "out"
+
+
+class Rejected(PapError):
+    """A report the masters refuse, with the reason (logged, never acted on)."""
+
+
+def stale_after(h):
+    """Seconds a view stays fresh, for a :class:`paphosting.model.Health`."""
+    return STALE_HEARTBEATS * h.heartbeat + h.interval * max(h.fall, h.rise)
+
+
+def config_of(platform):
+    """The part of the platform the decision needs, as plain JSON data."""
+    h = platform.health
+    return {
+        "watchers": list(h.watchers),
+        "quorum": h.quorum,
+        "stale_after": stale_after(h),
+        "min_members": h.min_members,
+        "loadbalancers": {
+            name: {"address": lb.address, "address6": lb.address6}
+            for name, lb in sorted(platform.loadbalancers.items())
+        },
+        "nameservers": sorted(platform.nameservers),
+        "rotations": {
+            name: {"members": list(r.members), "min_members": r.min_members}
+            for name, r in sorted(platform.rotations.items())
+        },
+    }
+
+
+def state_path(opts):
+    """Where a master keeps the state: option ``paphosting_rotation_state``, else its cachedir."""
+    return opts.get("paphosting_rotation_state") or os.path.join(
+        opts["cachedir"], "paphosting", "rotation.json"
+    )
+
+
+def new_state():
+    return {
+        "format": FORMAT,
+        "version": 0,
+        "views": {},
+        "verdicts": {},
+        "drains": {},
+        "rotations": {},
+        "last_change": None,
+        "history": [],
+    }
+
+
+def digest(rotations):
+    """A short digest of a membership ``{rotation: {"members": [...]}}`` (order of names ignored)."""
+    canon = {name: sorted(r["members"]) for name, r in rotations.items()}
+    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- reports
+
+
+def claimed_watcher(text):
+    """The watcher a report text claims to come from (not yet verified); :class:`Rejected` if none."""
+    try:
+        watcher = health.parse_report(text)["watcher"]
+    except health.BadReport as exc:
+        raise Rejected(f"malformed report: {exc}") from exc
+    if not ID_RE.match(watcher):
+        raise Rejected(f"the report names an invalid minion id {watcher!r}")
+    return watcher
+
+
+def authenticate(text, signature, config, public_key_for):
+    """Check a report text and its signature; return the parsed report or raise :class:`Rejected`.
+
+    ``public_key_for(watcher)`` returns the PEM public key the master accepted for that minion,
+    or None.
+    """
+    watcher = claimed_watcher(text)
+    report = health.parse_report(text)
+    if watcher not in config["watchers"]:
+        raise Rejected(f"{watcher!r} is not a watcher (paphosting:health:watchers)")
+    if not signature:
+        raise Rejected(f"the report claiming to come from {watcher!r} is not signed")
+    pem = public_key_for(watcher)
+    if pem is None:
+        raise Rejected(f"no accepted key for watcher {watcher!r}")
+    if not health.verify(text, signature, pem):
+        raise Rejected(f"bad signature on the report claiming to come from {watcher!r}")
+    return report
+
+
+def accept(state, report, config, now):
+    """Record an authenticated report as its watcher's latest view.
+
+    Returns the names of unknown load balancers that were dropped from the view. Raises
+    :class:`Rejected` for a stale, future-dated, replayed or out-of-order report, or one about no
+    known load balancer.
+    """
+    watcher = report["watcher"]
+    limit = config["stale_after"]
+    age = now - report["ts"]
+    if age > limit:
+        raise Rejected(f"stale report from {watcher!r}: {age:.1f}s old (limit {limit:g}s)")
+    if -age > limit:
+        raise Rejected(
+            f"report from {watcher!r} is dated {-age:.1f}s in the future (limit {limit:g}s)"
+        )
+    last = state["views"].get(watcher)
+    if last is not None and report["seq"] <= last["seq"]:
+        what = "duplicate" if report["seq"] == last["seq"] else "replayed or out-of-order"
+        raise Rejected(f"{what} report from {watcher!r} (seq {report['seq']}, last {last['seq']})")
+    known = {n: v for n, v in report["lbs"].items() if n in config["loadbalancers"]}
+    unknown = sorted(n for n in report["lbs"] if n not in config["loadbalancers"])
+    if not known:
+        raise Rejected(
+            f"report from {watcher!r} is about no known load balancer ({', '.join(unknown) or 'none'})"
+        )
+    state["views"][watcher] = {
+        "seq": report["seq"],
+        "ts": report["ts"],
+        "received": now,
+        "kind": report["kind"],
+        "lbs": known,
+        "rotation": report.get("rotation"),
+    }
+    return unknown
+
+
+# ---------------------------------------------------------------------------- decision
+
+
+def _fresh_views(state, config, now):
+    return {
+        w: v
+        for w, v in sorted(state["views"].items())
+        if w in config["watchers"] and now - v["ts"] <= config["stale_after"]
+    }
+
+
+def _verdict(lb, fresh, config, previous):
+    n = len(config["watchers"])
+    q = config["quorum"]
+    states = {w: v["lbs"].get(lb, {}) for w, v in fresh.items()}
+    down = [w for w, s in states.items() if s.get("state") == health.DOWN]
+    up = [w for w, s in states.items() if s.get("state") == health.UP]
+    if len(down) >= q:
+        flapping = [w for w in down if states[w].get("flapping")]
+        what = "flapping" if len(flapping) * 2 > len(down) else "down"
+        detail = next((states[w].get("detail") for w in down if states[w].get("detail")), "")
+        reason = f"{what} for {len(down)} of {n} watchers ({', '.join(down)})"
+        return health.DOWN, reason + (f": {detail}" if detail else "")
+    if len(up) >= n - q + 1:
+        return health.UP, f"up for {len(up)} of {n} watchers"
+    keep = previous or health.UP
+    return keep, (
+        f"undecided ({len(down)} down, {len(up)} up, {n - len(down) - len(up)} unknown or silent "
+        f"of {n}; quorum {q}): stays {keep}"
+    )
+
+
+def verdicts(state, config, now):
+    """``{lb: {"verdict", "reason"}}`` from the watchers' fresh views and the previous verdicts."""
+    fresh = _fresh_views(state, config, now)
+    out = {}
+    for lb in sorted(config["loadbalancers"]):
+        previous = state["verdicts"].get(lb, {}).get("verdict")
+        verdict, reason = _verdict(lb, fresh, config, previous)
+        out[lb] = {"verdict": verdict, "reason": reason}
+    return out
+
+
+def membership(config, verdicts_, drains):
+    """``({rotation: [members]}, {rotation: note})`` for the given verdicts and drains."""
+    out, notes = {}, {}
+    for name, rot in sorted(config["rotations"].items()):
+        members = list(rot["members"])
+        pool = [m for m in members if m not in drains]
+        if not pool:
+            out[name] = members
+            notes[name] = "every member is drained: keeping them all (a rotation is never empty)"
+            continue
+        healthy = [m for m in pool if verdicts_.get(m, {}).get("verdict", health.UP) == health.UP]
+        floor = min(max(rot["min_members"], config["min_members"]), len(pool))
+        if healthy and len(healthy) >= floor:
+            out[name] = healthy
+        else:
+            out[name] = pool
+            notes[name] = (
+                f"fail open: only {len(healthy)} of {len(pool)} members up, below the minimum of "
+                f"{floor}: keeping them all"
+            )
+    return out, notes
+
+
+def publish(state, config):
+    """The ``paphosting_rotation`` pillar value: the version and each rotation's members."""
+    members, _ = membership(config, state.get("verdicts", {}), state.get("drains", {}))
+    return {
+        "version": state.get("version", 0),
+        "rotations": {n: {"members": m} for n, m in members.items()},
+    }
+
+
+def _seen_version(state):
+    versions = [v["rotation"]["version"] for v in state["views"].values() if v.get("rotation")]
+    return max(versions, default=0)
+
+
+def _commit(state, config, new_verdicts, now, cause):
+    """Store verdicts, recompute the membership; record and return the change, or None."""
+    for lb, v in new_verdicts.items():
+        old = state["verdicts"].get(lb)
+        v["since"] = old["since"] if old and old["verdict"] == v["verdict"] else now
+    state["verdicts"] = new_verdicts
+    members, notes = membership(config, new_verdicts, state["drains"])
+    changes = {}
+    for name, new in members.items():
+        old = state["rotations"].get(name, {}).get("members", config["rotations"][name]["members"])
+        if set(old) != set(new):
+            changes[name] = {
+                "added": sorted(set(new) - set(old)),
+                "removed": sorted(set(old) - set(new)),
+                "members": list(new),
+            }
+    state["rotations"] = {name: {"members": m} for name, m in members.items()}
+    if not changes:
+        _adopt_version(state, members)
+        return None
+    caught_up = _held_version(state, members)
+    if caught_up is not None and caught_up > state["version"]:
+        # The watchers already hold this very membership, published by the other master while
+        # this one missed it: take its version instead of publishing a new one.
+        state["version"] = caught_up
+        cause += f" (catching up with version {caught_up} held by the watchers)"
+    else:
+        state["version"] = max(state["version"], _seen_version(state)) + 1
+    reasons = {}
+    for name, ch in changes.items():
+        configured = config["rotations"][name]["members"]
+        for lb in ch["added"] + ch["removed"]:
+            reasons.setdefault(
+                lb, _reason(state, new_verdicts, lb, lb in ch["added"], lb in configured)
+            )
+        if name in notes:
+            ch["note"] = notes[name]
+    change = {
+        "version": state["version"],
+        "at": now,
+        "cause": cause,
+        "changes": changes,
+        "reasons": dict(sorted(reasons.items())),
+    }
+    state["last_change"] = change
+    state["history"] = (state["history"] + [change])[-HISTORY:]
+    return copy.deepcopy(change)
+
+
+def _reason(state, verdicts_, lb, added, configured):
+    if not configured:
+        return "no longer a member in the pillar"
+    drained = state["drains"].get(lb)
+    if drained is not None and not added:
+        return "drained" + (f": {drained['reason']}" if drained.get("reason") else "")
+    verdict = verdicts_.get(lb, {"verdict": health.UP, "reason": "new in the pillar"})
+    if added and (verdict["verdict"] == health.DOWN or drained is not None):
+        return (
+            f"kept although {'drained' if drained is not None else verdict['reason']} (fail open)"
+        )
+    return verdict["reason"]
+
+
+def describe(change):
+    """One line per rotation for a change: ``name: -lb1 +lb2 (version N): lb1: why; ...``."""
+    lines = []
+    for name, c in sorted(change["changes"].items()):
+        parts = [f"-{m}" for m in c["removed"]] + [f"+{m}" for m in c["added"]]
+        why = "; ".join(
+            f"{lb}: {change['reasons'][lb]}"
+            for lb in c["removed"] + c["added"]
+            if lb in change["reasons"]
+        )
+        lines.append(f"{name}: {' '.join(parts)} (version {change['version']}): {why}")
+    return "\n".join(lines)
+
+
+def _held_version(state, members):
+    """The highest version the watchers hold for exactly this membership, or None."""
+    mine = digest({n: {"members": m} for n, m in members.items()})
+    held = [
+        v["rotation"]["version"]
+        for v in state["views"].values()
+        if v.get("rotation") and v["rotation"]["digest"] == mine
+    ]
+    return max(held, default=None)
+
+
+def _adopt_version(state, members):
+    """Take a higher version the watchers hold for this very membership (the other master's)."""
+    held = _held_version(state, members)
+    if held is not None and held > state["version"]:
+        state["version"] = held
+
+
+def decide(state, config, now, cause="report"):
+    """Recompute verdicts and memberships; return the change (a dict) or None."""
+    return _commit(state, config, verdicts(state, config, now), now, cause)
+
+
+def drain(state, config, lb, now, reason="", force=False):
+    """Take ``lb`` out of every rotation until :func:`restore`; return the change or None.
+
+    Refused (:class:`Rejected`) when it would leave a rotation with fewer members up than its
+    minimum, unless ``force``.
+    """
+    if lb not in config["loadbalancers"]:
+        raise Rejected(f"{lb!r} is not a load balancer (paphosting:loadbalancers)")
+    if lb in state["drains"]:
+        return None
+    if not force:
+        drains = dict(state["drains"], **{lb: {}})
+        members, notes = membership(config, state["verdicts"], drains)
+        for name, note in notes.items():
+            if lb in config["rotations"][name]["members"]:
+                raise Rejected(
+                    f"draining {lb} would leave {name} below its minimum ({note}); use force=True"
+                )
+    state["drains"][lb] = {"since": now, "reason": reason}
+    return _commit(state, config, verdicts(state, config, now), now, f"drain {lb}")
+
+
+def restore(state, config, lb, now):
+    """Undo :func:`drain`; return the change or None."""
+    if lb not in state["drains"]:
+        if lb not in config["loadbalancers"]:
+            raise Rejected(f"{lb!r} is not a load balancer (paphosting:loadbalancers)")
+        return None
+    del state["drains"][lb]
+    return _commit(state, config, verdicts(state, config, now), now, f"restore {lb}")
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def load(path):
+    """The state stored at ``path``, or a new one when there is none."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        return new_state()
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PapError(f"{path} is not a rotation state of format {FORMAT}")
+    base = new_state()
+    base.update(state)
+    return base
+
+
+def save(path, state):
+    """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".rotation.", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, sort_keys=True, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock for read-decide-write of the state at ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path + ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def _when(ts):
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _cell(view, lb, fresh):
+    if view is None:
+        return "-"
+    s = view["lbs"].get(lb)
+    if s is None:
+        return "-"
+    text = "flapping" if s.get("flapping") else s["state"]
+    return text if fresh else f"({text})"
+
+
+def _table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header] + rows
+    ]
+    return lines
+
+
+def status_text(state, config, now):
+    """The operator's view: a table per load balancer, the rotations and the last change."""
+    fresh = _fresh_views(state, config, now)
+    watchers = list(config["watchers"])
+    published = publish(state, config)["rotations"]
+    rows = []
+    for lb in sorted(config["loadbalancers"]):
+        cells = [_cell(state["views"].get(w), lb, w in fresh) for w in watchers]
+        v = state["verdicts"].get(lb, {})
+        in_rot = sorted(n for n, r in published.items() if lb in r["members"])
+        verdict = "drained" if lb in state["drains"] else v.get("verdict", "up")
+        since = state["drains"][lb]["since"] if lb in state["drains"] else v.get("since")
+        rows.append([lb, *cells, verdict, _when(since), ", ".join(in_rot) or "-"])
+    lines = _table(["LOAD BALANCER", *watchers, "VERDICT", "SINCE", "IN ROTATION"], rows)
+    lines.append("")
+    rot_rows = []
+    for name in sorted(config["rotations"]):
+        members = published[name]["members"]
+        configured = config["rotations"][name]["members"]
+        out = [m for m in configured if m not in members]
+        rot_rows.append([name, ", ".join(members), ", ".join(out) or "-"])
+    lines += _table(["ROTATION", "MEMBERS", "OUT"], rot_rows)
+    lines.append("")
+    lines.append(f"Version {state['version']}.")
+    for lb, d in sorted(state["drains"].items()):
+        lines.append(
+            f"Drained: {lb} since {_when(d['since'])}"
+            + (f" ({d['reason']})" if d.get("reason") else "")
+        )
+    ch = state.get("last_change")
+    if ch:
+        lines.append(f"Last change: version {ch['version']} at {_when(ch['at'])} ({ch['cause']})")
+        for name, c in sorted(ch["changes"].items()):
+            parts = [f"+{m}" for m in c["added"]] + [f"-{m}" for m in c["removed"]]
+            lines.append(
+                f"  {name}: {' '.join(parts)}" + (f" [{c['note']}]" if c.get("note") else "")
+            )
+        for lb, why in ch["reasons"].items():
+            lines.append(f"  {lb}: {why}")
+    else:
+        lines.append("Last change: none (every rotation as configured)")
+    lines.append("")
+    wrows = []
+    for w in watchers:
+        v = state["views"].get(w)
+        if v is None:
+            wrows.append([w, "never reported", "-", "-"])
+            continue
+        age = now - v["ts"]
+        wrows.append(
+            [w, f"{age:.1f}s ago" + ("" if w in fresh else " (stale)"), v["kind"], v["seq"]]
+        )
+    lines += _table(["WATCHER", "LAST REPORT", "KIND", "SEQ"], wrows)
+    return "\n".join(lines)

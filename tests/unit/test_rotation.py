@@ -1,0 +1,562 @@
+"""The failover decision: authentication, quorum, fail open, minimums, drains, determinism, persistence."""
+
+import itertools
+import json
+import os
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from paphosting import health, model, rotation
+from paphosting.errors import PapError
+from tests.conftest import example_pillar
+
+LB1, LB2, LB3 = "lb1.paphosting.net", "lb2.paphosting.net", "lb3.paphosting.net"
+NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
+ROT = "http0.l.paphosting.nl"
+NOW = 1_000_000.0
+
+
+def platform(**health_over):
+    pillar = example_pillar()
+    pillar["health"].update(health_over)
+    return model.parse(pillar)
+
+
+@pytest.fixture
+def config():
+    return rotation.config_of(platform())
+
+
+@pytest.fixture
+def config3():
+    """Three load balancers, rotation minimum 2."""
+    pillar = example_pillar()
+    pillar["loadbalancers"][LB3] = {"address": "127.0.1.3"}
+    pillar["rotations"][ROT]["members"].append(LB3)
+    pillar["rotations"][ROT]["min_members"] = 2
+    return rotation.config_of(model.parse(pillar))
+
+
+def view(state="up", flapping=False, detail=""):
+    return {"state": state, "flapping": flapping, "since": NOW - 5, "detail": detail}
+
+
+def report(watcher, seq, ts=NOW, rot=None, **lbs):
+    """A parsed report; ``lbs`` maps a short name (lb1) to a state or a view."""
+    names = {"lb1": LB1, "lb2": LB2, "lb3": LB3}
+    views = {names.get(k, k): (v if isinstance(v, dict) else view(v)) for k, v in lbs.items()}
+    return health.parse_report(
+        health.report_text(watcher, seq, ts, "heartbeat", views, rotation=rot)
+    )
+
+
+def feed(state, config, *reports, now=NOW):
+    """Accept and decide each report in turn; return the changes (None for no change)."""
+    out = []
+    for r in reports:
+        rotation.accept(state, r, config, now)
+        out.append(rotation.decide(state, config, now))
+    return out
+
+
+def members(state, config):
+    return rotation.publish(state, config)["rotations"][ROT]["members"]
+
+
+# ------------------------------------------------------------------ authentication
+
+
+@pytest.fixture(scope="module")
+def keys():
+    out = {}
+    for name in (NS1, NS2, "web1.paphosting.net"):
+        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        out[name] = (
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            ),
+            k.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+    return out
+
+
+def signed(keys, signer, watcher, **lbs):
+    text = health.report_text(
+        watcher, 1, NOW, "transition", {LB1: view(lbs.get("lb1", "down"))}, [LB1]
+    )
+    return text, health.sign(text, keys[signer][0])
+
+
+def test_authenticate_accepts_a_watcher_signed_report(keys, config):
+    text, sig = signed(keys, NS1, NS1)
+    body = rotation.authenticate(text, sig, config, lambda w: keys[w][1])
+    assert body["watcher"] == NS1 and body["lbs"][LB1]["state"] == "down"
+
+
+@pytest.mark.parametrize(
+    "signer, watcher, sig, keyring, reason",
+    [
+        ("web1.paphosting.net", "web1.paphosting.net", None, None, "is not a watcher"),
+        ("web1.paphosting.net", NS1, None, None, "bad signature"),  # a webserver forging ns1
+        (NS2, NS1, None, None, "bad signature"),  # another watcher's key
+        (NS1, NS1, "", None, "not signed"),
+        (NS1, NS1, None, {}, "no accepted key"),
+    ],
+)
+def test_authenticate_rejects(keys, config, signer, watcher, sig, keyring, reason):
+    text, good = signed(keys, signer, watcher)
+    ring = {k: v[1] for k, v in keys.items()} if keyring is None else keyring
+    with pytest.raises(rotation.Rejected, match=reason):
+        rotation.authenticate(text, good if sig is None else sig, config, ring.get)
+
+
+def test_authenticate_rejects_malformed_and_invalid_ids(keys, config):
+    with pytest.raises(rotation.Rejected, match="malformed"):
+        rotation.authenticate("{", "x", config, lambda w: None)
+    text = health.report_text("../../etc/passwd", 1, NOW, "heartbeat", {LB1: view()})
+    with pytest.raises(rotation.Rejected, match="invalid minion id"):
+        rotation.authenticate(
+            text, "x", config, lambda w: pytest.fail("no key lookup for a bad id")
+        )
+
+
+def test_accept_refuses_stale_future_replayed_and_duplicate(config):
+    state = rotation.new_state()
+    limit = config["stale_after"]
+    assert limit == 3 * 30 + 1 * 3
+    with pytest.raises(rotation.Rejected, match="stale"):
+        rotation.accept(state, report(NS1, 5, ts=NOW - limit - 1, lb1="down"), config, NOW)
+    with pytest.raises(rotation.Rejected, match="future"):
+        rotation.accept(state, report(NS1, 5, ts=NOW + limit + 1, lb1="down"), config, NOW)
+    rotation.accept(state, report(NS1, 5, lb1="down"), config, NOW)
+    with pytest.raises(rotation.Rejected, match="duplicate"):
+        rotation.accept(state, report(NS1, 5, lb1="down"), config, NOW)
+    with pytest.raises(rotation.Rejected, match="replayed or out-of-order"):
+        rotation.accept(state, report(NS1, 4, lb1="up"), config, NOW)
+    assert state["views"][NS1]["seq"] == 5
+
+
+def test_accept_drops_unknown_load_balancers(config):
+    state = rotation.new_state()
+    dropped = rotation.accept(
+        state, report(NS1, 1, lb1="down", **{"lb9.example": "down"}), config, NOW
+    )
+    assert dropped == ["lb9.example"]
+    assert list(state["views"][NS1]["lbs"]) == [LB1]
+    with pytest.raises(rotation.Rejected, match="no known load balancer"):
+        rotation.accept(state, report(NS2, 1, **{"lb9.example": "down"}), config, NOW)
+
+
+# ------------------------------------------------------------------ quorum
+
+
+def test_one_of_three_watchers_changes_nothing(config):
+    state = rotation.new_state()
+    assert feed(state, config, report(NS1, 1, lb1="down", lb2="up")) == [None]
+    assert members(state, config) == [LB1, LB2]
+    assert state["version"] == 0
+    assert state["verdicts"][LB1]["verdict"] == "up"
+    assert "undecided" in state["verdicts"][LB1]["reason"]
+
+
+def test_quorum_takes_out_and_puts_back(config):
+    state = rotation.new_state()
+    changes = feed(
+        state,
+        config,
+        report(NS1, 1, lb1="down", lb2="up"),
+        report(NS2, 1, lb1=view("down", detail="ConnectionRefusedError"), lb2="up"),
+        report(NS3, 1, lb1="down", lb2="up"),
+    )
+    assert changes[0] is None and changes[2] is None
+    ch = changes[1]
+    assert ch["version"] == 1
+    assert ch["changes"] == {ROT: {"added": [], "removed": [LB1], "members": [LB2]}}
+    assert ch["reasons"][LB1].startswith(f"down for 2 of 3 watchers ({NS1}, {NS2})")
+    assert members(state, config) == [LB2]
+    # One watcher sees it back: not enough to return (2 still say down).
+    assert feed(state, config, report(NS1, 2, lb1="up", lb2="up")) == [None]
+    # Two see it back: only one could still say down, below the quorum: back in.
+    ch = feed(state, config, report(NS2, 2, lb1="up", lb2="up"))[0]
+    assert ch["changes"][ROT]["added"] == [LB1] and ch["version"] == 2
+    assert members(state, config) == [LB1, LB2]
+
+
+def test_explicit_quorum_of_one(keys):
+    config = rotation.config_of(platform(quorum=1))
+    state = rotation.new_state()
+    assert feed(state, config, report(NS1, 1, lb1="down", lb2="up"))[0]["changes"][ROT][
+        "removed"
+    ] == [LB1]
+
+
+def test_undecided_keeps_the_previous_verdict(config):
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    assert members(state, config) == [LB2]
+    # ns2 changes its mind; ns3 never reported: 1 down, 1 up, 1 silent: stays down.
+    assert feed(state, config, report(NS2, 2, lb1="up", lb2="up")) == [None]
+    assert members(state, config) == [LB2]
+    assert "stays down" in state["verdicts"][LB1]["reason"]
+
+
+def test_unknown_views_abstain(config):
+    state = rotation.new_state()
+    feed(
+        state,
+        config,
+        report(NS1, 1, lb1="down", lb2="up"),
+        report(NS2, 1, lb1="unknown", lb2="up"),
+        report(NS3, 1, lb1="unknown", lb2="up"),
+    )
+    assert members(state, config) == [LB1, LB2]
+
+
+def test_stale_views_do_not_vote(config):
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    assert members(state, config) == [LB2]
+    later = NOW + config["stale_after"] + 1
+    # ns1 and ns2 went silent; ns3 alone says up: it cannot bring lb1 back by itself.
+    feed(state, config, report(NS3, 1, ts=later, lb1="up", lb2="up"), now=later)
+    assert members(state, config) == [LB2]
+    # ns1 comes back and says up: 2 of 3, back in.
+    feed(state, config, report(NS1, 2, ts=later, lb1="up", lb2="up"), now=later)
+    assert members(state, config) == [LB1, LB2]
+
+
+def test_reports_from_watchers_no_longer_configured_do_not_vote(config):
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    smaller = dict(config, watchers=[NS2, NS3], quorum=2)
+    rotation.decide(state, smaller, NOW)
+    assert state["verdicts"][LB1]["verdict"] == "down"  # ns2 down, ns3 silent: undecided, stays
+    feed(state, smaller, report(NS3, 1, lb1="up", lb2="up"))
+    assert members(state, smaller) == [LB1, LB2]  # ns1's vote no longer counts
+
+
+# ------------------------------------------------------------------ fail open and minimums
+
+
+def test_all_down_keeps_them_all(config):
+    state = rotation.new_state()
+    changes = feed(
+        state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up")
+    )
+    assert members(state, config) == [LB2]
+    changes = feed(
+        state,
+        config,
+        report(NS1, 2, lb1="down", lb2="down"),
+        report(NS2, 2, lb1="down", lb2="down"),
+    )
+    assert changes[0] is None  # lb2 down for one watcher only
+    ch = changes[1]
+    assert ch["changes"][ROT]["added"] == [LB1]
+    assert "fail open" in ch["changes"][ROT]["note"]
+    assert "(fail open)" in ch["reasons"][LB1]
+    assert members(state, config) == [LB1, LB2]
+    # lb2 recovers: lb1 leaves again.
+    ch = feed(
+        state, config, report(NS1, 3, lb1="down", lb2="up"), report(NS2, 3, lb1="down", lb2="up")
+    )[1]
+    assert ch["changes"][ROT]["removed"] == [LB1]
+
+
+def test_rotation_min_members(config3):
+    state = rotation.new_state()
+    feed(
+        state,
+        config3,
+        report(NS1, 1, lb1="down", lb2="up", lb3="up"),
+        report(NS2, 1, lb1="down", lb2="up", lb3="up"),
+    )
+    assert members(state, config3) == [LB2, LB3]
+    feed(
+        state,
+        config3,
+        report(NS1, 2, lb1="down", lb2="down", lb3="up"),
+        report(NS2, 2, lb1="down", lb2="down", lb3="up"),
+    )
+    assert members(state, config3) == [LB1, LB2, LB3]  # 1 up < min 2: fail open
+    assert "below the minimum of 2" in state["last_change"]["changes"][ROT]["note"]
+
+
+def test_platform_min_members_is_a_floor():
+    pillar = example_pillar()
+    pillar["loadbalancers"][LB3] = {"address": "127.0.1.3"}
+    pillar["rotations"][ROT]["members"].append(LB3)
+    pillar["health"]["min_members"] = 3
+    config = rotation.config_of(model.parse(pillar))
+    state = rotation.new_state()
+    feed(
+        state,
+        config,
+        report(NS1, 1, lb1="down", lb2="up", lb3="up"),
+        report(NS2, 1, lb1="down", lb2="up", lb3="up"),
+    )
+    assert members(state, config) == [LB1, LB2, LB3]
+
+
+def test_flapping_views_count_as_down(config):
+    state = rotation.new_state()
+    ch = feed(
+        state,
+        config,
+        report(NS1, 1, lb1=view("down", True), lb2="up"),
+        report(NS2, 1, lb1=view("down", True), lb2="up"),
+    )[1]
+    assert ch["reasons"][LB1].startswith("flapping for 2 of 3 watchers")
+    assert members(state, config) == [LB2]
+
+
+# ------------------------------------------------------------------ drain and restore
+
+
+def test_drain_and_restore(config):
+    state = rotation.new_state()
+    ch = rotation.drain(state, config, LB1, NOW, reason="kernel upgrade")
+    assert ch["changes"][ROT]["removed"] == [LB1]
+    assert ch["reasons"][LB1] == "drained: kernel upgrade"
+    assert ch["cause"] == f"drain {LB1}" and ch["version"] == 1
+    assert rotation.drain(state, config, LB1, NOW) is None  # already drained
+    # Reports that say lb1 is up do not bring it back.
+    feed(state, config, *(report(w, 1, lb1="up", lb2="up") for w in (NS1, NS2, NS3)))
+    assert members(state, config) == [LB2]
+    ch = rotation.restore(state, config, LB1, NOW)
+    assert ch["changes"][ROT]["added"] == [LB1] and ch["version"] == 2
+    assert rotation.restore(state, config, LB1, NOW) is None
+
+
+def test_drain_refused_below_minimum_unless_forced(config):
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    with pytest.raises(rotation.Rejected, match="below its minimum"):
+        rotation.drain(state, config, LB2, NOW)
+    assert state["drains"] == {}
+    ch = rotation.drain(state, config, LB2, NOW, force=True)
+    # lb2 drained, lb1 down: the pool is lb1 alone, kept by fail open.
+    assert members(state, config) == [LB1]
+    assert ch["changes"][ROT] == {
+        "added": [LB1],
+        "removed": [LB2],
+        "members": [LB1],
+        "note": ch["changes"][ROT]["note"],
+    }
+
+
+def test_drain_everything_forced_keeps_the_rotation_non_empty(config):
+    state = rotation.new_state()
+    rotation.drain(state, config, LB1, NOW)
+    rotation.drain(state, config, LB2, NOW, force=True)
+    assert members(state, config) == [LB1, LB2]
+
+
+def test_drain_unknown_load_balancer(config):
+    with pytest.raises(rotation.Rejected, match="not a load balancer"):
+        rotation.drain(rotation.new_state(), config, "lb9.example", NOW)
+    with pytest.raises(rotation.Rejected, match="not a load balancer"):
+        rotation.restore(rotation.new_state(), config, "lb9.example", NOW)
+
+
+# ------------------------------------------------------------------ determinism and versions
+
+
+STORY = [
+    report(NS1, 1, ts=NOW - 3, lb1="down", lb2="up"),
+    report(NS2, 1, ts=NOW - 2, lb1="down", lb2="up"),
+    report(NS3, 1, ts=NOW - 2, lb1="up", lb2="up"),
+    report(NS3, 2, ts=NOW - 1, lb1="down", lb2="down"),
+    report(NS1, 2, ts=NOW, lb1="down", lb2="up"),
+    report(NS2, 2, ts=NOW, lb1=view("down", True), lb2="up"),
+]
+
+
+def _final(order, config):
+    state = rotation.new_state()
+    for r in order:
+        try:
+            rotation.accept(state, r, config, NOW)
+        except rotation.Rejected:
+            continue  # an older report after a newer one from the same watcher
+        rotation.decide(state, config, NOW)
+    return rotation.publish(state, config)["rotations"], {
+        lb: v["verdict"] for lb, v in state["verdicts"].items()
+    }
+
+
+def test_same_reports_in_any_order_give_the_same_outcome(config):
+    expected = _final(STORY, config)
+    assert expected == ({ROT: {"members": [LB2]}}, {LB1: "down", LB2: "up"})
+    for order in itertools.permutations(STORY):
+        assert _final(order, config) == expected
+
+
+def test_two_masters_agree_on_membership_and_version(config):
+    a, b = rotation.new_state(), rotation.new_state()
+    reports = [report(w, 1, lb1="down", lb2="up") for w in (NS1, NS2, NS3)]
+    feed(a, config, *reports)
+    feed(b, config, *reversed(reports))
+    assert (
+        rotation.publish(a, config)
+        == rotation.publish(b, config)
+        == {"version": 1, "rotations": {ROT: {"members": [LB2]}}}
+    )
+
+
+def test_version_only_moves_on_a_membership_change(config):
+    state = rotation.new_state()
+    for seq in range(1, 4):
+        feed(state, config, *(report(w, seq, lb1="up", lb2="up") for w in (NS1, NS2, NS3)))
+    assert state["version"] == 0 and state["last_change"] is None
+
+
+def test_version_continues_from_what_the_watchers_hold(config):
+    """A master that missed changes publishes a newer number than the fleet's, never an older one."""
+    state = rotation.new_state()
+    held = {"version": 41, "digest": "somethingelse"}
+    ch = feed(
+        state,
+        config,
+        report(NS1, 1, rot=held, lb1="down", lb2="up"),
+        report(NS2, 1, rot=held, lb1="down", lb2="up"),
+    )[1]
+    assert ch["version"] == 42
+
+
+def test_version_adopted_when_the_watchers_hold_the_same_membership(config):
+    state = rotation.new_state()
+    same = {"version": 7, "digest": rotation.digest({ROT: {"members": [LB2, LB1]}})}
+    assert feed(state, config, report(NS1, 1, rot=same, lb1="up", lb2="up")) == [None]
+    assert rotation.publish(state, config)["version"] == 7
+
+
+def test_publish_without_state_is_the_configured_rotation(config):
+    assert rotation.publish(rotation.new_state(), config) == {
+        "version": 0,
+        "rotations": {ROT: {"members": [LB1, LB2]}},
+    }
+
+
+def test_publish_follows_the_current_pillar(config):
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    smaller = json.loads(json.dumps(config))
+    smaller["rotations"][ROT]["members"] = [LB2]
+    assert rotation.publish(state, smaller)["rotations"][ROT]["members"] == [LB2]
+    # lb1 back in the pillar's rotation: still out while down.
+    assert rotation.publish(state, config)["rotations"][ROT]["members"] == [LB2]
+
+
+def test_pillar_change_is_a_recorded_change(config):
+    state = rotation.new_state()
+    rotation.decide(state, config, NOW)
+    smaller = json.loads(json.dumps(config))
+    smaller["rotations"][ROT]["members"] = [LB2]
+    ch = rotation.decide(state, smaller, NOW)
+    assert ch["changes"][ROT]["removed"] == [LB1]
+    assert ch["reasons"][LB1] == "no longer a member in the pillar"
+
+
+# ------------------------------------------------------------------ persistence and status
+
+
+def test_persistence_round_trip(tmp_path, config):
+    path = str(tmp_path / "state" / "rotation.json")
+    assert rotation.load(path) == rotation.new_state()
+    state = rotation.new_state()
+    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    rotation.drain(state, config, LB2, NOW, reason="maint", force=True)
+    with rotation.locked(path):
+        rotation.save(path, state)
+    assert sorted(os.listdir(tmp_path / "state")) == ["rotation.json", "rotation.json.lock"]
+    again = rotation.load(path)
+    assert again == state
+    # The loaded state decides exactly as the original.
+    r = report(NS3, 1, lb1="up", lb2="up")
+    feed(state, config, r)
+    feed(again, config, r)
+    assert again == state
+
+
+def test_load_refuses_a_foreign_file(tmp_path):
+    path = tmp_path / "rotation.json"
+    path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(PapError, match="not a rotation state"):
+        rotation.load(str(path))
+
+
+def test_status_text_is_a_table(config):
+    state = rotation.new_state()
+    feed(
+        state,
+        config,
+        report(NS1, 1, lb1=view("down", detail="ConnectionRefusedError"), lb2="up"),
+        report(NS2, 1, lb1=view("down", True), lb2="up"),
+    )
+    rotation.drain(state, config, LB2, NOW, reason="maint", force=True)
+    text = rotation.status_text(state, config, NOW + 1)
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "LOAD",
+        "BALANCER",
+        NS1,
+        NS2,
+        NS3,
+        "VERDICT",
+        "SINCE",
+        "IN",
+        "ROTATION",
+    ]
+    assert lines[1].split()[:5] == [LB1, "down", "flapping", "-", "down"]
+    assert lines[2].split()[:5] == [LB2, "up", "up", "-", "drained"]
+    assert any(
+        line.startswith("Drained: lb2.paphosting.net") and "(maint)" in line for line in lines
+    )
+    assert f"Last change: version {state['version']}" in text
+    assert f"  {LB2}: drained: maint" in lines
+    assert any(line.startswith(NS3) and "never reported" in line for line in lines)
+
+
+def test_state_path():
+    assert (
+        rotation.state_path({"cachedir": "/var/cache/salt/master"})
+        == "/var/cache/salt/master/paphosting/rotation.json"
+    )
+    assert (
+        rotation.state_path({"cachedir": "/x", "paphosting_rotation_state": "/srv/r.json"})
+        == "/srv/r.json"
+    )
+
+
+def test_claimed_watcher():
+    assert (
+        rotation.claimed_watcher(health.report_text(NS1, 1, NOW, "heartbeat", {LB1: view()})) == NS1
+    )
+    with pytest.raises(rotation.Rejected, match="malformed"):
+        rotation.claimed_watcher(None)
+
+
+def test_describe(config):
+    state = rotation.new_state()
+    ch = rotation.drain(state, config, LB1, NOW, reason="maint")
+    assert rotation.describe(ch) == f"{ROT}: -{LB1} (version 1): {LB1}: drained: maint"
+
+
+def test_a_master_that_missed_a_change_catches_up_without_a_new_version(config):
+    """CH took lb1 out (version 5) while NL was down; NL comes back with its old state."""
+    nl = rotation.new_state()
+    nl["version"] = 4
+    held = {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
+    changes = feed(
+        nl, config, *(report(w, 1, rot=held, lb1="down", lb2="up") for w in (NS1, NS2, NS3))
+    )
+    ch = changes[1]
+    assert ch["version"] == 5 and "catching up with version 5" in ch["cause"]
+    assert rotation.publish(nl, config) == {"version": 5, "rotations": {ROT: {"members": [LB2]}}}
