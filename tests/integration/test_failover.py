@@ -1,8 +1,8 @@
 """DNS failover end to end: beacons on three watcher nameservers, the reactor and runner on a real
 master, real DNS servers (BIND, NSD, Knot) answering for the rotation names.
 
-The load balancers are stand-ins: plain HTTP servers answering the health path on their own
-loopback addresses (stopped = connection refused). Timings are short (probe every second, fall and
+The load balancers are real haproxy processes, their configs rendered from the test pillar by the
+project's own renderer; a dead load balancer is a killed haproxy (connection refused). Timings are short (probe every second, fall and
 rise 2, heartbeat 3 s) so a failover takes a few seconds.
 """
 
@@ -17,6 +17,7 @@ import pytest
 
 from paphosting import health
 from tests.conftest import require_binary
+from tests.support.procs import LoadBalancer
 
 NS = ["ns1.fo.test", "ns2.fo.test", "ns3.fo.test"]
 WEB = "web1.fo.test"
@@ -27,8 +28,18 @@ FLAP = {"window": 30, "max_transitions": 3, "hold": 6}
 
 
 @pytest.fixture(scope="module")
-def lbs(sites):
-    return {LB1: sites(), LB2: sites(), LB3: sites()}
+def lbs(loopback, tmp_path_factory):
+    """Three real haproxy load balancers; configured and started by ``platform``."""
+    require_binary("haproxy")
+    made = {}
+    for name in (LB1, LB2, LB3):
+        address = loopback.address()
+        made[name] = LoadBalancer(
+            name, address, loopback.port(address), tmp_path_factory.mktemp(name)
+        )
+    yield made
+    for lb in made.values():
+        lb.stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +138,8 @@ def wait_answers(platform, pillar, lbs, name=ROT, timeout=30):
 
 @pytest.fixture(scope="module")
 def platform(salt_platform, pillar, lbs):
+    for lb in lbs.values():
+        lb.configure(pillar).start()
     with salt_platform([*NS, WEB], pillar) as p:
         try:
             p.highstate(NS)
@@ -145,9 +158,8 @@ def healthy(platform, pillar, lbs):
     """Every load balancer up and in its rotations, before and after the test."""
 
     def settle():
-        for s in lbs.values():
-            s.status = 200
-            s.start()
+        for lb in lbs.values():
+            lb.start()
         for lb in list(show(platform)["drains"]):
             platform.run("rotation.restore", lb=lb)
         platform.wait(
@@ -208,7 +220,7 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
 def test_all_load_balancers_down_keeps_them_all(platform, pillar, lbs, healthy):
     lbs[LB1].stop()
     wait_answers(platform, pillar, [LB2])
-    lbs[LB2].status = 503
+    lbs[LB2].stop()
     platform.wait(
         lambda: show(platform)["verdicts"][LB2]["verdict"] == "down", "lb2 to be judged down"
     )

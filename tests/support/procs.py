@@ -22,6 +22,7 @@ if str(REPO / "_utils") not in sys.path:
     sys.path.insert(0, str(REPO / "_utils"))
 
 from paphosting import haproxy as hap  # noqa: E402
+from paphosting import model  # noqa: E402
 
 
 class Timeout(AssertionError):
@@ -329,3 +330,32 @@ def webapps_of(pillar, log_dir):
 def clean_env():
     """``os.environ`` for a subprocess that should not inherit pytest's plugin settings."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+
+class LoadBalancer:
+    """A real haproxy load balancer for the DNS failover tests: its address and port are chosen
+    first (the pillar needs them), then :meth:`configure` renders its haproxy.cfg from that pillar
+    with the project's own renderer. :meth:`stop` kills it (the health endpoint refuses
+    connections, as when the machine dies), :meth:`start` brings it back."""
+
+    def __init__(self, name, address, port, root):
+        self.name = name
+        self.address = address
+        self.port = port
+        self.haproxy = Haproxy(root)
+
+    def configure(self, pillar):
+        self.haproxy.write(hap.render(model.parse(pillar), self.name, self.haproxy.root))
+        return self
+
+    def start(self):
+        if not self.running:
+            self.haproxy.start()
+        return self
+
+    def stop(self):
+        self.haproxy.stop()
+
+    @property
+    def running(self):
+        return hap.status(self.haproxy.root)["running"]
