@@ -4,13 +4,25 @@
     saved to minion.d/beacons.conf, so it survives a minion restart. -#}
 {%- set beacon = salt['paphosting.watcher_beacon']() %}
 
+{#- A highstate syncs every custom module before it renders (load_dynamic), but does not refresh
+    the running minion's beacon loader: these two make a fresh watcher load the beacon. Once the
+    beacon is configured they are skipped, so `test=True` reports no change where there is none
+    (Salt's saltutil.sync_* states always say "would have been run" in test mode). #}
 paphosting-watcher-sync:
   saltutil.sync_beacons:
     - refresh: True
+    - unless:
+      - fun: beacons.list
+        return_yaml: False
+        include_pillar: False
 
 paphosting-watcher-sync-utils:
   saltutil.sync_utils:
     - refresh: True
+    - unless:
+      - fun: beacons.list
+        return_yaml: False
+        include_pillar: False
 
 {%- if beacon %}
 paphosting-watcher-beacon:
