@@ -26,7 +26,9 @@ logging.raiseExceptions = False
 
 def require_binary(name):
     """The path of a binary from the Debian packages; a missing one fails the test."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.access(f"/usr/sbin/{name}", os.X_OK) else None
+    )
     if path is None:
         pytest.fail(f"{name} is not installed: run scripts/setup (make test does)", pytrace=False)
     return path

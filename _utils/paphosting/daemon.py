@@ -106,7 +106,9 @@ def start(daemon, wait=10.0):
     if daemon.log and os.path.exists(daemon.log):
         with open(daemon.log, encoding="utf-8", errors="replace") as fh:
             tail = "".join(fh.readlines()[-15:])
-    raise DaemonError(f"{daemon.name} did not start (exit status {code}); log {daemon.log}:\n{tail}")
+    raise DaemonError(
+        f"{daemon.name} did not start (exit status {code}); log {daemon.log}:\n{tail}"
+    )
 
 
 def reload(daemon):

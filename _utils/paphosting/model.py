@@ -330,17 +330,35 @@ def _settings(raw, errs):
 
 def _haproxy_globals(raw, errs):
     path = (ROOT, "haproxy")
-    keys = {"http_port", "health_path", "maxconn", "timeout_connect", "timeout_client", "timeout_server"}
+    keys = {
+        "http_port",
+        "health_path",
+        "maxconn",
+        "timeout_connect",
+        "timeout_client",
+        "timeout_server",
+    }
     raw = _mapping(raw, path, errs, keys)
     return {
         "http_port": _int(raw.get("http_port"), path + ("http_port",), errs, 1, 65535, 80),
         "health_path": _str(
-            raw.get("health_path"), path + ("health_path",), errs, HTTP_PATH_RE, "HTTP path", "/haproxy-health"
+            raw.get("health_path"),
+            path + ("health_path",),
+            errs,
+            HTTP_PATH_RE,
+            "HTTP path",
+            "/haproxy-health",
         ),
         "maxconn": _int(raw.get("maxconn"), path + ("maxconn",), errs, 1, 10_000_000, 4096),
-        "timeout_connect": _int(raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 5000),
-        "timeout_client": _int(raw.get("timeout_client"), path + ("timeout_client",), errs, 1, 3_600_000, 30000),
-        "timeout_server": _int(raw.get("timeout_server"), path + ("timeout_server",), errs, 1, 3_600_000, 30000),
+        "timeout_connect": _int(
+            raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 5000
+        ),
+        "timeout_client": _int(
+            raw.get("timeout_client"), path + ("timeout_client",), errs, 1, 3_600_000, 30000
+        ),
+        "timeout_server": _int(
+            raw.get("timeout_server"), path + ("timeout_server",), errs, 1, 3_600_000, 30000
+        ),
     }
 
 
@@ -349,17 +367,34 @@ def _loadbalancers(raw, errs, settings, hap):
     out = {}
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
-        item = _mapping(item, p, errs, {"address", "address6", "http_port", "health_path", "service_mode"}, ["address"])
+        item = _mapping(
+            item,
+            p,
+            errs,
+            {"address", "address6", "http_port", "health_path", "service_mode"},
+            ["address"],
+        )
         out[name] = LoadBalancer(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs, 4),
             address6=_address(item.get("address6"), p + ("address6",), errs, 6),
-            http_port=_int(item.get("http_port"), p + ("http_port",), errs, 1, 65535, hap["http_port"]),
+            http_port=_int(
+                item.get("http_port"), p + ("http_port",), errs, 1, 65535, hap["http_port"]
+            ),
             health_path=_str(
-                item.get("health_path"), p + ("health_path",), errs, HTTP_PATH_RE, "HTTP path", hap["health_path"]
+                item.get("health_path"),
+                p + ("health_path",),
+                errs,
+                HTTP_PATH_RE,
+                "HTTP path",
+                hap["health_path"],
             ),
             service_mode=_choice(
-                item.get("service_mode"), p + ("service_mode",), errs, SERVICE_MODES, settings["service_mode"]
+                item.get("service_mode"),
+                p + ("service_mode",),
+                errs,
+                SERVICE_MODES,
+                settings["service_mode"],
             ),
         )
     if not out:
@@ -373,7 +408,9 @@ def _webservers(raw, errs):
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
         item = _mapping(item, p, errs, {"address"}, ["address"])
-        out[name] = Webserver(name=name, address=_address(item.get("address"), p + ("address",), errs))
+        out[name] = Webserver(
+            name=name, address=_address(item.get("address"), p + ("address",), errs)
+        )
     return out
 
 
@@ -382,7 +419,13 @@ def _nameservers(raw, errs, settings):
     out = {}
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
-        item = _mapping(item, p, errs, {"address", "port", "server", "fqdn", "service_mode", "control_port"}, ["address", "server"])
+        item = _mapping(
+            item,
+            p,
+            errs,
+            {"address", "port", "server", "fqdn", "service_mode", "control_port"},
+            ["address", "server"],
+        )
         fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
@@ -394,7 +437,11 @@ def _nameservers(raw, errs, settings):
             server=_choice(item.get("server"), p + ("server",), errs, DNS_SERVERS),
             fqdn=fqdn,
             service_mode=_choice(
-                item.get("service_mode"), p + ("service_mode",), errs, SERVICE_MODES, settings["service_mode"]
+                item.get("service_mode"),
+                p + ("service_mode",),
+                errs,
+                SERVICE_MODES,
+                settings["service_mode"],
             ),
             control_port=control_port,
         )
@@ -424,7 +471,14 @@ def _unique_addresses(platform_parts, errs):
 def _check(raw, path, errs):
     raw = _mapping(raw, path, errs, {"path", "inter", "fall", "rise", "timeout", "expect_status"})
     d = Check()
-    status = _str(raw.get("expect_status"), path + ("expect_status",), errs, re.compile(r"^[1-5]\d\d(-[1-5]\d\d)?$"), "HTTP status or range", d.expect_status)
+    status = _str(
+        raw.get("expect_status"),
+        path + ("expect_status",),
+        errs,
+        re.compile(r"^[1-5]\d\d(-[1-5]\d\d)?$"),
+        "HTTP status or range",
+        d.expect_status,
+    )
     return Check(
         path=_str(raw.get("path"), path + ("path",), errs, HTTP_PATH_RE, "HTTP path", d.path),
         inter=_int(raw.get("inter"), path + ("inter",), errs, 100, 3_600_000, d.inter),
@@ -450,7 +504,17 @@ def _services(raw, errs, webservers, rotations):
     hostnames_seen = {}
     for name, item in _named(raw, path, errs, SERVICE_RE, "service").items():
         p = path + (name,)
-        keys = {"type", "hostnames", "rotation", "balance", "check", "servers", "failback", "cookie_name", "port"}
+        keys = {
+            "type",
+            "hostnames",
+            "rotation",
+            "balance",
+            "check",
+            "servers",
+            "failback",
+            "cookie_name",
+            "port",
+        }
         item = _mapping(item, p, errs, keys, ["type", "hostnames", "servers"])
         stype = _choice(item.get("type"), p + ("type",), errs, SERVICE_TYPES)
         default_port = _int(item.get("port"), p + ("port",), errs, 1, 65535, 80)
@@ -460,7 +524,9 @@ def _services(raw, errs, webservers, rotations):
             if fq is None:
                 continue
             if "*" in fq:
-                errs.add(p + ("hostnames", i), f"{h!r}: wildcards are not allowed in service hostnames")
+                errs.add(
+                    p + ("hostnames", i), f"{h!r}: wildcards are not allowed in service hostnames"
+                )
                 continue
             other = hostnames_seen.setdefault(fq, name)
             if other != name or fq in hostnames:
@@ -483,7 +549,14 @@ def _services(raw, errs, webservers, rotations):
         cookie_name = None
         if stype == "stateful":
             failback = _choice(item.get("failback"), p + ("failback",), errs, FAILBACK, "auto")
-            cookie_name = _str(item.get("cookie_name"), p + ("cookie_name",), errs, COOKIE_RE, "cookie name", "PAPSRV")
+            cookie_name = _str(
+                item.get("cookie_name"),
+                p + ("cookie_name",),
+                errs,
+                COOKIE_RE,
+                "cookie name",
+                "PAPSRV",
+            )
         else:
             for key in ("failback", "cookie_name"):
                 if key in item:
@@ -491,7 +564,12 @@ def _services(raw, errs, webservers, rotations):
         servers = []
         rawservers = item.get("servers")
         if isinstance(rawservers, dict):
-            rawservers = [dict({"name": k}, **(v or {})) if isinstance(v, (dict, type(None))) else {"name": k, "_bad": v} for k, v in rawservers.items()]
+            rawservers = [
+                dict({"name": k}, **(v or {}))
+                if isinstance(v, (dict, type(None)))
+                else {"name": k, "_bad": v}
+                for k, v in rawservers.items()
+            ]
         for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
             sp = p + ("servers", srv.get("name", i) if isinstance(srv, dict) else i)
             if isinstance(srv, dict) and "_bad" in srv:
@@ -508,7 +586,13 @@ def _services(raw, errs, webservers, rotations):
                 errs.add(sp + ("name",), f"{sname!r} is listed twice")
                 continue
             roles = ("primary", "backup") if stype == "stateful" else ("active",)
-            role = _choice(srv.get("role"), sp + ("role",), errs, roles, None if stype == "stateful" else "active")
+            role = _choice(
+                srv.get("role"),
+                sp + ("role",),
+                errs,
+                roles,
+                None if stype == "stateful" else "active",
+            )
             if stype == "stateful" and role is None and "role" not in srv:
                 errs.add(sp + ("role",), "is required for a stateful service (primary or backup)")
             servers.append(
@@ -525,7 +609,10 @@ def _services(raw, errs, webservers, rotations):
         if stype == "stateful" and servers:
             primaries = [s for s in servers if s.role == "primary"]
             if len(primaries) != 1:
-                errs.add(p + ("servers",), f"a stateful service needs exactly one primary, found {len(primaries)}")
+                errs.add(
+                    p + ("servers",),
+                    f"a stateful service needs exactly one primary, found {len(primaries)}",
+                )
         out[name] = Service(
             name=name,
             type=stype,
@@ -554,12 +641,18 @@ def _rotations(raw, errs, loadbalancers):
         item = _mapping(item, p, errs, {"ttl", "members", "min_members"})
         members = []
         rawmembers = item.get("members")
-        for i, m in enumerate(_list(rawmembers, p + ("members",), errs) if rawmembers is not None else list(loadbalancers)):
+        for i, m in enumerate(
+            _list(rawmembers, p + ("members",), errs)
+            if rawmembers is not None
+            else list(loadbalancers)
+        ):
             mname = _str(m, p + ("members", i), errs, ID_RE, "minion id")
             if mname is None:
                 continue
             if mname not in loadbalancers:
-                errs.add(p + ("members", i), f"{mname!r} is not a load balancer in {ROOT}:loadbalancers")
+                errs.add(
+                    p + ("members", i), f"{mname!r} is not a load balancer in {ROOT}:loadbalancers"
+                )
             elif mname in members:
                 errs.add(p + ("members", i), f"{mname!r} is listed twice")
             else:
@@ -624,12 +717,20 @@ def _zones(raw, errs, nameservers):
             if fq is not None:
                 ns.append(fq)
         if not ns:
-            errs.add(p + ("ns",), "a zone needs at least one NS (none given and no nameservers defined)")
+            errs.add(
+                p + ("ns",), "a zone needs at least one NS (none given and no nameservers defined)"
+            )
         sp = p + ("soa",)
-        soa = _mapping(item.get("soa"), sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"})
+        soa = _mapping(
+            item.get("soa"), sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"}
+        )
         soa = Soa(
-            mname=_fqdn(soa.get("mname"), sp + ("mname",), errs) if "mname" in soa else (ns[0] if ns else ""),
-            rname=_fqdn(soa.get("rname"), sp + ("rname",), errs) if "rname" in soa else f"hostmaster.{zname}",
+            mname=_fqdn(soa.get("mname"), sp + ("mname",), errs)
+            if "mname" in soa
+            else (ns[0] if ns else ""),
+            rname=_fqdn(soa.get("rname"), sp + ("rname",), errs)
+            if "rname" in soa
+            else f"hostmaster.{zname}",
             refresh=_int(soa.get("refresh"), sp + ("refresh",), errs, 0, TTL_MAX, 3600),
             retry=_int(soa.get("retry"), sp + ("retry",), errs, 0, TTL_MAX, 600),
             expire=_int(soa.get("expire"), sp + ("expire",), errs, 0, TTL_MAX, 1209600),
@@ -638,7 +739,10 @@ def _zones(raw, errs, nameservers):
         records = []
         rawrecords = item.get("records")
         if rawrecords is not None and not isinstance(rawrecords, dict):
-            errs.add(p + ("records",), f"must be a mapping of owner names, got {type(rawrecords).__name__}")
+            errs.add(
+                p + ("records",),
+                f"must be a mapping of owner names, got {type(rawrecords).__name__}",
+            )
             rawrecords = {}
         for owner, rrs in (rawrecords or {}).items():
             op = p + ("records", owner)
@@ -646,12 +750,17 @@ def _zones(raw, errs, nameservers):
             if owner_text is None:
                 continue
             try:
-                oname = origin if owner_text == "@" else dns.name.from_text(owner_text, origin=origin)
+                oname = (
+                    origin if owner_text == "@" else dns.name.from_text(owner_text, origin=origin)
+                )
             except dns.exception.DNSException as exc:
                 errs.add(op, f"{owner_text!r} is not a valid owner name: {exc}")
                 continue
             if owner_text != "@" and not re.match(r"^[A-Za-z0-9*_.-]+\.?$", owner_text):
-                errs.add(op, f"{owner_text!r} is not a valid owner name: only letters, digits, '-', '_', '.', '*'")
+                errs.add(
+                    op,
+                    f"{owner_text!r} is not a valid owner name: only letters, digits, '-', '_', '.', '*'",
+                )
                 continue
             if not oname.is_subdomain(origin):
                 errs.add(op, f"{oname} is out of zone {zname}")
@@ -683,7 +792,10 @@ def _zones(raw, errs, nameservers):
             by_owner.setdefault(r.owner, []).append(r.type)
         for owner, types in by_owner.items():
             if "CNAME" in types and len(types) > 1:
-                errs.add(p + ("records", owner), f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})")
+                errs.add(
+                    p + ("records", owner),
+                    f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})",
+                )
         out[zname] = Zone(name=zname, ttl=ttl, soa=soa, ns=tuple(ns), records=tuple(records))
     return out
 
@@ -695,8 +807,16 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
             errs.add((ROOT, "rotations", name), f"{name} is not inside any zone in {ROOT}:zones")
         elif zones:
             zname = platform_zone_of(name)
-            rel = "@" if name == zname else dns.name.from_text(name).relativize(dns.name.from_text(zname)).to_text()
-            clash = [r.type for r in zones[zname].records if r.owner == rel and r.type in ("A", "AAAA", "CNAME")]
+            rel = (
+                "@"
+                if name == zname
+                else dns.name.from_text(name).relativize(dns.name.from_text(zname)).to_text()
+            )
+            clash = [
+                r.type
+                for r in zones[zname].records
+                if r.owner == rel and r.type in ("A", "AAAA", "CNAME")
+            ]
             if clash:
                 errs.add(
                     (ROOT, "rotations", name),
@@ -707,10 +827,16 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
         for i, host in enumerate(svc.hostnames):
             zname = platform_zone_of(host)
             if host in rotations:
-                errs.add((ROOT, "services", sname, "hostnames", i), f"{host} is a rotation name, not a service hostname")
+                errs.add(
+                    (ROOT, "services", sname, "hostnames", i),
+                    f"{host} is a rotation name, not a service hostname",
+                )
                 continue
             if zones and zname is None:
-                errs.add((ROOT, "services", sname, "hostnames", i), f"{host} is not inside any zone in {ROOT}:zones")
+                errs.add(
+                    (ROOT, "services", sname, "hostnames", i),
+                    f"{host} is not inside any zone in {ROOT}:zones",
+                )
                 continue
             if zname is None:
                 continue
@@ -720,7 +846,11 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
             # A hostname is a CNAME to its rotation, except at an apex, where it gets the
             # rotation's A/AAAA records beside the apex's other data.
             forbidden = {"A", "AAAA", "CNAME"} if rel == "@" else None
-            clash = [r.type for r in zone.records if r.owner == rel and (forbidden is None or r.type in forbidden)]
+            clash = [
+                r.type
+                for r in zone.records
+                if r.owner == rel and (forbidden is None or r.type in forbidden)
+            ]
             if clash:
                 errs.add(
                     (ROOT, "services", sname, "hostnames", i),
@@ -731,11 +861,25 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
 
 def _health(raw, errs, nameservers, loadbalancers):
     path = (ROOT, "health")
-    keys = {"watchers", "interval", "timeout", "fall", "rise", "quorum", "min_members", "heartbeat", "flap"}
+    keys = {
+        "watchers",
+        "interval",
+        "timeout",
+        "fall",
+        "rise",
+        "quorum",
+        "min_members",
+        "heartbeat",
+        "flap",
+    }
     raw = _mapping(raw, path, errs, keys)
     watchers = []
     rawwatchers = raw.get("watchers")
-    for i, w in enumerate(_list(rawwatchers, path + ("watchers",), errs) if rawwatchers is not None else list(nameservers)):
+    for i, w in enumerate(
+        _list(rawwatchers, path + ("watchers",), errs)
+        if rawwatchers is not None
+        else list(nameservers)
+    ):
         wname = _str(w, path + ("watchers", i), errs, ID_RE, "minion id")
         if wname is not None and wname in watchers:
             errs.add(path + ("watchers", i), f"{wname!r} is listed twice")
@@ -760,7 +904,9 @@ def _health(raw, errs, nameservers, loadbalancers):
         min_members=_int(raw.get("min_members"), path + ("min_members",), errs, 1, 1000, 1),
         heartbeat=_number(raw.get("heartbeat"), path + ("heartbeat",), errs, 1, 86400, 30.0),
         flap_window=_number(flap.get("window"), fp + ("window",), errs, 1, 86400, 300.0),
-        flap_max_transitions=_int(flap.get("max_transitions"), fp + ("max_transitions",), errs, 2, 1000, 4),
+        flap_max_transitions=_int(
+            flap.get("max_transitions"), fp + ("max_transitions",), errs, 2, 1000, 4
+        ),
         flap_hold=_number(flap.get("hold"), fp + ("hold",), errs, 0, 86400, 120.0),
     )
 
@@ -779,8 +925,12 @@ def _dns_settings(raw, errs):
     path = (ROOT, "dns")
     raw = _mapping(raw, path, errs, {"max_change_share", "min_records_for_share"})
     return {
-        "max_change_share": _number(raw.get("max_change_share"), path + ("max_change_share",), errs, 0, 1, 0.3),
-        "min_records_for_share": _int(raw.get("min_records_for_share"), path + ("min_records_for_share",), errs, 0, 10**9, 10),
+        "max_change_share": _number(
+            raw.get("max_change_share"), path + ("max_change_share",), errs, 0, 1, 0.3
+        ),
+        "min_records_for_share": _int(
+            raw.get("min_records_for_share"), path + ("min_records_for_share",), errs, 0, 10**9, 10
+        ),
     }
 
 
@@ -793,14 +943,26 @@ def _schedule(raw, errs):
         enabled = True
     return {
         "enabled": enabled,
-        "highstate_interval": _int(raw.get("highstate_interval"), path + ("highstate_interval",), errs, 10, 86400 * 7, 1800),
+        "highstate_interval": _int(
+            raw.get("highstate_interval"), path + ("highstate_interval",), errs, 10, 86400 * 7, 1800
+        ),
         "splay": _int(raw.get("splay"), path + ("splay",), errs, 0, 86400, 300),
     }
 
 
 TOP_KEYS = {
-    "settings", "haproxy", "loadbalancers", "webservers", "nameservers", "services",
-    "rotations", "zones", "health", "masters", "dns", "schedule",
+    "settings",
+    "haproxy",
+    "loadbalancers",
+    "webservers",
+    "nameservers",
+    "services",
+    "rotations",
+    "zones",
+    "health",
+    "masters",
+    "dns",
+    "schedule",
 }
 
 
@@ -820,7 +982,12 @@ def parse(pillar):
     webservers = _webservers(raw.get("webservers"), errs)
     nameservers = _nameservers(raw.get("nameservers"), errs, settings)
     _unique_addresses(
-        [("loadbalancers", loadbalancers), ("webservers", webservers), ("nameservers", nameservers)], errs
+        [
+            ("loadbalancers", loadbalancers),
+            ("webservers", webservers),
+            ("nameservers", nameservers),
+        ],
+        errs,
     )
     rotations = _rotations(raw.get("rotations"), errs, loadbalancers)
     services = _services(raw.get("services"), errs, webservers, rotations)
@@ -843,7 +1010,9 @@ def parse(pillar):
     _rotation_zones(rotations, services, zones, platform.zone_of, errs)
     for i, w in enumerate(health.watchers):
         if w not in nameservers and w not in loadbalancers and w not in webservers:
-            errs.add((ROOT, "health", "watchers", i), f"{w!r} is not a server defined in this pillar")
+            errs.add(
+                (ROOT, "health", "watchers", i), f"{w!r} is not a server defined in this pillar"
+            )
     if errs.errors:
         raise InvalidPillar(errs.errors)
     return platform

@@ -15,5 +15,8 @@ def test_validate_names_pillar_path(set_pillar):
     bad = example_pillar()
     bad["services"]["www"]["servers"][0]["port"] = 70000
     loaders = set_pillar(bad)
-    with pytest.raises(CommandExecutionError, match=r"paphosting:services:www:servers:web1.paphosting.net:port: 70000 is out of range"):
+    with pytest.raises(
+        CommandExecutionError,
+        match=r"paphosting:services:www:servers:web1.paphosting.net:port: 70000 is out of range",
+    ):
         loaders.modules.paphosting.validate()

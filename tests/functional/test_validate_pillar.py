@@ -11,7 +11,9 @@ SCRIPT = REPO / "scripts" / "validate-pillar"
 def _run(pillar_dir):
     for binary in ("haproxy", "named-checkzone", "nsd-checkzone", "kzonecheck"):
         require_binary(binary)
-    return subprocess.run([str(SCRIPT), str(pillar_dir)], capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [str(SCRIPT), str(pillar_dir)], capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_example_pillar_is_valid_everywhere():
