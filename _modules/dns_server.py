@@ -36,10 +36,10 @@ def _platform():
 
 
 def _nameserver(platform, nameserver=None):
-    ns_id = nameserver or __opts__["id"]
-    if ns_id not in platform.nameservers:
-        raise CommandExecutionError(f"{ns_id} is not a nameserver in pillar paphosting:nameservers")
-    return platform.nameservers[ns_id]
+    try:
+        return platform.nameserver(nameserver or __opts__["id"])
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
 
 
 def _context(nameserver=None):

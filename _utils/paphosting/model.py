@@ -181,6 +181,12 @@ class Platform:
             roles.append("webserver")
         return roles
 
+    def nameserver(self, minion_id):
+        """The :class:`Nameserver` of ``minion_id``; :class:`PillarError` when it is none."""
+        if minion_id not in self.nameservers:
+            raise PillarError((ROOT, "nameservers"), f"{minion_id} is not a nameserver")
+        return self.nameservers[minion_id]
+
     def zone_of(self, fqdn):
         """The managed zone holding ``fqdn`` (longest suffix), or None."""
         name = dns.name.from_text(fqdn)

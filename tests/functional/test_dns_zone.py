@@ -301,4 +301,4 @@ def test_a_minion_that_is_no_nameserver_is_told_so(set_pillar):
     loaders = set_pillar(example_pillar())
     ret = loaders.states.dns_zone.managed(name=ZONE)
     assert ret.result is False
-    assert "is not a nameserver in pillar paphosting:nameservers" in ret.comment
+    assert "pillar paphosting:nameservers: " in ret.comment and "is not a nameserver" in ret.comment
