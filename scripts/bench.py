@@ -1,0 +1,845 @@
+#!/usr/bin/env python3
+"""``make bench``: how fast and how far the platform goes. See docs/bench.md.
+
+Parts (all by default; ``--part`` picks some):
+
+render
+    Render and validate (real ``haproxy -c`` and the three zone checkers) the haproxy config and
+    the zones at 100, 1,000 and 10,000 services, and a zone of 100,000 records; time and peak
+    memory, each size in a fresh process.
+failover
+    On the running platform (two masters, two load balancers, three nameservers): kill a load
+    balancer's haproxy, time until every nameserver answers without it (failover), restart it,
+    time until every nameserver answers with it again (recovery); ``--trials`` of each.
+noop
+    A highstate that changes nothing on a load balancer and on a nameserver at each size, beside
+    an empty highstate on the same minion (Salt's own floor).
+errors
+    Client-visible errors under a bounded loopback load while a backend dies and while a load
+    balancer dies.
+
+Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by scripts/lab/report.py), a
+PNG chart ``build/bench/results.png``, and prints a table.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform as host
+import subprocess
+import sys
+import time
+import traceback
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from lab import client, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
+from lab.launcher import Events, Lab, wait_for  # noqa: E402
+
+from paphosting import haproxy  # noqa: E402
+
+OUT = REPO / "build" / "bench"
+SIZES = (100, 1000, 10000)
+ZONE_RECORDS = 100_000
+PARTS = ("render", "failover", "noop", "errors")
+TARGET_RENDER_S = 5.0
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- render ----------------------------------------------------------------------------------
+
+
+def _render_once(services, records):
+    argv = [sys.executable, __file__, "--render-worker", str(services), str(records)]
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
+    if res.returncode != 0:
+        raise RuntimeError(
+            f"render worker {services} services / {records} records failed:\n{res.stderr[-3000:]}"
+        )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_render(repeat):
+    """One row per size: the run with the median time of ``repeat`` runs (peaks: the highest)."""
+    rows = []
+    cases = [(n, 0) for n in SIZES] + [(0, ZONE_RECORDS)]
+    for services, records in cases:
+        runs = []
+        # The 100,000-record zone takes long: once is enough to see where it stands.
+        for _ in range(1 if records else repeat):
+            runs.append(_render_once(services, records))
+        runs.sort(key=lambda r: r["seconds"])
+        row = dict(runs[len(runs) // 2])
+        row["peak_mb"] = max(r["peak_mb"] for r in runs)
+        row["runs_s"] = [r["seconds"] for r in runs]
+        rows.append(row)
+        what = f"{services} services" if services else f"a zone of {records} extra records"
+        log(
+            f"render {what}: {row['seconds']:.2f} s, peak {row['peak_mb']:.0f} MB ({row['records']} zone records, {row['haproxy_lines']} haproxy.cfg lines)"
+        )
+    return rows
+
+
+# --- the running platform ----------------------------------------------------------------------
+
+
+ROTATION = "http0.l.paphosting.nl"
+WWW = "www.paphosting.nl"
+SHOP = "shop.paphosting.nl"
+
+
+def bench_pillar(services=0, watchers=True, lean=False):
+    """The example platform for measurements: no scheduled drift correction (it would run a
+    highstate at a random moment of a measurement), flap damping out of the way (the trials kill
+    and restore the same load balancers every few seconds, which is flapping by design), and, with
+    generated services, health checks every minute (10,000 backends checked every 2 s would load
+    the machine that is measured).
+
+    ``lean``: one server per generated stateless service and ``maxconn`` 2000, so that haproxy
+    needs fewer file descriptors than a container's usual hard limit (docs/bench.md)."""
+    pillar = synthetic.platform(services, check_inter=60000 if services else None, lean=lean)
+    if lean:
+        pillar.setdefault("haproxy", {})["maxconn"] = 2000
+    pillar["schedule"]["enabled"] = False
+    pillar["health"]["flap"] = {"window": 300, "max_transitions": 1000, "hold": 0}
+    if not watchers:
+        pillar["health"]["watchers"] = []
+    return pillar
+
+
+def percentile(values, q):
+    """The ``q`` quantile (0..1) of ``values``, interpolated between the closest ranks."""
+    data = sorted(values)
+    if not data:
+        return 0.0
+    pos = q * (len(data) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def summary(samples, floor):
+    return {
+        "trials": len(samples),
+        "p50_s": round(percentile(samples, 0.5), 3),
+        "p95_s": round(percentile(samples, 0.95), 3),
+        "floor_s": float(floor),
+        "min_s": round(min(samples), 3) if samples else 0.0,
+        "max_s": round(max(samples), 3) if samples else 0.0,
+        "samples_s": [round(x, 3) for x in samples],
+    }
+
+
+def _phases(events, t0, lb, state, quorum):
+    """From the masters' event buses since ``t0``: when the ``quorum``-th watcher reported ``lb``
+    ``state`` (detection) and when the first master published a rotation change (decision)."""
+    reports = []
+    decided = None
+    for ev in events:
+        for dt, tag, data in ev.since(t0):
+            if tag.endswith("/http_health/transition"):
+                try:
+                    body = json.loads(data.get("report") or "{}")
+                except ValueError:
+                    continue
+                if lb in body.get("changed", []) and body["lbs"][lb]["state"] == state:
+                    reports.append((dt, body["watcher"]))
+            elif tag == "paphosting/rotation/changed":
+                decided = dt if decided is None else min(decided, dt)
+    first = {}
+    for dt, watcher in sorted(reports):
+        first.setdefault(watcher, dt)
+    times = sorted(first.values())
+    detected = times[quorum - 1] if len(times) >= quorum else None
+    return detected, decided
+
+
+def _wait_rotation(lab, want, timeout=90):
+    watch = client.DnsWatch(lab.nameservers, ROTATION, want)
+    at = watch.wait(timeout)
+    if len(at) < len(lab.nameservers):
+        raise RuntimeError(f"the nameservers do not answer {sorted(want)} (last: {watch.last})")
+
+
+def _prepare(lab):
+    """Highstate everything; wait until every backend is up and every nameserver answers every
+    load balancer."""
+    res = lab.highstate(lab.minions, master=lab.master().name)
+    failed = {m: r["failed"] for m, r in res.items() if r["failed"]}
+    if failed:
+        raise RuntimeError(f"highstate failed: {failed}")
+    p = lab.platform
+
+    def backends_up():
+        for lb in p.loadbalancers:
+            for servers in lab.haproxy_servers(lb).values():
+                if not all(s.startswith("UP") for s in servers.values()):
+                    return False
+        return True
+
+    wait_for(backends_up, 90, "every backend up", interval=0.2)
+    _wait_rotation(lab, {x.address for x in p.loadbalancers.values()})
+
+
+def _restart_haproxy(lab, lb):
+    """Start haproxy again (as its highstate would) and return when its health URL answers."""
+    lbc = lab.platform.loadbalancers[lb]
+    haproxy.start(lab.root(lb))
+    wait_for(
+        lambda: client.healthy(lbc.address, lbc.http_port, lbc.health_path),
+        30,
+        f"{lb} healthy",
+        interval=0.02,
+    )
+    return time.monotonic()
+
+
+def bench_failover(lab, trials):
+    """Kill a load balancer's haproxy (SIGKILL), time until every nameserver answers without it;
+    start it again, time from its first healthy answer until every nameserver answers with it."""
+    p = lab.platform
+    h = p.health
+    lbs = sorted(p.loadbalancers)
+    addr = {lb: p.loadbalancers[lb].address for lb in lbs}
+    events = [Events(m, ("salt/beacon/", "paphosting/rotation/")) for m in lab.masters.values()]
+    fail, recover, phases = [], [], []
+    try:
+        for i in range(trials):
+            lb = lbs[i % len(lbs)]
+            lab.wait_idle()
+            dns = client.DnsWatch(
+                lab.nameservers, ROTATION, {a for x, a in addr.items() if x != lb}
+            )
+            t0 = time.monotonic()
+            lab.kill_haproxy(lb)
+            at = dns.wait(90)
+            if len(at) < len(lab.nameservers):
+                raise RuntimeError(
+                    f"trial {i + 1}: {lb} still handed out 90 s after its death: {dns.last}"
+                )
+            f = max(at.values()) - t0
+            detected, decided = _phases(events, t0, lb, "down", h.quorum)
+            fail.append(f)
+            lab.wait_idle()
+            dns = client.DnsWatch(lab.nameservers, ROTATION, set(addr.values()))
+            t_up = _restart_haproxy(lab, lb)
+            at = dns.wait(90)
+            if len(at) < len(lab.nameservers):
+                raise RuntimeError(
+                    f"trial {i + 1}: {lb} not handed out 90 s after it came back: {dns.last}"
+                )
+            r = max(at.values()) - t_up
+            r_detected, r_decided = _phases(events, t_up, lb, "up", h.quorum)
+            recover.append(r)
+            phases.append(
+                {
+                    "lb": lb,
+                    "failover_s": round(f, 3),
+                    "detected_s": _r(detected),
+                    "decided_s": _r(decided),
+                    "recovery_s": round(r, 3),
+                    "recovery_detected_s": _r(r_detected),
+                    "recovery_decided_s": _r(r_decided),
+                }
+            )
+            log(
+                f"trial {i + 1}/{trials} {lb}: failover {f:.2f} s (quorum of reports {_fmt(detected)}, decision {_fmt(decided)}); "
+                f"recovery {r:.2f} s (reports {_fmt(r_detected)}, decision {_fmt(r_decided)})"
+            )
+    finally:
+        for ev in events:
+            ev.stop()
+    floor = h.fall * h.interval
+    out_fail = summary(fail, floor)
+    out_rec = summary(recover, h.rise * h.interval)
+    for out, key in ((out_fail, ""), (out_rec, "recovery_")):
+        for phase in ("detected_s", "decided_s"):
+            values = [x[key + phase] for x in phases if x[key + phase] is not None]
+            out[f"p50_{phase}"] = round(percentile(values, 0.5), 3) if values else None
+    out_fail["trials_detail"] = phases
+    return out_fail, out_rec
+
+
+def _r(x):
+    return None if x is None else round(x, 3)
+
+
+def _fmt(x):
+    return "?" if x is None else f"+{x:.2f} s"
+
+
+def bench_client_errors(lab, rounds=1):
+    """Client-visible errors under a bounded load: 4 clients x 10 requests/s each.
+
+    Backend kill: each webserver in turn loses its web application (SIGKILL) while the clients
+    browse the stateless site through both load balancers (one attempt per request). Load balancer
+    kill: each load balancer in turn loses its haproxy while clients resolve the rotation name
+    through a random nameserver at every request (a resolver cache that just expired) and try one
+    of the addresses (naive: one attempt), or every address in turn (like a browser).
+    """
+    p = lab.platform
+    lbs = sorted(p.loadbalancers)
+    addr = [p.loadbalancers[lb].address for lb in lbs]
+    port = p.loadbalancers[lbs[0]].http_port
+    out = {
+        "backend_kill": 0,
+        "lb_kill": 0,
+        "lb_kill_with_retry": 0,
+        "shop_backend_kill": 0,
+        "requests": {},
+    }
+    requests = {"backend_kill": 0, "lb_kill": 0, "lb_kill_with_retry": 0, "shop_backend_kill": 0}
+    shop = p.services["shop"]
+    primary = next(s.name for s in shop.servers if s.role == "primary")
+    for _ in range(rounds):
+        for web in sorted(p.webservers):
+            www = client.Load(WWW, port, client.rotating(addr), workers=4, rate=10, retry=False)
+            shop_load = client.Load(
+                SHOP, port, client.rotating(addr), workers=2, rate=5, retry=False
+            )
+            with www, shop_load:
+                www.wait_requests(40)
+                lab.kill_webapp(web)
+                wait_for(
+                    lambda web=web: all(
+                        lab.haproxy_servers(lb)["www"][web].startswith("DOWN") for lb in lbs
+                    ),
+                    30,
+                    f"{web} down",
+                    interval=0.1,
+                )
+                www.wait_requests(80)
+            log(f"backend kill {web}: www {www.summary()}; shop {shop_load.summary()}")
+            out["backend_kill"] += www.errors
+            out["shop_backend_kill"] += shop_load.errors
+            requests["backend_kill"] += www.requests
+            requests["shop_backend_kill"] += shop_load.requests
+            res = lab.highstate([web], master=lab.master().name, sls="webserver")
+            if any(r["failed"] for r in res.values()):
+                raise RuntimeError(f"restoring {web} failed: {res}")
+            wait_for(
+                lambda web=web: all(
+                    lab.haproxy_servers(lb)["www"][web].startswith("UP") for lb in lbs
+                ),
+                60,
+                f"{web} up",
+                interval=0.2,
+            )
+            if web == primary:
+                lab.salt(lbs, "haproxy_cfg.failback", "shop", master=lab.master().name)
+        for lb in lbs:
+            lab.wait_idle()
+            others = {a for x, a in zip(lbs, addr, strict=True) if x != lb}
+            naive = client.Load(
+                WWW,
+                port,
+                client.dns_picker(lab.nameservers, ROTATION),
+                workers=4,
+                rate=10,
+                retry=False,
+            )
+            browser = client.Load(
+                WWW,
+                port,
+                client.dns_picker(lab.nameservers, ROTATION),
+                workers=4,
+                rate=10,
+                retry=True,
+            )
+            with naive, browser:
+                naive.wait_requests(40)
+                dns = client.DnsWatch(lab.nameservers, ROTATION, others)
+                lab.kill_haproxy(lb)
+                dns.wait(90)
+                naive.wait_requests(40)
+            log(
+                f"load balancer kill {lb}: one attempt: {naive.summary()}; every address: {browser.summary()}"
+            )
+            out["lb_kill"] += naive.errors
+            out["lb_kill_with_retry"] += browser.errors
+            requests["lb_kill"] += naive.requests
+            requests["lb_kill_with_retry"] += browser.requests
+            _restart_haproxy(lab, lb)
+            _wait_rotation(lab, set(addr))
+    out["requests"] = requests
+    return out
+
+
+def bench_platform(trials, parts):
+    """The failover and client-error parts, on one lab of the example platform."""
+    out = {}
+    lab = Lab("bench", pillar=bench_pillar(), svn=False, say=log)
+    with lab:
+        _prepare(lab)
+        log("platform up and highstated: 2 masters, 2 load balancers, 3 nameservers, 3 webservers")
+        if "failover" in parts:
+            out["failover"], out["recovery"] = bench_failover(lab, trials)
+        if "errors" in parts:
+            out["client_errors"] = bench_client_errors(lab)
+            out["errors_measured"] = True
+    return out
+
+
+EMPTY_SLS = (
+    "# Salt's floor: a state run with one state that does nothing.\nbench-floor:\n  test.nop\n"
+)
+
+
+def _timed_apply(lab, minion, sls=None):
+    t0 = time.monotonic()
+    res = lab.highstate([minion], master="nl", sls=sls)[minion]
+    return time.monotonic() - t0, res
+
+
+def bench_noop(repeat=3, sizes=SIZES, autoload=True):
+    """A highstate that changes nothing, on a load balancer and on a nameserver, at each size,
+    beside ``state.apply`` of an SLS holding one ``test.nop`` on the same minion (Salt's floor:
+    the same job, pillar and state machinery with nothing to do).
+
+    ``autoload``: the minions' ``autoload_dynamic_modules`` (Salt's default, True, makes every
+    highstate run ``saltutil.sync_all`` and reload every module first; False leaves custom modules
+    to an explicit sync)."""
+    extra = OUT / "floor_sls"
+    (extra / "bench").mkdir(parents=True, exist_ok=True)
+    (extra / "bench" / "floor.sls").write_text(EMPTY_SLS)
+    roles = {"loadbalancer": "lb1.paphosting.net", "nameserver": "ns1.paphosting.net"}
+    lab = Lab(
+        "bench-noop",
+        pillar=bench_pillar(watchers=False, lean=True),
+        svn=False,
+        masters=["nl"],
+        minions=sorted(roles.values()),
+        say=log,
+        extra_file_roots=[extra],
+        minion_overrides={"autoload_dynamic_modules": autoload},
+    )
+    rows = []
+    with lab:
+        for n in sizes:
+            lab.write_pillar(bench_pillar(n, watchers=False, lean=True))
+            for minion in roles.values():
+                _, res = _timed_apply(lab, minion)
+                if res["failed"]:
+                    raise RuntimeError(
+                        f"highstate of {minion} at {n} services failed: {res['failed']}"
+                    )
+            for role, minion in roles.items():
+                noop, floor, changed, states = [], [], [], {}
+                for _ in range(repeat):
+                    secs, res = _timed_apply(lab, minion)
+                    noop.append(secs)
+                    changed += res["changed"]
+                    for sid, ms in res["durations"].items():
+                        states.setdefault(sid, []).append(ms)
+                    secs, _ = _timed_apply(lab, minion, "bench.floor")
+                    floor.append(secs)
+                row = {
+                    "role": role,
+                    "services": n,
+                    "autoload_dynamic_modules": autoload,
+                    "seconds": round(percentile(noop, 0.5), 3),
+                    "floor_seconds": round(percentile(floor, 0.5), 3),
+                    "minion": minion,
+                    "runs_s": [round(x, 3) for x in noop],
+                    "floor_runs_s": [round(x, 3) for x in floor],
+                    "changed": sorted(set(changed)),
+                    "state_ms": {
+                        sid: round(percentile(v, 0.5))
+                        for sid, v in sorted(states.items(), key=lambda kv: -percentile(kv[1], 0.5))
+                    },
+                }
+                rows.append(row)
+                top = ", ".join(
+                    f"{sid} {ms / 1000:.2f} s" for sid, ms in list(row["state_ms"].items())[:3]
+                )
+                log(
+                    f"no-change highstate {role} ({minion}) at {n} services{'' if autoload else ' (no module autoload)'}: {row['seconds']:.2f} s, floor {row['floor_seconds']:.2f} s"
+                    f" (slowest states: {top})" + (f"; CHANGED {row['changed']}" if changed else "")
+                )
+    return rows
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+def _targets(results):
+    """Each target of issue 7: (name, met or None when not measured, the figures)."""
+    out = []
+    render = {r["services"]: r for r in results.get("render", []) if r.get("services")}
+    if 10000 in render:
+        s = render[10000]["seconds"]
+        out.append(
+            ("10,000 services rendered and validated <= 5 s", s <= TARGET_RENDER_S, f"{s:.2f} s")
+        )
+    fo = results.get("failover") or {}
+    if fo.get("trials"):
+        floor = fo["floor_s"]
+        out.append(
+            (
+                "failover p50 <= floor + 1 s",
+                fo["p50_s"] <= floor + 1,
+                f"p50 {fo['p50_s']:.2f} s, floor {floor:.1f} s",
+            )
+        )
+        out.append(
+            (
+                "failover p95 <= floor + 2 s",
+                fo["p95_s"] <= floor + 2,
+                f"p95 {fo['p95_s']:.2f} s, floor {floor:.1f} s",
+            )
+        )
+    for row in results.get("noop_highstate", []):
+        if row.get("floor_seconds"):
+            ratio = row["seconds"] / row["floor_seconds"]
+            out.append(
+                (
+                    f"no-change highstate {row['role']} {row['services']} services <= 2x floor",
+                    ratio <= 2,
+                    f"{row['seconds']:.2f} s vs {row['floor_seconds']:.2f} s ({ratio:.1f}x)",
+                )
+            )
+    ce = results.get("client_errors") or {}
+    if "backend_kill" in ce and results.get("errors_measured"):
+        out.append(
+            (
+                "no failed stateless request while a backend dies",
+                ce["backend_kill"] == 0,
+                f"{ce['backend_kill']} failed",
+            )
+        )
+    return out
+
+
+def table(results):
+    lines = []
+    if results.get("render"):
+        lines += [
+            "",
+            "render + validate (one haproxy.cfg, haproxy -c; every zone, named-checkzone, nsd-checkzone, kzonecheck)",
+            f"{'services':>9} {'records':>8} {'seconds':>8} {'peak MB':>8}   parse  hap.render hap.check zone.render zone.checks",
+        ]
+        for r in results["render"]:
+            p = r["parts_s"]
+            checks = sum(v for k, v in p.items() if k.startswith("zone_check_"))
+            lines.append(
+                f"{r['services']:>9} {r['records']:>8} {r['seconds']:>8.2f} {r['peak_mb']:>8.0f}   "
+                f"{p['parse']:5.2f} {p['haproxy_render']:10.2f} {p['haproxy_check']:9.2f} {p['zone_render']:11.2f} {checks:11.2f}"
+            )
+    for key in ("failover", "recovery"):
+        part = results.get(key) or {}
+        if part.get("trials"):
+            lines += [
+                "",
+                f"{key}: {part['trials']} trials, p50 {part['p50_s']:.2f} s, p95 {part['p95_s']:.2f} s, floor {part['floor_s']:.1f} s",
+            ]
+    if results.get("noop_highstate"):
+        other = {
+            (r["role"], r["services"]): r
+            for r in results.get("noop_highstate_without_autoload", [])
+        }
+        lines += [
+            "",
+            f"{'no-change highstate':<20} {'services':>8} {'seconds':>8} {'floor':>8} {'ratio':>6}   without module autoload: seconds, ratio",
+        ]
+        for r in results["noop_highstate"]:
+            o = other.get((r["role"], r["services"]))
+            tail = f"   {o['seconds']:>8.2f} {o['seconds'] / o['floor_seconds']:>6.1f}" if o else ""
+            lines.append(
+                f"{r['role']:<20} {r['services']:>8} {r['seconds']:>8.2f} {r['floor_seconds']:>8.2f} {r['seconds'] / r['floor_seconds']:>6.1f}{tail}"
+            )
+    if results.get("errors_measured"):
+        ce = results["client_errors"]
+        lines += [
+            "",
+            f"client errors: backend kill {ce['backend_kill']}, load balancer kill {ce['lb_kill']}",
+        ]
+    targets = _targets(results)
+    if targets:
+        lines += ["", "targets"]
+        lines += [
+            f"  {'MET   ' if ok else 'MISSED'} {name}: {figures}" for name, ok, figures in targets
+        ]
+    return "\n".join(lines)
+
+
+def chart(results, path):
+    """The figures of ``results`` as a PNG: latencies, render times, no-op highstates, client errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    fig.suptitle(
+        f"make bench ({results.get('date', '')}, {results['machine']['cpus']} CPUs)", fontsize=13
+    )
+
+    ax = axes[0][0]
+    for i, key in enumerate(("failover", "recovery")):
+        part = results.get(key) or {}
+        samples = part.get("samples_s") or []
+        if not samples:
+            continue
+        ax.scatter([i] * len(samples), samples, alpha=0.6, label=f"{key}: trials")
+        ax.hlines(part["p50_s"], i - 0.3, i + 0.3, colors="black", label="p50" if i == 0 else None)
+        ax.hlines(
+            part["p95_s"],
+            i - 0.3,
+            i + 0.3,
+            colors="black",
+            linestyles="dotted",
+            label="p95" if i == 0 else None,
+        )
+        ax.hlines(
+            part["floor_s"],
+            i - 0.3,
+            i + 0.3,
+            colors="green",
+            linestyles="dashed",
+            label="floor (fall or rise x interval)" if i == 0 else None,
+        )
+        if key == "failover":
+            ax.hlines(
+                part["floor_s"] + 1,
+                i - 0.3,
+                i + 0.3,
+                colors="red",
+                linestyles="dashed",
+                label="target p50 (floor + 1 s)",
+            )
+            ax.hlines(
+                part["floor_s"] + 2,
+                i - 0.3,
+                i + 0.3,
+                colors="red",
+                linestyles="dotted",
+                label="target p95 (floor + 2 s)",
+            )
+    ax.set_xticks(
+        [0, 1],
+        [
+            "failover\n(LB dies -> every NS without it)",
+            "recovery\n(LB healthy -> every NS with it)",
+        ],
+    )
+    ax.set_ylabel("seconds")
+    ax.set_ylim(bottom=0)
+    ax.set_title("DNS failover latency")
+    ax.legend(fontsize=7, loc="lower center", ncol=2)
+
+    ax = axes[0][1]
+    rows = [r for r in results.get("render", []) if r.get("services")]
+    if rows:
+        xs = [r["services"] for r in rows]
+        parts = [
+            ("parse", "schema"),
+            ("haproxy_render", "haproxy render"),
+            ("haproxy_check", "haproxy -c"),
+            ("zone_render", "zone render"),
+        ]
+        bottom = [0.0] * len(rows)
+        labels = [str(x) for x in xs]
+        for key, label in parts:
+            vals = [r["parts_s"].get(key, 0.0) for r in rows]
+            ax.bar(labels, vals, bottom=bottom, label=label)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        checks = [
+            sum(v for k, v in r["parts_s"].items() if k.startswith("zone_check_")) for r in rows
+        ]
+        ax.bar(labels, checks, bottom=bottom, label="3 zone checkers")
+        ax.axhline(
+            TARGET_RENDER_S, color="red", linestyle="dashed", label="target for 10,000 (5 s)"
+        )
+        for i, r in enumerate(rows):
+            ax.annotate(
+                f"{r['seconds']:.2f} s\n{r['peak_mb']:.0f} MB",
+                (i, r["seconds"]),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_xlabel("services")
+        ax.set_ylabel("seconds")
+        zone = next((r for r in results["render"] if not r.get("services")), None)
+        extra = (
+            f"; zone of {zone['records']:,} records: {zone['seconds']:.1f} s, {zone['peak_mb']:.0f} MB"
+            if zone
+            else ""
+        )
+        ax.set_title(f"render + validate{extra}", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+
+    ax = axes[1][0]
+    rows = results.get("noop_highstate") or []
+    if rows:
+        other = {
+            (r["role"], r["services"]): r
+            for r in results.get("noop_highstate_without_autoload", [])
+        }
+        labels = [f"{'LB' if r['role'] == 'loadbalancer' else 'NS'} {r['services']}" for r in rows]
+        xs = list(range(len(rows)))
+        ax.bar(
+            [x - 0.27 for x in xs],
+            [r["seconds"] for r in rows],
+            width=0.27,
+            label="highstate, nothing to change",
+        )
+        if other:
+            ax.bar(
+                xs,
+                [other.get((r["role"], r["services"]), {}).get("seconds", 0) for r in rows],
+                width=0.27,
+                label="the same, autoload_dynamic_modules: False",
+            )
+        ax.bar(
+            [x + 0.27 for x in xs],
+            [r["floor_seconds"] for r in rows],
+            width=0.27,
+            label="Salt's floor (one test.nop)",
+        )
+        ax.plot(
+            xs,
+            [2 * r["floor_seconds"] for r in rows],
+            "r_",
+            markersize=22,
+            label="target (2 x floor)",
+        )
+        ax.set_xticks(xs, labels, fontsize=8)
+        ax.set_ylabel("seconds")
+        ax.set_title(
+            "no-change highstate (LB: load balancer, NS: nameserver; services)", fontsize=10
+        )
+        ax.legend(fontsize=7)
+
+    ax = axes[1][1]
+    ce = results.get("client_errors") or {}
+    if results.get("errors_measured"):
+        req = ce.get("requests", {})
+        keys = [
+            ("backend_kill", "stateless site,\nbackend dies"),
+            ("shop_backend_kill", "stateful site,\nbackend dies"),
+            ("lb_kill", "LB dies,\none attempt"),
+            ("lb_kill_with_retry", "LB dies, client tries\nevery address"),
+        ]
+        vals = [ce.get(k, 0) for k, _ in keys]
+        ax.bar(
+            [label for _, label in keys],
+            vals,
+            color=["tab:green", "tab:blue", "tab:orange", "tab:green"],
+        )
+        for i, (k, _) in enumerate(keys):
+            ax.annotate(
+                f"{ce.get(k, 0)} of {req.get(k, 0)}",
+                (i, vals[i]),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_ylabel("failed requests")
+        ax.set_title("client-visible errors under a bounded load", fontsize=10)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _load_previous(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _empty_results():
+    empty = {"trials": 0, "p50_s": 0.0, "p95_s": 0.0, "floor_s": 0.0}
+    return {
+        "failover": dict(empty),
+        "recovery": dict(empty),
+        "render": [],
+        "noop_highstate": [],
+        "client_errors": {"backend_kill": 0, "lb_kill": 0},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--part", action="append", choices=PARTS, help="run only this part (repeatable)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="render runs per size (the median is kept)"
+    )
+    parser.add_argument("--trials", type=int, default=10, help="failover and recovery trials")
+    parser.add_argument(
+        "--render-worker",
+        nargs=2,
+        type=int,
+        metavar=("SERVICES", "RECORDS"),
+        help=argparse.SUPPRESS,
+    )
+    args = parser.parse_args(argv)
+    if args.render_worker:
+        from lab import render
+
+        print(json.dumps(render.measure(*args.render_worker)))
+        return 0
+    parts = args.part or list(PARTS)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "results.json"
+    # A partial run keeps the other parts of the previous results.
+    results = _empty_results()
+    if set(parts) != set(PARTS):
+        results.update(_load_previous(path))
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": host.python_version(),
+        "load_before": os.getloadavg(),
+    }
+    started = time.monotonic()
+    failures = {}
+
+    def attempt(name, fn):
+        """Run one part; a failure is logged and recorded, and the other parts still run."""
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - report it, measure the rest
+            log(f"{name} FAILED: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            failures[name] = f"{type(exc).__name__}: {exc}"
+
+    if "render" in parts:
+        attempt("render", lambda: results.update(render=bench_render(args.repeat)))
+    if {"failover", "errors"} & set(parts):
+        attempt("platform", lambda: results.update(bench_platform(args.trials, parts)))
+    if "noop" in parts:
+        attempt("noop", lambda: results.update(noop_highstate=bench_noop()))
+        attempt(
+            "noop without autoload",
+            lambda: results.update(noop_highstate_without_autoload=bench_noop(autoload=False)),
+        )
+    results["failures"] = failures
+    results["machine"]["load_after"] = os.getloadavg()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["date"] = time.strftime("%Y-%m-%d %H:%M")
+    results["targets"] = [{"target": n, "met": ok, "figures": f} for n, ok, f in _targets(results)]
+    problems = report.bench_problems(results, complete=set(parts) == set(PARTS))
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, OUT / "results.png")
+    print(table(results))
+    log(f"wrote {path.relative_to(REPO)} and {(OUT / 'results.png').relative_to(REPO)}")
+    if problems:
+        log("results.json does not have the promised shape: " + "; ".join(problems))
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""A client of the platform: resolves names through each nameserver, browses with a cookie jar.
+
+- :func:`resolve` asks one authoritative nameserver (dnspython, no recursion) for a name's
+  addresses, following a CNAME inside the answer, and returns them with their TTL.
+- :class:`Browser` is one person's browser: a cookie jar, and requests sent to a load balancer's
+  address with the site's ``Host`` header; each answer says which webserver served it and the
+  session's request count there (``salt/webserver/files/webapp.py``).
+- :class:`Load` is a bounded background load (a few requests per second per worker) that counts
+  every request a client would see fail.
+"""
+
+import http.client
+import random
+import threading
+import time
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rdatatype
+
+from tests.support.procs import Client
+
+
+def resolve(ns, name, timeout=1.0):
+    """``(sorted addresses, ttl)`` of ``name`` from nameserver ``ns`` (a model Nameserver), or
+    ``(None, None)`` when it does not answer."""
+    query = dns.message.make_query(name, "A")
+    query.flags &= ~dns.flags.RD
+    try:
+        resp = dns.query.udp(query, ns.address, port=ns.port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return None, None
+    target = dns.name.from_text(name)
+    for rrset in resp.answer:  # follow a CNAME chain inside the answer
+        if rrset.name == target and rrset.rdtype == dns.rdatatype.CNAME:
+            target = rrset[0].target
+    addresses = []
+    ttl = None
+    for rrset in resp.answer:
+        if rrset.name == target and rrset.rdtype == dns.rdatatype.A:
+            addresses += [rd.address for rd in rrset]
+            ttl = rrset.ttl
+    return sorted(addresses), ttl
+
+
+def resolve_all(nameservers, name, timeout=1.0):
+    """``{ns name: sorted addresses or None}`` from every nameserver."""
+    return {ns.name: resolve(ns, name, timeout)[0] for ns in nameservers}
+
+
+def healthy(address, port, path, timeout=0.5):
+    """True when ``http://address:port/path`` answers 200 (a load balancer's health URL)."""
+    try:
+        return Client().get(address, port, path, timeout=timeout).status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+class UpWatch:
+    """Notes when a health URL first answers 200, polling every 50 ms from a background thread."""
+
+    def __init__(self, address, port, path):
+        self.at = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(address, port, path), daemon=True)
+        self._thread.start()
+
+    def _run(self, address, port, path):
+        while not self._stop.is_set():
+            if healthy(address, port, path, timeout=0.3):
+                self.at = time.monotonic()
+                return
+            self._stop.wait(0.05)
+
+    def wait(self, timeout):
+        self._thread.join(timeout)
+        self._stop.set()
+        return self.at
+
+
+class DnsWatch:
+    """Asks every nameserver for ``name`` every 50 ms from a background thread and notes when each
+    first answers exactly the addresses ``want``: the measurement does not wait for whatever the
+    caller does meanwhile."""
+
+    def __init__(self, nameservers, name, want, interval=0.05):
+        self.nameservers = list(nameservers)
+        self.name = name
+        self.want = set(want)
+        self.interval = interval
+        self.at = {}  # nameserver name -> time.monotonic() of its first such answer
+        self.last = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set() and len(self.at) < len(self.nameservers):
+            for ns in self.nameservers:
+                if ns.name in self.at:
+                    continue
+                got, _ = resolve(ns, self.name, timeout=0.3)
+                self.last[ns.name] = got
+                if got is not None and set(got) == self.want:
+                    self.at[ns.name] = time.monotonic()
+            self._stop.wait(self.interval)
+
+    def wait(self, timeout):
+        """Wait (bounded) until every nameserver answered ``want``; ``{name: time}`` of those that did."""
+        self._thread.join(timeout)
+        self._stop.set()
+        return dict(self.at)
+
+
+class Answer:
+    def __init__(self, lb, status, server=None, count=None, error=None, cookies=None):
+        self.lb = lb
+        self.status = status
+        self.server = server
+        self.count = count
+        self.error = error
+        self.cookies = dict(cookies or {})
+
+    @property
+    def ok(self):
+        return self.status == 200 and self.server is not None
+
+    def __str__(self):
+        if self.error:
+            return f"via {self.lb}: error {self.error}"
+        if not self.ok:
+            return f"via {self.lb}: HTTP {self.status}"
+        return f"via {self.lb}: {self.server} (request #{self.count} of this session there)"
+
+
+class Browser:
+    """One browser: a cookie jar kept across requests and across load balancers."""
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+        self.client = Client()
+
+    @property
+    def cookies(self):
+        return dict(self.client.cookies)
+
+    def get(self, lb_address, path="/", timeout=3.0):
+        try:
+            resp = self.client.get(lb_address, self.port, path, host=self.host, timeout=timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            return Answer(lb_address, None, error=f"{type(exc).__name__}: {exc}")
+        if resp.status != 200:
+            return Answer(lb_address, resp.status, cookies=self.cookies)
+        try:
+            body = resp.json()
+        except ValueError:
+            return Answer(lb_address, resp.status, error="not the webapp's answer")
+        return Answer(lb_address, 200, body.get("server"), body.get("count"), cookies=self.cookies)
+
+
+class Load:
+    """Background clients: ``workers`` threads, each a browser for ``host`` sending ``rate``
+    requests per second. ``pick()`` gives, per request, the load balancer addresses to try in
+    order; like a browser with several A records, a client tries the next address when it cannot
+    connect (``retry``; False: one attempt only). A request fails when no attempt got an answer or
+    the answer was not a 200 from a webserver."""
+
+    def __init__(self, host, port, pick, workers=2, rate=10.0, timeout=3.0, retry=True):
+        self.host = host
+        self.port = port
+        self.pick = pick
+        self.workers = workers
+        self.rate = rate
+        self.timeout = timeout
+        self.retry = retry
+        self.requests = 0
+        self.first_failed = 0  # requests whose first attempt could not connect
+        self.failures = []  # (time.monotonic(), what the client saw)
+        self.servers = {}
+        self._stop = threading.Event()
+        self._threads = []
+        self._lock = threading.Lock()
+
+    def _one(self, browser):
+        """One request: ``(final answer, whether the first attempt could not connect)``."""
+        addresses = self.pick() or []
+        if not addresses:
+            return Answer(None, None, error="no address to connect to"), False
+        tries = addresses if self.retry else addresses[:1]
+        answer = browser.get(tries[0], timeout=self.timeout)
+        first_failed = answer.error is not None
+        for address in tries[1:]:
+            if answer.error is None:
+                break
+            answer = browser.get(address, timeout=self.timeout)
+        return answer, first_failed
+
+    def _run(self):
+        browser = Browser(self.host, self.port)
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            answer, first_failed = self._one(browser)
+            with self._lock:
+                self.requests += 1
+                self.first_failed += first_failed
+                if answer.ok:
+                    self.servers[answer.server] = self.servers.get(answer.server, 0) + 1
+                else:
+                    self.failures.append((time.monotonic(), str(answer)))
+            next_at += period
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self):
+        for _ in range(self.workers):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout * 3 + 2)
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_requests(self, n, timeout=30.0):
+        """Wait (bounded) until ``n`` more requests were made; True when they were."""
+        target = self.requests + n
+        deadline = time.monotonic() + timeout
+        while self.requests < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.requests >= target
+
+    @property
+    def errors(self):
+        return len(self.failures)
+
+    def summary(self):
+        servers = ", ".join(f"{s} {n}" for s, n in sorted(self.servers.items()))
+        retried = (
+            f", {self.first_failed} needed a second address"
+            if self.retry and self.first_failed
+            else ""
+        )
+        return f"{self.requests} requests to {self.host}, {self.errors} failed{retried} (answered by: {servers or 'nobody'})"
+
+
+def rotating(addresses):
+    """A ``pick()`` for :class:`Load`: each request to the next load balancer in turn (the
+    others as fall-backs)."""
+    state = {"i": 0}
+    lock = threading.Lock()
+
+    def pick():
+        with lock:
+            i = state["i"]
+            state["i"] += 1
+        return addresses[i % len(addresses) :] + addresses[: i % len(addresses)]
+
+    return pick
+
+
+def dns_picker(nameservers, name, rng=None):
+    """A ``pick()`` for :class:`Load`: resolve ``name`` through a random nameserver at every
+    request (a client whose cache just expired) and try its addresses in random order."""
+    rng = rng or random.Random(7)
+    lock = threading.Lock()
+
+    def pick():
+        with lock:
+            ns = rng.choice(nameservers)
+        addresses, _ = resolve(ns, name, timeout=0.5)
+        addresses = list(addresses or [])
+        with lock:
+            rng.shuffle(addresses)
+        return addresses
+
+    return pick

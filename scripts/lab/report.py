@@ -1,0 +1,167 @@
+"""The shapes of ``build/demo/report.json`` and ``build/bench/results.json``, checked by script.
+
+Both files may carry more fields than these; the ones listed here are promised (issue 7, docs/demo.md,
+docs/bench.md). :func:`demo_problems` and :func:`bench_problems` return a list of sentences, empty
+when the document has the promised shape. ``make demo`` and ``make bench`` check what they write
+with them, and so can anyone::
+
+    .venv/bin/python scripts/lab/report.py build/demo/report.json build/bench/results.json
+"""
+
+import json
+import math
+import sys
+
+LATENCY_KEYS = ("trials", "p50_s", "p95_s", "floor_s")
+
+
+def _type_name(kind):
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }[kind]
+
+
+def _is(value, kind):
+    """JSON types: a bool is not a number, an int is a number, a number is finite."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    return isinstance(value, kind)
+
+
+def _field(doc, key, kind, path, problems):
+    """Check ``doc[key]`` is of ``kind``; return the value or None."""
+    where = f"{path}.{key}" if path else key
+    if not isinstance(doc, dict):
+        problems.append(f"{path or 'the document'} must be a mapping")
+        return None
+    if key not in doc:
+        problems.append(f"{where} is missing")
+        return None
+    value = doc[key]
+    if not _is(value, kind):
+        problems.append(f"{where} must be {_type_name(kind)}, got {value!r}")
+        return None
+    return value
+
+
+def _rows(doc, key, fields, problems, required=True):
+    rows = _field(doc, key, list, "", problems)
+    if rows is None:
+        return []
+    if not rows and required:
+        problems.append(f"{key} must not be empty")
+    for i, row in enumerate(rows):
+        for name, kind in fields:
+            _field(row, name, kind, f"{key}[{i}]", problems)
+    return rows
+
+
+def demo_problems(doc):
+    """What is wrong with a ``build/demo/report.json`` document (empty list: nothing).
+
+    ``{"passed": bool, "steps": [{"name": str, "passed": bool, "detail": str}],
+    "lb_failover_s": float, "detection_floor_s": float, "client_errors": int}``; ``passed`` must be
+    true exactly when every step passed.
+    """
+    problems = []
+    passed = _field(doc, "passed", bool, "", problems)
+    steps = _rows(doc, "steps", (("name", str), ("passed", bool), ("detail", str)), problems)
+    for key in ("lb_failover_s", "detection_floor_s"):
+        value = _field(doc, key, float, "", problems)
+        if value is not None and value < 0:
+            problems.append(f"{key} must not be negative, got {value}")
+    errors = _field(doc, "client_errors", int, "", problems)
+    if errors is not None and errors < 0:
+        problems.append(f"client_errors must not be negative, got {errors}")
+    flags = [s.get("passed") for s in steps if isinstance(s, dict)]
+    if (
+        passed is not None
+        and steps
+        and all(isinstance(f, bool) for f in flags)
+        and passed != all(flags)
+    ):
+        problems.append(
+            f"passed is {passed} but {'every' if all(flags) else 'not every'} step passed"
+        )
+    return problems
+
+
+def bench_problems(doc, complete=True):
+    """What is wrong with a ``build/bench/results.json`` document (empty list: nothing).
+
+    ``{"failover": {"trials": int, "p50_s": float, "p95_s": float, "floor_s": float},
+    "recovery": {same keys}, "render": [{"services": int, "records": int, "seconds": float,
+    "peak_mb": float}], "noop_highstate": [{"role": str, "services": int, "seconds": float,
+    "floor_seconds": float}], "client_errors": {"backend_kill": int, "lb_kill": int}}``.
+    ``complete``: the lists must not be empty (a run of some parts only may leave them so).
+    """
+    problems = []
+    for key in ("failover", "recovery"):
+        part = _field(doc, key, dict, "", problems)
+        if part is None:
+            continue
+        _field(part, "trials", int, key, problems)
+        for name in LATENCY_KEYS[1:]:
+            _field(part, name, float, key, problems)
+        if (
+            _is(part.get("p50_s"), float)
+            and _is(part.get("p95_s"), float)
+            and part["p95_s"] < part["p50_s"]
+        ):
+            problems.append(f"{key}.p95_s ({part['p95_s']}) is below {key}.p50_s ({part['p50_s']})")
+    _rows(
+        doc,
+        "render",
+        (("services", int), ("records", int), ("seconds", float), ("peak_mb", float)),
+        problems,
+        complete,
+    )
+    _rows(
+        doc,
+        "noop_highstate",
+        (("role", str), ("services", int), ("seconds", float), ("floor_seconds", float)),
+        problems,
+        complete,
+    )
+    errors = _field(doc, "client_errors", dict, "", problems)
+    if errors is not None:
+        for key in ("backend_kill", "lb_kill"):
+            _field(errors, key, int, "client_errors", problems)
+    return problems
+
+
+def check_file(path):
+    """The problems of one JSON file, chosen by its name (``report.json`` or ``results.json``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        return [f"cannot read {path}: {exc}"]
+    check = demo_problems if str(path).endswith("report.json") else bench_problems
+    return check(doc)
+
+
+def main(paths):
+    status = 0
+    for path in paths:
+        problems = check_file(path)
+        print(f"{path}: {'ok' if not problems else 'WRONG SHAPE'}")
+        for p in problems:
+            print(f"  - {p}")
+        status |= bool(problems)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

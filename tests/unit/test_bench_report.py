@@ -1,0 +1,146 @@
+"""The promised shapes of build/demo/report.json and build/bench/results.json (scripts/lab/report.py).
+
+``make demo`` and ``make bench`` check what they write with these functions; here they are checked
+on documents written for the test: the shapes of issue 7, and every way a document can miss them.
+"""
+
+import copy
+import json
+
+import pytest
+
+from scripts.lab import report
+
+
+def demo_doc():
+    return {
+        "passed": True,
+        "steps": [
+            {"name": "the platform starts", "passed": True, "detail": "2 masters, 8 minions"},
+            {"name": "a load balancer dies", "passed": True, "detail": "dropped in 5.1 s"},
+        ],
+        "lb_failover_s": 5.1,
+        "detection_floor_s": 3.0,
+        "client_errors": 0,
+        "timeline": [{"t": 0.0, "event": "anything else is allowed"}],
+    }
+
+
+def bench_doc():
+    latency = {"trials": 10, "p50_s": 4.8, "p95_s": 5.9, "floor_s": 3.0}
+    return {
+        "failover": dict(latency),
+        "recovery": dict(latency, floor_s=2.0),
+        "render": [
+            {"services": 10000, "records": 10013, "seconds": 2.9, "peak_mb": 255.3, "parts_s": {}}
+        ],
+        "noop_highstate": [
+            {"role": "loadbalancer", "services": 100, "seconds": 1.2, "floor_seconds": 0.9}
+        ],
+        "client_errors": {"backend_kill": 0, "lb_kill": 12},
+        "machine": {"cpus": 2},
+    }
+
+
+def test_demo_report_of_the_promised_shape_has_no_problem():
+    assert report.demo_problems(demo_doc()) == []
+
+
+def test_demo_report_whose_steps_failed_is_not_passed():
+    doc = demo_doc()
+    doc["steps"][1]["passed"] = False
+    assert report.demo_problems(doc) == ["passed is True but not every step passed"]
+    doc["passed"] = False
+    assert report.demo_problems(doc) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.pop("passed"), "passed is missing"),
+        (lambda d: d.update(passed="yes"), "passed must be a boolean, got 'yes'"),
+        (lambda d: d.update(steps={}), "steps must be a list, got {}"),
+        (lambda d: d.update(steps=[]), "steps must not be empty"),
+        (lambda d: d["steps"][0].pop("detail"), "steps[0].detail is missing"),
+        (lambda d: d["steps"][1].update(passed=1), "steps[1].passed must be a boolean, got 1"),
+        (lambda d: d["steps"][0].update(name=None), "steps[0].name must be a string, got None"),
+        (lambda d: d.update(lb_failover_s="5 s"), "lb_failover_s must be a number, got '5 s'"),
+        (lambda d: d.update(lb_failover_s=float("nan")), "lb_failover_s must be a number, got nan"),
+        (
+            lambda d: d.update(detection_floor_s=-1.0),
+            "detection_floor_s must not be negative, got -1.0",
+        ),
+        (lambda d: d.update(client_errors=1.5), "client_errors must be an integer, got 1.5"),
+        (lambda d: d.update(client_errors=True), "client_errors must be an integer, got True"),
+        (lambda d: d.update(client_errors=-2), "client_errors must not be negative, got -2"),
+    ],
+)
+def test_demo_report_of_another_shape_is_reported(change, problem):
+    doc = demo_doc()
+    change(doc)
+    assert problem in report.demo_problems(doc)
+
+
+def test_bench_results_of_the_promised_shape_have_no_problem():
+    assert report.bench_problems(bench_doc()) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.pop("failover"), "failover is missing"),
+        (lambda d: d["recovery"].pop("floor_s"), "recovery.floor_s is missing"),
+        (
+            lambda d: d["failover"].update(trials=10.0),
+            "failover.trials must be an integer, got 10.0",
+        ),
+        (
+            lambda d: d["failover"].update(p95_s=4.0),
+            "failover.p95_s (4.0) is below failover.p50_s (4.8)",
+        ),
+        (lambda d: d.update(render=[]), "render must not be empty"),
+        (
+            lambda d: d["render"][0].update(records="many"),
+            "render[0].records must be an integer, got 'many'",
+        ),
+        (lambda d: d["render"][0].pop("peak_mb"), "render[0].peak_mb is missing"),
+        (
+            lambda d: d["noop_highstate"][0].update(role=1),
+            "noop_highstate[0].role must be a string, got 1",
+        ),
+        (
+            lambda d: d["noop_highstate"][0].pop("floor_seconds"),
+            "noop_highstate[0].floor_seconds is missing",
+        ),
+        (lambda d: d["client_errors"].pop("lb_kill"), "client_errors.lb_kill is missing"),
+        (lambda d: d.update(client_errors=[0, 0]), "client_errors must be a mapping, got [0, 0]"),
+    ],
+)
+def test_bench_results_of_another_shape_are_reported(change, problem):
+    doc = bench_doc()
+    change(doc)
+    assert problem in report.bench_problems(doc)
+
+
+def test_a_partial_bench_run_may_leave_lists_empty():
+    doc = bench_doc()
+    doc["noop_highstate"] = []
+    assert report.bench_problems(doc, complete=False) == []
+    assert report.bench_problems(doc) == ["noop_highstate must not be empty"]
+
+
+def test_files_are_checked_by_name_from_the_command_line(tmp_path, capsys):
+    demo = tmp_path / "demo" / "report.json"
+    bench = tmp_path / "bench" / "results.json"
+    demo.parent.mkdir()
+    bench.parent.mkdir()
+    demo.write_text(json.dumps(demo_doc()))
+    broken = copy.deepcopy(bench_doc())
+    del broken["render"]
+    bench.write_text(json.dumps(broken))
+    assert report.main([str(demo)]) == 0
+    assert report.main([str(demo), str(bench)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bench}: WRONG SHAPE" in out
+    assert "render is missing" in out
+    assert report.check_file(tmp_path / "missing" / "report.json")[0].startswith("cannot read")
