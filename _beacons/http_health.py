@@ -57,9 +57,10 @@ otherwise. Data:
     sig: <base64 RSA PKCS#1 v1.5 SHA-256 signature of the report text, by the minion key>
 
 ``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
-a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the published rotation
-this minion holds in its pillar (``paphosting_rotation``), or null. The masters trust only the
-signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
+a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the newest published
+rotation this minion holds: its pillar's (``paphosting_rotation``) or the one a master recorded
+with ``rotation.hold`` (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
+only the signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
 """
 
 import importlib
@@ -191,14 +192,16 @@ def _settings(conf):
 
 
 def _held_rotation():
-    """``{version, digest}`` of the ``paphosting_rotation`` pillar this minion holds, or None."""
+    """``{version, digest}`` of the newest rotation this minion holds, or None: its pillar's
+    ``paphosting_rotation``, or the newer one a master recorded with ``rotation.hold`` (the
+    beacon sees the pillar of the first master only; see ``docs/masters.md``)."""
     try:
-        published = (__pillar__ or {}).get("paphosting_rotation")
-        if not isinstance(published, dict) or not isinstance(published.get("version"), int):
-            return None
-        return {"version": published["version"], "digest": rotation.digest(published["rotations"])}
-    except (AttributeError, KeyError, TypeError):
-        return None
+        pillar = rotation.held_of((__pillar__ or {}).get("paphosting_rotation"))
+    except AttributeError:
+        pillar = None
+    return rotation.newest_held(
+        pillar, rotation.load_held(rotation.held_path(__opts__["cachedir"]))
+    )
 
 
 def beacon(config):

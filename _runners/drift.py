@@ -42,7 +42,11 @@ def record(minion, report):
 
         salt-run drift.record minion=lb1 report='{"changed": [], "failed": []}'
     """
-    if not isinstance(report, dict) or not _valid_items(report.get("changed")) or not _valid_items(report.get("failed")):
+    if (
+        not isinstance(report, dict)
+        or not _valid_items(report.get("changed"))
+        or not _valid_items(report.get("failed"))
+    ):
         log.warning("drift: ignoring a malformed drift report from %r: %r", minion, report)
         return False
     summary = {"changed": report["changed"], "failed": report["failed"]}

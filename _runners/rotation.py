@@ -84,18 +84,22 @@ def _public_key(watcher):
 
 
 def _push(config, change):
-    """Refresh pillar and apply the zones SLS on every nameserver; return the job id."""
+    """Record the rotation on the watchers and nameservers, apply the zones SLS on every
+    nameserver; return the job id of the apply."""
     sls = __opts__.get("paphosting_rotation_sls", DEFAULT_SLS)
     targets = config["nameservers"]
     if not targets:
         return None
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
-    jid = client.cmd_async(
-        targets,
-        ["saltutil.refresh_pillar", "state.apply"],
-        [[], [sls, {"queue": True, "__kwarg__": True}]],
-        tgt_type="list",
+    # Two jobs, not one multi-function job: a state run looks for running state jobs with
+    # saltutil.is_running, which fails on a running multi-function job (its "fun" is a list), so
+    # the other master's push arriving meanwhile would fail instead of queueing.
+    # rotation.hold records this master's rotation on the watchers (and refreshes their pillar):
+    # their beacons read the first master's pillar only (docs/masters.md).
+    client.cmd_async(
+        sorted(set(targets) | set(config["watchers"])), "rotation.hold", [], tgt_type="list"
     )
+    jid = client.cmd_async(targets, "state.apply", [sls], tgt_type="list", kwarg={"queue": True})
     log.info(
         "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
     )

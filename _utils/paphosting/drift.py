@@ -25,7 +25,9 @@ def summarize(highstate_return):
     changed, failed = [], []
     if not isinstance(highstate_return, dict):
         # A highstate that could not even start returns a list of error strings.
-        failed.append({"state": "", "id": "", "name": "", "comment": str(highstate_return), "changes": []})
+        failed.append(
+            {"state": "", "id": "", "name": "", "comment": str(highstate_return), "changes": []}
+        )
         return {"changed": changed, "failed": failed}
     runs = sorted(
         ((k, v) for k, v in highstate_return.items() if isinstance(v, dict)),
@@ -72,8 +74,10 @@ def load(path):
 def table(history, minion=None, since=None):
     """A text table of drift reports, newest last: when, minion, what changed."""
     rows = [
-        h for h in history
-        if (minion is None or h.get("minion") == minion) and (since is None or h.get("time", 0) >= since)
+        h
+        for h in history
+        if (minion is None or h.get("minion") == minion)
+        and (since is None or h.get("time", 0) >= since)
     ]
     if not rows:
         return "no drift recorded"

@@ -98,6 +98,70 @@ def digest(rotations):
     return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# ---------------------------------------------------------------------------- held by a minion
+
+
+def held_of(published):
+    """``{version, digest}`` of a ``paphosting_rotation`` pillar value, or None if it is not one."""
+    try:
+        if isinstance(published, dict) and isinstance(published.get("version"), int):
+            return {"version": published["version"], "digest": digest(published["rotations"])}
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return None
+
+
+def newest_held(*helds):
+    """The held rotation with the highest version among ``helds`` (Nones ignored), or None."""
+    found = [h for h in helds if h is not None]
+    return max(found, key=lambda h: h["version"], default=None)
+
+
+def held_path(cachedir):
+    """Where a minion keeps the newest rotation any of its masters published to it."""
+    return os.path.join(cachedir, "paphosting", "rotation_held.json")
+
+
+def load_held(path):
+    """The held rotation stored at ``path``, or None (no file, unreadable or malformed)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            held = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(held, dict)
+        and isinstance(held.get("version"), int)
+        and isinstance(held.get("digest"), str)
+    ):
+        return {"version": held["version"], "digest": held["digest"]}
+    return None
+
+
+def hold(path, held):
+    """Store ``held`` at ``path`` when it is newer than what is stored; return what is stored now.
+
+    A minion has one connection per master and its beacons read the pillar of the first one only;
+    this file is how a watcher learns what the other master published (see ``docs/masters.md``).
+    """
+    with locked(path):
+        current = load_held(path)
+        if held is None or (current is not None and current["version"] >= held["version"]):
+            return current
+        fd, tmp = tempfile.mkstemp(
+            prefix=".rotation_held.", suffix=".json", dir=os.path.dirname(os.path.abspath(path))
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(held, fh, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return held
+
+
 # ---------------------------------------------------------------------------- reports
 
 
@@ -270,7 +334,7 @@ def _commit(state, config, new_verdicts, now, cause):
         _adopt_version(state, members)
         return None
     caught_up = _held_version(state, members)
-    if caught_up is not None and caught_up > state["version"]:
+    if caught_up is not None and caught_up > state["version"] and caught_up >= _seen_version(state):
         # The watchers already hold this very membership, published by the other master while
         # this one missed it: take its version instead of publishing a new one.
         state["version"] = caught_up

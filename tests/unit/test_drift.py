@@ -4,16 +4,36 @@ from paphosting import drift
 
 HIGHSTATE = {
     "file_|-lb-config_|-/etc/haproxy/haproxy.cfg_|-managed": {
-        "__id__": "lb-config", "name": "/etc/haproxy/haproxy.cfg", "result": True,
-        "changes": {"diff": "..."}, "comment": "restored", "__run_num__": 1,
+        "__id__": "lb-config",
+        "name": "/etc/haproxy/haproxy.cfg",
+        "result": True,
+        "changes": {"diff": "..."},
+        "comment": "restored",
+        "__run_num__": 1,
     },
-    "cmd_|-noop_|-true_|-run": {"__id__": "noop", "name": "true", "result": True, "changes": {}, "comment": "", "__run_num__": 0},
+    "cmd_|-noop_|-true_|-run": {
+        "__id__": "noop",
+        "name": "true",
+        "result": True,
+        "changes": {},
+        "comment": "",
+        "__run_num__": 0,
+    },
     "haproxy_cfg_|-lb-service_|-haproxy_|-running": {
-        "__id__": "lb-service", "name": "haproxy", "result": True, "changes": {"haproxy": {"old": "stopped", "new": "running"}},
-        "comment": "started", "__run_num__": 2,
+        "__id__": "lb-service",
+        "name": "haproxy",
+        "result": True,
+        "changes": {"haproxy": {"old": "stopped", "new": "running"}},
+        "comment": "started",
+        "__run_num__": 2,
     },
     "dns_zone_|-zone_|-paphosting.nl_|-managed": {
-        "__id__": "zone", "name": "paphosting.nl", "result": False, "changes": {}, "comment": "checker said no", "__run_num__": 3,
+        "__id__": "zone",
+        "name": "paphosting.nl",
+        "result": False,
+        "changes": {},
+        "comment": "checker said no",
+        "__run_num__": 3,
     },
 }
 
@@ -55,7 +75,10 @@ def test_history_is_bounded(tmp_path):
     for i in range(drift.HISTORY_LIMIT + 5):
         drift.record(path, f"m{i}", {"changed": [], "failed": []}, when=i)
     history = drift.load(path)
-    assert len(history) == drift.HISTORY_LIMIT and history[-1]["minion"] == f"m{drift.HISTORY_LIMIT + 4}"
+    assert (
+        len(history) == drift.HISTORY_LIMIT
+        and history[-1]["minion"] == f"m{drift.HISTORY_LIMIT + 4}"
+    )
 
 
 def test_corrupt_history_reads_as_empty(tmp_path):

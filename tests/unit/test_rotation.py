@@ -560,3 +560,44 @@ def test_a_master_that_missed_a_change_catches_up_without_a_new_version(config):
     ch = changes[1]
     assert ch["version"] == 5 and "catching up with version 5" in ch["cause"]
     assert rotation.publish(nl, config) == {"version": 5, "rotations": {ROT: {"members": [LB2]}}}
+
+
+def test_no_catching_up_with_a_version_older_than_the_newest_held(config):
+    """The watchers hold version 5 for lb2 alone, but one already holds version 6 (both back):
+    a master now taking lb1 out publishes version 7, not 5 again."""
+    nl = rotation.new_state()
+    nl["version"] = 4
+    old = {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
+    newer = {"version": 6, "digest": rotation.digest({ROT: {"members": [LB1, LB2]}})}
+    changes = feed(
+        nl,
+        config,
+        report(NS1, 1, rot=old, lb1="down", lb2="up"),
+        report(NS2, 1, rot=newer, lb1="down", lb2="up"),
+    )
+    assert changes[1]["version"] == 7 and "catching up" not in changes[1]["cause"]
+
+
+def test_held_rotation_file_keeps_the_newest(tmp_path):
+    path = rotation.held_path(str(tmp_path / "cache"))
+    assert rotation.load_held(path) is None
+    v5 = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    assert v5 == {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
+    assert rotation.hold(path, v5) == v5
+    v4 = rotation.held_of({"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}})
+    assert rotation.hold(path, v4) == v5 and rotation.load_held(path) == v5
+    assert rotation.hold(path, None) == v5
+    v6 = {"version": 6, "digest": "abc"}
+    assert rotation.hold(path, v6) == v6 and rotation.load_held(path) == v6
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("{not json")
+    assert rotation.load_held(path) is None
+
+
+def test_held_of_and_newest_held():
+    assert rotation.held_of(None) is None
+    assert rotation.held_of({"version": "7", "rotations": {}}) is None
+    assert rotation.held_of({"version": 7}) is None
+    a, b = {"version": 3, "digest": "a"}, {"version": 8, "digest": "b"}
+    assert rotation.newest_held(a, None, b) == b
+    assert rotation.newest_held(None, None) is None
