@@ -40,8 +40,9 @@ def read_pid(pidfile):
         return None
 
 
-def _alive(pid):
-    if pid is None:
+def alive(pid):
+    """True when ``pid`` runs (a zombie child does not count)."""
+    if not pid:  # None, or 0 (which os.kill would take as "our process group")
         return False
     try:
         os.kill(pid, 0)
@@ -60,7 +61,7 @@ def _alive(pid):
 def pid(daemon):
     """The pid of the running daemon, or None."""
     p = read_pid(daemon.pidfile)
-    return p if _alive(p) else None
+    return p if alive(p) else None
 
 
 def running(daemon):
@@ -135,9 +136,9 @@ def stop(daemon, wait=10.0):
         return False
     os.kill(current, daemon.stop_signal)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _alive(current):
+    while time.monotonic() < deadline and alive(current):
         time.sleep(0.05)
-    if _alive(current):
+    if alive(current):
         os.kill(current, signal.SIGKILL)
         time.sleep(0.1)
     with contextlib.suppress(FileNotFoundError):

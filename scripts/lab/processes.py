@@ -15,22 +15,7 @@ import signal
 import subprocess
 import time
 
-
-def alive(pid):
-    """True when ``pid`` runs (a zombie does not count)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
+from paphosting.daemon import alive
 
 
 def cmdline(pid):
