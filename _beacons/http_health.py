@@ -193,15 +193,16 @@ def _settings(conf):
 
 def _held_rotation():
     """``{version, digest}`` of the newest rotation this minion holds, or None: its pillar's
-    ``paphosting_rotation``, or the newer one a master recorded with ``rotation.hold`` (the
+    ``paphosting_rotation``, or the newer one a master recorded with ``rotation.apply`` (the
     beacon sees the pillar of the first master only; see ``docs/masters.md``)."""
     try:
         pillar = rotation.held_of((__pillar__ or {}).get("paphosting_rotation"))
     except AttributeError:
         pillar = None
-    return rotation.newest_held(
+    held = rotation.newest_held(
         pillar, rotation.load_held(rotation.held_path(__opts__["cachedir"]))
     )
+    return None if held is None else {"version": held["version"], "digest": held["digest"]}
 
 
 def beacon(config):

@@ -28,9 +28,9 @@ def _root():
     return __opts__.get("paphosting_root", "/")
 
 
-def _platform():
+def _platform(pillar=None):
     try:
-        return model.parse(__pillar__.get("paphosting"))
+        return model.parse((__pillar__ if pillar is None else pillar).get("paphosting"))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -42,8 +42,8 @@ def _nameserver(platform, nameserver=None):
         raise CommandExecutionError(str(exc)) from exc
 
 
-def _context(nameserver=None):
-    platform = _platform()
+def _context(nameserver=None, pillar=None):
+    platform = _platform(pillar)
     return platform, _nameserver(platform, nameserver)
 
 
@@ -320,7 +320,7 @@ def reload(nameserver=None):
     return "reloaded"
 
 
-def served_serial(zone, nameserver=None):
+def served_serial(zone, nameserver=None, pillar=None):
     """
     The SOA serial the running server answers for ``zone``, or None.
 
@@ -330,19 +330,23 @@ def served_serial(zone, nameserver=None):
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
 
+    pillar
+        The pillar to read the platform from; default: this minion's (in memory). Callers that
+        compiled a fresh one (``rotation.apply``) pass it.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-call dns_server.served_serial paphosting.nl
     """
-    _, ns = _context(nameserver)
+    _, ns = _context(nameserver, pillar)
     if not _running(ns):
         return None
     return dnsserver.served_serial(ns, zone.rstrip("."))
 
 
-def reload_zone(zone, serial=None, nameserver=None):
+def reload_zone(zone, serial=None, nameserver=None, pillar=None):
     """
     Reload one zone on the running server and wait until it serves ``serial``.
 
@@ -359,13 +363,17 @@ def reload_zone(zone, serial=None, nameserver=None):
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
 
+    pillar
+        The pillar to read the platform from; default: this minion's (in memory). Callers that
+        compiled a fresh one (``rotation.apply``) pass it.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-call dns_server.reload_zone paphosting.nl
     """
-    _, ns = _context(nameserver)
+    _, ns = _context(nameserver, pillar)
     zone = zone.rstrip(".").lower()
     if not _running(ns):
         return "not running"

@@ -6,9 +6,11 @@ members). Serials are date based and computed from the live zone on this nameser
 go backwards. See ``docs/dns.md``.
 """
 
+import os
+
 from salt.exceptions import CommandExecutionError
 
-from paphosting import files, model
+from paphosting import files, model, rotation
 from paphosting.errors import PapError
 
 try:
@@ -32,9 +34,9 @@ def _root():
     return __opts__.get("paphosting_root", "/")
 
 
-def _platform():
+def _platform(pillar=None):
     try:
-        return model.parse(__pillar__.get("paphosting"))
+        return model.parse((__pillar__ if pillar is None else pillar).get("paphosting"))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -53,11 +55,21 @@ def _zone_name(platform, name):
     return zname
 
 
-def _members(members):
-    """Explicit ``members``, else what the failover published in the pillar, else None."""
+def _published(platform, pillar=None):
+    """The failover's rotation to render: the pillar's, or the newer one this minion holds."""
+    held = rotation.load_held(rotation.held_path(__opts__["cachedir"]))
+    return rotation.effective(
+        (__pillar__ if pillar is None else pillar).get(pzone.ROTATION_KEY),
+        held,
+        rotation.config_of(platform),
+    )
+
+
+def _members(members, platform=None, pillar=None):
+    """Explicit ``members``, else the failover's rotation (:func:`_published`), else None."""
     try:
         if members is None:
-            return pzone.members_from_pillar(__pillar__.get(pzone.ROTATION_KEY))
+            return pzone.members_from_pillar(_published(platform or _platform(pillar), pillar))
         if not isinstance(members, dict):
             raise CommandExecutionError(
                 "members must be a mapping of rotation name to load balancer ids"
@@ -69,22 +81,26 @@ def _members(members):
         raise CommandExecutionError(str(exc)) from exc
 
 
-def _served(zname, ns):
+def _served(zname, ns, pillar=None):
     fun = "dns_server.served_serial"
     if fun not in __salt__:
         return None
-    return __salt__[fun](zname, nameserver=ns.name)
+    return __salt__[fun](zname, nameserver=ns.name, pillar=pillar)
 
 
-def _plan(name, members, nameserver):
-    platform = _platform()
+def _plan(name, members, nameserver, pillar=None):
+    platform = _platform(pillar)
     ns = _nameserver(platform, nameserver)
     zname = _zone_name(platform, name)
     path = dnsserver.zone_path(ns, zname, _root())
     live = files.read(path)
     try:
         plan = pzone.plan(
-            platform, zname, live, members=_members(members), served_serial=_served(zname, ns)
+            platform,
+            zname,
+            live,
+            members=_members(members, platform, pillar),
+            served_serial=_served(zname, ns, pillar),
         )
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
@@ -119,7 +135,8 @@ def render(name, serial=None, members=None, nameserver=None):
 
     members
         ``{rotation: [load balancer ids]}`` overriding rotation membership; default: the
-        failover's ``paphosting_rotation`` pillar key, else the configured members.
+        failover's rotation (the ``paphosting_rotation`` pillar key, or the newer rotation this
+        minion holds from the other master, see ``rotation.held``), else the configured members.
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
@@ -135,7 +152,9 @@ def render(name, serial=None, members=None, nameserver=None):
         return _plan(name, members, nameserver)[0].text
     platform = _platform()
     try:
-        return pzone.render(platform, _zone_name(platform, name), int(serial), _members(members))
+        return pzone.render(
+            platform, _zone_name(platform, name), int(serial), _members(members, platform)
+        )
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -154,7 +173,8 @@ def diff(name, members=None, nameserver=None):
 
     members
         ``{rotation: [load balancer ids]}`` overriding rotation membership; default: the
-        failover's ``paphosting_rotation`` pillar key, else the configured members.
+        failover's rotation (the ``paphosting_rotation`` pillar key, or the newer rotation this
+        minion holds from the other master, see ``rotation.held``), else the configured members.
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
@@ -213,12 +233,30 @@ def check(name, server=None, members=None, nameserver=None):
         server = _nameserver(platform, nameserver).server
     try:
         text = pzone.render(
-            platform, zname, pzone.next_serial(None, pzone.today_utc()), _members(members)
+            platform, zname, pzone.next_serial(None, pzone.today_utc()), _members(members, platform)
         )
         dnsserver.check_zone_text(server, zname, text)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return True
+
+
+def _lock():
+    """Serialise zone applies on this minion: both masters' jobs, a highstate, an operator."""
+    return files.locked(os.path.join(__opts__["cachedir"], "paphosting", "zones.lock"))
+
+
+def _write(plan, ns, path, out, force):
+    """Write ``plan``'s text (checked first) unless the safety rule refuses; update ``out``."""
+    if out["refused"] and not force:
+        raise CommandExecutionError(out["refused"])
+    try:
+        files.write_checked(
+            path, plan.text, check=lambda tmp: dnsserver.check_zone_file(ns, plan.zone, tmp)
+        )
+    except (PapError, OSError) as exc:
+        raise CommandExecutionError(f"zone {plan.zone} was not written: {exc}") from exc
+    out["written"] = True
 
 
 def write(name, members=None, force=False, nameserver=None):
@@ -247,20 +285,72 @@ def write(name, members=None, force=False, nameserver=None):
 
         salt-call dns_zone.write paphosting.nl
     """
-    plan, ns, path, live = _plan(name, members, nameserver)
-    out = _describe(plan, ns, path, live)
-    out["written"] = False
-    if not out["changed"]:
-        return out
-    if out["refused"] and not force:
-        raise CommandExecutionError(out["refused"])
-    try:
-        files.write_checked(
-            path, plan.text, check=lambda tmp: dnsserver.check_zone_file(ns, plan.zone, tmp)
-        )
-    except (PapError, OSError) as exc:
-        raise CommandExecutionError(f"zone {plan.zone} was not written: {exc}") from exc
-    out["written"] = True
+    with _lock():
+        plan, ns, path, live = _plan(name, members, nameserver)
+        out = _describe(plan, ns, path, live)
+        out["written"] = False
+        if out["changed"]:
+            _write(plan, ns, path, out, force)
+    return out
+
+
+def apply(name, members=None, force=False, nameserver=None, pillar=None):
+    """
+    Bring one zone up to date on this nameserver and make the running server serve it: write it
+    when its content changed (as :func:`write`), reload only this zone and wait until the server
+    answers the new serial. A zone whose file is current but whose server serves another serial
+    (``stale``) is reloaded only. A current zone is left alone: no write, no reload, no serial.
+
+    Applies on one minion run one at a time (a lock in the cachedir), so when both masters send
+    the same change at once, the first writes and reloads and the second finds nothing to do.
+
+    Returns what :func:`diff` returned, with ``written``, ``reloaded`` (what
+    ``dns_server.reload_zone`` said, or None) and ``error``: None, or why the server does not
+    serve the written zone. Raises, having written nothing, when the safety rule refuses the
+    change (without ``force``), the pillar is invalid, or the server's checker rejects the zone.
+
+    name
+        The zone, e.g. ``paphosting.nl``.
+
+    members
+        As for :func:`render`.
+
+    force
+        Apply a change the safety rule refuses.
+
+    nameserver
+        The nameserver's minion id in pillar; defaults to this minion's id.
+
+    pillar
+        The pillar to render from; default: this minion's (in memory). ``rotation.apply`` passes
+        one it compiled just now.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_zone.apply paphosting.nl
+    """
+    with _lock():
+        plan, ns, path, live = _plan(name, members, nameserver, pillar)
+        out = _describe(plan, ns, path, live)
+        out.update(written=False, reloaded=None, error=None)
+        if not out["changed"] and not out["stale"]:
+            return out
+        if out["changed"]:
+            _write(plan, ns, path, out, force)
+        want = plan.serial_new if out["changed"] else plan.serial_live
+        try:
+            if "dns_server.reload_zone" in __salt__:
+                out["reloaded"] = __salt__["dns_server.reload_zone"](
+                    plan.zone, serial=want, nameserver=nameserver, pillar=pillar
+                )
+            after = _describe(*_plan(name, members, nameserver, pillar))
+        except CommandExecutionError as exc:
+            out["error"] = str(exc)
+            return out
+        if after["changed"] or after["stale"]:
+            out["error"] = f"the zone still differs after the apply (serial {after['serial']})"
     return out
 
 

@@ -50,6 +50,8 @@ def record(minion, report):
         log.warning("drift: ignoring a malformed drift report from %r: %r", minion, report)
         return False
     summary = {"changed": report["changed"], "failed": report["failed"]}
+    if isinstance(report.get("master"), str):
+        summary["master"] = report["master"]  # the master the highstate ran through
     drift.record(_history_path(), str(minion), summary)
     return True
 

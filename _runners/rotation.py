@@ -5,8 +5,8 @@ The reactor (``reactor/health_report.sls``) hands every ``http_health`` beacon e
 :func:`report`. The decision itself is :mod:`paphosting.rotation`; this runner adds the Salt
 around it: the platform from the reporting watcher's pillar, the public keys the master accepted,
 the state file in the master's cachedir (``paphosting_rotation_state`` to move it), and, when a
-membership changed, one job on every nameserver (pillar refresh, then the
-``paphosting_rotation_sls`` SLS, ``nameserver.zones`` by default) and the event
+membership changed, one job on every nameserver and watcher (``rotation.apply`` with the new
+rotation: the minion holds it and a nameserver applies its zones) and the event
 ``paphosting/rotation/changed``. Refused reports are logged and fired as
 ``paphosting/rotation/rejected``; they change nothing.
 
@@ -31,7 +31,6 @@ __virtualname__ = "rotation"
 
 CHANGED_TAG = "paphosting/rotation/changed"
 REJECTED_TAG = "paphosting/rotation/rejected"
-DEFAULT_SLS = "nameserver.zones"
 
 
 def __virtual__():
@@ -83,31 +82,27 @@ def _public_key(watcher):
         return None
 
 
-def _push(config, change):
-    """Record the rotation on the watchers and nameservers, apply the zones SLS on every
-    nameserver; return the job id of the apply."""
-    sls = __opts__.get("paphosting_rotation_sls", DEFAULT_SLS)
-    targets = config["nameservers"]
+def _push(config, change, published):
+    """Send ``published`` (this master's rotation) to every nameserver and watcher with
+    ``rotation.apply``; return the job id."""
+    targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
     if not targets:
         return None
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
-    # Two jobs, not one multi-function job: a state run looks for running state jobs with
-    # saltutil.is_running, which fails on a running multi-function job (its "fun" is a list), so
-    # the other master's push arriving meanwhile would fail instead of queueing.
-    # rotation.hold records this master's rotation on the watchers (and refreshes their pillar):
-    # their beacons read the first master's pillar only (docs/masters.md).
-    client.cmd_async(
-        sorted(set(targets) | set(config["watchers"])), "rotation.hold", [], tgt_type="list"
+    # One execution-module job, not state.apply: a state run waits for any other state run on the
+    # minion, including one a master that has since died left queued there. The minion applies
+    # the zones under its own lock, so the other master's identical job finds nothing to do.
+    jid = client.cmd_async(
+        targets, "rotation.apply", [], tgt_type="list", kwarg={"published": published}
     )
-    jid = client.cmd_async(targets, "state.apply", [sls], tgt_type="list", kwarg={"queue": True})
     log.info(
         "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
     )
     return jid
 
 
-def _publish_change(config, change):
-    jid = _push(config, change)
+def _publish_change(config, change, published):
+    jid = _push(config, change, published)
     _fire(
         dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
     )
@@ -165,6 +160,7 @@ def report(report=None, sig=None, sender=None):
             state, config, time.time(), cause=f"{body['kind']} from {body['watcher']}"
         )
         rotation.save(path, state)
+        published = rotation.publish(state, config)
     if dropped:
         log.warning(
             "rotation: %s reported unknown load balancers, ignored: %s",
@@ -173,7 +169,7 @@ def report(report=None, sig=None, sender=None):
         )
     if change is None:
         return {"accepted": True, "changed": False, "version": state["version"]}
-    jid = _publish_change(config, change)
+    jid = _publish_change(config, change, published)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
 
 
@@ -187,13 +183,14 @@ def _operator(action, lb, **kwargs):
         except rotation.Rejected as exc:
             return {"result": False, "comment": str(exc)}
         rotation.save(path, state)
+        published = rotation.publish(state, config)
     if change is None:
         return {
             "result": True,
             "comment": f"nothing to do: {lb} is already so",
             "version": state["version"],
         }
-    jid = _publish_change(config, change)
+    jid = _publish_change(config, change, published)
     return {
         "result": True,
         "comment": rotation.describe(change),

@@ -52,50 +52,38 @@ def managed(name, members=None, force=False, nameserver=None):
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
-        diff = __salt__["dns_zone.diff"](name, members=members, nameserver=nameserver)
+        if __opts__["test"]:
+            diff = __salt__["dns_zone.diff"](name, members=members, nameserver=nameserver)
+            if diff["changed"] and diff["refused"] and not force:
+                ret["comment"] = diff["refused"]
+                return ret
+        else:
+            # Write and reload in one step, under the minion's zone lock (dns_zone.apply).
+            diff = __salt__["dns_zone.apply"](
+                name, members=members, force=force, nameserver=nameserver
+            )
         zone, serial = diff["zone"], diff["serial"]
         if not diff["changed"] and not diff["stale"]:
             ret.update(result=True, comment=f"Zone {zone} is up to date (serial {serial['live']})")
             return ret
         if diff["changed"]:
-            if diff["refused"] and not force:
-                ret["comment"] = diff["refused"]
-                return ret
-            changes = {
+            ret["changes"] = {
                 "diff": diff["diff"],
                 "records": diff["records"],
                 "serial": {"old": serial["live"], "new": serial["new"]},
             }
             what = f"Zone {zone}: serial {serial['live']} -> {serial['new']}, {_summary(diff)}"
         else:
-            changes = {"served_serial": {"old": serial["served"], "new": serial["live"]}}
+            ret["changes"] = {"served_serial": {"old": serial["served"], "new": serial["live"]}}
             what = f"Zone {zone}: the server served serial {serial['served']}, the file has {serial['live']}"
         if __opts__["test"]:
-            ret.update(
-                result=None, changes=changes, comment=f"{what}; would be written and reloaded"
-            )
-            return ret
-        if diff["changed"]:
-            written = __salt__["dns_zone.write"](
-                name, members=members, force=force, nameserver=nameserver
-            )
-            changes["serial"]["new"] = written["serial"]["new"]
-            want = written["serial"]["new"]
+            ret.update(result=None, comment=f"{what}; would be written and reloaded")
+        elif diff["error"]:
+            # The file was written (see the changes) but the server does not serve it.
+            ret["comment"] = f"{what}, but {diff['error']}"
         else:
-            want = serial["live"]
-        ret["changes"] = changes
-        reloaded = "not reloaded"
-        if "dns_server.reload_zone" in __salt__:
-            reloaded = __salt__["dns_server.reload_zone"](zone, serial=want, nameserver=nameserver)
-        after = __salt__["dns_zone.diff"](name, members=members, nameserver=nameserver)
-        if after["changed"] or after["stale"]:
-            ret["comment"] = (
-                f"{what}, but the zone still differs after the apply (serial {after['serial']})"
-            )
-            return ret
-        ret.update(result=True, comment=f"{what}; {reloaded}")
+            ret.update(result=True, comment=f"{what}; {diff['reloaded'] or 'not reloaded'}")
     except (CommandExecutionError, SaltInvocationError) as exc:
-        # Invalid pillar, the checker refused the zone (nothing written), or the server did not
-        # serve the new serial (the file was written: see the changes).
+        # Invalid pillar, the change-safety rule or the checker refused the zone: nothing written.
         ret["comment"] = str(exc)
     return ret

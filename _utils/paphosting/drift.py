@@ -8,11 +8,61 @@ history, listed by ``salt-run drift.report``.
 
 import json
 import os
+import socket
 import tempfile
 import time
 
 TAG_PREFIX = "paphosting/drift/"
 HISTORY_LIMIT = 500
+
+
+def master_candidates(current, configured, default_port):
+    """The masters a drift highstate may run through, in order: ``(host, port)`` pairs.
+
+    ``current`` is the master of the connection the job runs in (the first master for a scheduled
+    job: Salt runs one scheduler for all connections, with the first master's options);
+    ``configured`` the minion's ``master`` setting (a name or a list; ``host`` or ``host:port``).
+    The current master comes first, then the others in configuration order, each once.
+    """
+    if isinstance(configured, str):
+        configured = [configured]
+    out = []
+    for entry in [current, *(configured or [])]:
+        if not entry:
+            continue
+        host, port = _host_port(str(entry), default_port)
+        if (host, port) not in out:
+            out.append((host, port))
+    return out
+
+
+def _host_port(entry, default_port):
+    if entry.startswith("["):  # [v6]:port
+        host, _, rest = entry[1:].partition("]")
+        port = rest.lstrip(":")
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    else:  # a name, an IPv4 address, or a bare IPv6 address
+        host, port = entry, ""
+    return host, int(port) if port else int(default_port)
+
+
+def reachable(host, port, timeout=3.0):
+    """The address of ``host`` when its ``port`` accepts a TCP connection within ``timeout``, else
+    None (not resolvable, refused, or no answer)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(timeout)
+                sock.connect(sockaddr)
+                return sockaddr[0]
+        except OSError:
+            continue
+    return None
 
 
 def summarize(highstate_return):

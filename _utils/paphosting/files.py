@@ -5,11 +5,28 @@ target's own directory, and only then renamed over the target, so a bad input le
 service and its files exactly as they were.
 """
 
+import contextlib
 import difflib
+import fcntl
 import grp
 import os
 import pwd
 import tempfile
+
+
+@contextlib.contextmanager
+def locked(lockfile):
+    """Hold an exclusive ``flock`` on ``lockfile`` (created, with its folder, when missing).
+
+    Serialises processes on one host: two masters' jobs, or a job and a scheduled highstate.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(lockfile)), exist_ok=True)
+    with open(lockfile, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def read(path):

@@ -23,16 +23,14 @@ functions here, so the decision is plain Python, the same on both masters:
   reported ``down`` until stable, so it stays out by the same quorum rule.
 """
 
-import contextlib
 import copy
 import datetime
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
 
-from paphosting import health
+from paphosting import files, health
 from paphosting.errors import PapError
 from paphosting.model import ID_RE
 
@@ -102,10 +100,19 @@ def digest(rotations):
 
 
 def held_of(published):
-    """``{version, digest}`` of a ``paphosting_rotation`` pillar value, or None if it is not one."""
+    """``{version, digest, rotations}`` of a ``paphosting_rotation`` pillar value, or None if it is
+    not one. ``rotations`` is ``{name: {"members": [...]}}``, members sorted."""
     try:
         if isinstance(published, dict) and isinstance(published.get("version"), int):
-            return {"version": published["version"], "digest": digest(published["rotations"])}
+            rotations = {
+                str(name): {"members": sorted(str(m) for m in r["members"])}
+                for name, r in published["rotations"].items()
+            }
+            return {
+                "version": published["version"],
+                "digest": digest(rotations),
+                "rotations": rotations,
+            }
     except (AttributeError, KeyError, TypeError):
         pass
     return None
@@ -115,6 +122,28 @@ def newest_held(*helds):
     """The held rotation with the highest version among ``helds`` (Nones ignored), or None."""
     found = [h for h in helds if h is not None]
     return max(found, key=lambda h: h["version"], default=None)
+
+
+def effective(published, held, config):
+    """The ``paphosting_rotation`` value a nameserver renders its zones from.
+
+    ``published`` is what the master that compiled the pillar publishes (the pillar key, or None);
+    ``held`` what this minion holds (:func:`load_held`, or None): the newest rotation any master
+    sent it. The held one wins when it is newer and still fits the platform (``config``, from
+    :func:`config_of`: every rotation it names exists and its members are configured members), so
+    a master that missed a failover (it was down) cannot undo it through a highstate. Otherwise
+    ``published``.
+    """
+    if not held or not held.get("rotations"):
+        return published
+    pub_version = published.get("version") if isinstance(published, dict) else None
+    if isinstance(pub_version, int) and pub_version >= held["version"]:
+        return published
+    rotations = config["rotations"]
+    for name, r in held["rotations"].items():
+        if name not in rotations or not set(r["members"]) <= set(rotations[name]["members"]):
+            return published
+    return {"version": held["version"], "rotations": held["rotations"]}
 
 
 def held_path(cachedir):
@@ -129,13 +158,26 @@ def load_held(path):
             held = json.load(fh)
     except (OSError, ValueError):
         return None
-    if (
+    if not (
         isinstance(held, dict)
         and isinstance(held.get("version"), int)
         and isinstance(held.get("digest"), str)
     ):
-        return {"version": held["version"], "digest": held["digest"]}
-    return None
+        return None
+    out = {"version": held["version"], "digest": held["digest"]}
+    rotations = held.get("rotations")
+    if (
+        isinstance(rotations, dict)
+        and all(
+            isinstance(r, dict)
+            and isinstance(r.get("members"), list)
+            and all(isinstance(m, str) for m in r["members"])
+            for r in rotations.values()
+        )
+        and digest(rotations) == held["digest"]
+    ):
+        out["rotations"] = rotations
+    return out
 
 
 def hold(path, held):
@@ -479,17 +521,9 @@ def save(path, state):
         raise
 
 
-@contextlib.contextmanager
 def locked(path):
     """Hold an exclusive lock for read-decide-write of the state at ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path + ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return files.locked(path + ".lock")
 
 
 # ---------------------------------------------------------------------------- status

@@ -1,5 +1,6 @@
-# Every zone of the platform, on this nameserver. Standalone on purpose: the DNS failover applies
-# `nameserver.zones` alone after a rotation change; each zone reloads only when its content changed.
+# Every zone of the platform, on this nameserver; each zone reloads only when its content changed.
+# Standalone, to apply the zones alone. (The DNS failover does not use it: it calls dns_zone.apply
+# through rotation.apply, the same code, without a state run; docs/failover.md.)
 {%- for zone in salt['dns_zone.names']() %}
 
 nameserver-zone-{{ zone }}:

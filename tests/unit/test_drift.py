@@ -1,5 +1,7 @@
 """Drift reports: what a highstate changed, recorded and listed."""
 
+import socket
+
 from paphosting import drift
 
 HIGHSTATE = {
@@ -85,3 +87,26 @@ def test_corrupt_history_reads_as_empty(tmp_path):
     path = tmp_path / "drift.json"
     path.write_text("{not json")
     assert drift.load(str(path)) == []
+
+
+def test_master_candidates_current_first_then_configured_order():
+    assert drift.master_candidates("ch.example", ["nl.example", "ch.example:4506"], 4506) == [
+        ("ch.example", 4506),
+        ("nl.example", 4506),
+    ]
+    assert drift.master_candidates(
+        "127.0.4.1", ["127.0.4.1:5506", "127.0.4.2:5506", "[::1]:5506"], 5506
+    ) == [("127.0.4.1", 5506), ("127.0.4.2", 5506), ("::1", 5506)]
+    assert drift.master_candidates("salt", "salt", 4506) == [("salt", 4506)]
+    assert drift.master_candidates(None, None, 4506) == []
+
+
+def test_reachable_only_when_the_port_accepts(loopback):
+    address = loopback.address()
+    port = loopback.port(address)
+    assert drift.reachable(address, port, timeout=1) is None  # nothing listens
+    with socket.socket() as server:
+        server.bind((address, port))
+        server.listen()
+        assert drift.reachable(address, port, timeout=1) == address
+    assert drift.reachable("no-such-host.invalid", port, timeout=1) is None

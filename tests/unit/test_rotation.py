@@ -582,7 +582,11 @@ def test_held_rotation_file_keeps_the_newest(tmp_path):
     path = rotation.held_path(str(tmp_path / "cache"))
     assert rotation.load_held(path) is None
     v5 = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
-    assert v5 == {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
+    assert v5 == {
+        "version": 5,
+        "digest": rotation.digest({ROT: {"members": [LB2]}}),
+        "rotations": {ROT: {"members": [LB2]}},
+    }
     assert rotation.hold(path, v5) == v5
     v4 = rotation.held_of({"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}})
     assert rotation.hold(path, v4) == v5 and rotation.load_held(path) == v5
@@ -592,6 +596,36 @@ def test_held_rotation_file_keeps_the_newest(tmp_path):
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("{not json")
     assert rotation.load_held(path) is None
+
+
+def test_held_rotation_with_members_that_do_not_match_its_digest_keeps_only_the_version(tmp_path):
+    path = rotation.held_path(str(tmp_path / "cache"))
+    held = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    rotation.hold(path, dict(held, rotations={ROT: {"members": [LB1, LB2]}}))
+    assert rotation.load_held(path) == {"version": 5, "digest": held["digest"]}
+
+
+def test_effective_rotation_is_the_newer_of_pillar_and_held(config):
+    pillar = {"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}}
+    newer = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    older = rotation.held_of({"version": 3, "rotations": {ROT: {"members": [LB1]}}})
+    assert rotation.effective(pillar, newer, config) == {
+        "version": 5,
+        "rotations": {ROT: {"members": [LB2]}},
+    }
+    assert rotation.effective(pillar, older, config) is pillar
+    assert rotation.effective(pillar, None, config) is pillar
+    assert rotation.effective(None, newer, config)["version"] == 5
+    # Same version: the pillar's (both masters publish the same membership for one version).
+    same = rotation.held_of({"version": 4, "rotations": {ROT: {"members": [LB2]}}})
+    assert rotation.effective(pillar, same, config) is pillar
+    # A held rotation without members (older file format) or that no longer fits the platform
+    # (a rotation or a member the pillar dropped) is ignored.
+    assert rotation.effective(pillar, {"version": 9, "digest": "x"}, config) is pillar
+    gone = rotation.held_of({"version": 9, "rotations": {"gone.l.example": {"members": [LB2]}}})
+    assert rotation.effective(pillar, gone, config) is pillar
+    stranger = rotation.held_of({"version": 9, "rotations": {ROT: {"members": ["lb9.example"]}}})
+    assert rotation.effective(pillar, stranger, config) is pillar
 
 
 def test_held_of_and_newest_held():
