@@ -206,10 +206,20 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     assert st["verdicts"][LB1]["verdict"] == "down"
     assert st["version"] == version + 1
     assert st["rotations"][ROT3]["members"] == [LB3]
-    events = event_listener.get_events(
-        [(platform.master.id, "paphosting/rotation/changed")], after_time=start
+    # The zones can be served before the change event reaches the listener: wait for it.
+    change = platform.wait(
+        lambda: next(
+            (
+                e.data
+                for e in event_listener.get_events(
+                    [(platform.master.id, "paphosting/rotation/changed")], after_time=start
+                )
+                if e.data.get("version") == version + 1
+            ),
+            None,
+        ),
+        f"the change event of version {version + 1}",
     )
-    change = next(e.data for e in events if e.data.get("version") == version + 1)
     assert change["changes"][ROT]["removed"] == [LB1]
     assert "down for" in change["reasons"][LB1] and "ConnectionRefused" in change["reasons"][LB1]
     lbs[LB1].start()

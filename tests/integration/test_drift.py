@@ -1,0 +1,219 @@
+"""Drift correction: a highstate on every minion's schedule puts hand edits and stopped services
+right, reports what it changed, and the masters list it (issue 6).
+
+Two masters (``tests/integration/multimaster.py``) serving one pillar folder; a load balancer
+running real haproxy and two nameservers (NSD and Knot, the failover's watchers). The test pillar
+schedules the drift highstate every 10 s without splay.
+"""
+
+import copy
+import json
+import re
+import time
+
+import pytest
+
+from paphosting import daemon, dnsserver, haproxy, model
+from tests.integration import multimaster
+from tests.integration.multimaster import ROTATION, ZONE
+
+DOMAIN = "drift.test"
+LB1 = f"lb1.{DOMAIN}"
+NS1, NS2 = f"ns1.{DOMAIN}", f"ns2.{DOMAIN}"
+MINIONS = [LB1, NS1, NS2]
+INTERVAL = 10  # the model's minimum
+
+
+@pytest.fixture(scope="module")
+def paphosting(loopback):
+    pillar = multimaster.platform_pillar(loopback, DOMAIN, lbs=1)
+    pillar["schedule"] = {"enabled": False, "highstate_interval": INTERVAL, "splay": 0}
+    return pillar
+
+
+@pytest.fixture(scope="module")
+def parsed(paphosting):
+    return model.parse(paphosting)
+
+
+@pytest.fixture(scope="module")
+def pair(request, salt_factories, tmp_path_factory, loopback, paphosting):
+    started = []
+    try:
+        with multimaster.environment(
+            request, salt_factories, tmp_path_factory, loopback, MINIONS, paphosting
+        ) as pair:
+            started.append(pair)
+            pair.nl.highstate(MINIONS)
+            yield pair
+    finally:
+        # Once the minions are stopped: a scheduled highstate would start the services again.
+        for p in started:
+            multimaster.stop_services(p, paphosting)
+
+
+@pytest.fixture
+def scheduled(pair, paphosting):
+    """The drift highstate scheduled on every minion (by the minion SLS), removed afterwards."""
+
+    def schedule(enabled):
+        pillar = copy.deepcopy(paphosting)
+        pillar["schedule"]["enabled"] = enabled
+        pair.write_pillar(pillar)
+        ret = pair.nl.salt(MINIONS, "state.apply", "minion")
+        for mid, r in ret.items():
+            (state,) = r.values()
+            assert state["result"] is True, f"{mid}: {state}"
+
+    schedule(True)
+    try:
+        yield
+    finally:
+        schedule(False)
+
+
+def zone_path(pair, parsed, ns):
+    return dnsserver.zone_path(parsed.nameservers[ns].server, ZONE, str(pair.root(ns)))
+
+
+def served_mail(parsed, ns):
+    resp = dnsserver.query(parsed.nameservers[ns], f"mail.{ZONE}.", "A")
+    return None if resp is None else [rr.address for rrset in resp.answer for rr in rrset]
+
+
+def test_schedule_is_configured_by_the_minion_sls(pair, scheduled):
+    for view in pair.views.values():
+        listed = view.salt(MINIONS, "schedule.list", return_yaml=False)
+        for mid in MINIONS:
+            job = listed[mid]["paphosting-drift"]
+            assert job["function"] == "drift.highstate" and job["seconds"] == INTERVAL
+            # Not at once when scheduled or when the minion starts: after one interval.
+            assert job["run_on_start"] is False
+
+
+def test_scheduled_highstate_restores_edits_and_services(
+    pair, parsed, paphosting, scheduled, event_listener
+):
+    published = {name: view.published(paphosting, ROTATION) for name, view in pair.views.items()}
+    rotation_answers = {
+        ns: dnsserver.query(parsed.nameservers[ns], ROTATION + ".", "A").answer for ns in (NS1, NS2)
+    }
+    cfg_path = haproxy.layout(str(pair.root(LB1)))["config"]
+    with open(cfg_path, encoding="utf-8") as fh:
+        cfg = fh.read()
+    zone = zone_path(pair, parsed, NS1)
+    with open(zone, encoding="utf-8") as fh:
+        zone_text = fh.read()
+    right = served_mail(parsed, NS1)
+    assert right and served_mail(parsed, NS2) == right
+
+    start = time.time()
+    # A load balancer's haproxy.cfg edited by hand (not reloaded), a zone edited by hand and
+    # reloaded, a DNS server stopped.
+    edited_cfg = cfg.replace("timeout client 30000", "timeout client 1234")
+    assert edited_cfg != cfg
+    with open(cfg_path, "w", encoding="utf-8") as fh:
+        fh.write(edited_cfg)
+    wrong = "127.0.0.99"
+    edited_zone = re.sub(r"(\nmail\s+\d+\s+IN\s+A\s+)\S+", rf"\g<1>{wrong}", zone_text)
+    assert edited_zone != zone_text
+    with open(zone, "w", encoding="utf-8") as fh:
+        fh.write(edited_zone)
+    dnsserver.run_control(
+        dnsserver.zone_reload_command(parsed.nameservers[NS1], ZONE, str(pair.root(NS1)))
+    )
+    pair.nl.wait(lambda: served_mail(parsed, NS1) == [wrong], "ns1 to serve the hand-edited zone")
+    daemon.stop(dnsserver.daemon(parsed.nameservers[NS2], str(pair.root(NS2))))
+    assert dnsserver.served_serial(parsed.nameservers[NS2], ZONE) is None
+
+    def restored():
+        with open(cfg_path, encoding="utf-8") as fh:
+            if fh.read() != cfg:
+                return False
+        return served_mail(parsed, NS1) == right and served_mail(parsed, NS2) == right
+
+    pair.nl.wait(restored, "the scheduled highstates to restore all three", timeout=4 * INTERVAL)
+
+    # Each minion reported what it changed, to both masters.
+    tags = {mid: f"paphosting/drift/{mid}" for mid in MINIONS}
+
+    def reported():
+        seen = {}
+        for name, master in pair.masters.items():
+            for mid, tag in tags.items():
+                events = event_listener.get_events([(master.id, tag)], after_time=start)
+                if not events:
+                    return None
+                seen[(name, mid)] = max(events, key=lambda e: e.stamp).data
+        return seen
+
+    events = pair.nl.wait(reported, "a drift event from every minion at both masters")
+    changed = {mid: {i["state"] for i in events[("nl", mid)]["data"]["changed"]} for mid in MINIONS}
+    assert "haproxy_cfg.managed" in changed[LB1]
+    assert "dns_zone.managed" in changed[NS1]
+    assert "dns_server.running" in changed[NS2]
+
+    # Both masters recorded it; drift.report lists who drifted, what changed and when.
+    for view in pair.views.values():
+        history = view.run("drift.history")
+        recent = [h for h in history if h["time"] >= start - 1]
+        assert {h["minion"] for h in recent} >= set(MINIONS), json.dumps(recent, indent=1)
+        ret = view.run_cli("drift.report")
+        assert ret.returncode == 0
+        text = ret.stdout
+        assert re.search(
+            rf"{re.escape(LB1)}\s+changed\s+haproxy_cfg.managed loadbalancer-haproxy-config", text
+        ), text
+        assert re.search(
+            rf"{re.escape(NS1)}\s+changed\s+dns_zone.managed nameserver-zone-{re.escape(ZONE)}",
+            text,
+        ), text
+        assert re.search(
+            rf"{re.escape(NS2)}\s+changed\s+dns_server.running nameserver-service", text
+        ), text
+
+    # The failover's rotation is untouched: same version and members, same answers.
+    assert {
+        name: view.published(paphosting, ROTATION) for name, view in pair.views.items()
+    } == published
+    for ns in (NS1, NS2):
+        assert (
+            dnsserver.query(parsed.nameservers[ns], ROTATION + ".", "A").answer
+            == rotation_answers[ns]
+        )
+
+
+def test_drift_highstate_from_ch_while_nl_is_down(pair, event_listener):
+    """With NL down, Salt 3008's minion scheduler stalls (docs/masters.md): the operator runs
+    ``salt '*' drift.highstate`` from CH, which corrects the drift and reports to CH."""
+    cfg_path = haproxy.layout(str(pair.root(LB1)))["config"]
+    with open(cfg_path, encoding="utf-8") as fh:
+        cfg = fh.read()
+    pair.quiesce()
+    pair.stop("nl")
+    try:
+        start = time.time()
+        edited = cfg.replace("timeout client 30000", "timeout client 4321")
+        assert edited != cfg
+        with open(cfg_path, "w", encoding="utf-8") as fh:
+            fh.write(edited)
+        ret = pair.ch.salt([LB1], "drift.highstate")
+        summary = ret[LB1]
+        assert summary["master"] == pair.addresses["ch"], summary
+        assert "haproxy_cfg.managed" in {i["state"] for i in summary["changed"]}, summary
+        with open(cfg_path, encoding="utf-8") as fh:
+            assert fh.read() == cfg
+        ch = pair.masters["ch"]
+        pair.ch.wait(
+            lambda: event_listener.get_events(
+                [(ch.id, f"paphosting/drift/{LB1}")], after_time=start
+            ),
+            "lb1's drift report at CH",
+        )
+        recorded = pair.ch.wait(
+            lambda: [h for h in pair.ch.run("drift.history", minion=LB1) if h["time"] >= start - 1],
+            "CH to record lb1's drift",
+        )
+        assert recorded[-1]["master"] == pair.addresses["ch"], recorded
+    finally:
+        pair.start("nl")
