@@ -47,7 +47,8 @@ def _fire(data, tag):
 
 
 def _platform(minion_id):
-    """The platform model from ``minion_id``'s pillar (compiled here, without ext_pillars)."""
+    """The platform model from ``minion_id``'s pillar (compiled here, without ext_pillars), and
+    the digest of that ``paphosting`` pillar value (:func:`paphosting.model.digest`)."""
     _, grains, _ = salt.utils.minions.get_minion_data(minion_id, __opts__)
     opts = dict(__opts__, ext_pillar=[])
     pillar = salt.pillar.Pillar(
@@ -56,11 +57,16 @@ def _platform(minion_id):
     errors = pillar.get("_errors")
     if errors:
         raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
-    return model.parse(pillar.get("paphosting"))
+    return model.parse(pillar.get("paphosting")), model.digest(pillar.get("paphosting"))
 
 
 def _config(minion_id=None):
     """The decision's configuration, from the pillar of ``minion_id`` or of a known minion."""
+    return _context(minion_id)[0]
+
+
+def _context(minion_id=None):
+    """``(configuration, pillar digest)`` from the pillar of ``minion_id`` or of a known minion."""
     if minion_id is None:
         state = rotation.load(_state_path())
         known = list(state.get("views", {}))
@@ -70,7 +76,8 @@ def _config(minion_id=None):
         if not candidates:
             raise PapError("no accepted minion to compile the platform pillar for")
         minion_id = candidates[0]
-    return rotation.config_of(_platform(minion_id))
+    platform, digest = _platform(minion_id)
+    return rotation.config_of(platform), digest
 
 
 def _public_key(watcher):
@@ -82,9 +89,11 @@ def _public_key(watcher):
         return None
 
 
-def _push(config, change, published):
+def _push(config, change, published, digest):
     """Send ``published`` (this master's rotation) to every nameserver and watcher with
-    ``rotation.apply``; return the job id."""
+    ``rotation.apply``; return the job id. ``digest`` is that of the ``paphosting`` pillar the
+    decision was made with: a minion whose in-memory pillar has the same digest applies from it
+    without compiling its pillar again."""
     targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
     if not targets:
         return None
@@ -93,7 +102,11 @@ def _push(config, change, published):
     # minion, including one a master that has since died left queued there. The minion applies
     # the zones under its own lock, so the other master's identical job finds nothing to do.
     jid = client.cmd_async(
-        targets, "rotation.apply", [], tgt_type="list", kwarg={"published": published}
+        targets,
+        "rotation.apply",
+        [],
+        tgt_type="list",
+        kwarg={"published": published, "pillar_digest": digest},
     )
     log.info(
         "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
@@ -101,8 +114,8 @@ def _push(config, change, published):
     return jid
 
 
-def _publish_change(config, change, published):
-    jid = _push(config, change, published)
+def _publish_change(config, change, published, digest):
+    jid = _push(config, change, published, digest)
     _fire(
         dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
     )
@@ -145,7 +158,7 @@ def report(report=None, sig=None, sender=None):
     """
     try:
         claimed = rotation.claimed_watcher(report)
-        config = _config(claimed)
+        config, digest = _context(claimed)
         body = rotation.authenticate(report, sig, config, _public_key)
     except (rotation.Rejected, PapError) as exc:
         return _reject(str(exc), sender)
@@ -169,12 +182,12 @@ def report(report=None, sig=None, sender=None):
         )
     if change is None:
         return {"accepted": True, "changed": False, "version": state["version"]}
-    jid = _publish_change(config, change, published)
+    jid = _publish_change(config, change, published, digest)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
 
 
 def _operator(action, lb, **kwargs):
-    config = _config()
+    config, digest = _context()
     path = _state_path()
     with rotation.locked(path):
         state = rotation.load(path)
@@ -190,7 +203,7 @@ def _operator(action, lb, **kwargs):
             "comment": f"nothing to do: {lb} is already so",
             "version": state["version"],
         }
-    jid = _publish_change(config, change, published)
+    jid = _publish_change(config, change, published, digest)
     return {
         "result": True,
         "comment": rotation.describe(change),

@@ -6,7 +6,9 @@ Everything lives under one pillar key, ``paphosting`` (see ``docs/pillar.md`` an
 keys are errors: a typo must never be silently ignored.
 """
 
+import hashlib
 import ipaddress
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -1022,3 +1024,10 @@ def parse(pillar):
     if errs.errors:
         raise InvalidPillar(errs.errors)
     return platform
+
+
+def digest(paphosting):
+    """A digest of a ``paphosting`` pillar value as compiled (canonical JSON, SHA-256): two
+    minions, or a minion and a master, hold the same platform exactly when their digests match."""
+    text = json.dumps(paphosting, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -225,6 +225,28 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     lbs[LB1].start()
     wait_answers(platform, pillar, [LB1, LB2])
     assert show(platform)["version"] == version + 2
+    # The first push refreshed the nameservers' in-memory pillar: the second applies from it,
+    # without compiling the pillar again (the master sends the digest of what it decided with).
+    back = platform.wait(
+        lambda: next(
+            (
+                e.data
+                for e in event_listener.get_events(
+                    [(platform.master.id, "paphosting/rotation/changed")], after_time=start
+                )
+                if e.data.get("version") == version + 2
+            ),
+            None,
+        ),
+        f"the change event of version {version + 2}",
+    )
+    ret = platform.wait(
+        lambda: (lambda r: r if all(ns in r for ns in NS) else None)(
+            platform.run("jobs.lookup_jid", jid=back["jid"])
+        ),
+        "every nameserver to return the second push",
+    )
+    assert {ns: ret[ns]["pillar"] for ns in NS} == {ns: "in memory" for ns in NS}, ret
 
 
 def test_all_load_balancers_down_keeps_them_all(platform, pillar, lbs, healthy):

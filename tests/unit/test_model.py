@@ -410,3 +410,14 @@ def test_roles_and_zone_of():
     assert p.roles("nobody") == []
     assert p.zone_of("http0.l.paphosting.nl") == "paphosting.nl"
     assert p.zone_of("www.example.com") is None
+
+
+def test_digest_is_the_same_for_the_same_platform_only():
+    pillar = example_pillar()
+    again = copy.deepcopy(pillar)
+    assert model.digest(pillar) == model.digest(again)
+    # Key order does not matter; any value does.
+    assert model.digest(dict(reversed(list(pillar.items())))) == model.digest(pillar)
+    again["rotations"]["http0.l.paphosting.nl"]["ttl"] = 301
+    assert model.digest(again) != model.digest(pillar)
+    assert model.digest(None) != model.digest({})
