@@ -15,6 +15,8 @@ from paphosting import drift
 
 log = logging.getLogger(__name__)
 
+REVISION_KEY = "paphosting_revision"  # published by the svnpillar ext_pillar
+
 __virtualname__ = "drift"
 
 
@@ -31,48 +33,75 @@ def _configured_masters():
         return None
 
 
+def _loader(host, port, address):
+    """Execution functions whose requests (pillar, files) go to the master at ``address``."""
+    opts = copy.deepcopy(__opts__)
+    opts.update(
+        master=host,
+        master_ip=address,
+        master_port=port,
+        master_uri=f"tcp://{salt.utils.zeromq.ip_bracket(address)}:{port}",
+    )
+    return salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
+
+
+def _revision(functions, host):
+    """The pillar revision the master behind ``functions`` serves (``paphosting_revision``)."""
+    try:
+        revision = functions["pillar.items"](unmask=True).get(REVISION_KEY)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("drift: cannot compile the pillar from %s: %s", host, exc)
+        return None
+    return revision if isinstance(revision, int) else None
+
+
 def _functions():
-    """``(execution functions, master)`` to run the highstate with.
+    """``(execution functions, master, pillar revision)`` to run the highstate with.
 
     Salt runs one scheduler for all of a minion's master connections, with the first master's
-    options: without this, a scheduled highstate fails for as long as the first master is down,
-    since it compiles its pillar and fetches its states there. So: this connection's master when it
-    answers, else the first other configured master that does, with the loader built for it.
+    options, so a scheduled job compiles its pillar and fetches its states there. Here: every
+    configured master that answers (this job's first), and of those the one serving the newest
+    pillar revision (``paphosting_revision``, from the ``svnpillar`` ext_pillar): a master that
+    is down, or that has not yet synced a revision the other pushed, is passed over.
     """
     candidates = drift.master_candidates(
         __opts__.get("master"), _configured_masters(), __opts__.get("master_port", 4506)
     )
-    tried = []
+    live, down = [], []
     for i, (host, port) in enumerate(candidates):
         address = drift.reachable(host, port)
         if address is None:
-            tried.append(f"{host}:{port}")
-            continue
-        if i == 0:
-            return __salt__, host
+            down.append(f"{host}:{port}")
+        else:
+            live.append((host, __salt__ if i == 0 else _loader(host, port, address)))
+    if not live:
+        raise CommandExecutionError(f"drift: no master answers (tried {', '.join(down) or 'none'})")
+    if len(live) == 1:
+        revisions = [None]
+    else:
+        revisions = [_revision(functions, host) for host, functions in live]
+    best = drift.choose(revisions)
+    host, functions = live[best]
+    if host != candidates[0][0]:
         log.warning(
-            "drift: master %s does not answer; running the highstate through %s",
-            ", ".join(tried),
+            "drift: running the highstate through %s (revision %s; down: %s; others: %s)",
             host,
+            revisions[best],
+            ", ".join(down) or "none",
+            ", ".join(f"{h} r{r}" for (h, _), r in zip(live, revisions, strict=True) if h != host)
+            or "none",
         )
-        opts = copy.deepcopy(__opts__)
-        opts.update(
-            master=host,
-            master_ip=address,
-            master_port=port,
-            master_uri=f"tcp://{salt.utils.zeromq.ip_bracket(address)}:{port}",
-        )
-        return salt.loader.minion_mods(opts, utils=salt.loader.utils(opts)), host
-    raise CommandExecutionError(f"drift: no master answers (tried {', '.join(tried) or 'none'})")
+    return functions, host, revisions[best]
 
 
 def highstate(**kwargs):
     """
-    Run a highstate through a master that answers (this job's master, else the next one in the
-    minion's ``master`` list); when it had to change something, or something failed, report it on
-    the event bus with the tag ``paphosting/drift/<minion id>`` and the data
-    ``{"changed": [...], "failed": [...], "master": <master>}`` (see
-    ``paphosting.drift.summarize``).
+    Run a highstate through the master that serves the newest pillar revision among those of the
+    minion's ``master`` list that answer (this job's master among equals); when it had to change
+    something, or something failed, report it on the event bus with the tag
+    ``paphosting/drift/<minion id>`` and the data ``{"changed": [...], "failed": [...], "master":
+    <master>, "revision": <pillar revision>}`` (see ``paphosting.drift.summarize``). The revision
+    is None when only one master answered (nothing to compare) or none serves one.
 
     Returns the summary. A run skipped because another state run is in progress reports nothing.
 
@@ -82,7 +111,7 @@ def highstate(**kwargs):
 
         salt-call drift.highstate
     """
-    functions, master = _functions()
+    functions, master, revision = _functions()
     ret = functions["state.highstate"](**kwargs)
     if isinstance(ret, list) and any("is running as PID" in str(line) for line in ret):
         return {
@@ -90,9 +119,10 @@ def highstate(**kwargs):
             "changed": [],
             "failed": [],
             "master": master,
+            "revision": revision,
         }
     summary = drift.summarize(ret)
-    summary["master"] = master
+    summary.update(master=master, revision=revision)
     if summary["changed"] or summary["failed"]:
         __salt__["event.send"](drift.TAG_PREFIX + __opts__["id"], summary)
     return summary

@@ -52,6 +52,8 @@ def record(minion, report):
     summary = {"changed": report["changed"], "failed": report["failed"]}
     if isinstance(report.get("master"), str):
         summary["master"] = report["master"]  # the master the highstate ran through
+    if isinstance(report.get("revision"), int):
+        summary["revision"] = report["revision"]  # the pillar revision it applied
     drift.record(_history_path(), str(minion), summary)
     return True
 

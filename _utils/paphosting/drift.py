@@ -47,6 +47,17 @@ def _host_port(entry, default_port):
     return host, int(port) if port else int(default_port)
 
 
+def choose(revisions):
+    """The index of the master to run a highstate through, given the pillar revision each serves
+    (in candidate order, the current master first; None: no revision known): the newest revision,
+    the earliest candidate among equals, a master without a revision only when none has one."""
+    best = 0
+    for i, revision in enumerate(revisions):
+        if revision is not None and (revisions[best] is None or revision > revisions[best]):
+            best = i
+    return best
+
+
 def reachable(host, port, timeout=3.0):
     """The address of ``host`` when its ``port`` accepts a TCP connection within ``timeout``, else
     None (not resolvable, refused, or no answer)."""

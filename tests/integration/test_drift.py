@@ -36,12 +36,38 @@ def parsed(paphosting):
     return model.parse(paphosting)
 
 
+def serve_revision(store, number):
+    """Make ``number`` the live pillar revision of a master's svnpillar store (as a push would;
+    the pillar itself comes from the shared folder: only ``paphosting_revision`` differs)."""
+    rev = store / "pillar" / f"rev-{number}"
+    rev.mkdir(parents=True, exist_ok=True)
+    tmp = store / "pillar" / "live.new"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(rev)
+    tmp.replace(store / "pillar" / "live")
+
+
 @pytest.fixture(scope="module")
-def pair(request, salt_factories, tmp_path_factory, loopback, paphosting):
+def stores(tmp_path_factory):
+    """Each master's svnpillar store: NL serves r6, CH r5 (the ``svnpillar`` ext_pillar)."""
+    out = {name: tmp_path_factory.mktemp(f"store-{name}") for name in multimaster.NAMES}
+    serve_revision(out["nl"], 6)
+    serve_revision(out["ch"], 5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair(request, salt_factories, tmp_path_factory, loopback, paphosting, stores):
     started = []
     try:
         with multimaster.environment(
-            request, salt_factories, tmp_path_factory, loopback, MINIONS, paphosting
+            request,
+            salt_factories,
+            tmp_path_factory,
+            loopback,
+            MINIONS,
+            paphosting,
+            master_overrides=lambda name: {"paphosting_svn": {"store": str(stores[name])}},
         ) as pair:
             started.append(pair)
             pair.nl.highstate(MINIONS)
@@ -184,8 +210,8 @@ def test_scheduled_highstate_restores_edits_and_services(
 
 
 def test_drift_highstate_from_ch_while_nl_is_down(pair, event_listener):
-    """With NL down, Salt 3008's minion scheduler stalls (docs/masters.md): the operator runs
-    ``salt '*' drift.highstate`` from CH, which corrects the drift and reports to CH."""
+    """With NL down, an operator runs ``salt '*' drift.highstate`` from CH (at once, instead of
+    waiting for the schedule): it corrects the drift and reports to CH."""
     cfg_path = haproxy.layout(str(pair.root(LB1)))["config"]
     with open(cfg_path, encoding="utf-8") as fh:
         cfg = fh.read()
@@ -217,3 +243,66 @@ def test_drift_highstate_from_ch_while_nl_is_down(pair, event_listener):
         assert recorded[-1]["master"] == pair.addresses["ch"], recorded
     finally:
         pair.start("nl")
+
+
+def test_scheduled_highstate_goes_through_ch_while_nl_is_down(pair, paphosting, event_listener):
+    """Salt runs a minion's schedule with the first master's options: with NL down, the drift
+    highstate runs through CH (``drift.highstate`` picks the master that answers) and reports to
+    CH. The schedule is set through CH after NL stopped: a scheduled highstate in flight when NL
+    dies would wait for NL (docs/masters.md)."""
+    cfg_path = haproxy.layout(str(pair.root(LB1)))["config"]
+    with open(cfg_path, encoding="utf-8") as fh:
+        cfg = fh.read()
+
+    def schedule(enabled):
+        pillar = copy.deepcopy(paphosting)
+        pillar["schedule"]["enabled"] = enabled
+        pair.write_pillar(pillar)
+        (state,) = pair.ch.salt([LB1], "state.apply", "minion")[LB1].values()
+        assert state["result"] is True, state
+
+    pair.quiesce()
+    pair.stop("nl")
+    try:
+        schedule(True)
+        start = time.time()
+        edited = cfg.replace("timeout client 30000", "timeout client 2345")
+        assert edited != cfg
+        with open(cfg_path, "w", encoding="utf-8") as fh:
+            fh.write(edited)
+
+        def restored():
+            with open(cfg_path, encoding="utf-8") as fh:
+                return fh.read() == cfg
+
+        pair.ch.wait(
+            restored, "the scheduled highstate to restore haproxy.cfg with NL down", 4 * INTERVAL
+        )
+        ch = pair.masters["ch"]
+        events = pair.ch.wait(
+            lambda: event_listener.get_events(
+                [(ch.id, f"paphosting/drift/{LB1}")], after_time=start
+            ),
+            "lb1's drift report at CH",
+        )
+        report = max(events, key=lambda e: e.stamp).data["data"]
+        # CH serves an older revision than NL, but NL is down.
+        assert report["master"] == pair.addresses["ch"] and report["revision"] is None, report
+        assert "haproxy_cfg.managed" in {i["state"] for i in report["changed"]}, report
+    finally:
+        schedule(False)
+        pair.start("nl")
+
+
+def test_drift_highstate_goes_through_the_master_serving_the_newest_revision(pair, stores):
+    """A revision pushed from CH is live on NL only after NL's next sync: meanwhile a drift
+    highstate (even one NL sends) goes through CH, which serves the newer revision."""
+    ret = pair.nl.salt([LB1], "drift.highstate")[LB1]
+    assert (ret["master"], ret["revision"]) == (pair.addresses["nl"], 6), ret
+    serve_revision(stores["ch"], 7)
+    try:
+        ret = pair.nl.salt([LB1], "drift.highstate")[LB1]
+        assert (ret["master"], ret["revision"]) == (pair.addresses["ch"], 7), ret
+        assert ret["failed"] == [], ret
+    finally:
+        serve_revision(stores["ch"], 5)

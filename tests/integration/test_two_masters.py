@@ -359,7 +359,8 @@ def nl_down_ch_alone(pair, parsed, published, event_listener):
         lambda: everywhere(parsed, LB1), "every nameserver to drop lb2, on CH's decision alone"
     )
     assert published() == {"ch": (version + 1, [LB1])}
-    events = changed_events(event_listener, pair, start)
+    # The zones can be served before the change event reaches the listener: wait for it.
+    events = pair.ch.wait(lambda: changed_events(event_listener, pair, start), "CH's change event")
     assert [(e["master"], e["version"], e["changes"][ROTATION]["removed"]) for e in events] == [
         (pair.masters["ch"].id, version + 1, [LB2])
     ]

@@ -110,3 +110,13 @@ def test_reachable_only_when_the_port_accepts(loopback):
         server.listen()
         assert drift.reachable(address, port, timeout=1) == address
     assert drift.reachable("no-such-host.invalid", port, timeout=1) is None
+
+
+def test_choose_the_master_serving_the_newest_revision():
+    assert drift.choose([5, 6]) == 1
+    assert drift.choose([6, 5]) == 0
+    assert drift.choose([6, 6]) == 0  # equals: the current master
+    assert drift.choose([None, 4]) == 1
+    assert drift.choose([4, None]) == 0
+    assert drift.choose([None, None]) == 0
+    assert drift.choose([3]) == 0

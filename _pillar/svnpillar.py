@@ -1,0 +1,38 @@
+"""
+Publish the pillar revision this master serves, as pillar: ``paphosting_revision: N``.
+
+The number of the revision ``svnpillar.push`` or ``svnpillar.sync`` made live on this master
+(``<store>/pillar/live``, see ``docs/push.md``); nothing when none is live or svnpillar is not
+configured. A minion that can compile its pillar from either master uses it to pick the master
+serving the newer revision: ``drift.highstate`` does, so a scheduled highstate does not apply a
+revision older than one the other master already pushed.
+
+Master configuration (``conf/master.d/paphosting.conf``):
+
+.. code-block:: yaml
+
+    ext_pillar:
+      - svnpillar: {}
+"""
+
+import os
+
+from paphosting import push
+
+__virtualname__ = "svnpillar"
+
+REVISION_KEY = "paphosting_revision"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def ext_pillar(minion_id, pillar, **kwargs):
+    """``{"paphosting_revision": N}`` for the live revision of this master, or ``{}``."""
+    conf = __opts__.get("paphosting_svn")
+    if not isinstance(conf, dict):
+        return {}
+    store = push.Store(conf.get("store") or os.path.join(__opts__["cachedir"], "paphosting"))
+    revision = store.live_revision()
+    return {} if revision is None else {REVISION_KEY: revision}
