@@ -197,6 +197,24 @@ def test_watcher_sls_saves_the_beacon(platform, pillar):
     assert "http_health" in saved and LB1 in saved
 
 
+def change_event(platform, event_listener, start, version):
+    """The master's ``paphosting/rotation/changed`` event of ``version`` since ``start``, waited
+    for: the zones can be served before the event reaches the listener."""
+    return platform.wait(
+        lambda: next(
+            (
+                e.data
+                for e in event_listener.get_events(
+                    [(platform.master.id, "paphosting/rotation/changed")], after_time=start
+                )
+                if e.data.get("version") == version
+            ),
+            None,
+        ),
+        f"the change event of version {version}",
+    )
+
+
 def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, event_listener):
     start = time.time()
     version = show(platform)["version"]
@@ -206,20 +224,7 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     assert st["verdicts"][LB1]["verdict"] == "down"
     assert st["version"] == version + 1
     assert st["rotations"][ROT3]["members"] == [LB3]
-    # The zones can be served before the change event reaches the listener: wait for it.
-    change = platform.wait(
-        lambda: next(
-            (
-                e.data
-                for e in event_listener.get_events(
-                    [(platform.master.id, "paphosting/rotation/changed")], after_time=start
-                )
-                if e.data.get("version") == version + 1
-            ),
-            None,
-        ),
-        f"the change event of version {version + 1}",
-    )
+    change = change_event(platform, event_listener, start, version + 1)
     assert change["changes"][ROT]["removed"] == [LB1]
     assert "down for" in change["reasons"][LB1] and "ConnectionRefused" in change["reasons"][LB1]
     lbs[LB1].start()
@@ -227,19 +232,7 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     assert show(platform)["version"] == version + 2
     # The first push refreshed the nameservers' in-memory pillar: the second applies from it,
     # without compiling the pillar again (the master sends the digest of what it decided with).
-    back = platform.wait(
-        lambda: next(
-            (
-                e.data
-                for e in event_listener.get_events(
-                    [(platform.master.id, "paphosting/rotation/changed")], after_time=start
-                )
-                if e.data.get("version") == version + 2
-            ),
-            None,
-        ),
-        f"the change event of version {version + 2}",
-    )
+    back = change_event(platform, event_listener, start, version + 2)
     ret = platform.wait(
         lambda: (lambda r: r if all(ns in r for ns in NS) else None)(
             platform.run("jobs.lookup_jid", jid=back["jid"])
