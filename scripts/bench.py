@@ -586,40 +586,24 @@ def chart(results, path):
         if not samples:
             continue
         ax.scatter([i] * len(samples), samples, alpha=0.6, label=f"{key}: trials")
-        ax.hlines(part["p50_s"], i - 0.3, i + 0.3, colors="black", label="p50" if i == 0 else None)
-        ax.hlines(
-            part["p95_s"],
-            i - 0.3,
-            i + 0.3,
-            colors="black",
-            linestyles="dotted",
-            label="p95" if i == 0 else None,
-        )
-        ax.hlines(
-            part["floor_s"],
-            i - 0.3,
-            i + 0.3,
-            colors="green",
-            linestyles="dashed",
-            label="floor (fall or rise x interval)" if i == 0 else None,
-        )
+        # (y, colour, style, label): the figures, the floor, and for the failover its targets.
+        lines = [
+            (part["p50_s"], "black", "solid", "p50" if i == 0 else None),
+            (part["p95_s"], "black", "dotted", "p95" if i == 0 else None),
+            (
+                part["floor_s"],
+                "green",
+                "dashed",
+                "floor (fall or rise x interval)" if i == 0 else None,
+            ),
+        ]
         if key == "failover":
-            ax.hlines(
-                part["floor_s"] + 1,
-                i - 0.3,
-                i + 0.3,
-                colors="red",
-                linestyles="dashed",
-                label="target p50 (floor + 1 s)",
-            )
-            ax.hlines(
-                part["floor_s"] + 2,
-                i - 0.3,
-                i + 0.3,
-                colors="red",
-                linestyles="dotted",
-                label="target p95 (floor + 2 s)",
-            )
+            lines += [
+                (part["floor_s"] + 1, "red", "dashed", "target p50 (floor + 1 s)"),
+                (part["floor_s"] + 2, "red", "dotted", "target p95 (floor + 2 s)"),
+            ]
+        for y, colour, style, label in lines:
+            ax.hlines(y, i - 0.3, i + 0.3, colors=colour, linestyles=style, label=label)
     ax.set_xticks(
         [0, 1],
         [
