@@ -394,15 +394,14 @@ def push(rev=None, test=False):
         lines.append(
             "The revision is live on the masters; fix the failure and push again (or revert in Subversion and push)."
         )
-    store.update_record(
-        last_push=dict(
-            record,
-            outcome="applied" if ok else "apply failed",
-            minions=report,
-            detail="\n".join(lines),
-        )
-    )
-    return _finish(ok, "\n".join(lines))
+    return _done(store, record, ok, "applied" if ok else "apply failed", report, lines)
+
+
+def _done(store, record, ok, outcome, report, lines):
+    """Record the push's outcome as ``last_push`` and finish with its report."""
+    text = "\n".join(lines)
+    store.update_record(last_push=dict(record, outcome=outcome, minions=report, detail=text))
+    return _finish(ok, text)
 
 
 def _revision_number(rev):
@@ -444,15 +443,7 @@ def _push_test(conf, revision, tree, validated, record, live):
         *report,
         *_diffs(outcomes),
     ]
-    store.update_record(
-        last_push=dict(
-            record,
-            outcome="tested" if ok else "test failed",
-            minions=report,
-            detail="\n".join(lines),
-        )
-    )
-    return _finish(ok, "\n".join(lines))
+    return _done(store, record, ok, "tested" if ok else "test failed", report, lines)
 
 
 def sync():
