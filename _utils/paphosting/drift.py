@@ -7,10 +7,10 @@ history, listed by ``salt-run drift.report``.
 """
 
 import json
-import os
 import socket
-import tempfile
 import time
+
+from paphosting import files
 
 TAG_PREFIX = "paphosting/drift/"
 HISTORY_LIMIT = 500
@@ -115,11 +115,7 @@ def record(path, minion, summary, when=None):
     history = load(path)
     history.append({"minion": minion, "time": when if when is not None else time.time(), **summary})
     history = history[-HISTORY_LIMIT:]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".drift.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(history, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
     return history[-1]
 
 

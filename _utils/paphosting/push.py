@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from paphosting import dnsserver, haproxy, model, zone
 from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError
+from paphosting.files import write_checked
 
 REV_PREFIX = "rev-"
 CANDIDATE_ENV = "paphosting_candidate"
@@ -187,11 +188,9 @@ class Store:
         self._ensure()
         data = self.record()
         data.update(parts)
-        fd, tmp = tempfile.mkstemp(prefix=".svnpillar.", suffix=".json", dir=self.root)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, self.record_path)
+        write_checked(
+            self.record_path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600
+        )
         return data
 
     @contextlib.contextmanager

@@ -28,7 +28,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 
 from paphosting import files, health
 from paphosting.errors import PapError
@@ -190,17 +189,7 @@ def hold(path, held):
         current = load_held(path)
         if held is None or (current is not None and current["version"] >= held["version"]):
             return current
-        fd, tmp = tempfile.mkstemp(
-            prefix=".rotation_held.", suffix=".json", dir=os.path.dirname(os.path.abspath(path))
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(held, fh, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.write_checked(path, json.dumps(held, sort_keys=True), mode=0o600)
         return held
 
 
@@ -506,19 +495,7 @@ def load(path):
 
 def save(path, state):
     """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".rotation.", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, sort_keys=True, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_checked(path, json.dumps(state, sort_keys=True, indent=1), mode=0o600)
 
 
 def locked(path):
