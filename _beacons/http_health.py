@@ -59,7 +59,7 @@ otherwise. Data:
 ``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
 a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the newest published
 rotation this minion holds: its pillar's (``paphosting_rotation``) or the one a master recorded
-with ``rotation.hold`` (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
+with ``rotation.hold`` (:mod:`paphosting.overlay`) (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
 only the signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
 """
 
@@ -71,9 +71,9 @@ import time
 import urllib.parse
 
 try:
-    from paphosting import health, rotation
+    from paphosting import health, overlay
 except ImportError:
-    health = rotation = None
+    health = overlay = None
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_ru
 def _import_core():
     """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
     synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
-    global health, rotation  # noqa: PLW0603
+    global health, overlay  # noqa: PLW0603
     if health is not None:
         return
     for folder in [
@@ -99,7 +99,7 @@ def _import_core():
         if os.path.isdir(os.path.join(folder, "paphosting")) and folder not in sys.path:
             sys.path.append(folder)
     health = importlib.import_module("paphosting.health")
-    rotation = importlib.import_module("paphosting.rotation")
+    overlay = importlib.import_module("paphosting.overlay")
 
 
 def __virtual__():
@@ -196,11 +196,11 @@ def _held_rotation():
     ``paphosting_rotation``, or the newer one a master recorded with ``rotation.apply`` (the
     beacon sees the pillar of the first master only; see ``docs/masters.md``)."""
     try:
-        pillar = rotation.held_of((__pillar__ or {}).get("paphosting_rotation"))
+        pillar = overlay.held_of((__pillar__ or {}).get(overlay.KEY))
     except AttributeError:
         pillar = None
-    held = rotation.newest_held(
-        pillar, rotation.load_held(rotation.held_path(__opts__["cachedir"]))
+    held = overlay.newest_held(
+        pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"]))
     )
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
 

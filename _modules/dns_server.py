@@ -12,7 +12,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, files, model
+from paphosting import dnsserver, files, platformcache
 from paphosting.errors import PapError
 
 __virtualname__ = "dns_server"
@@ -28,23 +28,31 @@ def _root():
     return __opts__.get("paphosting_root", "/")
 
 
-def _platform(pillar=None):
+def _renderer(pillar=None):
+    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
     try:
-        return model.parse((__pillar__ if pillar is None else pillar).get("paphosting"))
+        return platformcache.load(
+            (__pillar__ if pillar is None else pillar).get("paphosting"), __opts__["cachedir"]
+        )
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
 
-def _nameserver(platform, nameserver=None):
-    try:
-        return platform.nameserver(nameserver or __opts__["id"])
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+def _nameserver(renderer, nameserver=None):
+    name = nameserver or __opts__["id"]
+    if name not in renderer.nameservers:
+        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
+    return renderer.nameservers[name]
+
+
+def _ns(nameserver=None, pillar=None):
+    return _nameserver(_renderer(pillar), nameserver)
 
 
 def _context(nameserver=None, pillar=None):
-    platform = _platform(pillar)
-    return platform, _nameserver(platform, nameserver)
+    """``(platform, nameserver)``: the whole platform, for the server's config."""
+    renderer = _renderer(pillar)
+    return renderer.platform, _nameserver(renderer, nameserver)
 
 
 def info(nameserver=None):
@@ -60,7 +68,7 @@ def info(nameserver=None):
 
         salt-call dns_server.info
     """
-    _, ns = _context(nameserver)
+    ns = _ns(nameserver)
     out = dnsserver.layout(ns, _root())
     out.update(name=ns.name, address=ns.address, port=ns.port, mode=ns.service_mode)
     return out
@@ -205,7 +213,7 @@ def status(nameserver=None):
 
         salt-call dns_server.status
     """
-    _, ns = _context(nameserver)
+    ns = _ns(nameserver)
     if ns.service_mode == "systemd":
         unit = dnsserver.UNITS[ns.server]
         running = bool(__salt__["service.status"](unit))
@@ -220,6 +228,25 @@ def status(nameserver=None):
         "server": ns.server,
         "answering": running and dnsserver.answering(ns),
     }
+
+
+def running(nameserver=None, pillar=None):
+    """
+    True when the server runs (its systemd unit, or its process in mode ``process``).
+
+    nameserver
+        The nameserver's minion id in pillar; defaults to this minion's id.
+
+    pillar
+        The pillar to read the platform from; default: this minion's (in memory).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_server.running
+    """
+    return _running(_ns(nameserver, pillar))
 
 
 def _running(ns):
@@ -254,7 +281,7 @@ def start(nameserver=None):
 
         salt-call dns_server.start
     """
-    _, ns = _context(nameserver)
+    ns = _ns(nameserver)
     if ns.service_mode == "systemd":
         if not __salt__["service.start"](dnsserver.UNITS[ns.server]):
             raise CommandExecutionError(f"systemctl start {dnsserver.UNITS[ns.server]} failed")
@@ -280,7 +307,7 @@ def stop(nameserver=None):
 
         salt-call dns_server.stop
     """
-    _, ns = _context(nameserver)
+    ns = _ns(nameserver)
     if ns.service_mode == "systemd":
         unit = dnsserver.UNITS[ns.server]
         was = bool(__salt__["service.status"](unit))
@@ -303,7 +330,7 @@ def reload(nameserver=None):
 
         salt-call dns_server.reload
     """
-    _, ns = _context(nameserver)
+    ns = _ns(nameserver)
     if not _running(ns):
         start(nameserver)
         return "started"
@@ -340,7 +367,7 @@ def served_serial(zone, nameserver=None, pillar=None):
 
         salt-call dns_server.served_serial paphosting.nl
     """
-    _, ns = _context(nameserver, pillar)
+    ns = _ns(nameserver, pillar)
     if not _running(ns):
         return None
     return dnsserver.served_serial(ns, zone.rstrip("."))
@@ -373,7 +400,7 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
 
         salt-call dns_server.reload_zone paphosting.nl
     """
-    _, ns = _context(nameserver, pillar)
+    ns = _ns(nameserver, pillar)
     zone = zone.rstrip(".").lower()
     if not _running(ns):
         return "not running"

@@ -10,11 +10,11 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import files, model, rotation
+from paphosting import files, overlay, platformcache
 from paphosting.errors import PapError
 
 try:
-    from paphosting import dnsserver
+    from paphosting import dnsserver, zonesync
     from paphosting import zone as pzone
 
     HAS_DNSPYTHON = True
@@ -34,77 +34,69 @@ def _root():
     return __opts__.get("paphosting_root", "/")
 
 
-def _platform(pillar=None):
+def _renderer(pillar=None, digest=None):
+    """The platform's zone renderer (``.platform``: the parsed platform), parsed once per pillar
+    digest (:mod:`paphosting.platformcache`, kept in the minion's cachedir across jobs).
+    ``digest``: the pillar's digest, when the caller knows it."""
     try:
-        return model.parse((__pillar__ if pillar is None else pillar).get("paphosting"))
+        return platformcache.load(
+            (__pillar__ if pillar is None else pillar).get("paphosting"),
+            __opts__["cachedir"],
+            digest=digest,
+        )
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
 
-def _nameserver(platform, nameserver=None):
+def _nameserver(renderer, nameserver=None):
+    name = nameserver or __opts__["id"]
+    if name not in renderer.nameservers:
+        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
+    return renderer.nameservers[name]
+
+
+def _zone_name(renderer, name):
     try:
-        return platform.nameserver(nameserver or __opts__["id"])
+        return renderer.zone(name)
     except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+        raise CommandExecutionError(f"zone {name} is not in pillar paphosting:zones") from exc
 
 
-def _zone_name(platform, name):
-    zname = str(name).rstrip(".").lower()
-    if zname not in platform.zones:
-        raise CommandExecutionError(f"zone {name} is not in pillar paphosting:zones")
-    return zname
-
-
-def _published(platform, pillar=None):
-    """The failover's rotation to render: the pillar's, or the newer one this minion holds."""
-    held = rotation.load_held(rotation.held_path(__opts__["cachedir"]))
-    return rotation.effective(
-        (__pillar__ if pillar is None else pillar).get(pzone.ROTATION_KEY),
-        held,
-        rotation.config_of(platform),
-    )
-
-
-def _members(members, platform=None, pillar=None):
-    """Explicit ``members``, else the failover's rotation (:func:`_published`), else None."""
+def _members(members, renderer, pillar=None):
+    """Explicit ``members``, else the failover's rotation (the pillar's ``paphosting_rotation``, or
+    the newer one this minion holds: :func:`paphosting.overlay.effective`), else None."""
     try:
         if members is None:
-            return pzone.members_from_pillar(_published(platform or _platform(pillar), pillar))
+            held = overlay.load_held(overlay.held_path(__opts__["cachedir"]))
+            published = (__pillar__ if pillar is None else pillar).get(overlay.KEY)
+            return overlay.members_of(
+                overlay.effective(published, held, overlay.configured(renderer.rotations))
+            )
         if not isinstance(members, dict):
             raise CommandExecutionError(
                 "members must be a mapping of rotation name to load balancer ids"
             )
-        return pzone.members_from_pillar(
-            {"rotations": {k: {"members": v} for k, v in members.items()}}
-        )
+        return overlay.members_of({"rotations": {k: {"members": v} for k, v in members.items()}})
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
 
-def _served(zname, ns, pillar=None):
-    fun = "dns_server.served_serial"
-    if fun not in __salt__:
-        return None
-    return __salt__[fun](zname, nameserver=ns.name, pillar=pillar)
+def _running(ns):
+    fun = "dns_server.running"
+    return bool(__salt__[fun](nameserver=ns.name)) if fun in __salt__ else False
 
 
 def _plan(name, members, nameserver, pillar=None):
-    platform = _platform(pillar)
-    ns = _nameserver(platform, nameserver)
-    zname = _zone_name(platform, name)
-    path = dnsserver.zone_path(ns, zname, _root())
-    live = files.read(path)
+    renderer = _renderer(pillar)
+    ns = _nameserver(renderer, nameserver)
+    zname = _zone_name(renderer, name)
     try:
-        plan = pzone.plan(
-            platform,
-            zname,
-            live,
-            members=_members(members, platform, pillar),
-            served_serial=_served(zname, ns, pillar),
+        _, entries = zonesync.plan_all(
+            renderer, ns, _root(), [zname], _members(members, renderer, pillar), _running(ns)
         )
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
-    return plan, ns, path, live
+    return entries[zname]
 
 
 def names():
@@ -117,7 +109,7 @@ def names():
 
         salt-call dns_zone.names
     """
-    return sorted(_platform().zones)
+    return list(_renderer().zone_names)
 
 
 def render(name, serial=None, members=None, nameserver=None):
@@ -149,12 +141,12 @@ def render(name, serial=None, members=None, nameserver=None):
         salt-call dns_zone.render paphosting.nl serial=2026010100 members='{"http0.l.paphosting.nl": ["lb1.paphosting.net"]}'
     """
     if serial is None:
-        return _plan(name, members, nameserver)[0].text
-    platform = _platform()
+        entry = _plan(name, members, nameserver)
+        renderer = _renderer()
+        return renderer.render(entry["zone"], entry["serial"]["new"], _members(members, renderer))
+    renderer = _renderer()
     try:
-        return pzone.render(
-            platform, _zone_name(platform, name), int(serial), _members(members, platform)
-        )
+        return renderer.render(_zone_name(renderer, name), int(serial), _members(members, renderer))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -165,7 +157,8 @@ def diff(name, members=None, nameserver=None):
 
     Returns ``changed`` (content other than the serial differs), ``stale`` (the file is current but
     the running server serves another serial), ``serial`` (``live``, ``served``, ``new``),
-    ``records`` (``added`` and ``removed`` lines), the unified ``diff`` of the file, and
+    ``records`` (``added`` and ``removed`` lines), the unified ``diff`` of the file,
+    ``rotation_only`` (the change is confined to the rotation's A/AAAA records: a failover) and
     ``refused``: the change-safety message when the apply needs ``force``, else None.
 
     name
@@ -185,20 +178,10 @@ def diff(name, members=None, nameserver=None):
 
         salt-call dns_zone.diff paphosting.nl
     """
-    return _describe(*_plan(name, members, nameserver))
-
-
-def _describe(plan, ns, path, live):
-    return {
-        "zone": plan.zone,
-        "path": path,
-        "changed": plan.changed,
-        "stale": plan.stale,
-        "serial": {"live": plan.serial_live, "served": plan.serial_served, "new": plan.serial_new},
-        "records": plan.records,
-        "diff": files.unified_diff(live, plan.text, path) if plan.changed else "",
-        "refused": plan.refusal(),
-    }
+    entry = _plan(name, members, nameserver)
+    for key in ("written", "reloaded", "error"):
+        entry.pop(key)
+    return entry
 
 
 def check(name, server=None, members=None, nameserver=None):
@@ -227,13 +210,13 @@ def check(name, server=None, members=None, nameserver=None):
         salt-call dns_zone.check paphosting.nl
         salt-call dns_zone.check paphosting.nl server=knot
     """
-    platform = _platform()
-    zname = _zone_name(platform, name)
+    renderer = _renderer()
+    zname = _zone_name(renderer, name)
     if server is None:
-        server = _nameserver(platform, nameserver).server
+        server = _nameserver(renderer, nameserver).server
     try:
-        text = pzone.render(
-            platform, zname, pzone.next_serial(None, pzone.today_utc()), _members(members, platform)
+        text = renderer.render(
+            zname, pzone.next_serial(None, pzone.today_utc()), _members(members, renderer)
         )
         dnsserver.check_zone_text(server, zname, text)
     except PapError as exc:
@@ -244,19 +227,6 @@ def check(name, server=None, members=None, nameserver=None):
 def _lock():
     """Serialise zone applies on this minion: both masters' jobs, a highstate, an operator."""
     return files.locked(os.path.join(__opts__["cachedir"], "paphosting", "zones.lock"))
-
-
-def _write(plan, ns, path, out, force):
-    """Write ``plan``'s text (checked first) unless the safety rule refuses; update ``out``."""
-    if out["refused"] and not force:
-        raise CommandExecutionError(out["refused"])
-    try:
-        files.write_checked(
-            path, plan.text, check=lambda tmp: dnsserver.check_zone_file(ns, plan.zone, tmp)
-        )
-    except (PapError, OSError) as exc:
-        raise CommandExecutionError(f"zone {plan.zone} was not written: {exc}") from exc
-    out["written"] = True
 
 
 def write(name, members=None, force=False, nameserver=None):
@@ -285,29 +255,103 @@ def write(name, members=None, force=False, nameserver=None):
 
         salt-call dns_zone.write paphosting.nl
     """
-    with _lock():
-        plan, ns, path, live = _plan(name, members, nameserver)
-        out = _describe(plan, ns, path, live)
-        out["written"] = False
-        if out["changed"]:
-            _write(plan, ns, path, out, force)
+    return apply(name, members=members, force=force, nameserver=nameserver, reload=False)
+
+
+def apply_all(
+    zones=None,
+    members=None,
+    force=False,
+    nameserver=None,
+    pillar=None,
+    test=False,
+    pillar_digest=None,
+):
+    """
+    Bring many zones (default: every zone of the platform) up to date on this nameserver and make
+    the running server serve them, in as few operations as the server allows: current zones cost
+    a text comparison; changed ones are checked by the server's own checker in bulk (changes
+    confined to the rotation's A/AAAA records excepted: see ``docs/failover.md``), written
+    atomically, reloaded together, and waited for. Zones holding a rotation name go first.
+
+    Returns ``{zone: {"changed", "stale", "serial", "records", "diff", "rotation_only",
+    "refused", "written", "reloaded", "error"}}``. One zone's problem (refused by the change-safety
+    rule, rejected by the checker, not served after the reload) is that zone's ``error``; the
+    others are still applied.
+
+    zones
+        A list of zone names; default: every zone in pillar.
+
+    members
+        As for :func:`render`.
+
+    force
+        Apply changes the safety rule refuses.
+
+    nameserver
+        The nameserver's minion id in pillar; defaults to this minion's id.
+
+    pillar
+        The pillar to render from; default: this minion's (in memory).
+
+    test
+        Only plan and check (with the server's checker, on temporary copies): write nothing.
+
+    pillar_digest
+        The digest of the ``paphosting`` pillar to render, when known (``rotation.apply`` passes
+        the master's): a platform prepared for it in the cache is used without hashing the pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_zone.apply_all
+        salt-call dns_zone.apply_all zones='[paphosting.nl]' test=True
+    """
+    renderer = _renderer(pillar, pillar_digest)
+    ns = _nameserver(renderer, nameserver)
+    names = None if zones is None else [_zone_name(renderer, z) for z in zones]
+    wanted = _members(members, renderer, pillar)
+    try:
+        if test:
+            plans, entries = zonesync.plan_all(
+                renderer,
+                ns,
+                _root(),
+                names if names is not None else list(renderer.zone_names),
+                wanted,
+                _running(ns),
+            )
+            return zonesync.predict(ns, plans, entries)
+        with _lock():
+            out = zonesync.sync(
+                renderer,
+                ns,
+                _root(),
+                names,
+                wanted,
+                force=force,
+                running=_running(ns),
+                first=zonesync.rotation_zones(renderer),
+            )
+        platformcache.save(renderer, __opts__["cachedir"])
+    except (PapError, OSError) as exc:
+        raise CommandExecutionError(str(exc)) from exc
     return out
 
 
-def apply(name, members=None, force=False, nameserver=None, pillar=None):
+def apply(name, members=None, force=False, nameserver=None, pillar=None, reload=True):
     """
     Bring one zone up to date on this nameserver and make the running server serve it: write it
-    when its content changed (as :func:`write`), reload only this zone and wait until the server
-    answers the new serial. A zone whose file is current but whose server serves another serial
-    (``stale``) is reloaded only. A current zone is left alone: no write, no reload, no serial.
+    when its content changed (checked first by the server's own checker), reload only this zone
+    and wait until the server answers the new serial. A zone whose file is current but whose
+    server serves another serial (``stale``) is reloaded only. A current zone is left alone: no
+    write, no reload, no serial. See :func:`apply_all` for many zones at once.
 
-    Applies on one minion run one at a time (a lock in the cachedir), so when both masters send
-    the same change at once, the first writes and reloads and the second finds nothing to do.
-
-    Returns what :func:`diff` returned, with ``written``, ``reloaded`` (what
-    ``dns_server.reload_zone`` said, or None) and ``error``: None, or why the server does not
-    serve the written zone. Raises, having written nothing, when the safety rule refuses the
-    change (without ``force``), the pillar is invalid, or the server's checker rejects the zone.
+    Returns what :func:`diff` returned, with ``written``, ``reloaded`` and ``error``: None, or why
+    the server does not serve the written zone. Raises, having written nothing, when the safety
+    rule refuses the change (without ``force``), the pillar is invalid, or the server's checker
+    rejects the zone.
 
     name
         The zone, e.g. ``paphosting.nl``.
@@ -322,8 +366,10 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None):
         The nameserver's minion id in pillar; defaults to this minion's id.
 
     pillar
-        The pillar to render from; default: this minion's (in memory). ``rotation.apply`` passes
-        one it compiled just now.
+        The pillar to render from; default: this minion's (in memory).
+
+    reload
+        False: write only (see :func:`write`).
 
     CLI Example:
 
@@ -331,27 +377,26 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None):
 
         salt-call dns_zone.apply paphosting.nl
     """
-    with _lock():
-        plan, ns, path, live = _plan(name, members, nameserver, pillar)
-        out = _describe(plan, ns, path, live)
-        out.update(written=False, reloaded=None, error=None)
-        if not out["changed"] and not out["stale"]:
-            return out
-        if out["changed"]:
-            _write(plan, ns, path, out, force)
-        want = plan.serial_new if out["changed"] else plan.serial_live
-        try:
-            if "dns_server.reload_zone" in __salt__:
-                out["reloaded"] = __salt__["dns_server.reload_zone"](
-                    plan.zone, serial=want, nameserver=nameserver, pillar=pillar
-                )
-            after = _describe(*_plan(name, members, nameserver, pillar))
-        except CommandExecutionError as exc:
-            out["error"] = str(exc)
-            return out
-        if after["changed"] or after["stale"]:
-            out["error"] = f"the zone still differs after the apply (serial {after['serial']})"
-    return out
+    renderer = _renderer(pillar)
+    ns = _nameserver(renderer, nameserver)
+    zname = _zone_name(renderer, name)
+    try:
+        with _lock():
+            entry = zonesync.sync(
+                renderer,
+                ns,
+                _root(),
+                [zname],
+                _members(members, renderer, pillar),
+                force=force,
+                running=_running(ns),
+                reload=reload,
+            )[zname]
+    except (PapError, OSError) as exc:
+        raise CommandExecutionError(f"zone {zname} was not written: {exc}") from exc
+    if entry["error"] and not entry["written"] and entry["changed"]:
+        raise CommandExecutionError(entry["error"])
+    return entry
 
 
 def import_zone(path=None, text=None, origin=None, dest=None):

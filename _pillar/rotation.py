@@ -18,7 +18,7 @@ Master configuration (``conf/master.d/paphosting.conf``):
 
 import logging
 
-from paphosting import model, rotation
+from paphosting import model, overlay, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -47,4 +47,4 @@ def ext_pillar(minion_id, pillar, **kwargs):
     # Raising makes the pillar fail to compile, so highstates stop instead (Salt reports
     # "Failed to load ext_pillar rotation: ...").
     state = rotation.load(rotation.state_path(__opts__))
-    return {"paphosting_rotation": rotation.publish(state, config)}
+    return {overlay.KEY: rotation.publish(state, config)}

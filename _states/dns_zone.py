@@ -20,19 +20,51 @@ def _summary(diff):
     return f"{len(records['added'])} records added, {len(records['removed'])} removed"
 
 
-def managed(name, members=None, force=False, nameserver=None):
-    """
-    Render zone ``name`` from pillar, validate it with this nameserver's own checker
-    (``named-checkzone``, ``nsd-checkzone`` or ``kzonecheck``) on a temporary file, write it
-    atomically and reload only this zone, only when its content changed. The serial is bumped
-    only then, from the live zone's serial (``YYYYMMDDnn``, never backwards).
+def _one(entry, test, force):
+    """``(ok, changes or None, line)`` for one zone's entry of ``dns_zone.apply_all``."""
+    zone, serial = entry["zone"], entry["serial"]
+    if entry["changed"] and entry["refused"] and not force:
+        return False, None, entry["refused"]
+    if entry["error"] and not entry["written"] and entry["changed"] and not test:
+        return False, None, entry["error"]  # the checker refused it: nothing was written
+    if not entry["changed"] and not entry["stale"]:
+        return True, None, f"Zone {zone} is up to date (serial {serial['live']})"
+    if entry["changed"]:
+        changes = {
+            "diff": entry["diff"],
+            "records": entry["records"],
+            "serial": {"old": serial["live"], "new": serial["new"]},
+        }
+        what = f"Zone {zone}: serial {serial['live']} -> {serial['new']}, {_summary(entry)}"
+    else:
+        changes = {"served_serial": {"old": serial["served"], "new": serial["live"]}}
+        what = f"Zone {zone}: the server served serial {serial['served']}, the file has {serial['live']}"
+    if entry["error"]:
+        # The checker refused it (nothing written), or it was written and is not served.
+        return False, changes if entry["written"] else None, f"{what}, but {entry['error']}"
+    if test:
+        return True, changes, f"{what}; would be written and reloaded"
+    return True, changes, f"{what}; {entry['reloaded'] or 'not reloaded'}"
 
-    A change of the zone's NS or SOA, or one that deletes or changes more than
+
+def managed(name, zones=None, members=None, force=False, nameserver=None):
+    """
+    Render zones from pillar, validate them with this nameserver's own checker
+    (``named-checkzone``, ``nsd-checkzone`` or ``kzonecheck``, in bulk where the server allows),
+    write them atomically and make the running server serve them, only when their content
+    changed. A serial is bumped only then, from the live zone's serial (``YYYYMMDDnn``, never
+    backwards). Many zones are one state (like ``pkg.installed`` with ``pkgs``): they are
+    compared by text, checked together and reloaded in as few operations as the server allows.
+
+    A change of a zone's NS or SOA, or one that deletes or changes more than
     ``paphosting:dns:max_change_share`` of its records, is refused unless ``force`` is set.
     Rotation membership (the failover's changes) is exempt.
 
     name
-        The zone, e.g. ``paphosting.nl``.
+        The zone, e.g. ``paphosting.nl``; with ``zones``, just the state's name.
+
+    zones
+        A list of zones to manage in this one state, or ``all`` for every zone in pillar.
 
     members
         ``{rotation: [load balancer ids]}`` overriding rotation membership. Default: what the
@@ -49,41 +81,44 @@ def managed(name, members=None, force=False, nameserver=None):
         nameserver-zone-paphosting.nl:
           dns_zone.managed:
             - name: paphosting.nl
+
+        nameserver-zones:
+          dns_zone.managed:
+            - zones: all
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    test = bool(__opts__["test"])
     try:
-        if __opts__["test"]:
-            diff = __salt__["dns_zone.diff"](name, members=members, nameserver=nameserver)
-            if diff["changed"] and diff["refused"] and not force:
-                ret["comment"] = diff["refused"]
-                return ret
-        else:
-            # Write and reload in one step, under the minion's zone lock (dns_zone.apply).
-            diff = __salt__["dns_zone.apply"](
-                name, members=members, force=force, nameserver=nameserver
-            )
-        zone, serial = diff["zone"], diff["serial"]
-        if not diff["changed"] and not diff["stale"]:
-            ret.update(result=True, comment=f"Zone {zone} is up to date (serial {serial['live']})")
-            return ret
-        if diff["changed"]:
-            ret["changes"] = {
-                "diff": diff["diff"],
-                "records": diff["records"],
-                "serial": {"old": serial["live"], "new": serial["new"]},
-            }
-            what = f"Zone {zone}: serial {serial['live']} -> {serial['new']}, {_summary(diff)}"
-        else:
-            ret["changes"] = {"served_serial": {"old": serial["served"], "new": serial["live"]}}
-            what = f"Zone {zone}: the server served serial {serial['served']}, the file has {serial['live']}"
-        if __opts__["test"]:
-            ret.update(result=None, comment=f"{what}; would be written and reloaded")
-        elif diff["error"]:
-            # The file was written (see the changes) but the server does not serve it.
-            ret["comment"] = f"{what}, but {diff['error']}"
-        else:
-            ret.update(result=True, comment=f"{what}; {diff['reloaded'] or 'not reloaded'}")
+        wanted = None if zones == "all" else list(zones) if zones is not None else [name]
+        entries = __salt__["dns_zone.apply_all"](
+            wanted, members=members, force=force, nameserver=nameserver, test=test
+        )
     except (CommandExecutionError, SaltInvocationError) as exc:
-        # Invalid pillar, the change-safety rule or the checker refused the zone: nothing written.
+        # Invalid pillar or an unknown zone: nothing written.
         ret["comment"] = str(exc)
+        return ret
+    lines, failed, current = [], [], 0
+    for zone in sorted(entries):
+        ok, changes, line = _one(entries[zone], test, force)
+        if changes:
+            ret["changes"][zone] = changes
+        if not ok:
+            failed.append(line)
+        elif changes:
+            lines.append(line)
+        else:
+            current += 1
+    if zones is None:
+        # One zone: its changes are the state's, as before.
+        ret["changes"] = ret["changes"].get(name.rstrip(".").lower(), {})
+    summary = f"{current} of {len(entries)} zones up to date" if zones is not None else ""
+    ret["comment"] = "\n".join(failed + lines + ([summary] if summary else []))
+    if zones is None and not failed and not lines:
+        ret["comment"] = next(_one(e, test, force)[2] for e in entries.values())
+    if failed:
+        ret["result"] = False
+    elif test and ret["changes"]:
+        ret["result"] = None
+    else:
+        ret["result"] = True
     return ret

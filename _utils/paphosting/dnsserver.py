@@ -10,10 +10,14 @@ with a generated key (BIND's rndc, port ``control_port``, default 953), all unde
 """
 
 import base64
+import concurrent.futures
 import ipaddress
 import os
+import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -343,6 +347,73 @@ def check_zone_text(server, zone_name, text):
         check_zone_file(server, zone_name, path)
 
 
+def check_zone_files(server, paths):
+    """Validate many zone files with the server's own checker, as few processes as it allows.
+
+    ``paths`` is ``{zone name: file}``. BIND: one ``named-checkconf -z`` over a throw-away config
+    naming every zone; Knot: one offline ``knotc zone-check`` over a throw-away config; NSD, whose
+    checker takes one zone, ``nsd-checkzone`` per zone, two at a time. Returns ``{zone: message}``
+    for the zones refused (empty: all good); the message is the checker's output for that zone.
+    """
+    kind = _kind(server)
+    if not paths:
+        return {}
+    if kind == "nsd":
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            runs = dict(
+                zip(
+                    paths,
+                    pool.map(
+                        lambda item: _run([binary("nsd-checkzone"), item[0], item[1]]),
+                        paths.items(),
+                    ),
+                    strict=True,
+                )
+            )
+        return {z: out or f"exit status {code}" for z, (code, out) in runs.items() if code != 0}
+    with tempfile.TemporaryDirectory(prefix="paphosting-zones-") as d:
+        conf = os.path.join(d, "check.conf")
+        with open(conf, "w", encoding="utf-8") as fh:
+            if kind == "bind":
+                fh.write(f"options {{ directory {_q(d)}; }};\n")
+                for z, path in paths.items():
+                    fh.write(f"zone {_q(z)} {{ type primary; file {_q(path)}; }};\n")
+                argv = [binary("named-checkconf"), "-z", conf]
+            else:
+                fh.write(
+                    f"server:\n    rundir: {_q(d)}\ndatabase:\n    storage: {_q(d)}\n"
+                    "template:\n  - id: default\n    semantic-checks: on\nzone:\n"
+                )
+                for z, path in paths.items():
+                    fh.write(f"  - domain: {_q(z)}\n    file: {_q(path)}\n")
+                argv = [binary("knotc"), "-c", conf, "zone-check", "-f"]
+        code, out = _run(argv, timeout=600)
+    if code == 0:
+        return {}
+    return _refused_zones(kind, paths, out or f"exit status {code}")
+
+
+def _refused_zones(kind, paths, output):
+    """``{zone: lines}`` of a bulk checker's output naming the zones it refused."""
+    pattern = (
+        re.compile(r"zone ([^/\s]+)/IN:|_default/([^/\s]+)/IN:|^[^:]*?([^/\s]+)\.zone:\d+:")
+        if kind == "bind"
+        else re.compile(r"\[([^\]]+?)\.?\]")
+    )
+    found = {}
+    for line in output.splitlines():
+        m = pattern.search(line)
+        zone = next((g for g in m.groups() if g), None) if m else None
+        if zone is not None:
+            zone = zone.rstrip(".").lower()
+        if zone in paths and ("loaded serial" not in line):
+            found.setdefault(zone, []).append(line.strip())
+    if not found:
+        # Refused without naming a zone we know: every zone is suspect.
+        return dict.fromkeys(paths, output)
+    return {z: "\n".join(lines) for z, lines in found.items()}
+
+
 def check_config_text(server, text):
     """Validate config ``text`` with the server's checker on a temporary file; raise CheckFailed."""
     with tempfile.TemporaryDirectory(prefix="paphosting-conf-") as d:
@@ -429,6 +500,19 @@ def zone_reload_command(ns, zone_name, root="/"):
     )
 
 
+def zones_reload_commands(ns, zone_names, root="/"):
+    """The commands that make a running server load many changed zone files, in as few
+    operations as it allows: ``rndc reload`` (BIND reloads the zones whose files changed),
+    ``nsd-control reload`` (NSD likewise), ``knotc zone-reload`` naming every zone (Knot)."""
+    zone_names = list(zone_names)
+    if len(zone_names) == 1:
+        return [zone_reload_command(ns, zone_names[0], root)]
+    ctl = _control(ns, root)
+    if ns.server == "knot":
+        return [tuple(ctl + ["-b", "zone-reload"] + zone_names)]
+    return [tuple(ctl + ["reload"])]
+
+
 def run_control(argv):
     """Run a control command; return its output, raise :class:`ControlError` on failure."""
     code, out = _run(list(argv), timeout=30)
@@ -459,6 +543,57 @@ def served_serial(ns, zone_name, timeout=1.0):
         if rrset.rdtype == dns.rdatatype.SOA:
             return rrset[0].serial
     return None
+
+
+def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
+    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone.
+
+    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of zones take
+    a fraction of a second; unanswered ones are asked again, ``tries`` times in all.
+    """
+    out = dict.fromkeys(zone_names)
+    family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
+    pending = list(out)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for _ in range(tries):
+            if not pending:
+                break
+            waiting = {}
+            queue = list(pending)
+            deadline = time.monotonic() + timeout
+            qid = 0
+            while (queue or waiting) and time.monotonic() < deadline:
+                while queue and len(waiting) < window:
+                    zone = queue.pop()
+                    qid = (qid + 1) % 65536
+                    msg = dns.message.make_query(zone + ".", "SOA", id=qid)
+                    msg.flags &= ~dns.flags.RD
+                    try:
+                        sock.sendto(msg.to_wire(), (ns.address, ns.port))
+                    except OSError:
+                        break
+                    waiting[qid] = zone
+                ready, _, _ = select.select([sock], [], [], 0.05)
+                if not ready:
+                    continue
+                while True:
+                    try:
+                        wire, _ = sock.recvfrom(65535)
+                    except (BlockingIOError, OSError):
+                        break
+                    try:
+                        resp = dns.message.from_wire(wire)
+                    except dns.exception.DNSException:
+                        continue
+                    zone = waiting.pop(resp.id, None)
+                    if zone is None or resp.rcode() != dns.rcode.NOERROR:
+                        continue
+                    for rrset in resp.answer:
+                        if rrset.rdtype == dns.rdatatype.SOA:
+                            out[zone] = rrset[0].serial
+            pending = [z for z in pending if out[z] is None]
+    return out
 
 
 def answering(ns, timeout=0.5):

@@ -236,7 +236,7 @@ def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None):
     """The canonical JSON text of one report (what is signed and sent).
 
     ``rotation`` is what the watcher currently holds of the published rotation, as
-    ``{"version": N, "digest": "..."}`` (see :func:`paphosting.rotation.digest`), or None.
+    ``{"version": N, "digest": "..."}`` (see :func:`paphosting.overlay.digest`), or None.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

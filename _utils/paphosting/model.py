@@ -6,6 +6,7 @@ Everything lives under one pillar key, ``paphosting`` (see ``docs/pillar.md`` an
 keys are errors: a typo must never be silently ignored.
 """
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -116,6 +117,12 @@ class Record:
     type: str
     data: str
     ttl: int | None
+    # The data as parsed once by validation (a dns.rdata.Rdata), so rendering does not parse again.
+    rdata: object = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self):
+        # Not kept when pickled (platformcache): reparsed on demand, and 20x the rest's size.
+        return {k: v for k, v in self.__dict__.items() if k != "rdata"}
 
 
 @dataclass(frozen=True)
@@ -189,15 +196,59 @@ class Platform:
             raise PillarError((ROOT, "nameservers"), f"{minion_id} is not a nameserver")
         return self.nameservers[minion_id]
 
+    @functools.cached_property
+    def address_owners(self):
+        """``{zone: ((name, rotation), ...)}``: the names of each zone that hold a rotation's A/AAAA
+        records: rotation names, and service hostnames at a zone's apex (an apex cannot be a
+        CNAME). These are the only RRsets a failover changes. Computed once per platform."""
+        out = {}
+        for name in sorted(self.rotations):
+            zname = self.zone_of(name)
+            if zname is not None:
+                out.setdefault(zname, []).append((name, name))
+        for sname in sorted(self.services):
+            svc = self.services[sname]
+            if svc.rotation is None:
+                continue
+            for host in svc.hostnames:
+                if host in self.zones:
+                    out.setdefault(host, []).append((host, svc.rotation))
+        return {z: tuple(v) for z, v in out.items()}
+
+    @functools.cached_property
+    def alias_owners(self):
+        """``{zone: ((hostname, rotation), ...)}``: service hostnames below an apex, which are
+        CNAMEs to their rotation name (a failover never changes them)."""
+        out = {}
+        for sname in sorted(self.services):
+            svc = self.services[sname]
+            if svc.rotation is None:
+                continue
+            for host in svc.hostnames:
+                zname = self.zone_of(host)
+                if zname is not None and host != zname:
+                    out.setdefault(zname, []).append((host, svc.rotation))
+        return {z: tuple(v) for z, v in out.items()}
+
+    def zones_of_rotations(self, rotations):
+        """The zones holding A/AAAA records of any of ``rotations``, sorted."""
+        wanted = set(rotations)
+        return sorted(
+            z for z, owners in self.address_owners.items() if any(r in wanted for _, r in owners)
+        )
+
     def zone_of(self, fqdn):
-        """The managed zone holding ``fqdn`` (longest suffix), or None."""
-        name = dns.name.from_text(fqdn)
-        best = None
-        for zname in self.zones:
-            zone = dns.name.from_text(zname)
-            if name.is_subdomain(zone) and (best is None or len(zone) > len(best[1])):
-                best = (zname, zone)
-        return best[0] if best else None
+        """The managed zone holding ``fqdn`` (longest suffix), or None.
+
+        Zone names are kept lower case without the final dot (:func:`_fqdn`), so the suffixes of
+        the name are looked up directly: a few dict lookups, whatever the number of zones.
+        """
+        labels = str(fqdn).rstrip(".").lower().split(".")
+        for i in range(len(labels)):
+            candidate = ".".join(labels[i:])
+            if candidate in self.zones:
+                return candidate
+        return None
 
 
 class _Errors:
@@ -786,7 +837,8 @@ def _zones(raw, errs, nameservers):
                 if rtype is None or data is None:
                     continue
                 rtype = rtype.upper()
-                if _rdata_ok(rtype, data, origin, rp, errs) is None:
+                rdata = _rdata_ok(rtype, data, origin, rp, errs)
+                if rdata is None:
                     continue
                 if rtype == "CNAME" and rel == "@":
                     errs.add(rp, "a CNAME is not allowed at the zone apex")
@@ -794,7 +846,7 @@ def _zones(raw, errs, nameservers):
                 if rtype == "NS" and rel == "@":
                     errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
                     continue
-                records.append(Record(owner=rel, type=rtype, data=data, ttl=rttl))
+                records.append(Record(owner=rel, type=rtype, data=data, ttl=rttl, rdata=rdata))
         by_owner = {}
         for r in records:
             by_owner.setdefault(r.owner, []).append(r.type)

@@ -25,11 +25,10 @@ functions here, so the decision is plain Python, the same on both masters:
 
 import copy
 import datetime
-import hashlib
 import json
 import os
 
-from paphosting import files, health
+from paphosting import files, health, overlay
 from paphosting.errors import PapError
 from paphosting.model import ID_RE
 
@@ -87,110 +86,6 @@ def new_state():
         "last_change": None,
         "history": [],
     }
-
-
-def digest(rotations):
-    """A short digest of a membership ``{rotation: {"members": [...]}}`` (order of names ignored)."""
-    canon = {name: sorted(r["members"]) for name, r in rotations.items()}
-    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------- held by a minion
-
-
-def held_of(published):
-    """``{version, digest, rotations}`` of a ``paphosting_rotation`` pillar value, or None if it is
-    not one. ``rotations`` is ``{name: {"members": [...]}}``, members sorted."""
-    try:
-        if isinstance(published, dict) and isinstance(published.get("version"), int):
-            rotations = {
-                str(name): {"members": sorted(str(m) for m in r["members"])}
-                for name, r in published["rotations"].items()
-            }
-            return {
-                "version": published["version"],
-                "digest": digest(rotations),
-                "rotations": rotations,
-            }
-    except (AttributeError, KeyError, TypeError):
-        pass
-    return None
-
-
-def newest_held(*helds):
-    """The held rotation with the highest version among ``helds`` (Nones ignored), or None."""
-    found = [h for h in helds if h is not None]
-    return max(found, key=lambda h: h["version"], default=None)
-
-
-def effective(published, held, config):
-    """The ``paphosting_rotation`` value a nameserver renders its zones from.
-
-    ``published`` is what the master that compiled the pillar publishes (the pillar key, or None);
-    ``held`` what this minion holds (:func:`load_held`, or None): the newest rotation any master
-    sent it. The held one wins when it is newer and still fits the platform (``config``, from
-    :func:`config_of`: every rotation it names exists and its members are configured members), so
-    a master that missed a failover (it was down) cannot undo it through a highstate. Otherwise
-    ``published``.
-    """
-    if not held or not held.get("rotations"):
-        return published
-    pub_version = published.get("version") if isinstance(published, dict) else None
-    if isinstance(pub_version, int) and pub_version >= held["version"]:
-        return published
-    rotations = config["rotations"]
-    for name, r in held["rotations"].items():
-        if name not in rotations or not set(r["members"]) <= set(rotations[name]["members"]):
-            return published
-    return {"version": held["version"], "rotations": held["rotations"]}
-
-
-def held_path(cachedir):
-    """Where a minion keeps the newest rotation any of its masters published to it."""
-    return os.path.join(cachedir, "paphosting", "rotation_held.json")
-
-
-def load_held(path):
-    """The held rotation stored at ``path``, or None (no file, unreadable or malformed)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            held = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    if not (
-        isinstance(held, dict)
-        and isinstance(held.get("version"), int)
-        and isinstance(held.get("digest"), str)
-    ):
-        return None
-    out = {"version": held["version"], "digest": held["digest"]}
-    rotations = held.get("rotations")
-    if (
-        isinstance(rotations, dict)
-        and all(
-            isinstance(r, dict)
-            and isinstance(r.get("members"), list)
-            and all(isinstance(m, str) for m in r["members"])
-            for r in rotations.values()
-        )
-        and digest(rotations) == held["digest"]
-    ):
-        out["rotations"] = rotations
-    return out
-
-
-def hold(path, held):
-    """Store ``held`` at ``path`` when it is newer than what is stored; return what is stored now.
-
-    A minion has one connection per master and its beacons read the pillar of the first one only;
-    this file is how a watcher learns what the other master published (see ``docs/masters.md``).
-    """
-    with locked(path):
-        current = load_held(path)
-        if held is None or (current is not None and current["version"] >= held["version"]):
-            return current
-        files.write_checked(path, json.dumps(held, sort_keys=True), mode=0o600)
-        return held
 
 
 # ---------------------------------------------------------------------------- reports
@@ -333,10 +228,7 @@ def membership(config, verdicts_, drains):
 def publish(state, config):
     """The ``paphosting_rotation`` pillar value: the version and each rotation's members."""
     members, _ = membership(config, state.get("verdicts", {}), state.get("drains", {}))
-    return {
-        "version": state.get("version", 0),
-        "rotations": {n: {"members": m} for n, m in members.items()},
-    }
+    return overlay.value(state.get("version", 0), members)
 
 
 def _seen_version(state):
@@ -423,7 +315,7 @@ def describe(change):
 
 def _held_version(state, members):
     """The highest version the watchers hold for exactly this membership, or None."""
-    mine = digest({n: {"members": m} for n, m in members.items()})
+    mine = overlay.digest({n: {"members": m} for n, m in members.items()})
     held = [
         v["rotation"]["version"]
         for v in state["views"].values()

@@ -26,12 +26,12 @@ import dns.rdatatype
 import dns.zone
 import yaml
 
+from paphosting import overlay
 from paphosting.errors import ChangeRefused, InvalidPillar, PapError, PillarError
 from paphosting.model import ROOT
 
 SERIAL_MOD = 2**32
 SERIAL_HALF = 2**31
-ROTATION_KEY = "paphosting_rotation"
 HEADER = "; {zone}: rendered by Salt from the paphosting pillar. Do not edit: every apply overwrites it.\n"
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
@@ -92,69 +92,6 @@ def newest_serial(*serials):
 
 def today_utc():
     return datetime.datetime.now(datetime.UTC).date()
-
-
-# --- rotation membership (the failover's input) -------------------------------------------------
-
-
-def members_from_pillar(pillar_overlay):
-    """The rotation membership published by the failover, as ``{rotation: [lb ids]}``, or None.
-
-    ``pillar_overlay`` is the value of the pillar key ``paphosting_rotation`` (or a whole pillar
-    holding that key): ``{"version": int, "rotations": {name: {"members": [lb ids]}}}``. None or an
-    absent key means "use the configured members".
-    """
-    path = (ROTATION_KEY,)
-    overlay = pillar_overlay
-    if isinstance(overlay, dict) and ROTATION_KEY in overlay:
-        overlay = overlay[ROTATION_KEY]
-    elif isinstance(overlay, dict) and not {"rotations", "version"} & set(overlay):
-        overlay = None  # a whole pillar without the key
-    if overlay is None:
-        return None
-    errors = []
-    if not isinstance(overlay, dict):
-        raise InvalidPillar([PillarError(path, f"must be a mapping, got {type(overlay).__name__}")])
-    rotations = overlay.get("rotations") or {}
-    if not isinstance(rotations, dict):
-        raise InvalidPillar(
-            [
-                PillarError(
-                    path + ("rotations",), f"must be a mapping, got {type(rotations).__name__}"
-                )
-            ]
-        )
-    out = {}
-    for name, item in rotations.items():
-        p = path + ("rotations", name)
-        members = item.get("members") if isinstance(item, dict) else None
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            errors.append(PillarError(p + ("members",), "must be a list of load balancer ids"))
-            continue
-        out[str(name).rstrip(".").lower()] = list(members)
-    if errors:
-        raise InvalidPillar(errors)
-    return out
-
-
-def rotation_members(platform, members=None):
-    """``{rotation: (lb ids)}``: the configured members, overridden by ``members`` where given.
-
-    An override can only take configured members out (the failover removes dead load balancers; it
-    never adds one the pillar does not list). Names that are not configured members are dropped, and
-    an override that leaves nothing falls back to the configured members (fail open: a rotation is
-    never published empty).
-    """
-    members = {str(k).rstrip(".").lower(): v for k, v in (members or {}).items()}
-    out = {}
-    for name, rot in platform.rotations.items():
-        wanted = rot.members
-        if name in members:
-            keep = set(members[name])
-            chosen = tuple(m for m in rot.members if m in keep)
-            wanted = chosen or rot.members
-        out[name] = wanted
-    return out
 
 
 # --- building a zone ----------------------------------------------------------------------------
@@ -218,7 +155,9 @@ def build(platform, zone_name, serial, members=None):
             else dns.name.from_text(r.owner, origin=origin).relativize(origin)
         )
         rdtype = dns.rdatatype.from_text(r.type)
-        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, r.data, origin=origin)
+        rdata = r.rdata
+        if rdata is None:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, r.data, origin=origin)
         _add(rrsets, name, rdtype, rdata, r.ttl if r.ttl is not None else zone.ttl)
     # Glue for in-zone nameserver names, from the nameservers' addresses in pillar.
     for i, ns in enumerate(zone.ns):
@@ -241,10 +180,11 @@ def build(platform, zone_name, serial, members=None):
             )
         rdtype, rdata = _address_rdata(server.address, origin)
         _add(rrsets, owner, rdtype, rdata, zone.ttl)
-    # Rotation names and the service hostnames pointing at them.
-    current = rotation_members(platform, members)
-
-    def addresses(owner, rotation):
+    # Rotation names and apex service hostnames get the members' addresses; other service
+    # hostnames are CNAMEs to their rotation name.
+    current = overlay.members_for(platform.rotations, members)
+    for fqdn, rotation in platform.address_owners.get(zone.name, ()):
+        owner = apex if fqdn == zone.name else rel(fqdn)
         rot = platform.rotations[rotation]
         for lb_id in current[rotation]:
             lb = platform.loadbalancers[lb_id]
@@ -253,22 +193,9 @@ def build(platform, zone_name, serial, members=None):
                     rdtype, rdata = _address_rdata(address, origin)
                     _add(rrsets, owner, rdtype, rdata, rot.ttl)
         exempt.update((owner, t) for t in _ADDRESS_TYPES)
-
-    for name in sorted(platform.rotations):
-        if platform.zone_of(name) == zone.name:
-            addresses(rel(name), name)
-    for sname in sorted(platform.services):
-        svc = platform.services[sname]
-        if svc.rotation is None:
-            continue
-        for host in svc.hostnames:
-            if platform.zone_of(host) != zone.name:
-                continue
-            if host == zone.name:
-                addresses(apex, svc.rotation)
-            else:
-                target = dns.rdata.from_text("IN", "CNAME", svc.rotation + ".", origin=origin)
-                _add(rrsets, rel(host), dns.rdatatype.CNAME, target, zone.ttl)
+    for host, rotation in platform.alias_owners.get(zone.name, ()):
+        target = dns.rdata.from_text("IN", "CNAME", rotation + ".", origin=origin)
+        _add(rrsets, rel(host), dns.rdatatype.CNAME, target, zone.ttl)
     return Wanted(origin=origin, soa=soa, rrsets=rrsets, exempt=exempt)
 
 
@@ -310,11 +237,160 @@ def render(platform, zone_name, serial, members=None):
     """The master-file text of ``zone_name`` with SOA serial ``serial``.
 
     ``members`` (``{rotation: [lb ids]}``) overrides the configured members of those rotations,
-    see :func:`rotation_members`; None renders the configured members. Identical input gives
+    see :func:`paphosting.overlay.members_for`; None renders the configured members. Identical input gives
     byte-identical output. Raises :class:`ZoneError` for an unknown zone and
     :class:`InvalidPillar` for an in-zone NS name without an address.
     """
     return to_text(build(platform, zone_name, serial, members))
+
+
+class Renderer:
+    """Renders the zones of one platform, fast enough for thousands of zones per failover.
+
+    Everything of a zone that a failover cannot change (SOA but its serial, NS, the records, glue,
+    CNAMEs) is formatted once per zone, the first time the zone is rendered; a render then only
+    formats the rotation owners' A/AAAA lines (:attr:`paphosting.model.Platform.address_owners`)
+    and the serial. The text is byte-identical to :func:`render` (a test holds it to that). Made
+    once per platform and kept with it (:mod:`paphosting.platformcache`).
+    """
+
+    def __init__(self, platform):
+        self._platform = platform
+        self._load_platform = None
+        # What rendering needs of the platform, small enough to load from disk in milliseconds
+        # (the whole platform takes seconds at a hoster's size).
+        self.rotations = platform.rotations
+        self.loadbalancers = platform.loadbalancers
+        self.nameservers = platform.nameservers
+        self.address_owners = platform.address_owners
+        self.zone_names = tuple(sorted(platform.zones))
+        self._templates = {}
+        self._address_text = {}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_platform"] = state["_load_platform"] = None
+        return state
+
+    @property
+    def platform(self):
+        """The whole :class:`~paphosting.model.Platform` (loaded on demand after unpickling)."""
+        if self._platform is None:
+            if self._load_platform is None:
+                raise ZoneError("the platform of this renderer is not available")
+            self._platform = self._load_platform()
+        return self._platform
+
+    def templates(self):
+        """How many zones are prepared."""
+        return len(self._templates)
+
+    def prepare(self):
+        """Format every zone's fixed part now (so a copy on disk needs no platform to render)."""
+        for name in self.zone_names:
+            self._template(name)
+
+    def zone(self, zone_name):
+        """The canonical name of a zone of the platform; :class:`ZoneError` when it is none."""
+        key = str(zone_name).rstrip(".").lower()
+        if key not in self._templates and key not in self.zone_names:
+            raise ZoneError(f"zone {zone_name} is not in pillar {ROOT}:zones")
+        return key
+
+    def _template(self, zone_name):
+        tpl = self._templates.get(zone_name)
+        if tpl is None:
+            tpl = self._templates[zone_name] = self._make(zone_name)
+        return tpl
+
+    def _make(self, zone_name):
+        """``(head, soa prefix, soa suffix, items)``; items are ``(static line text)`` or
+        ``(owner text, rdtype, rotations)`` for a rotation owner's A or AAAA, in output order.
+        None when the zone cannot be templated (a static record at a rotation owner): such a zone
+        is rendered by :func:`render`."""
+        platform = self.platform
+        wanted = build(platform, zone_name, 0, None)
+        origin = wanted.origin
+        dynamic = {}
+        for fqdn, rotation in self.address_owners.get(zone_name, ()):
+            owner = (
+                dns.name.empty if fqdn == zone_name else dns.name.from_text(fqdn).relativize(origin)
+            )
+            for rdtype in _ADDRESS_TYPES:
+                dynamic.setdefault((owner, rdtype), []).append(rotation)
+        static = dict(wanted.rrsets)
+        for key in dynamic:
+            rds = static.pop(key, None)
+            if rds is not None and len(rds) != len(self._addresses(key[1], dynamic[key], None)):
+                return None  # a record of its own beside the rotation's: not templated
+        # Every key a render may hold, in to_text's order; an empty rotation RRset is skipped.
+        keys = [(dns.name.empty, dns.rdatatype.SOA)] + list(static) + list(dynamic)
+        keys.sort(key=lambda k: (k[0].derelativize(origin), _type_order(k[1])))
+        width = max(len(_owner_text(name)) for name, _ in keys)
+        items = []
+        for name, rdtype in keys[1:]:
+            if (name, rdtype) in dynamic:
+                owner = f"{_owner_text(name):<{width}}"
+                items.append((owner, rdtype, tuple(dynamic[(name, rdtype)])))
+                continue
+            rds = static[(name, rdtype)]
+            items.append(
+                "".join(
+                    f"{_owner_text(name):<{width}} {rds.ttl:>7} IN {dns.rdatatype.to_text(rdtype):<6} "
+                    f"{rd.to_text(origin=origin, relativize=False)}\n"
+                    for rd in _sorted_rdatas(rds, origin)
+                )
+            )
+        soa = wanted.soa
+        rd = soa[0]
+        head = HEADER.format(zone=zone_name) + f"$ORIGIN {origin.to_text()}\n$TTL {soa.ttl}\n"
+        prefix = (
+            f"{_owner_text(dns.name.empty):<{width}} {soa.ttl:>7} IN {'SOA':<6} "
+            f"{rd.mname.choose_relativity(origin, False)} {rd.rname.choose_relativity(origin, False)} "
+        )
+        suffix = f" {rd.refresh} {rd.retry} {rd.expire} {rd.minimum}\n"
+        return head, prefix, suffix, items
+
+    def _addresses(self, rdtype, rotations, members):
+        """``(ttl, [address text, ...])`` sorted as dnspython sorts them, for one owner."""
+        found = {}
+        ttl = None
+        for rotation in rotations:
+            rot = self.rotations[rotation]
+            for lb_id in members[rotation] if members else rot.members:
+                lb = self.loadbalancers[lb_id]
+                address = lb.address if rdtype == dns.rdatatype.A else lb.address6
+                if address:
+                    found[address] = self._rdata(rdtype, address)
+                    ttl = rot.ttl if ttl is None else min(ttl, rot.ttl)
+        ordered = sorted(found.values(), key=lambda pair: pair[0])
+        return [(ttl, text) for _, text in ordered]
+
+    def _rdata(self, rdtype, address):
+        pair = self._address_text.get(address)
+        if pair is None:
+            rd = dns.rdata.from_text(dns.rdataclass.IN, rdtype, address)
+            pair = self._address_text[address] = (rd.to_digestable(), rd.to_text())
+        return pair
+
+    def render(self, zone_name, serial, members=None):
+        """The text :func:`render` gives for these arguments."""
+        zone_name = self.zone(zone_name)
+        tpl = self._template(zone_name)
+        if tpl is None:
+            return render(self.platform, zone_name, serial, members)
+        head, prefix, suffix, items = tpl
+        current = overlay.members_for(self.rotations, members)
+        out = [head, prefix, str(int(serial)), suffix]
+        for item in items:
+            if isinstance(item, str):
+                out.append(item)
+                continue
+            owner, rdtype, rotations = item
+            kind = f"IN {dns.rdatatype.to_text(rdtype):<6} "
+            for ttl, text in self._addresses(rdtype, rotations, current):
+                out.append(f"{owner} {ttl:>7} {kind}{text}\n")
+        return "".join(out)
 
 
 # --- live zones: parse, serial, diff ------------------------------------------------------------
@@ -467,6 +543,7 @@ class Plan:
     serial_new: int  # the serial after the apply
     records: dict  # {"added": [...], "removed": [...]}
     problems: list  # change-safety reasons; empty when safe
+    rotation_only: bool = False  # the change is confined to the rotation owners' A/AAAA records
 
     @property
     def stale(self):
@@ -493,32 +570,106 @@ class Plan:
             raise ChangeRefused(self.refusal())
 
 
-def plan(platform, zone_name, live_text, today=None, members=None, served_serial=None):
+_SOA_SERIAL_RE = re.compile(r"^\S+\s+\d+\s+IN\s+SOA\s+\S+\s+\S+\s+(\d+)\s", re.MULTILINE)
+
+
+def quick_serial(zone_name, text):
+    """The serial of a zone's master-file text: read off the first SOA line when the file is in
+    the format this module writes, else parsed in full (:func:`serial_of`); None without one."""
+    if not text:
+        return None
+    match = _SOA_SERIAL_RE.search(text)
+    if match is not None:
+        return int(match.group(1))
+    return serial_of(zone_name, text)
+
+
+def _rotation_lines(address_owners, zone_name, text):
+    """``(masked, owned)`` lines of a zone text in this module's format: ``owned`` are the rotation
+    owners' A/AAAA lines (as absolute record lines), ``masked`` every other line with the SOA
+    serial blanked. Two texts whose ``masked`` agree differ only in what a failover changes."""
+    owners = {
+        "@" if f == zone_name else f[: -len(zone_name) - 1]
+        for f, _ in address_owners.get(zone_name, ())
+    }
+    masked, owned = [], []
+    origin = zone_name + "."
+    for line in text.splitlines():
+        fields = line.split(None, 4)
+        if len(fields) == 5 and fields[2] == "IN":
+            if fields[3] in ("A", "AAAA") and fields[0] in owners:
+                name = origin if fields[0] == "@" else f"{fields[0]}.{origin}"
+                owned.append(f"{name} {fields[1]} IN {fields[3]} {fields[4].strip()}")
+                continue
+            if fields[3] == "SOA":
+                rdata = fields[4].split()
+                if len(rdata) == 7:
+                    rdata[2] = "*"
+                line = " ".join(fields[:4] + rdata)
+        masked.append(line)
+    return masked, owned
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+
+
+def plan(
+    platform,
+    zone_name,
+    live_text,
+    today=None,
+    members=None,
+    served_serial=None,
+    renderer=None,
+):
     """What applying ``zone_name`` over ``live_text`` (None: no zone yet) would do.
 
     The serial is bumped only when content other than the serial changes, from the newest of the
     live file's serial and ``served_serial`` (what the running server answers), so it never goes
     backwards whichever master triggered the apply.
+
+    With a :class:`Renderer` (``renderer``) the common cases cost no parsing: a zone whose text is
+    current is recognised by comparing texts, and a change confined to the rotation owners' A/AAAA
+    lines (a failover) is recognised line by line and needs no change-safety check (those RRsets
+    are exempt). Anything else (a pillar change, a hand edit) is parsed and checked in full.
     """
-    zone = _zone(platform, zone_name)
-    live = None
-    if live_text:
-        try:
-            live = parse_text(zone.name, live_text)
-        except ZoneError:
-            live = None  # an unreadable live file is replaced; its serial is unknown
-    live_serial = live.soa[0].serial if live is not None else None
+    renderer = renderer or Renderer(platform)
+    zone = _Named(renderer.zone(zone_name))
+    live_serial = quick_serial(zone.name, live_text)
     old_serial = newest_serial(live_serial, served_serial)
     if (
-        live is not None
+        live_text
+        and live_serial is not None
         and old_serial == live_serial
-        and render(platform, zone.name, old_serial, members) == live_text
+        and renderer.render(zone.name, live_serial, members) == live_text
     ):
         nothing = {"added": [], "removed": []}
         return Plan(
             zone.name, False, live_text, live_serial, served_serial, live_serial, nothing, []
         )
     serial = next_serial(old_serial, today or today_utc())
+    text = renderer.render(zone.name, serial, members)
+    if live_text:
+        owners = renderer.address_owners
+        old_masked, old_owned = _rotation_lines(owners, zone.name, live_text)
+        new_masked, new_owned = _rotation_lines(owners, zone.name, text)
+        if old_masked == new_masked:
+            records = {
+                "added": sorted(set(new_owned) - set(old_owned)),
+                "removed": sorted(set(old_owned) - set(new_owned)),
+            }
+            return Plan(
+                zone.name, True, text, live_serial, served_serial, serial, records, [], True
+            )
+    live = None
+    if live_text:
+        try:
+            live = parse_text(zone.name, live_text)
+        except ZoneError:
+            live = None  # an unreadable live file is replaced; its serial is unknown
+    platform = renderer.platform
     wanted = build(platform, zone.name, serial, members)
     limits = platform.dns or {}
     problems = safety_problems(
@@ -527,7 +678,7 @@ def plan(platform, zone_name, live_text, today=None, members=None, served_serial
     return Plan(
         zone.name,
         True,
-        to_text(wanted),
+        text,
         live_serial,
         served_serial,
         serial,

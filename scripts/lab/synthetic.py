@@ -77,3 +77,50 @@ def sls(pillar):
     return yaml.safe_dump(
         {"paphosting": pillar}, sort_keys=False, default_flow_style=None, width=1000
     )
+
+
+def customer(i, rotation="http0.l.paphosting.nl"):
+    """The ``i``-th customer: ``(zone name, zone value, service name, service value)``.
+
+    A customer zone as a hoster has them: its apex and ``www`` on the rotation (the apex gets the
+    rotation's A/AAAA records, ``www`` a CNAME), mail, SPF, DKIM, a few hosts: ten records.
+    """
+    zname = f"customer{i:05d}.example"
+    zone = {
+        "ttl": 3600,
+        "records": {
+            "@": [
+                {"type": "MX", "data": f"10 mail.{zname}."},
+                {"type": "TXT", "data": '"v=spf1 mx -all"'},
+            ],
+            "mail": [{"type": "A", "data": f"198.18.{i >> 8 & 255}.{i & 255}"}],
+            "ftp": [{"type": "CNAME", "data": f"www.{zname}."}],
+            "dev": [{"type": "A", "data": f"198.19.{i >> 8 & 255}.{i & 255}"}],
+            "_dmarc": [{"type": "TXT", "data": '"v=DMARC1; p=none"'}],
+            "sel._domainkey": [{"type": "TXT", "data": '"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS"'}],
+            "imap": [{"type": "CNAME", "data": f"mail.{zname}."}],
+            "smtp": [{"type": "CNAME", "data": f"mail.{zname}."}],
+            "_caldav._tcp": [{"type": "SRV", "data": f"0 1 443 mail.{zname}."}],
+        },
+    }
+    sname = f"c{i:05d}"
+    service = {
+        "type": "stateless",
+        "hostnames": [zname, f"www.{zname}"],
+        "rotation": rotation,
+        "port": 8000,
+        "check": {"path": "/health", "inter": 60000},
+        "servers": [{"name": WEBSERVERS[i % 3]}],
+    }
+    return zname, zone, sname, service
+
+
+def customers(count, base=None):
+    """The example platform (or ``base``) with ``count`` customer zones, each with its apex on the
+    rotation (see :func:`customer`)."""
+    pillar = copy.deepcopy(base if base is not None else example())
+    for i in range(count):
+        zname, zone, sname, service = customer(i)
+        pillar["zones"][zname] = zone
+        pillar["services"][sname] = service
+    return pillar

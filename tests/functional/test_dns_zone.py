@@ -290,11 +290,14 @@ def test_the_zones_sls_applies_every_zone(loaders, set_pillar, ns_id, minion_roo
     loaders = set_pillar(pillar)
     ret = loaders.modules.state.sls("nameserver.zones")
     assert not ret.failed
-    assert sorted(r.name for r in ret) == ["paphosting.net", ZONE]
+    # One state for every zone (checked, written and reloaded together); changes per zone.
+    assert [r.name for r in ret] == ["nameserver-zones"]
+    assert sorted(next(iter(ret)).changes) == ["paphosting.net", ZONE]
     zones = minion_root / "var" / "lib" / "knot" / "zones"
     assert sorted(p.name for p in zones.iterdir()) == ["paphosting.net.zone", "paphosting.nl.zone"]
     again = loaders.modules.state.sls("nameserver.zones")
     assert all(r.changes == {} for r in again)
+    assert "2 of 2 zones up to date" in next(iter(again)).comment
 
 
 def test_a_minion_that_is_no_nameserver_is_told_so(set_pillar):

@@ -11,7 +11,7 @@ import pytest
 import salt.beacons
 import salt.crypt
 
-from paphosting import health, model, rotation
+from paphosting import health, model, overlay, rotation
 from tests.conftest import example_pillar
 
 
@@ -167,7 +167,7 @@ def test_report_carries_the_held_rotation(minion_opts, loaders, pki, sites, name
     opts = dict(minion_opts, pki_dir=str(pki), pillar={"paphosting_rotation": published})
     b = salt.beacons.Beacon(opts, loaders.modules)
     body = verified(run(b, conf(name, sites))[0], pki)
-    assert body["rotation"] == {"version": 4, "digest": rotation.digest(published["rotations"])}
+    assert body["rotation"] == {"version": 4, "digest": overlay.digest(published["rotations"])}
 
 
 def test_signs_with_the_configured_key(beacons, sites, tmp_path, name):

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from paphosting import health, model, rotation
+from paphosting import health, model, overlay, rotation
 from paphosting.errors import PapError
 from tests.conftest import example_pillar
 
@@ -432,7 +432,7 @@ def test_version_continues_from_what_the_watchers_hold(config):
 
 def test_version_adopted_when_the_watchers_hold_the_same_membership(config):
     state = rotation.new_state()
-    same = {"version": 7, "digest": rotation.digest({ROT: {"members": [LB2, LB1]}})}
+    same = {"version": 7, "digest": overlay.digest({ROT: {"members": [LB2, LB1]}})}
     assert feed(state, config, report(NS1, 1, rot=same, lb1="up", lb2="up")) == [None]
     assert rotation.publish(state, config)["version"] == 7
 
@@ -553,7 +553,7 @@ def test_a_master_that_missed_a_change_catches_up_without_a_new_version(config):
     """CH took lb1 out (version 5) while NL was down; NL comes back with its old state."""
     nl = rotation.new_state()
     nl["version"] = 4
-    held = {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
+    held = {"version": 5, "digest": overlay.digest({ROT: {"members": [LB2]}})}
     changes = feed(
         nl, config, *(report(w, 1, rot=held, lb1="down", lb2="up") for w in (NS1, NS2, NS3))
     )
@@ -567,8 +567,8 @@ def test_no_catching_up_with_a_version_older_than_the_newest_held(config):
     a master now taking lb1 out publishes version 7, not 5 again."""
     nl = rotation.new_state()
     nl["version"] = 4
-    old = {"version": 5, "digest": rotation.digest({ROT: {"members": [LB2]}})}
-    newer = {"version": 6, "digest": rotation.digest({ROT: {"members": [LB1, LB2]}})}
+    old = {"version": 5, "digest": overlay.digest({ROT: {"members": [LB2]}})}
+    newer = {"version": 6, "digest": overlay.digest({ROT: {"members": [LB1, LB2]}})}
     changes = feed(
         nl,
         config,
@@ -579,59 +579,60 @@ def test_no_catching_up_with_a_version_older_than_the_newest_held(config):
 
 
 def test_held_rotation_file_keeps_the_newest(tmp_path):
-    path = rotation.held_path(str(tmp_path / "cache"))
-    assert rotation.load_held(path) is None
-    v5 = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    path = overlay.held_path(str(tmp_path / "cache"))
+    assert overlay.load_held(path) is None
+    v5 = overlay.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
     assert v5 == {
         "version": 5,
-        "digest": rotation.digest({ROT: {"members": [LB2]}}),
+        "digest": overlay.digest({ROT: {"members": [LB2]}}),
         "rotations": {ROT: {"members": [LB2]}},
     }
-    assert rotation.hold(path, v5) == v5
-    v4 = rotation.held_of({"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}})
-    assert rotation.hold(path, v4) == v5 and rotation.load_held(path) == v5
-    assert rotation.hold(path, None) == v5
+    assert overlay.hold(path, v5) == v5
+    v4 = overlay.held_of({"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}})
+    assert overlay.hold(path, v4) == v5 and overlay.load_held(path) == v5
+    assert overlay.hold(path, None) == v5
     v6 = {"version": 6, "digest": "abc"}
-    assert rotation.hold(path, v6) == v6 and rotation.load_held(path) == v6
+    assert overlay.hold(path, v6) == v6 and overlay.load_held(path) == v6
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("{not json")
-    assert rotation.load_held(path) is None
+    assert overlay.load_held(path) is None
 
 
 def test_held_rotation_with_members_that_do_not_match_its_digest_keeps_only_the_version(tmp_path):
-    path = rotation.held_path(str(tmp_path / "cache"))
-    held = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
-    rotation.hold(path, dict(held, rotations={ROT: {"members": [LB1, LB2]}}))
-    assert rotation.load_held(path) == {"version": 5, "digest": held["digest"]}
+    path = overlay.held_path(str(tmp_path / "cache"))
+    held = overlay.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    overlay.hold(path, dict(held, rotations={ROT: {"members": [LB1, LB2]}}))
+    assert overlay.load_held(path) == {"version": 5, "digest": held["digest"]}
 
 
 def test_effective_rotation_is_the_newer_of_pillar_and_held(config):
+    configured = {n: r["members"] for n, r in config["rotations"].items()}
     pillar = {"version": 4, "rotations": {ROT: {"members": [LB1, LB2]}}}
-    newer = rotation.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
-    older = rotation.held_of({"version": 3, "rotations": {ROT: {"members": [LB1]}}})
-    assert rotation.effective(pillar, newer, config) == {
+    newer = overlay.held_of({"version": 5, "rotations": {ROT: {"members": [LB2]}}})
+    older = overlay.held_of({"version": 3, "rotations": {ROT: {"members": [LB1]}}})
+    assert overlay.effective(pillar, newer, configured) == {
         "version": 5,
         "rotations": {ROT: {"members": [LB2]}},
     }
-    assert rotation.effective(pillar, older, config) is pillar
-    assert rotation.effective(pillar, None, config) is pillar
-    assert rotation.effective(None, newer, config)["version"] == 5
+    assert overlay.effective(pillar, older, configured) is pillar
+    assert overlay.effective(pillar, None, configured) is pillar
+    assert overlay.effective(None, newer, configured)["version"] == 5
     # Same version: the pillar's (both masters publish the same membership for one version).
-    same = rotation.held_of({"version": 4, "rotations": {ROT: {"members": [LB2]}}})
-    assert rotation.effective(pillar, same, config) is pillar
+    same = overlay.held_of({"version": 4, "rotations": {ROT: {"members": [LB2]}}})
+    assert overlay.effective(pillar, same, configured) is pillar
     # A held rotation without members (older file format) or that no longer fits the platform
     # (a rotation or a member the pillar dropped) is ignored.
-    assert rotation.effective(pillar, {"version": 9, "digest": "x"}, config) is pillar
-    gone = rotation.held_of({"version": 9, "rotations": {"gone.l.example": {"members": [LB2]}}})
-    assert rotation.effective(pillar, gone, config) is pillar
-    stranger = rotation.held_of({"version": 9, "rotations": {ROT: {"members": ["lb9.example"]}}})
-    assert rotation.effective(pillar, stranger, config) is pillar
+    assert overlay.effective(pillar, {"version": 9, "digest": "x"}, configured) is pillar
+    gone = overlay.held_of({"version": 9, "rotations": {"gone.l.example": {"members": [LB2]}}})
+    assert overlay.effective(pillar, gone, configured) is pillar
+    stranger = overlay.held_of({"version": 9, "rotations": {ROT: {"members": ["lb9.example"]}}})
+    assert overlay.effective(pillar, stranger, configured) is pillar
 
 
 def test_held_of_and_newest_held():
-    assert rotation.held_of(None) is None
-    assert rotation.held_of({"version": "7", "rotations": {}}) is None
-    assert rotation.held_of({"version": 7}) is None
+    assert overlay.held_of(None) is None
+    assert overlay.held_of({"version": "7", "rotations": {}}) is None
+    assert overlay.held_of({"version": 7}) is None
     a, b = {"version": 3, "digest": "a"}, {"version": 8, "digest": "b"}
-    assert rotation.newest_held(a, None, b) == b
-    assert rotation.newest_held(None, None) is None
+    assert overlay.newest_held(a, None, b) == b
+    assert overlay.newest_held(None, None) is None

@@ -7,7 +7,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from paphosting import model, zone
+from paphosting import model, overlay, zone
 from paphosting.errors import ChangeRefused, InvalidPillar
 from tests.conftest import example_pillar
 
@@ -318,25 +318,25 @@ def test_max_change_share_is_configurable():
 
 
 def test_members_from_pillar():
-    overlay = {"version": 3, "rotations": {ROT: {"members": [LB1]}}}
-    assert zone.members_from_pillar(None) is None
-    assert zone.members_from_pillar({"paphosting": {}}) is None
-    assert zone.members_from_pillar({"version": 1, "rotations": {}}) == {}
-    assert zone.members_from_pillar(overlay) == {ROT: [LB1]}
-    assert zone.members_from_pillar({"paphosting_rotation": overlay, "paphosting": {}}) == {
+    published = {"version": 3, "rotations": {ROT: {"members": [LB1]}}}
+    assert overlay.members_of(None) is None
+    assert overlay.members_of({"paphosting": {}}) is None
+    assert overlay.members_of({"version": 1, "rotations": {}}) == {}
+    assert overlay.members_of(published) == {ROT: [LB1]}
+    assert overlay.members_of({"paphosting_rotation": published, "paphosting": {}}) == {
         ROT: [LB1]
     }
-    assert zone.members_from_pillar({"paphosting_rotation": None}) is None
+    assert overlay.members_of({"paphosting_rotation": None}) is None
 
 
 def test_members_from_pillar_rejects_bad_shapes_with_their_path():
     with pytest.raises(InvalidPillar, match=r"pillar paphosting_rotation: must be a mapping"):
-        zone.members_from_pillar(["x"])
+        overlay.members_of(["x"])
     with pytest.raises(
         InvalidPillar,
         match=r"pillar paphosting_rotation:rotations:http0.l.paphosting.nl:members: must be a list",
     ):
-        zone.members_from_pillar({"rotations": {ROT: {"members": "lb1"}}})
+        overlay.members_of({"rotations": {ROT: {"members": "lb1"}}})
 
 
 def test_serial_of():

@@ -1,0 +1,220 @@
+"""Bring a nameserver's zones in line with the platform: thousands of zones, a few operations.
+
+:func:`sync` is what ``dns_zone.apply`` (one zone), the ``dns_zone.managed`` state (every zone)
+and the failover (``rotation.apply``) all run, under the minion's zone lock:
+
+1. plan every zone (:func:`paphosting.zone.plan` with the platform's
+   :class:`~paphosting.zone.Renderer`): current zones cost a text comparison; the serials the
+   running server answers come from one pipelined batch of queries;
+2. refuse what the change-safety rule refuses (unless ``force``);
+3. check the changed zones with the server's own checker, in bulk
+   (:func:`paphosting.dnsserver.check_zone_files`), on temporary files beside the live ones —
+   except changes confined to the rotation's A/AAAA records (a failover): their text differs from
+   a zone the checker accepted at the push only in addresses the pillar validation checked, so
+   they are written without it (``docs/failover.md`` lists which check runs where);
+4. rename the accepted files over the live ones, reload them in as few operations as the server
+   allows (:func:`paphosting.dnsserver.zones_reload_commands`) and wait until the server answers
+   every new serial.
+
+Zones holding a rotation name (``first``) go through 3–4 before all others, so the rotation
+name itself is served new within a reload of its own, whatever the number of customer zones.
+"""
+
+import os
+import tempfile
+import time
+
+from paphosting import dnsserver, files
+from paphosting import zone as pzone
+from paphosting.errors import PapError
+
+WAIT_BASE = 10.0
+WAIT_PER_ZONE = 0.002
+
+
+def rotation_zones(renderer):
+    """The zones that hold a rotation name itself, sorted."""
+    return sorted(
+        z
+        for z, owners in renderer.address_owners.items()
+        if any(fqdn == rotation for fqdn, rotation in owners)
+    )
+
+
+def _entry(plan, path, live, describe):
+    out = {
+        "zone": plan.zone,
+        "path": path,
+        "changed": plan.changed,
+        "stale": plan.stale,
+        "serial": {"live": plan.serial_live, "served": plan.serial_served, "new": plan.serial_new},
+        "records": plan.records,
+        "refused": plan.refusal(),
+        "rotation_only": plan.rotation_only,
+        "written": False,
+        "reloaded": None,
+        "error": None,
+    }
+    if describe:
+        out["diff"] = files.unified_diff(live, plan.text, path) if plan.changed else ""
+    return out
+
+
+def plan_all(renderer, ns, root, names, members=None, running=True, today=None, describe=True):
+    """``(plans, entries)`` for ``names`` on nameserver ``ns``: nothing is written."""
+    served = dnsserver.served_serials(ns, names) if running and names else {}
+    plans, entries = {}, {}
+    for name in names:
+        path = dnsserver.zone_path(ns, name, root)
+        live = files.read(path)
+        plan = pzone.plan(
+            None,
+            name,
+            live,
+            today=today,
+            members=members,
+            served_serial=served.get(name),
+            renderer=renderer,
+        )
+        plans[name] = plan
+        entries[name] = _entry(plan, path, live, describe)
+    return plans, entries
+
+
+def predict(ns, plans, entries):
+    """What :func:`sync` would say without writing: the changed zones (rotation-only changes
+    excepted, as in :func:`sync`) are checked with the server's checker on a temporary copy, and a
+    refusal is recorded as the zone's ``error``. For ``test=True``."""
+    todo = {
+        z: p
+        for z, p in plans.items()
+        if p.changed and not p.rotation_only and not entries[z]["refused"]
+    }
+    if not todo:
+        return entries
+    with tempfile.TemporaryDirectory(prefix="paphosting-zones-") as d:
+        paths = {}
+        for z, plan in todo.items():
+            paths[z] = os.path.join(d, f"{z}.zone")
+            with open(paths[z], "w", encoding="utf-8") as fh:
+                fh.write(plan.text)
+        refused = dnsserver.check_zone_files(ns, paths)
+    tool = dnsserver.CHECKZONE[ns.server]
+    for z, message in refused.items():
+        entries[z]["error"] = f"{tool} would reject zone {z}:\n{message}"
+    return entries
+
+
+def _write(ns, plans, entries):
+    """Stage, check (in bulk, rotation-only changes excepted) and commit; return what was
+    written. A refused zone keeps its live file and gets its ``error``."""
+    items = {entries[z]["path"]: plans[z].text for z in plans}
+    temps = files.stage(items)
+    try:
+        to_check = {z: temps[entries[z]["path"]] for z in plans if not plans[z].rotation_only}
+        refused = dnsserver.check_zone_files(ns, to_check)
+    except BaseException:
+        files.discard(temps)
+        raise
+    tool = dnsserver.CHECKZONE[ns.server]
+    for z, message in refused.items():
+        entries[z]["error"] = f"zone {z} was not written: {tool} rejected zone {z}:\n{message}"
+    files.discard({entries[z]["path"]: temps[entries[z]["path"]] for z in refused})
+    written = [z for z in plans if z not in refused]
+    files.commit({entries[z]["path"]: temps[entries[z]["path"]] for z in written})
+    for z in written:
+        entries[z]["written"] = True
+    return written
+
+
+def _reload(ns, root, zones, stale, running):
+    """Make the running server load ``zones`` (changed files) and ``stale`` ones; the outcome."""
+    if not running:
+        return "not running"
+    done = "reloaded"
+    try:
+        if zones:
+            try:
+                for argv in dnsserver.zones_reload_commands(ns, zones, root):
+                    dnsserver.run_control(argv)
+            except dnsserver.ControlError:
+                # A zone the running config does not name yet: reload the config too.
+                for argv in dnsserver.reload_commands(ns, root):
+                    dnsserver.run_control(argv)
+                done = "reloaded (config and zones)"
+        for z in stale:
+            dnsserver.run_control(dnsserver.zone_reload_command(ns, z, root))
+    except PapError as exc:
+        return f"error: {exc}"
+    return done
+
+
+def _wait(ns, want, entries, log_path):
+    """Wait until ``ns`` answers the serial ``want[zone]`` for every zone; record the errors."""
+    deadline = time.monotonic() + WAIT_BASE + WAIT_PER_ZONE * len(want)
+    pending = dict(want)
+    while pending:
+        got = dnsserver.served_serials(ns, list(pending), timeout=0.5, tries=1)
+        pending = {z: s for z, s in pending.items() if got.get(z) != s}
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    for z, serial in pending.items():
+        entries[z]["error"] = (
+            f"{ns.server} was reloaded but serves serial {got.get(z)} for zone {z}, not "
+            f"{serial}; see {log_path}"
+        )
+
+
+def sync(
+    renderer,
+    ns,
+    root,
+    names=None,
+    members=None,
+    force=False,
+    running=True,
+    first=(),
+    today=None,
+    describe=True,
+    reload=True,
+):
+    """Bring ``names`` (default: every zone) up to date on nameserver ``ns`` and make its running
+    server serve them; see the module docstring. Returns ``{zone: entry}`` for every zone, each
+    with ``changed``, ``stale``, ``serial``, ``records``, ``refused``, ``written``, ``reloaded``
+    and ``error``. Never raises for one zone's problem: it is that zone's ``refused``/``error``.
+    ``reload`` False: write the files only.
+    """
+    names = list(names) if names is not None else list(renderer.zone_names)
+    plans, entries = plan_all(renderer, ns, root, names, members, running, today, describe)
+    first = [z for z in names if z in set(first)]
+    groups = [first, [z for z in names if z not in set(first)]]
+    log_path = dnsserver.layout(ns, root)["log"]
+    for group in groups:
+        todo = {}
+        stale = []
+        for z in group:
+            plan, entry = plans[z], entries[z]
+            if plan.changed and entry["refused"] and not force:
+                entry["error"] = entry["refused"]
+            elif plan.changed:
+                todo[z] = plan
+            elif plan.stale:
+                stale.append(z)
+        if not todo and not stale:
+            continue
+        written = _write(ns, todo, entries) if todo else []
+        if not reload:
+            continue
+        outcome = _reload(ns, root, written, stale, running)
+        for z in written + stale:
+            entries[z]["reloaded"] = outcome
+        if outcome.startswith("error"):
+            for z in written + stale:
+                entries[z]["error"] = outcome
+            continue
+        if running:
+            want = {z: plans[z].serial_new for z in written}
+            want.update({z: plans[z].serial_live for z in stale})
+            _wait(ns, want, entries, log_path)
+    return entries
