@@ -18,7 +18,7 @@ Master configuration (``conf/master.d/paphosting.conf``):
 
 import logging
 
-from paphosting import model, overlay, rotation
+from paphosting import overlay, platformcache, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ def ext_pillar(minion_id, pillar, **kwargs):
     if not pillar.get("paphosting"):
         return {}  # not a minion of the platform
     try:
-        config = rotation.config_of(model.parse(pillar.get("paphosting")))
+        # Parsed once per pillar digest in this (long-lived) master worker, not once per compile.
+        config = rotation.config_of(platformcache.load(pillar.get("paphosting")).platform)
     except PapError as exc:
         log.error(
             "rotation ext_pillar: the paphosting pillar of %s is invalid, publishing nothing: %s",

@@ -15,6 +15,7 @@ Operators use :func:`status`, :func:`drain` and :func:`restore`. See ``docs/fail
 
 import logging
 import os
+import threading
 import time
 
 import salt.client
@@ -22,7 +23,7 @@ import salt.pillar
 import salt.utils.event
 import salt.utils.minions
 
-from paphosting import model, rotation
+from paphosting import model, platformcache, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,33 @@ def _platform(minion_id):
     errors = pillar.get("_errors")
     if errors:
         raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
-    return model.parse(pillar.get("paphosting")), model.digest(pillar.get("paphosting"))
+    digest = model.digest(pillar.get("paphosting"))
+    return platformcache.load(pillar.get("paphosting"), digest=digest).platform, digest
+
+
+# The decision's configuration per pillar generation (see _generation): a report must not cost a
+# pillar compile (a hoster's pillar is megabytes; the watchers report every heartbeat).
+_configs = {}
+_configs_lock = threading.Lock()
+
+
+def _generation():
+    """What changes whenever this master's pillar can have changed: every file under its
+    ``pillar_roots`` (their paths, as symlinks resolve, sizes and modification times). A push or
+    sync swaps the ``live`` symlink to a new revision; a hand edit changes a file."""
+    seen = []
+    for root in (__opts__.get("pillar_roots") or {}).get("base", []):
+        real = os.path.realpath(root)
+        for folder, dirs, names in os.walk(real, followlinks=True):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                seen.append((path, st.st_size, st.st_mtime_ns))
+    return tuple(seen)
 
 
 def _config(minion_id=None):
@@ -76,8 +103,22 @@ def _context(minion_id=None):
         if not candidates:
             raise PapError("no accepted minion to compile the platform pillar for")
         minion_id = candidates[0]
+    # The decision is about the one platform of this pillar tree: its configuration is compiled
+    # once per pillar generation (from the first reporter's pillar), however many reports come.
+    key = _generation()
+    with _configs_lock:
+        found = _configs.get(key)
+    if found is not None:
+        return found
+    if _public_key(minion_id) is None:
+        # Never compile a pillar for an id this master has no key for (anyone can claim any id).
+        raise PapError(f"no accepted key for {minion_id!r}")
     platform, digest = _platform(minion_id)
-    return rotation.config_of(platform), digest
+    found = (rotation.config_of(platform), digest)
+    with _configs_lock:
+        _configs.clear()
+        _configs[key] = found
+    return found
 
 
 def _public_key(watcher):

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from paphosting import dnsserver, haproxy, model, zone
+from paphosting import dnsserver, haproxy, model, platformcache, zone
 from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError
 from paphosting.files import write_checked
 
@@ -521,8 +521,7 @@ def checks(platform, minion):
     """The rendered files ``minion`` will run, each ``(label, pillar path, render, check)``.
 
     ``render()`` returns the text; ``check(text)`` raises :class:`CheckFailed`. Load balancers get
-    their haproxy config; nameservers their server config and every zone, checked by the checker
-    of their own server (BIND, NSD or Knot).
+    their haproxy config; nameservers their server config (their zones: :func:`check_zones`).
     """
     out = []
     if minion in platform.loadbalancers:
@@ -544,16 +543,34 @@ def checks(platform, minion):
                 lambda text, s=ns: dnsserver.check_config_text(s, text),
             )
         )
-        for zname in sorted(platform.zones):
-            out.append(
-                (
-                    f"zone {zname} ({ns.server})",
-                    (model.ROOT, "zones", zname),
-                    lambda z=zname: zone.render(platform, z, 1),
-                    lambda text, z=zname, s=ns.server: dnsserver.check_zone_text(s, z, text),
-                )
-            )
     return out
+
+
+def check_zones(platform, server):
+    """``{zone: message}`` for every zone of ``platform`` the checker of ``server`` (bind, nsd,
+    knot) refuses, checked in bulk (:func:`paphosting.dnsserver.check_zone_files`): thousands of
+    zones in one or a few checker processes. A zone that cannot be rendered is refused too."""
+    renderer = zone.Renderer(platform)
+    refused = {}
+    with tempfile.TemporaryDirectory(prefix="paphosting-push-zones-") as d:
+        paths = {}
+        for zname in sorted(platform.zones):
+            try:
+                text = renderer.render(zname, 1)
+            except PapError as exc:
+                refused[zname] = f"cannot render zone {zname}: {exc}"
+                continue
+            paths[zname] = os.path.join(d, f"{zname}.zone")
+            with open(paths[zname], "w", encoding="utf-8") as fh:
+                fh.write(text)
+        tool = dnsserver.CHECKZONE[server]
+        for zname, message in dnsserver.check_zone_files(server, paths).items():
+            with open(paths[zname], encoding="utf-8") as fh:
+                text = fh.read()
+            refused[zname] = _checker_message(
+                CheckFailed(tool, f"zone {zname}", message), text, f"zone {zname} ({server})"
+            )
+    return refused
 
 
 def validate(revision, compiled, sources, prefix="", files=()):
@@ -588,7 +605,8 @@ def validate(revision, compiled, sources, prefix="", files=()):
         if model.ROOT not in item.pillar:
             continue
         try:
-            platforms[minion] = model.parse(item.pillar[model.ROOT])
+            # Every minion of one platform: one parse (platformcache keys it by the digest).
+            platforms[minion] = platformcache.load(item.pillar[model.ROOT]).platform
         except InvalidPillar as exc:
             problems.pillar_errors(exc, minion)
             continue
@@ -646,6 +664,18 @@ def validate(revision, compiled, sources, prefix="", files=()):
                 problems.add(where, message, minion)
                 continue
             checked.append(label)
+    # Zones are the same for every nameserver of one server type: check each once, in bulk.
+    zones_done = {}
+    for minion in sorted(platforms):
+        ns = platforms[minion].nameservers.get(minion)
+        if ns is None:
+            continue
+        key = (_pillar_hash(compiled[minion].pillar.get(model.ROOT)), ns.server)
+        if key not in zones_done:
+            zones_done[key] = check_zones(platforms[minion], ns.server)
+            checked += [f"zone {z} ({ns.server})" for z in sorted(platforms[minion].zones)]
+        for zname, message in zones_done[key].items():
+            problems.add((model.ROOT, "zones", zname), message, minion)
     found = problems.list(everyone=[m for m, c in compiled.items() if model.ROOT in c.pillar])
     if found:
         raise Rejected(revision, found)
