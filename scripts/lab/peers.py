@@ -27,13 +27,16 @@ import re
 import shutil
 import socket
 import subprocess
+import textwrap
 import time
 from dataclasses import dataclass
 
+import dns.message
 import dns.name
+import dns.query
 import dns.rdatatype
 
-from paphosting import zone as zones
+from paphosting import zone
 from paphosting.errors import PapError, PillarError
 from paphosting.model import ROOT
 
@@ -176,7 +179,7 @@ def _dynamic_owners(platform, zone_name):
 def _zone_text(platform, zone_name, dynamic_line):
     """``zone_name`` as :func:`paphosting.zone.render` writes it (serial 1), without the address
     records of the rotation-owned names, each replaced by ``dynamic_line(owner, rotation)``."""
-    wanted = zones.build(platform, zone_name, 1)
+    wanted = zone.build(platform, zone_name, 1)
     origin = wanted.origin
     owners = _dynamic_owners(platform, zone_name)
     for owner in owners:
@@ -184,7 +187,7 @@ def _zone_text(platform, zone_name, dynamic_line):
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             wanted.rrsets.pop((rel, rdtype), None)
     lines = [dynamic_line(owner, rotation) for owner, rotation in sorted(owners.items())]
-    text = zones.to_text(wanted, zone_name).split("\n", 1)[1]
+    text = zone.to_text(wanted, zone_name).split("\n", 1)[1]
     return (
         f"; {zone_name} for `make bench --part peers`: the platform's zone (scripts/lab/peers.py)\n"
         + text
@@ -440,9 +443,6 @@ class Peer:
             time.sleep(0.1)
 
     def _soa(self, zone_name):
-        import dns.message
-        import dns.query
-
         query = dns.message.make_query(zone_name, "SOA")
         with contextlib.suppress(Exception):
             resp = dns.query.udp(query, self.address, port=self.port, timeout=0.3)
@@ -626,36 +626,6 @@ def _wait_report(lab, watcher, lb, state, timeout):
     return False
 
 
-# Features beside the numbers (docs/bench.md): what each system does, not measured here.
-FEATURES = {
-    "quorum of probers": {
-        "paphosting": "yes: a majority of the watchers (paphosting:health:quorum)",
-        "gdnsd": "no: each server probes alone and answers what it sees",
-        "pdns": "no: each server probes alone and answers what it sees",
-    },
-    "flap damping": {
-        "paphosting": "yes: held out after max_transitions in a window (paphosting:health:flap)",
-        "gdnsd": "anti-flap counters only (down_thresh, ok_thresh, up_thresh)",
-        "pdns": "no (4.7.3); minimumFailures in later versions",
-    },
-    "fail open": {
-        "paphosting": "yes: never below min_members, never empty",
-        "gdnsd": "yes: every address when too few are up (multifo up_thresh)",
-        "pdns": "yes with backupSelector='all' (the default answers one random address)",
-    },
-    "server implementations": {
-        "paphosting": "BIND 9, NSD, Knot (any mix); zones are plain files",
-        "gdnsd": "gdnsd only (DYNA records are gdnsd's own)",
-        "pdns": "PowerDNS only (LUA records are PowerDNS's own)",
-    },
-    "configuration from Subversion": {
-        "paphosting": "yes: validated push from either master, canary first",
-        "gdnsd": "no: files on each server, by whatever deploys them",
-        "pdns": "no: files or a database per server, by whatever deploys them",
-    },
-}
-
-
 POWERED_OFF = (
     "not measured: a powered-off load balancer (no answer at all, every probe runs into its "
     "timeout) needs the network-fault lab (network namespaces), which does not exist yet; a killed "
@@ -691,7 +661,6 @@ def results(health, systems, details, described, quorum, trials):
     out["quorum"] = {"paphosting": quorum}
     out["quorum"].update({kind: {"measured": False, "why": PEER_QUORUM} for kind in described})
     out["powered_off"] = {"measured": False, "why": POWERED_OFF}
-    out["features"] = FEATURES
     return out
 
 
@@ -810,6 +779,4 @@ def draw(ax, ax_notes, part):
 
 
 def _wrap(line, width=88):
-    import textwrap
-
     return "\n      ".join(textwrap.wrap(line, width)) or line
