@@ -17,6 +17,10 @@ noop
 errors
     Client-visible errors under a bounded loopback load while a backend dies and while a load
     balancer dies.
+peers
+    The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
+    scripts/lab/peers.py) started beside the platform's nameservers: the same kills, the same
+    clock, p50/p95 per system; and one watcher of three cut off from a load balancer.
 
 Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by scripts/lab/report.py), a
 PNG chart ``build/bench/results.png``, and prints a table.
@@ -35,7 +39,7 @@ import traceback
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from lab import client, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
+from lab import client, peers, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
 from lab.launcher import Events, Lab, wait_for  # noqa: E402
 
 from paphosting import haproxy  # noqa: E402
@@ -43,7 +47,7 @@ from paphosting import haproxy  # noqa: E402
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors")
+PARTS = ("render", "failover", "noop", "errors", "peers")
 TARGET_RENDER_S = 5.0
 
 
@@ -382,7 +386,25 @@ def bench_platform(trials, parts):
         if "errors" in parts:
             out["client_errors"] = bench_client_errors(lab)
             out["errors_measured"] = True
+        if "peers" in parts:
+            out["peers"] = bench_peers(lab, trials)
     return out
+
+
+def bench_peers(lab, trials):
+    """gdnsd and PowerDNS beside the platform's nameservers, through the failover part's trials
+    (scripts/lab/peers.py; docs/bench.md)."""
+    with peers.running(lab.platform, lab.base / "peers", say=log) as started:
+        systems, details = peers.side_by_side(
+            lab, started, trials, lambda lb: _restart_haproxy(lab, lb), summary, ROTATION, log
+        )
+        described = {kind: peer.describe() for kind, peer in started.items()}
+    h = lab.platform.health
+    lbs = sorted(lab.platform.rotations[ROTATION].members)
+    quorum = peers.quorum_case(
+        lab, h.watchers[0], lbs[0], ROTATION, window=3 * h.fall * h.interval, say=log
+    )
+    return peers.results(lab.platform.health, systems, details, described, quorum, trials)
 
 
 EMPTY_SLS = (
@@ -537,6 +559,8 @@ def table(results):
                 "",
                 f"{key}: {part['trials']} trials, p50 {part['p50_s']:.2f} s, p95 {part['p95_s']:.2f} s, floor {part['floor_s']:.1f} s",
             ]
+    if (results.get("peers") or {}).get("trials"):
+        lines += ["", *peers.table_lines(results["peers"])]
     if results.get("noop_highstate"):
         other = {
             (r["role"], r["services"]): r
@@ -574,7 +598,8 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    with_peers = bool((results.get("peers") or {}).get("trials"))
+    fig, axes = plt.subplots(3 if with_peers else 2, 2, figsize=(13, 13.5 if with_peers else 9))
     fig.suptitle(
         f"make bench ({results.get('date', '')}, {results['machine']['cpus']} CPUs)", fontsize=13
     )
@@ -727,6 +752,8 @@ def chart(results, path):
         ax.set_ylabel("failed requests")
         ax.set_title("client-visible errors under a bounded load", fontsize=10)
         ax.tick_params(axis="x", labelsize=8)
+    if with_peers:
+        peers.draw(axes[2][0], axes[2][1], results["peers"])
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -801,7 +828,7 @@ def main(argv=None):
 
     if "render" in parts:
         attempt("render", lambda: results.update(render=bench_render(args.repeat)))
-    if {"failover", "errors"} & set(parts):
+    if {"failover", "errors", "peers"} & set(parts):
         attempt("platform", lambda: results.update(bench_platform(args.trials, parts)))
     if "noop" in parts:
         attempt("noop", lambda: results.update(noop_highstate=bench_noop()))

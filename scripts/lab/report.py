@@ -103,7 +103,9 @@ def bench_problems(doc, complete=True):
     ``{"failover": {"trials": int, "p50_s": float, "p95_s": float, "floor_s": float},
     "recovery": {same keys}, "render": [{"services": int, "records": int, "seconds": float,
     "peak_mb": float}], "noop_highstate": [{"role": str, "services": int, "seconds": float,
-    "floor_seconds": float}], "client_errors": {"backend_kill": int, "lb_kill": int}}``.
+    "floor_seconds": float}], "client_errors": {"backend_kill": int, "lb_kill": int}, "peers":
+    {"trials": int, "systems": {"paphosting" | "gdnsd" | "pdns": {"failover": {same keys as
+    failover}, "recovery": {same keys}}}}}``.
     ``complete``: the lists must not be empty (a run of some parts only may leave them so).
     """
     problems = []
@@ -138,7 +140,34 @@ def bench_problems(doc, complete=True):
     if errors is not None:
         for key in ("backend_kill", "lb_kill"):
             _field(errors, key, int, "client_errors", problems)
+    if "peers" in doc or complete:
+        _peers(doc, problems)
     return problems
+
+
+PEER_SYSTEMS = ("paphosting", "gdnsd", "pdns")
+
+
+def _peers(doc, problems):
+    """``"peers": {"trials": int, "systems": {"paphosting" | "gdnsd" | "pdns": {"failover":
+    {latency keys}, "recovery": {latency keys}}}}``: every system measured in the same trials."""
+    part = _field(doc, "peers", dict, "", problems)
+    if part is None:
+        return
+    trials = _field(part, "trials", int, "peers", problems)
+    systems = _field(part, "systems", dict, "peers", problems) or {}
+    for name in PEER_SYSTEMS:
+        system = _field(systems, name, dict, "peers.systems", problems)
+        for phase in ("failover", "recovery"):
+            where = f"peers.systems.{name}"
+            figures = _field(system, phase, dict, where, problems) if system else None
+            if figures is None:
+                continue
+            got = _field(figures, "trials", int, f"{where}.{phase}", problems)
+            for key in LATENCY_KEYS[1:]:
+                _field(figures, key, float, f"{where}.{phase}", problems)
+            if trials is not None and got is not None and got != trials:
+                problems.append(f"{where}.{phase}.trials is {got}, not the {trials} trials run")
 
 
 def check_file(path):

@@ -38,6 +38,13 @@ def bench_doc():
             {"role": "loadbalancer", "services": 100, "seconds": 1.2, "floor_seconds": 0.9}
         ],
         "client_errors": {"backend_kill": 0, "lb_kill": 12},
+        "peers": {
+            "trials": 10,
+            "systems": {
+                name: {"failover": dict(latency), "recovery": dict(latency, floor_s=2.0)}
+                for name in ("paphosting", "gdnsd", "pdns")
+            },
+        },
         "machine": {"cpus": 2},
     }
 
@@ -114,6 +121,16 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
         ),
         (lambda d: d["client_errors"].pop("lb_kill"), "client_errors.lb_kill is missing"),
         (lambda d: d.update(client_errors=[0, 0]), "client_errors must be a mapping, got [0, 0]"),
+        (lambda d: d.pop("peers"), "peers is missing"),
+        (lambda d: d["peers"]["systems"].pop("gdnsd"), "peers.systems.gdnsd is missing"),
+        (
+            lambda d: d["peers"]["systems"]["pdns"]["recovery"].pop("p95_s"),
+            "peers.systems.pdns.recovery.p95_s is missing",
+        ),
+        (
+            lambda d: d["peers"]["systems"]["pdns"]["failover"].update(trials=9),
+            "peers.systems.pdns.failover.trials is 9, not the 10 trials run",
+        ),
     ],
 )
 def test_bench_results_of_another_shape_are_reported(change, problem):
@@ -127,6 +144,8 @@ def test_a_partial_bench_run_may_leave_lists_empty():
     doc["noop_highstate"] = []
     assert report.bench_problems(doc, complete=False) == []
     assert report.bench_problems(doc) == ["noop_highstate must not be empty"]
+    doc.pop("peers")
+    assert report.bench_problems(doc, complete=False) == []
 
 
 def test_files_are_checked_by_name_from_the_command_line(tmp_path, capsys):
