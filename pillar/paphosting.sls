@@ -117,6 +117,23 @@ paphosting:
     nl: {address: 127.0.4.1}
     ch: {address: 127.0.4.2}
 
+  # Prometheus exporters (docs/monitoring.md): each on a management address, never on a public
+  # frontend. haproxy's built-in exporter on the load balancers, one exporter per nameserver
+  # reading its server's own statistics, one per master for the failover, pushes and drift.
+  metrics:
+    scrape_interval: 2           # seconds; what Prometheus is told (the lab scrapes this often)
+    loadbalancers:
+      lb1.paphosting.net: {address: 127.0.5.1, port: 8405}
+      lb2.paphosting.net: {address: 127.0.5.2, port: 8405}
+    nameservers:
+      # stats_port: BIND's statistics channel on 127.0.0.1 (NSD and Knot use their control socket)
+      ns1.paphosting.net: {address: 127.0.6.1, port: 9119, stats_port: 8053}
+      ns2.paphosting.net: {address: 127.0.6.2, port: 9119}
+      ns3.paphosting.net: {address: 127.0.6.3, port: 9119}
+    masters:
+      nl: {address: 127.0.4.1, port: 9120}
+      ch: {address: 127.0.4.2, port: 9120}
+
   dns:
     max_change_share: 0.3        # refuse applies that change more than 30% of a zone's records
     min_records_for_share: 10    # ... for zones of at least 10 records

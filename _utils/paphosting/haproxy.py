@@ -41,6 +41,7 @@ FAILOVER_STATES = {
 
 PEERS_SECTION = "paphosting"
 FRONTEND = "http"
+METRICS_FRONTEND = "metrics"
 # sun_path is 108 bytes; haproxy binds "<path>.<pid>.tmp" first and refuses paths over 97 bytes.
 SOCKET_PATH_MAX = 97
 # Anything haproxy.cfg gives a meaning to (white space, quotes, '#', '\\', braces) or that ends a
@@ -323,9 +324,28 @@ def render(platform, lb_name, root="/"):
     for svc in services:
         out.append(f"    use_backend {svc.name} if host_{svc.name}")
     out.append("    # Any other host: no backend, haproxy answers 503.")
+    out += _metrics_frontend(platform, lb_name)
     for svc in services:
         out += [""] + _backend(svc, lb)
     return "\n".join(out) + "\n"
+
+
+def _metrics_frontend(platform, lb_name):
+    """haproxy's built-in Prometheus exporter on the management listener of ``paphosting:metrics``
+    (none when the load balancer has none): its own frontend, never the public one."""
+    listener = (platform.metrics or {}).get("loadbalancers", {}).get(lb_name)
+    if listener is None:
+        return []
+    mpath = (ROOT, "metrics", "loadbalancers", lb_name)
+    return [
+        "",
+        "# Prometheus scrapes haproxy's own exporter here (docs/monitoring.md).",
+        f"frontend {METRICS_FRONTEND}",
+        f"    bind {_token(listener.address, mpath + ('address',))}:{int(listener.port)}",
+        "    http-request set-log-level silent",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        '    http-request return status 404 content-type text/plain string "/metrics only\\n"',
+    ]
 
 
 # --- checking ---------------------------------------------------------------------------------

@@ -166,6 +166,19 @@ class Master:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """Where an exporter serves ``/metrics`` (``paphosting:metrics``)."""
+
+    address: str
+    port: int
+    stats_port: int = 8053  # nameservers: BIND's statistics channel, on 127.0.0.1
+
+
+# The exporters of paphosting:metrics, each with its default port.
+METRICS_ROLES = {"loadbalancers": 8405, "nameservers": 9119, "masters": 9120}
+
+
+@dataclass(frozen=True)
 class Platform:
     loadbalancers: dict
     webservers: dict
@@ -178,6 +191,7 @@ class Platform:
     dns: dict = field(default_factory=dict)
     haproxy: dict = field(default_factory=dict)
     schedule: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
 
     def roles(self, minion_id):
         """The roles (``loadbalancer``, ``nameserver``, ``webserver``) of one minion."""
@@ -1010,7 +1024,49 @@ def _schedule(raw, errs):
     }
 
 
+def _metrics(raw, errs, loadbalancers, nameservers, masters):
+    """``paphosting:metrics``: where each exporter listens (docs/monitoring.md).
+
+    ``{"scrape_interval": s, "loadbalancers": {id: Listener}, "nameservers": {id: Listener},
+    "masters": {name: Listener}}``; a server left out runs no exporter. Every listener's address
+    and port are its own: two exporters never share one, nor one a load balancer's public frontend.
+    """
+    path = (ROOT, "metrics")
+    raw = _mapping(raw, path, errs, {"scrape_interval", *METRICS_ROLES})
+    out = {
+        "scrape_interval": _number(
+            raw.get("scrape_interval"), path + ("scrape_interval",), errs, 1, 3600, 15.0
+        )
+    }
+    known = {"loadbalancers": loadbalancers, "nameservers": nameservers, "masters": masters}
+    taken = {(lb.address, lb.http_port): ("loadbalancers", n) for n, lb in loadbalancers.items()}
+    taken.update({(ns.address, ns.port): ("nameservers", n) for n, ns in nameservers.items()})
+    for role, default_port in METRICS_ROLES.items():
+        rpath = path + (role,)
+        out[role] = {}
+        for name, item in _named(raw.get(role), rpath, errs, ID_RE, "server").items():
+            p = rpath + (name,)
+            if name not in known[role]:
+                errs.add(p, f"{name!r} is not defined under {ROOT}:{role}")
+                continue
+            keys = {"address", "port"} | ({"stats_port"} if role == "nameservers" else set())
+            item = _mapping(item, p, errs, keys, ["address"])
+            listener = Listener(
+                address=_address(item.get("address"), p + ("address",), errs),
+                port=_int(item.get("port"), p + ("port",), errs, 1, 65535, default_port),
+                stats_port=_int(item.get("stats_port"), p + ("stats_port",), errs, 1, 65535, 8053),
+            )
+            where = (listener.address, listener.port)
+            if listener.address is not None and where in taken:
+                other = ":".join(taken[where])
+                errs.add(p, f"{listener.address}:{listener.port} is already used by {other}")
+            taken[where] = (role, name)
+            out[role][name] = listener
+    return out
+
+
 TOP_KEYS = {
+    "metrics",
     "settings",
     "haproxy",
     "loadbalancers",
@@ -1066,6 +1122,7 @@ def parse(pillar):
         dns=_dns_settings(raw.get("dns"), errs),
         haproxy=hap,
         schedule=_schedule(raw.get("schedule"), errs),
+        metrics=_metrics(raw.get("metrics"), errs, loadbalancers, nameservers, masters),
     )
     _rotation_zones(rotations, services, zones, platform.zone_of, errs)
     for i, w in enumerate(health.watchers):
