@@ -223,6 +223,7 @@ def report(report=None, sig=None, sender=None):
         )
     if change is None:
         return {"accepted": True, "changed": False, "version": state["version"]}
+    change["detected"] = body["ts"]  # when the watcher sent it: the failover latency's start
     jid = _publish_change(config, change, published, digest)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
 

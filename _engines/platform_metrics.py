@@ -1,0 +1,137 @@
+"""
+The master's Prometheus exporter: the failover, the pushes and drift correction as metrics.
+
+Runs inside the salt-master (``engines: [platform_metrics: {}]``, conf/master.d/paphosting.conf)
+and serves ``/metrics`` on this master's listener of ``paphosting:metrics:masters`` (the entry
+named like this master's id or its ``paphosting_svn:name``, or holding its ``interface``
+address). The metrics are computed by :mod:`paphosting.metrics` from the rotation state file, the
+push record and the events of this master's bus; see docs/monitoring.md.
+
+Configuration (all optional):
+
+.. code-block:: yaml
+
+    engines:
+      - platform_metrics:
+          refresh: 30   # seconds between looks at the platform pillar (listener, rotations)
+"""
+
+import logging
+import os
+import time
+
+import salt.pillar
+import salt.utils.event
+import salt.utils.minions
+
+from paphosting import metrics, platformcache, rotation
+from paphosting.errors import PapError
+from paphosting.push import Store
+
+try:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    HAS_PROMETHEUS = True
+except ImportError:
+    HAS_PROMETHEUS = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "platform_metrics"
+
+
+def __virtual__():
+    if not HAS_PROMETHEUS:
+        return (False, "platform_metrics needs the Python package prometheus_client")
+    return __virtualname__
+
+
+def _platform(opts):
+    """The platform from the pillar of the first accepted minion (the one platform of this
+    master's pillar tree, compiled without ext_pillars), or None while there is none."""
+    pki = os.path.join(opts["pki_dir"], "minions")
+    accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    if not accepted:
+        return None
+    minion_id = accepted[0]
+    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, opts)
+    pillar = salt.pillar.Pillar(
+        dict(opts, ext_pillar=[]), grains or {"fqdn": minion_id}, minion_id, "base"
+    ).compile_pillar()
+    if pillar.get("_errors") or not pillar.get("paphosting"):
+        return None
+    return platformcache.load(pillar["paphosting"]).platform
+
+
+def _listener(platform, opts):
+    masters = platform.metrics.get("masters", {})
+    names = [opts.get("id"), (opts.get("paphosting_svn") or {}).get("name")]
+    for name in names:
+        if name in masters:
+            return masters[name]
+    for name, listener in masters.items():
+        configured = platform.masters.get(name)
+        if configured is not None and configured.address == opts.get("interface"):
+            return listener
+    return None
+
+
+def start(refresh=30):
+    """Serve the metrics and follow the event bus until the master stops."""
+    opts = __opts__
+    store = Store(
+        (opts.get("paphosting_svn") or {}).get("store")
+        or os.path.join(opts["cachedir"], "paphosting")
+    )
+    state_path = rotation.state_path(opts)
+    observer = metrics.Observer(
+        drift_path=os.path.join(opts["cachedir"], "paphosting", "metrics_drift.json")
+    )
+    current = {"platform": None}
+
+    def sources():
+        platform = current["platform"]
+        if platform is None:
+            return None
+        return {
+            "state": rotation.load(state_path),
+            "config": rotation.config_of(platform),
+            "heartbeat": platform.health.heartbeat,
+            "record": store.record(),
+            "minions": sorted(
+                {*platform.loadbalancers, *platform.nameservers, *platform.webservers}
+            ),
+            "drift_interval": platform.schedule["highstate_interval"] + platform.schedule["splay"],
+        }
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.MasterCollector(observer, sources))
+    serving = None
+    looked = 0.0
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
+        while True:
+            if time.monotonic() - looked >= refresh:
+                looked = time.monotonic()
+                try:
+                    current["platform"] = _platform(opts) or current["platform"]
+                except (PapError, Exception) as exc:  # noqa: BLE001 - keep serving the last one
+                    log.warning("platform_metrics: the platform pillar does not load: %s", exc)
+                platform = current["platform"]
+                listener = _listener(platform, opts) if platform is not None else None
+                if serving is None and listener is not None:
+                    try:
+                        start_http_server(listener.port, listener.address, registry=registry)
+                        serving = listener
+                        log.info(
+                            "platform_metrics: /metrics on %s:%s", listener.address, listener.port
+                        )
+                    except OSError as exc:
+                        log.error(
+                            "platform_metrics: cannot listen on %s:%s: %s",
+                            listener.address,
+                            listener.port,
+                            exc,
+                        )
+            event = bus.get_event(wait=1, full=True, auto_reconnect=True)
+            if event:
+                observer.event(event.get("tag", ""), event.get("data") or {})
