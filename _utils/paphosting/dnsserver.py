@@ -153,9 +153,27 @@ def render_config(platform, ns_id, root="/"):
     lay = layout(ns, root)
     zones = sorted(platform.zones)
     process = ns.service_mode == "process"
-    return {"bind": _bind_conf, "nsd": _nsd_conf, "knot": _knot_conf}[ns.server](
+    text = {"bind": _bind_conf, "nsd": _nsd_conf, "knot": _knot_conf}[ns.server](
         ns, lay, zones, process
     )
+    listener = (platform.metrics or {}).get("nameservers", {}).get(ns_id)
+    if listener is None:
+        return text
+    # The statistics the nameserver's exporter reads (paphosting.dnsmetrics): BIND's statistics
+    # channel, on the loopback only; Knot's mod-stats counters for every query (knotc stats).
+    # NSD counts without configuration (nsd-control stats_noreset).
+    if ns.server == "bind":
+        text += (
+            f"\nstatistics-channels {{\n\tinet {_loopback(ns.address)} port {listener.stats_port}"
+            f" allow {{ {_loopback(ns.address)}; }};\n}};\n"
+        )
+    elif ns.server == "knot":
+        text = text.replace(
+            "template:\n  - id: default\n",
+            "template:\n  - id: default\n    global-module: mod-stats\n",
+            1,
+        )
+    return text
 
 
 def _bind_conf(ns, lay, zones, process):

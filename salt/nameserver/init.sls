@@ -5,3 +5,4 @@ include:
   - nameserver.config
   - nameserver.zones
   - nameserver.service
+  - nameserver.exporter

@@ -1,0 +1,147 @@
+"""The nameserver's Prometheus exporter: its statistics under common metric names.
+
+A small process (:mod:`paphosting.dnsmetrics`) reads the DNS server's own statistics (BIND's
+statistics channel, Knot's ``knotc stats``, ``nsd-control stats_noreset``) and serves
+``/metrics`` on the nameserver's listener of ``paphosting:metrics:nameservers``. In service mode
+``process`` it runs with a pidfile under ``paphosting_root``; in mode ``systemd`` as the unit
+``paphosting-dns-exporter``. See ``docs/monitoring.md``.
+"""
+
+import json
+import os
+
+from salt.exceptions import CommandExecutionError
+
+from paphosting import daemon as pdaemon
+from paphosting import files, platformcache
+from paphosting.errors import PapError
+
+try:
+    from paphosting import dnsmetrics
+
+    HAS_PROMETHEUS = True
+except ImportError:
+    HAS_PROMETHEUS = False
+
+__virtualname__ = "dns_exporter"
+
+
+def __virtual__():
+    if not HAS_PROMETHEUS:
+        return (False, "dns_exporter needs the Python package prometheus_client")
+    return __virtualname__
+
+
+def _root():
+    return __opts__.get("paphosting_root", "/")
+
+
+def _platform():
+    try:
+        return platformcache.load(__pillar__.get("paphosting"), __opts__["cachedir"]).platform
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def _wanted(nameserver=None):
+    """``(nameserver, service mode, config text or None)``."""
+    platform = _platform()
+    name = nameserver or __opts__["id"]
+    if name not in platform.nameservers:
+        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
+    try:
+        conf = dnsmetrics.exporter_config(platform, name, _root(), __opts__["cachedir"])
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    text = None if conf is None else json.dumps(conf, indent=1, sort_keys=True) + "\n"
+    return name, platform.nameservers[name].service_mode, text
+
+
+def render(nameserver=None):
+    """
+    The exporter's config for this nameserver (JSON text), or None when
+    ``paphosting:metrics:nameservers`` gives it no listener.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_exporter.render
+    """
+    return _wanted(nameserver)[2]
+
+
+def status(nameserver=None):
+    """
+    What runs and what is written: ``{"configured", "mode", "running", "config_current",
+    "unit_current", "config", "diff"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_exporter.status
+    """
+    _, mode, text = _wanted(nameserver)
+    lay = dnsmetrics.layout(_root())
+    current = files.read(lay["config"])
+    if mode == "systemd":
+        running = bool(__salt__["service.status"](dnsmetrics.UNIT))
+        unit_current = files.read(lay["unit"]) == dnsmetrics.systemd_unit(_root())
+    else:
+        running = pdaemon.running(dnsmetrics.daemon(_root()))
+        unit_current = True
+    return {
+        "configured": text is not None,
+        "mode": mode,
+        "running": running,
+        "config_current": current == text,
+        "unit_current": unit_current,
+        "config": lay["config"],
+        "diff": files.unified_diff(current, text, lay["config"]) if text is not None else "",
+    }
+
+
+def apply(nameserver=None):
+    """
+    Write the exporter's config (and its unit in systemd mode) and (re)start it when the config
+    changed or it does not run; stop it when the pillar gives this nameserver no listener.
+    Returns :func:`status` as it is afterwards.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_exporter.apply
+    """
+    _, mode, text = _wanted(nameserver)
+    before = status(nameserver)
+    lay = dnsmetrics.layout(_root())
+    proc = dnsmetrics.daemon(_root())
+    try:
+        if text is None:
+            if mode == "systemd":
+                __salt__["service.stop"](dnsmetrics.UNIT)
+            else:
+                pdaemon.stop(proc)
+            return status(nameserver)
+        for path in (lay["config"], lay["log"], lay["pidfile"]):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.write_checked(lay["config"], text, mode=0o644)
+        if mode == "systemd":
+            os.makedirs(os.path.dirname(lay["unit"]), exist_ok=True)
+            files.write_checked(lay["unit"], dnsmetrics.systemd_unit(_root()))
+            if not before["unit_current"]:
+                __salt__["service.systemctl_reload"]()
+            if before["running"] and not (before["config_current"] and before["unit_current"]):
+                __salt__["service.restart"](dnsmetrics.UNIT)
+            else:
+                __salt__["service.start"](dnsmetrics.UNIT)
+            __salt__["service.enable"](dnsmetrics.UNIT)
+        else:
+            if before["running"] and not before["config_current"]:
+                pdaemon.stop(proc)
+            pdaemon.start(proc)
+    except (PapError, OSError) as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    return status(nameserver)
