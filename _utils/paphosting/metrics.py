@@ -448,3 +448,37 @@ class MasterCollector:
             yield from push_families(src["record"])
             yield from self.observer.drift_families(src["minions"], src["drift_interval"])
         yield from self.observer.registry.collect()
+
+
+JOBS = {
+    "loadbalancers": "paphosting-loadbalancers",
+    "nameservers": "paphosting-nameservers",
+    "masters": "paphosting-masters",
+}
+
+
+def scrape_configs(platform):
+    """Prometheus's ``scrape_configs`` for every exporter of ``paphosting:metrics``: one job per
+    role, each target labelled with its server's name (``server``)."""
+    metrics = platform.metrics or {}
+    interval = f"{metrics.get('scrape_interval', 15.0):g}s"
+    out = []
+    for role, job in JOBS.items():
+        listeners = metrics.get(role) or {}
+        if not listeners:
+            continue
+        out.append(
+            {
+                "job_name": job,
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "static_configs": [
+                    {
+                        "targets": [f"{listener.address}:{listener.port}"],
+                        "labels": {"server": name},
+                    }
+                    for name, listener in sorted(listeners.items())
+                ],
+            }
+        )
+    return out

@@ -33,7 +33,7 @@ def main(argv=None):
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    lab = Lab("lab", say=say)
+    lab = Lab("lab", say=say, prometheus=True)
     try:
         lab.start()
         if not args.no_push:
@@ -49,6 +49,11 @@ def main(argv=None):
         if lab.svn is not None:
             say(
                 f"Subversion: {lab.svn.url} (user admin, password secret); working copy {lab.svn.wc}"
+            )
+        if lab.prometheus is not None:
+            say(
+                f"Prometheus: {lab.prometheus.url} (every target: {lab.prometheus.url}/targets; "
+                f"the alerts: {lab.prometheus.url}/alerts)"
             )
         say("running; Ctrl-C stops everything")
         while not done.is_set():

@@ -48,6 +48,7 @@ from tests.integration.svn_support import PASSWORD, USER, SvnServer
 from tests.support.saltenv import file_root
 
 from . import REPO, processes
+from .prometheus import Prometheus
 
 BIN = pathlib.Path(sys.executable).parent
 CONF_DIR = REPO / "conf" / "master.d"
@@ -399,6 +400,9 @@ class Lab:
         Where progress lines go (a callable taking one string).
     extra_file_roots
         Folders served after the repository's ``salt://`` tree (the benchmark's empty SLS).
+    prometheus
+        Also run a Prometheus scraping every exporter of ``paphosting:metrics`` with the alert
+        rules (:mod:`lab.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
     """
 
     def __init__(
@@ -416,6 +420,7 @@ class Lab:
         master_overrides=None,
         minion_overrides=None,
         extra_file_roots=(),
+        prometheus=False,
     ):
         base = REPO / "build" / name
         if len(str(base)) > MAX_BASE:
@@ -462,6 +467,8 @@ class Lab:
             short = short_name(mid, taken)
             taken.add(short)
             self.minions[mid] = Minion(self, mid, short)
+        self.want_prometheus = prometheus
+        self.prometheus = None
         self.started = False
 
     # --- the platform's data ---------------------------------------------------------------------
@@ -510,6 +517,15 @@ class Lab:
         ]
         for svc in p.services.values():
             wanted += [(s.address, s.port) for s in svc.servers if s.name in self.minions]
+        # The exporters (paphosting:metrics) and BIND's statistics channel.
+        for role, listeners in p.metrics.items():
+            if not isinstance(listeners, dict):
+                continue
+            for name, listener in listeners.items():
+                if name in self.minions or name in self.masters:
+                    wanted.append((listener.address, listener.port))
+                    if role == "nameservers" and p.nameservers[name].server == "bind":
+                        wanted.append(("127.0.0.1", listener.stats_port))
         return sorted(set(wanted))
 
     def _check_ports(self):
@@ -570,6 +586,14 @@ class Lab:
         self.say(
             f"{len(self.minions)} salt-minions connected to every master: {', '.join(m.short for m in self.minions.values())}"
         )
+        if self.want_prometheus:
+            self.prometheus = Prometheus(
+                self.base / "prometheus", self.platform, "127.0.0.1", free_port("127.0.0.1")
+            ).start()
+            self.say(
+                f"Prometheus on {self.prometheus.url} (targets: {self.prometheus.url}/targets, "
+                f"alerts: {self.prometheus.url}/alerts; docs/monitoring.md)"
+            )
         return self
 
     def _keys(self):
@@ -636,6 +660,8 @@ class Lab:
             with contextlib.suppress(Exception):
                 self.svn.stop()
                 lines.append("stopped svnserve")
+        if self.prometheus is not None and self.prometheus.stop():
+            lines.append("stopped prometheus")
         for pidfile, pid, cmd in processes.sweep(self.base):
             lines.append(
                 f"stopped pid {pid}: {os.path.basename(cmd.split()[0]) if cmd else '?'} ({os.path.relpath(pidfile, self.base)})"

@@ -210,3 +210,15 @@ def test_collector_before_and_after_the_platform_is_known(config):
     got = samples(collector.collect())
     assert got[("paphosting_master_platform_loaded", frozenset())] == 1
     assert got[("paphosting_rotation_members", frozenset({("rotation", ROT)}))] == 2
+
+
+def test_scrape_configs_name_every_exporter():
+    jobs = {j["job_name"]: j for j in metrics.scrape_configs(model.parse(example_pillar()))}
+    assert sorted(jobs) == [
+        "paphosting-loadbalancers",
+        "paphosting-masters",
+        "paphosting-nameservers",
+    ]
+    assert jobs["paphosting-masters"]["scrape_interval"] == "2s"
+    targets = [c["targets"][0] for c in jobs["paphosting-loadbalancers"]["static_configs"]]
+    assert targets == ["127.0.5.1:8405", "127.0.5.2:8405"]
