@@ -6,8 +6,8 @@ Each server keeps its own counters and has its own way to read them: BIND's stat
 each into ``{"queries": n, "responses": {rcode: n}}``; :class:`Collector` reads them at every
 scrape, asks the server for the SOA serial of every zone it should serve, and reports:
 
-``paphosting_dns_up``
-    1 when the server's statistics could be read.
+``paphosting_dns_up{software}``
+    1 when the server's statistics could be read; ``software`` is bind, nsd or knot.
 ``paphosting_dns_queries_total``, ``paphosting_dns_responses_total{rcode}``
     Since the server started (a restart resets them; Prometheus's ``rate`` handles that).
 ``paphosting_dns_zone_serial{zone}``
@@ -118,8 +118,9 @@ class Collector:
         return []
 
     def collect(self):
-        labels = ["nameserver", "server"]
-        ident = [self.conf["nameserver"], self.conf["server"]]
+        # The nameserver's name is the scrape target's label (paphosting.metrics.scrape_configs).
+        labels = ["software"]
+        ident = [self.conf["server"]]
         up = GaugeMetricFamily(f"{PREFIX}_up", "1 when the statistics were read.", labels=labels)
         try:
             stats = read_stats(self.conf)

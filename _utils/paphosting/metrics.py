@@ -450,20 +450,22 @@ class MasterCollector:
         yield from self.observer.registry.collect()
 
 
+# Per role: the scrape job, and the target label that names the server (the metrics' own labels
+# never use it: haproxy's have "server" for a backend server, the masters' "loadbalancer").
 JOBS = {
-    "loadbalancers": "paphosting-loadbalancers",
-    "nameservers": "paphosting-nameservers",
-    "masters": "paphosting-masters",
+    "loadbalancers": ("paphosting-loadbalancers", "loadbalancer"),
+    "nameservers": ("paphosting-nameservers", "nameserver"),
+    "masters": ("paphosting-masters", "master"),
 }
 
 
 def scrape_configs(platform):
     """Prometheus's ``scrape_configs`` for every exporter of ``paphosting:metrics``: one job per
-    role, each target labelled with its server's name (``server``)."""
+    role, each target labelled with its server's name (:data:`JOBS`)."""
     metrics = platform.metrics or {}
     interval = f"{metrics.get('scrape_interval', 15.0):g}s"
     out = []
-    for role, job in JOBS.items():
+    for role, (job, label) in JOBS.items():
         listeners = metrics.get(role) or {}
         if not listeners:
             continue
@@ -475,7 +477,7 @@ def scrape_configs(platform):
                 "static_configs": [
                     {
                         "targets": [f"{listener.address}:{listener.port}"],
-                        "labels": {"server": name},
+                        "labels": {label: name},
                     }
                     for name, listener in sorted(listeners.items())
                 ],

@@ -42,6 +42,10 @@ def main(argv=None):
             say(
                 f"pushed r{rev} from NL (exit status {res.returncode}):\n{res.stdout}{res.stderr if res.returncode else ''}"
             )
+            # The minions started before anything was live; until they refresh their in-memory
+            # pillar, rotation.apply fails on the nameservers (dns_zone.apply_all asks
+            # dns_server.running, which parses the in-memory pillar).
+            lab.salt(sorted(lab.minions), "saltutil.refresh_pillar", wait=True)
         for m in lab.masters.values():
             say(
                 f"master {m.name.upper()}: {BIN}/salt -c {m.conf_dir} '*' test.ping   (salt-run -c {m.conf_dir} rotation.status)"

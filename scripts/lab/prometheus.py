@@ -93,9 +93,13 @@ class Prometheus:
         }
 
     def targets(self):
-        """``{(job, server label): health}`` of the active targets."""
+        """``{(job, server name): health}`` of the active targets."""
+        names = [label for _, label in metrics.JOBS.values()]
         return {
-            (t["labels"].get("job"), t["labels"].get("server")): t["health"]
+            (
+                t["labels"].get("job"),
+                next((t["labels"][k] for k in names if k in t["labels"]), None),
+            ): t["health"]
             for t in self.api("targets")["activeTargets"]
         }
 
