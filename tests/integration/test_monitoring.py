@@ -10,13 +10,14 @@ alert resolves. How long after DNS the metrics change is printed (the benchmark'
 an assertion).
 """
 
+import json
 import time
 
 import pytest
 
 from paphosting import dnsserver
 from scripts.lab.launcher import Lab
-from tests.conftest import require_binary
+from tests.conftest import REPO, require_binary
 from tests.support.procs import wait_until
 
 ROT = "http0.l.paphosting.nl"
@@ -78,6 +79,12 @@ def test_every_target_is_up(lab):
     assert len(values(prom, "haproxy_process_uptime_seconds", "instance")) == 2
     assert values(prom, "paphosting_push_last_success", "master").get("nl") == 1
     assert values(prom, "paphosting_master_platform_loaded", "master") == {"nl": 1, "ch": 1}
+    # Every query of the Grafana dashboard is one this Prometheus evaluates.
+    dashboard = json.loads((REPO / "monitoring" / "grafana" / "paphosting.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$__rate_interval", "1m")
+            assert prom.api("query", query=expr)["resultType"] in ("vector", "scalar"), expr
 
 
 def test_a_dead_load_balancer_shows_in_the_metrics_and_fires_the_alert(lab):
