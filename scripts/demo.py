@@ -49,7 +49,7 @@ EVENT_PREFIXES = ("salt/beacon/", "paphosting/", "salt/job/")
 class Demo:
     def __init__(self, timeline):
         self.tl = timeline
-        self.lab = Lab("demo", say=lambda m: timeline.say(m))
+        self.lab = Lab("demo", say=lambda m: timeline.say(m), prometheus=True)
         p = self.lab.platform
         self.p = p
         self.lbs = sorted(p.loadbalancers)
@@ -652,6 +652,10 @@ def main():
         f"{passed} of {len(doc['steps'])} steps passed; load balancer failover {doc['lb_failover_s']:.2f} s "
         f"(floor {doc['detection_floor_s']:.0f} s); {doc['client_errors']} client errors; report: {path.relative_to(REPO)}",
         "PASS" if doc["passed"] else "FAIL",
+    )
+    tl.say(
+        "Prometheus scraped the demo while it ran (its address is above); to browse it on a "
+        "platform that stays up: .venv/bin/python scripts/lab up (docs/monitoring.md)"
     )
     if interrupted:
         return 130
