@@ -56,6 +56,7 @@ class Net:
 
     def pillar(self, hosts=0):
         pillar = example_pillar()
+        pillar.pop("metrics")  # the exporters of the example's own servers
         pillar["nameservers"] = {IDS[s]: dict(v) for s, v in self.ns.items()}
         pillar["health"]["watchers"] = list(pillar["nameservers"])
         records = pillar["zones"][ZONE]["records"]

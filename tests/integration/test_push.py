@@ -31,6 +31,7 @@ TOP = "base:\n  '*':\n    - paphosting\n"
 def platform(loopback):
     """The example platform on fresh loopback addresses and ports (the value of ``paphosting``)."""
     pillar = example_pillar()
+    pillar.pop("metrics")  # the exporters of the example's own servers
     for lb in pillar["loadbalancers"].values():
         lb["address"] = loopback.address()
         lb["http_port"] = loopback.port(lb["address"])
