@@ -25,7 +25,6 @@ import salt.utils.event
 import salt.utils.minions
 
 from paphosting import metrics, platformcache, rotation
-from paphosting.errors import PapError
 from paphosting.push import Store
 
 try:
@@ -114,9 +113,11 @@ def start(refresh=30):
                 looked = time.monotonic()
                 try:
                     current["platform"] = _platform(opts) or current["platform"]
-                except (PapError, Exception) as exc:  # noqa: BLE001 - keep serving the last one
+                except Exception as exc:  # noqa: BLE001 - keep serving the last one known
                     log.warning("platform_metrics: the platform pillar does not load: %s", exc)
                 platform = current["platform"]
+                if platform is not None:
+                    observer.nameservers = set(platform.nameservers)
                 listener = _listener(platform, opts) if platform is not None else None
                 if serving is None and listener is not None:
                     try:

@@ -436,7 +436,6 @@ class MasterCollector:
         loaded.add_metric([], 1 if src else 0)
         yield loaded
         if src:
-            self.observer.nameservers = set(src["config"]["nameservers"])
             yield from rotation_families(
                 src["state"],
                 src["config"],
