@@ -545,15 +545,17 @@ def served_serial(ns, zone_name, timeout=1.0):
     return None
 
 
-def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
-    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone.
+def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
+    """``{name: response or None}``: ask ``ns`` for each of ``names`` (``rdtype``, no recursion).
 
-    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of zones take
-    a fraction of a second; unanswered ones are asked again, ``tries`` times in all.
+    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of names take
+    a fraction of a second; names without a NOERROR answer are asked again, ``tries`` times in
+    all (their last response, if any, is returned).
     """
-    out = dict.fromkeys(zone_names)
+    out = dict.fromkeys(names)
     family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
     pending = list(out)
+    qid = 0
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         for _ in range(tries):
@@ -562,37 +564,46 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
             waiting = {}
             queue = list(pending)
             deadline = time.monotonic() + timeout
-            qid = 0
             while (queue or waiting) and time.monotonic() < deadline:
                 while queue and len(waiting) < window:
-                    zone = queue.pop()
+                    name = queue.pop()
                     qid = (qid + 1) % 65536
-                    msg = dns.message.make_query(zone + ".", "SOA", id=qid)
+                    msg = dns.message.make_query(name.rstrip(".") + ".", rdtype, id=qid)
                     msg.flags &= ~dns.flags.RD
                     try:
                         sock.sendto(msg.to_wire(), (ns.address, ns.port))
                     except OSError:
+                        queue.clear()
                         break
-                    waiting[qid] = zone
+                    waiting[qid] = name
                 ready, _, _ = select.select([sock], [], [], 0.05)
                 if not ready:
                     continue
                 while True:
                     try:
                         wire, _ = sock.recvfrom(65535)
-                    except (BlockingIOError, OSError):
+                    except OSError:
                         break
                     try:
                         resp = dns.message.from_wire(wire)
                     except dns.exception.DNSException:
                         continue
-                    zone = waiting.pop(resp.id, None)
-                    if zone is None or resp.rcode() != dns.rcode.NOERROR:
-                        continue
-                    for rrset in resp.answer:
-                        if rrset.rdtype == dns.rdatatype.SOA:
-                            out[zone] = rrset[0].serial
-            pending = [z for z in pending if out[z] is None]
+                    name = waiting.pop(resp.id, None)
+                    if name is not None:
+                        out[name] = resp
+            pending = [n for n in pending if out[n] is None or out[n].rcode() != dns.rcode.NOERROR]
+    return out
+
+
+def served_serials(ns, zone_names, timeout=1.0, tries=3):
+    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone (:func:`query_many`)."""
+    out = {}
+    for zone, resp in query_many(ns, zone_names, "SOA", timeout, tries).items():
+        out[zone] = None
+        if resp is not None and resp.rcode() == dns.rcode.NOERROR:
+            for rrset in resp.answer:
+                if rrset.rdtype == dns.rdatatype.SOA:
+                    out[zone] = rrset[0].serial
     return out
 
 

@@ -230,8 +230,9 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     lbs[LB1].start()
     wait_answers(platform, pillar, [LB1, LB2])
     assert show(platform)["version"] == version + 2
-    # The first push refreshed the nameservers' in-memory pillar: the second applies from it,
-    # without compiling the pillar again (the master sends the digest of what it decided with).
+    # The first push prepared the platform the master decided with in each nameserver's cache
+    # (platformcache): the second applies from it, without compiling or even hashing the pillar
+    # (the master sends the digest of what it decided with).
     back = change_event(platform, event_listener, start, version + 2)
     ret = platform.wait(
         lambda: (lambda r: r if all(ns in r for ns in NS) else None)(
@@ -239,7 +240,7 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
         ),
         "every nameserver to return the second push",
     )
-    assert {ns: ret[ns]["pillar"] for ns in NS} == {ns: "in memory" for ns in NS}, ret
+    assert {ns: ret[ns]["pillar"] for ns in NS} == {ns: "cached" for ns in NS}, ret
 
 
 def test_all_load_balancers_down_keeps_them_all(platform, pillar, lbs, healthy):
