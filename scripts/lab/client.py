@@ -21,6 +21,7 @@ import dns.name
 import dns.query
 import dns.rdatatype
 
+from paphosting import dnsserver
 from tests.support.procs import Client
 
 
@@ -111,6 +112,54 @@ class DnsWatch:
     def wait(self, timeout):
         """Wait (bounded) until every nameserver answered ``want``; ``{name: time}`` of those that did."""
         self._thread.join(timeout)
+        self._stop.set()
+        return dict(self.at)
+
+
+class ZoneWatch:
+    """Asks each nameserver, from a thread of its own, for the A records of every name in
+    ``names`` (pipelined: :func:`paphosting.dnsserver.query_many`), again and again for those not
+    yet answering exactly ``want``, and notes when each nameserver answered ``want`` for all of
+    them. With thousands of names one round takes a fraction of a second: the time noted is the
+    end of the round that saw the last name right (``rounds`` says how long rounds took)."""
+
+    def __init__(self, nameservers, names, want, interval=0.02):
+        self.nameservers = list(nameservers)
+        self.want = sorted(want)
+        self.interval = interval
+        self.at = {}
+        self.left = {ns.name: len(names) for ns in self.nameservers}
+        self.rounds = {ns.name: [] for ns in self.nameservers}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(ns, list(names)), daemon=True)
+            for ns in self.nameservers
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _addresses(self, resp):
+        if resp is None:
+            return None
+        return sorted(rd.address for rr in resp.answer if rr.rdtype == dns.rdatatype.A for rd in rr)
+
+    def _run(self, ns, pending):
+        while pending and not self._stop.is_set():
+            t0 = time.monotonic()
+            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=1)
+            pending = [n for n in pending if self._addresses(got[n]) != self.want]
+            self.rounds[ns.name].append(time.monotonic() - t0)
+            self.left[ns.name] = len(pending)
+            if not pending:
+                self.at[ns.name] = time.monotonic()
+                return
+            self._stop.wait(self.interval)
+
+    def wait(self, timeout):
+        """Wait (bounded) until every nameserver answered ``want`` for every name."""
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         return dict(self.at)
 
