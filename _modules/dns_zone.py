@@ -266,6 +266,7 @@ def apply_all(
     pillar=None,
     test=False,
     pillar_digest=None,
+    failover=False,
 ):
     """
     Bring many zones (default: every zone of the platform) up to date on this nameserver and make
@@ -301,6 +302,12 @@ def apply_all(
         The digest of the ``paphosting`` pillar to render, when known (``rotation.apply`` passes
         the master's): a platform prepared for it in the cache is used without hashing the pillar.
 
+    failover
+        A rotation change (``rotation.apply`` sets it): never blocked by local damage. A zone
+        whose live file differs from the pillar in more than the rotation's records gets only
+        those records (and its serial) changed, checked by the server's checker, and is marked
+        ``patched``; drift correction repairs the rest through the change-safety rule.
+
     CLI Example:
 
     .. code-block:: bash
@@ -333,6 +340,7 @@ def apply_all(
                 force=force,
                 running=_running(ns),
                 first=zonesync.rotation_zones(renderer),
+                failover=failover,
             )
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:

@@ -5,7 +5,7 @@ The schema is documented in ``docs/pillar.md``.
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import health, model
+from paphosting import health, platformcache
 from paphosting.errors import PapError
 
 __virtualname__ = "paphosting"
@@ -16,8 +16,10 @@ def __virtual__():
 
 
 def _platform(pillar=None):
+    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
     try:
-        return model.parse(pillar if pillar is not None else __pillar__.get("paphosting"))
+        value = pillar if pillar is not None else __pillar__.get("paphosting")
+        return platformcache.load(value, __opts__.get("cachedir")).platform
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 

@@ -127,13 +127,17 @@ def apply(published=None, pillar_digest=None):
     # Explicit members: what this minion holds now (the newest version any master sent).
     members = {n: r["members"] for n, r in (held or {}).get("rotations", {}).items()} or None
     done = __salt__["dns_zone.apply_all"](
-        members=members, pillar=pillar, pillar_digest=pillar_digest if cached else None
+        members=members,
+        pillar=pillar,
+        pillar_digest=pillar_digest if cached else None,
+        failover=True,
     )
     errors = []
     for zone, entry in done.items():
         if entry["written"] or entry["reloaded"] or entry["error"]:
             out["zones"][zone] = {
                 "written": entry["written"],
+                "patched": entry.get("patched", False),
                 "serial": entry["serial"],
                 "reloaded": entry["reloaded"],
                 "error": entry["error"],

@@ -416,8 +416,23 @@ def bench_peers(lab, trials):
 
 def scale_pillar(customers):
     """The bench platform with ``customers`` customer zones, each with its apex (and ``www``) on
-    the rotation (scripts/lab/synthetic.py)."""
-    return synthetic.customers(customers, base=bench_pillar())
+    the rotation (scripts/lab/synthetic.py), on addresses of its own (:func:`_own_addresses`)."""
+    return _own_addresses(synthetic.customers(customers, base=bench_pillar()))
+
+
+def _own_addresses(pillar, octet=77):
+    """``pillar`` moved to addresses and ports no other lab of this machine uses (``scripts/lab
+    up`` or the demo may be running): 127.0.x.y becomes 127.<octet>.x.y; BIND, which listens on
+    127.0.0.1 only, gets other ports."""
+    for group in ("loadbalancers", "webservers", "nameservers", "masters"):
+        for item in pillar.get(group, {}).values():
+            if item.get("address", "").startswith("127.0.") and item["address"] != "127.0.0.1":
+                item["address"] = f"127.{octet}." + item["address"].split(".", 2)[2]
+            elif item.get("address") == "127.0.0.1":
+                item["port"] = item.get("port", 53) + 100
+                if "control_port" in item:
+                    item["control_port"] += 100
+    return pillar
 
 
 def _floor_root():
@@ -493,16 +508,24 @@ def bench_scale(trials, sizes=ZONE_SIZES, repeat=2):
             log(f"scale: push validation at {n} zones: {row['push_validation']}")
             noop = {}
             for ns in lab.nameservers:
-                runs, floors = [], []
+                runs, floors, states = [], [], {}
                 for _ in range(repeat):
                     secs, res = _timed_apply(lab, ns.name)
                     if res["failed"] or res["changed"]:
                         raise RuntimeError(f"no-change highstate of {ns.name}: {res}")
                     runs.append(secs)
+                    for sid, ms in res["durations"].items():
+                        states.setdefault(sid, []).append(ms)
                     floors.append(_timed_apply(lab, ns.name, "bench.floor")[0])
                 noop[ns.server] = {
                     "seconds": round(percentile(runs, 0.5), 3),
                     "floor_seconds": round(percentile(floors, 0.5), 3),
+                    "state_ms": {
+                        sid: round(percentile(v, 0.5))
+                        for sid, v in sorted(
+                            states.items(), key=lambda kv: -percentile(kv[1], 0.5)
+                        )[:4]
+                    },
                 }
             row["noop"] = noop
             log(f"scale: no-change highstate at {n} zones: {noop}")

@@ -51,6 +51,7 @@ def _entry(plan, path, live, describe):
         "records": plan.records,
         "refused": plan.refusal(),
         "rotation_only": plan.rotation_only,
+        "patched": False,
         "written": False,
         "reloaded": None,
         "error": None,
@@ -105,6 +106,32 @@ def predict(ns, plans, entries):
     return entries
 
 
+def _patch(renderer, plan, entry):
+    """Turn ``plan`` (a zone whose live file differs in more than the rotation's records) into the
+    failover's patch: only the rotation's records and the serial change. A zone whose rotation
+    records are already right is left to drift correction (not written)."""
+    live = files.read(entry["path"])
+    try:
+        text = pzone.patch_rotation(
+            plan.zone, live, plan.text, renderer.address_owners, plan.serial_new
+        )
+    except PapError as exc:
+        entry["error"] = entry["refused"] = f"the failover cannot patch zone {plan.zone}: {exc}"
+        return
+    entry["drift"] = plan.records
+    if text is None:
+        plan.changed = entry["changed"] = False
+        entry["refused"] = None
+        return
+    plan.text = text
+    plan.problems = []
+    entry["refused"] = None
+    entry["patched"] = True
+    entry["records"] = {"added": [], "removed": []}
+    if "diff" in entry:
+        entry["diff"] = files.unified_diff(live, text, entry["path"])
+
+
 def _write(ns, plans, entries):
     """Stage, check (in bulk, rotation-only changes excepted) and commit; return what was
     written. A refused zone keeps its live file and gets its ``error``."""
@@ -127,13 +154,19 @@ def _write(ns, plans, entries):
     return written
 
 
-def _reload(ns, root, zones, stale, running):
-    """Make the running server load ``zones`` (changed files) and ``stale`` ones; the outcome."""
+def _reload(ns, root, zones, stale, running, unknown=False):
+    """Make the running server load ``zones`` (changed files) and ``stale`` ones; the outcome.
+    ``unknown``: some of the zones are not served yet (new in the config): reload the config too
+    (NSD's ``reload`` would silently skip them)."""
     if not running:
         return "not running"
     done = "reloaded"
     try:
-        if zones:
+        if zones and unknown:
+            for argv in dnsserver.reload_commands(ns, root):
+                dnsserver.run_control(argv)
+            done = "reloaded (config and zones)"
+        elif zones:
             try:
                 for argv in dnsserver.zones_reload_commands(ns, zones, root):
                     dnsserver.run_control(argv)
@@ -178,12 +211,18 @@ def sync(
     today=None,
     describe=True,
     reload=True,
+    failover=False,
 ):
     """Bring ``names`` (default: every zone) up to date on nameserver ``ns`` and make its running
     server serve them; see the module docstring. Returns ``{zone: entry}`` for every zone, each
     with ``changed``, ``stale``, ``serial``, ``records``, ``refused``, ``written``, ``reloaded``
     and ``error``. Never raises for one zone's problem: it is that zone's ``refused``/``error``.
     ``reload`` False: write the files only.
+
+    ``failover``: a rotation change (``rotation.apply``) is never blocked by local damage: a zone
+    whose live file differs from the pillar in more than the rotation's records gets only its
+    rotation records (and serial) changed (:func:`paphosting.zone.patch_rotation`), checked by
+    the server's checker, and is marked ``patched``; drift correction repairs the rest.
     """
     names = list(names) if names is not None else list(renderer.zone_names)
     plans, entries = plan_all(renderer, ns, root, names, members, running, today, describe)
@@ -195,6 +234,13 @@ def sync(
         stale = []
         for z in group:
             plan, entry = plans[z], entries[z]
+            if (
+                failover
+                and plan.changed
+                and not plan.rotation_only
+                and plan.serial_live is not None
+            ):
+                _patch(renderer, plan, entry)
             if plan.changed and entry["refused"] and not force:
                 entry["error"] = entry["refused"]
             elif plan.changed:
@@ -206,7 +252,8 @@ def sync(
         written = _write(ns, todo, entries) if todo else []
         if not reload:
             continue
-        outcome = _reload(ns, root, written, stale, running)
+        unknown = any(plans[z].serial_served is None for z in written)
+        outcome = _reload(ns, root, written, stale, running, unknown)
         for z in written + stale:
             entries[z]["reloaded"] = outcome
         if outcome.startswith("error"):

@@ -6,23 +6,27 @@
 
 {#- A highstate syncs every custom module before it renders (load_dynamic), but does not refresh
     the running minion's beacon loader: these two make a fresh watcher load the beacon. Once the
-    beacon is configured they are skipped, so `test=True` reports no change where there is none
-    (Salt's saltutil.sync_* states always say "would have been run" in test mode). #}
+    beacon is configured (saved in minion.d/beacons.conf by the state below, loaded from there at
+    every start) they are skipped, so `test=True` reports no change where there is none (Salt's
+    saltutil.sync_* states always say "would have been run" in test mode). The test reads the
+    file: `beacons.list` asks the running minion over its event bus, which cost 1.5-2.5 s of
+    every highstate (docs/bench.md). #}
+{%- set beacons_conf = salt['file.join'](salt['file.dirname'](opts['conf_file']), 'minion.d', 'beacons.conf') %}
 paphosting-watcher-sync:
   saltutil.sync_beacons:
     - refresh: True
     - unless:
-      - fun: beacons.list
-        return_yaml: False
-        include_pillar: False
+      - fun: file.search
+        path: {{ beacons_conf | json }}
+        pattern: 'http_health:'
 
 paphosting-watcher-sync-utils:
   saltutil.sync_utils:
     - refresh: True
     - unless:
-      - fun: beacons.list
-        return_yaml: False
-        include_pillar: False
+      - fun: file.search
+        path: {{ beacons_conf | json }}
+        pattern: 'http_health:'
 
 {%- if beacon %}
 paphosting-watcher-beacon:
