@@ -57,7 +57,9 @@ otherwise. Data:
     sig: <base64 RSA PKCS#1 v1.5 SHA-256 signature of the report text, by the minion key>
 
 ``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
-a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the newest published
+a flapping target is ``down`` with ``flapping: true``. A nameserver's heartbeat also carries
+``serving: {"digest": ...}``: the membership its own DNS server answers for the rotation names
+(anti-entropy, ``docs/failover.md``). ``rotation`` is the newest published
 rotation this minion holds: its pillar's (``paphosting_rotation``) or the one a master recorded
 with ``rotation.hold`` (:mod:`paphosting.overlay`) (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
 only the signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
@@ -71,9 +73,9 @@ import time
 import urllib.parse
 
 try:
-    from paphosting import health, overlay
+    from paphosting import dnsserver, health, overlay, platformcache
 except ImportError:
-    health = overlay = None
+    dnsserver = health = overlay = platformcache = None
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_ru
 def _import_core():
     """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
     synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
-    global health, overlay  # noqa: PLW0603
+    global dnsserver, health, overlay, platformcache  # noqa: PLW0603
     if health is not None:
         return
     for folder in [
@@ -100,6 +102,8 @@ def _import_core():
             sys.path.append(folder)
     health = importlib.import_module("paphosting.health")
     overlay = importlib.import_module("paphosting.overlay")
+    dnsserver = importlib.import_module("paphosting.dnsserver")
+    platformcache = importlib.import_module("paphosting.platformcache")
 
 
 def __virtual__():
@@ -199,10 +203,37 @@ def _held_rotation():
         pillar = overlay.held_of((__pillar__ or {}).get(overlay.KEY))
     except AttributeError:
         pillar = None
-    held = overlay.newest_held(
-        pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"]))
-    )
+    held = overlay.newest_held(pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"])))
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
+
+
+def _serving():
+    """``{"digest": ...}`` of the membership this minion's own DNS server answers for the rotation
+    names now, when this minion is a nameserver of the platform (else None): what it *serves*,
+    whatever it holds, so a missed job, a failed apply or a hand edit shows in its next heartbeat.
+    """
+    try:
+        platform = platformcache.load((__pillar__ or {}).get("paphosting")).platform
+    except Exception:  # noqa: BLE001 - no (valid) platform pillar: nothing to say
+        return None
+    ns = platform.nameservers.get(__opts__["id"])
+    if ns is None:
+        return None
+    owners = {}
+    for name, lb in platform.loadbalancers.items():
+        for address in (lb.address, lb.address6):
+            if address:
+                owners[address] = name
+    answers = dnsserver.query_many(ns, sorted(platform.rotations), "A", timeout=0.5, tries=2)
+    served = {}
+    for rot, resp in answers.items():
+        if resp is None:
+            return None
+        found = {
+            owners.get(rd.address, rd.address) for rr in resp.answer for rd in rr if rr.rdtype == 1
+        }
+        served[rot] = {"members": sorted(found)}
+    return {"digest": overlay.digest(served)}
 
 
 def beacon(config):
@@ -224,7 +255,8 @@ def beacon(config):
         t = watch.trackers[lb]
         log.info("http_health: %s is now %s (%s)", lb, t.state, t.detail)
     key_path = conf.get("key") or os.path.join(__opts__["pki_dir"], "minion.pem")
-    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation())
+    serving = _serving() if kind == "heartbeat" else None
+    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation(), serving)
     with open(key_path, "rb") as fh:
         sig = health.sign(text, fh.read())
     return [{"tag": kind, "report": text, "sig": sig}]

@@ -130,12 +130,16 @@ def _public_key(watcher):
         return None
 
 
-def _push(config, change, published, digest):
-    """Send ``published`` (this master's rotation) to every nameserver and watcher with
-    ``rotation.apply``; return the job id. ``digest`` is that of the ``paphosting`` pillar the
-    decision was made with: a minion whose in-memory pillar has the same digest applies from it
-    without compiling its pillar again."""
-    targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
+RESYNC_TAG = "paphosting/rotation/resync"
+
+
+def _push(config, published, digest, targets=None):
+    """Send ``published`` (this master's rotation) to every nameserver and watcher (or to
+    ``targets``) with ``rotation.apply``; return the job id. ``digest`` is that of the
+    ``paphosting`` pillar the decision was made with: a minion that prepared that platform
+    applies from it without compiling its pillar again."""
+    if targets is None:
+        targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
     if not targets:
         return None
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
@@ -150,13 +154,33 @@ def _push(config, change, published, digest):
         kwarg={"published": published, "pillar_digest": digest},
     )
     log.info(
-        "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
+        "rotation: version %s pushed to %s (job %s)",
+        published["version"],
+        ", ".join(targets),
+        jid,
+    )
+    return jid
+
+
+def _resync(config, minion, published, digest, why):
+    """Push the current rotation to one minion again (anti-entropy); fire and log why."""
+    jid = _push(config, published, digest, targets=[minion])
+    log.warning("rotation: version %s pushed again to %s: %s", published["version"], minion, why)
+    _fire(
+        {
+            "minion": minion,
+            "version": published["version"],
+            "why": why,
+            "jid": jid,
+            "master": __opts__["id"],
+        },
+        RESYNC_TAG,
     )
     return jid
 
 
 def _publish_change(config, change, published, digest):
-    jid = _push(config, change, published, digest)
+    jid = _push(config, published, digest)
     _fire(
         dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
     )
@@ -210,9 +234,13 @@ def report(report=None, sig=None, sender=None):
             dropped = rotation.accept(state, body, config, time.time())
         except rotation.Rejected as exc:
             return _reject(str(exc), sender)
-        change = rotation.decide(
-            state, config, time.time(), cause=f"{body['kind']} from {body['watcher']}"
-        )
+        now = time.time()
+        change = rotation.decide(state, config, now, cause=f"{body['kind']} from {body['watcher']}")
+        lag = None
+        if change is None and body["kind"] == "heartbeat":
+            lag = rotation.lagging(state, config, body["watcher"], now)
+            if lag is not None:
+                state.setdefault("resyncs", {})[body["watcher"]] = now
         rotation.save(path, state)
         published = rotation.publish(state, config)
     if dropped:
@@ -222,9 +250,56 @@ def report(report=None, sig=None, sender=None):
             ", ".join(dropped),
         )
     if change is None:
-        return {"accepted": True, "changed": False, "version": state["version"]}
+        out = {"accepted": True, "changed": False, "version": state["version"]}
+        if lag is not None:
+            out["resync"] = _resync(config, body["watcher"], published, digest, lag)
+        return out
     jid = _publish_change(config, change, published, digest)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
+
+
+def resync(minion=None):
+    """
+    Push the current rotation again to one nameserver or watcher (anti-entropy): the reactor runs
+    this when a minion starts (``salt/minion/<id>/start``), so a nameserver that was down during a
+    failover serves the current rotation within a second of coming back. Idempotent (a current
+    nameserver finds nothing to do) and at most once per heartbeat period per minion.
+
+    minion
+        The minion id. Not trusted: any id that is not a nameserver or watcher of the platform is
+        refused, and a push changes nothing on a current minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.resync minion=ns3.paphosting.net
+    """
+    try:
+        config, digest = _context(minion)
+    except PapError as exc:
+        return {"result": False, "comment": str(exc)}
+    if minion not in set(config["nameservers"]) | set(config["watchers"]):
+        return {"result": False, "comment": f"{minion!r} is no nameserver or watcher"}
+    path = _state_path()
+    now = time.time()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        last = state.get("resyncs", {}).get(minion)
+        if last is not None and now - last < 1.0:
+            return {
+                "result": True,
+                "comment": f"{minion} was pushed the rotation {now - last:.1f} s ago",
+            }
+        state.setdefault("resyncs", {})[minion] = now
+        rotation.save(path, state)
+        published = rotation.publish(state, config)
+    jid = _resync(config, minion, published, digest, "it started")
+    return {
+        "result": True,
+        "comment": f"version {published['version']} pushed to {minion}",
+        "jid": jid,
+    }
 
 
 def _operator(action, lb, **kwargs):

@@ -19,6 +19,7 @@ paphosting-watcher-sync:
       - fun: file.search
         path: {{ beacons_conf | json }}
         pattern: 'http_health:'
+        ignore_if_missing: True
 
 paphosting-watcher-sync-utils:
   saltutil.sync_utils:
@@ -27,6 +28,7 @@ paphosting-watcher-sync-utils:
       - fun: file.search
         path: {{ beacons_conf | json }}
         pattern: 'http_health:'
+        ignore_if_missing: True
 
 {%- if beacon %}
 paphosting-watcher-beacon:

@@ -57,9 +57,7 @@ def bench_doc():
                 }
                 for n in (0, 5000)
             ],
-            "report_cpu": [
-                {"services": 100, "first_report_cpu_s": 0.2, "report_cpu_p50_s": 0.004}
-            ],
+            "report_cpu": [{"services": 100, "first_report_cpu_s": 0.2, "report_cpu_p50_s": 0.004}],
         },
         "machine": {"cpus": 2},
     }
