@@ -13,6 +13,7 @@ rotation: the minion holds it and a nameserver applies its zones) and the event
 Operators use :func:`status`, :func:`drain` and :func:`restore`. See ``docs/failover.md``.
 """
 
+import json
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ import salt.pillar
 import salt.utils.event
 import salt.utils.minions
 
-from paphosting import model, platformcache, rotation
+from paphosting import files, model, platformcache, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -195,9 +196,57 @@ def _publish_change(config, change, published, digest):
     return jid
 
 
-def _reject(reason, sender):
-    log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
-    _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
+# Per sender (the event's claimed id, or the report's claimed watcher): at most RATE reports a
+# second on average, BURST at once. A watcher sends one a second at most (a transition) plus a
+# heartbeat; anything beyond is refused before its signature is even checked, so one minion
+# flooding forged reports costs this master next to nothing and cannot delay a real failover.
+RATE = 5.0
+BURST = 20.0
+_buckets = {}
+_refused = {"counts": {}, "flushed": 0.0}
+_limits_lock = threading.Lock()
+
+
+def _allowed(sender, now):
+    with _limits_lock:
+        tokens, last = _buckets.get(sender, (BURST, now))
+        tokens = min(BURST, tokens + (now - last) * RATE)
+        if tokens < 1:
+            _buckets[sender] = (tokens, now)
+            return False
+        _buckets[sender] = (tokens - 1, now)
+        if len(_buckets) > 10_000:  # ids are claimed, not proven: bound the table too
+            _buckets.clear()
+        return True
+
+
+def refused_path():
+    return os.path.join(os.path.dirname(_state_path()), "rotation_refused.json")
+
+
+def _count_refusal(reason, sender, now):
+    """Count a refusal by kind and sender; written at most once a second (status shows it)."""
+    kind = reason.split(":")[0].split("(")[0].strip()[:60]
+    with _limits_lock:
+        counts = _refused["counts"]
+        key = f"{kind} [{sender}]"
+        counts[key] = counts.get(key, 0) + 1
+        if now - _refused["flushed"] < 1.0:
+            return
+        _refused["flushed"] = now
+        data = dict(counts)
+    try:
+        files.write_checked(refused_path(), json.dumps(data, sort_keys=True), mode=0o600)
+    except OSError as exc:
+        log.warning("rotation: cannot record refused reports: %s", exc)
+
+
+def _reject(reason, sender, now=None, quiet=False):
+    now = now or time.time()
+    _count_refusal(reason, sender, now)
+    if not quiet:
+        log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
+        _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
     return {"accepted": False, "reason": reason}
 
 
@@ -221,12 +270,20 @@ def report(report=None, sig=None, sender=None):
 
         salt-run rotation.report report='{"format":1,...}' sig=MEUCIQ...
     """
+    now = time.time()
+    if not _allowed(f"event:{sender}", now):
+        # Not logged nor fired one by one: that would be the flood's amplifier. Counted.
+        return _reject("rate limited: more reports than a watcher sends", sender, now, quiet=True)
     try:
         claimed = rotation.claimed_watcher(report)
+        if not _allowed(f"watcher:{claimed}", now):
+            return _reject(
+                "rate limited: more reports than a watcher sends", sender, now, quiet=True
+            )
         config, digest = _context(claimed)
         body = rotation.authenticate(report, sig, config, _public_key)
     except (rotation.Rejected, PapError) as exc:
-        return _reject(str(exc), sender)
+        return _reject(str(exc), sender, now)
     path = _state_path()
     with rotation.locked(path):
         state = rotation.load(path)
@@ -380,7 +437,17 @@ def status():
         salt-run rotation.status
     """
     config = _config()
-    return rotation.status_text(rotation.load(_state_path()), config, time.time())
+    text = rotation.status_text(rotation.load(_state_path()), config, time.time())
+    try:
+        with open(refused_path(), encoding="utf-8") as fh:
+            refused = json.load(fh)
+    except (OSError, ValueError):
+        refused = {}
+    if refused:
+        text += "\n\nREFUSED REPORTS (since the master started)\n" + "\n".join(
+            f"  {n:>6}  {what}" for what, n in sorted(refused.items(), key=lambda kv: -kv[1])
+        )
+    return text
 
 
 def show():

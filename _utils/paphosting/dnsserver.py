@@ -513,6 +513,51 @@ def zones_reload_commands(ns, zone_names, root="/"):
     return [tuple(ctl + ["reload"])]
 
 
+def _children(pid):
+    """Every descendant of ``pid`` (from /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
+
+
+def server_processes(ns, root="/"):
+    """NSD's child processes now (empty for BIND and Knot, which reload in place): pass them to
+    :func:`wait_reloaded_processes` after a reload."""
+    if ns.server != "nsd":
+        return set()
+    main = pdaemon.read_pid(layout(ns, root)["pidfile"])
+    return _children(main) if main else set()
+
+
+def wait_reloaded_processes(ns, before, root="/", timeout=5.0):
+    """Wait until NSD's serve processes from before a reload have exited.
+
+    NSD reloads by forking new serve processes; the old ones finish what they were doing and
+    exit, and until they have, they read queries from the same sockets and answer from the old
+    zones. So "the server answers the new serial" once is not yet "every answer is new" (a test
+    saw the new serial, then the old one). Below the pidfile's process one process outlives a
+    reload (the parent of the serve processes), so at most one of ``before`` may remain. True
+    when that is reached within ``timeout``.
+    """
+    if ns.server != "nsd" or not before:
+        return True
+    main = pdaemon.read_pid(layout(ns, root)["pidfile"])
+    return bool(wait_for(lambda: main is None or len(before & _children(main)) <= 1, timeout, 0.02))
+
+
 def run_control(argv):
     """Run a control command; return its output, raise :class:`ControlError` on failure."""
     code, out = _run(list(argv), timeout=30)

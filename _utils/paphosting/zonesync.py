@@ -253,6 +253,7 @@ def sync(
         if not reload:
             continue
         unknown = any(plans[z].serial_served is None for z in written)
+        before = dnsserver.server_processes(ns, root) if running else set()
         outcome = _reload(ns, root, written, stale, running, unknown)
         for z in written + stale:
             entries[z]["reloaded"] = outcome
@@ -264,4 +265,5 @@ def sync(
             want = {z: plans[z].serial_new for z in written}
             want.update({z: plans[z].serial_live for z in stale})
             _wait(ns, want, entries, log_path)
+            dnsserver.wait_reloaded_processes(ns, before, root)
     return entries
