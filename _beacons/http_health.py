@@ -28,6 +28,10 @@ Configuration
             max_transitions: 4
             hold: 120
         - key: /etc/salt/pki/minion/minion.pem   # signing key (default: the minion's own key)
+        - serves:              # on a nameserver: ask its own DNS server what it hands out
+            server: 127.0.0.1@5300
+            names: [http0.l.paphosting.nl]
+            addresses: {127.0.1.1: lb1.paphosting.net, 127.0.1.2: lb2.paphosting.net}
 
 Salt runs beacons once a second (a fixed tick of the minion's event loop). The beacon keeps its
 own clock and probes on the first tick at least 90% of ``probe_interval`` after the previous
@@ -72,10 +76,16 @@ import sys
 import time
 import urllib.parse
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+
 try:
-    from paphosting import dnsserver, health, overlay, platformcache
+    from paphosting import health, overlay
 except ImportError:
-    dnsserver = health = overlay = platformcache = None
+    health = overlay = None
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +93,17 @@ __virtualname__ = "http_health"
 
 DEFAULTS = {"probe_interval": 1.0, "probe_timeout": 0.5, "fall": 3, "rise": 2, "heartbeat": 30.0}
 FLAP_DEFAULTS = {"window": 300.0, "max_transitions": 4, "hold": 120.0}
-KNOWN = {"targets", "probe_interval", "probe_timeout", "fall", "rise", "heartbeat", "flap", "key"}
+KNOWN = {
+    "targets",
+    "probe_interval",
+    "probe_timeout",
+    "fall",
+    "rise",
+    "heartbeat",
+    "flap",
+    "key",
+    "serves",
+}
 # Options every beacon takes, handled by Salt itself.
 SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_run", "run_once"}
 
@@ -91,7 +111,7 @@ SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_ru
 def _import_core():
     """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
     synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
-    global dnsserver, health, overlay, platformcache  # noqa: PLW0603
+    global health, overlay  # noqa: PLW0603
     if health is not None:
         return
     for folder in [
@@ -102,8 +122,6 @@ def _import_core():
             sys.path.append(folder)
     health = importlib.import_module("paphosting.health")
     overlay = importlib.import_module("paphosting.overlay")
-    dnsserver = importlib.import_module("paphosting.dnsserver")
-    platformcache = importlib.import_module("paphosting.platformcache")
 
 
 def __virtual__():
@@ -181,6 +199,18 @@ def validate(config):
         return False, "http_health: 'flap:hold' must be a number of seconds, 0 or more"
     if "key" in conf and not isinstance(conf["key"], str):
         return False, "http_health: 'key' must be the path of a PEM private key"
+    serves = conf.get("serves")
+    if serves is not None and not (
+        isinstance(serves, dict)
+        and isinstance(serves.get("server"), str)
+        and serves["server"].rpartition("@")[2].isdigit()
+        and isinstance(serves.get("names"), list)
+        and isinstance(serves.get("addresses"), dict)
+    ):
+        return (
+            False,
+            "http_health: 'serves' must be {server: address@port, names: [...], addresses: {...}}",
+        )
     return True, "valid"
 
 
@@ -207,32 +237,28 @@ def _held_rotation():
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
 
 
-def _serving():
-    """``{"digest": ...}`` of the membership this minion's own DNS server answers for the rotation
-    names now, when this minion is a nameserver of the platform (else None): what it *serves*,
-    whatever it holds, so a missed job, a failed apply or a hand edit shows in its next heartbeat.
-    """
-    try:
-        platform = platformcache.load((__pillar__ or {}).get("paphosting")).platform
-    except Exception:  # noqa: BLE001 - no (valid) platform pillar: nothing to say
-        return None
-    ns = platform.nameservers.get(__opts__["id"])
-    if ns is None:
-        return None
-    owners = {}
-    for name, lb in platform.loadbalancers.items():
-        for address in (lb.address, lb.address6):
-            if address:
-                owners[address] = name
-    answers = dnsserver.query_many(ns, sorted(platform.rotations), "A", timeout=0.5, tries=2)
+def _serving(serves, timeout=0.5):
+    """``{"digest": ...}`` of the membership this nameserver's own DNS server answers for the
+    rotation names now (``serves``, from the beacon config), or None when it does not answer:
+    what it *serves*, whatever it holds, so a missed job, a failed apply or a hand edit shows in
+    its next heartbeat. Plain dnspython here: this runs in the minion's main process, which
+    should import as little of the project as it can (a job process inherits what it imported)."""
+    address, _, port = serves["server"].rpartition("@")
     served = {}
-    for rot, resp in answers.items():
-        if resp is None:
+    for name in serves["names"]:
+        query = dns.message.make_query(name.rstrip(".") + ".", "A")
+        query.flags &= ~dns.flags.RD
+        try:
+            resp = dns.query.udp(query, address, port=int(port), timeout=timeout)
+        except (dns.exception.DNSException, OSError):
             return None
         found = {
-            owners.get(rd.address, rd.address) for rr in resp.answer for rd in rr if rr.rdtype == 1
+            serves["addresses"].get(rd.address, rd.address)
+            for rr in resp.answer
+            if rr.rdtype == dns.rdatatype.A
+            for rd in rr
         }
-        served[rot] = {"members": sorted(found)}
+        served[name] = {"members": sorted(found)}
     return {"digest": overlay.digest(served)}
 
 
@@ -255,7 +281,7 @@ def beacon(config):
         t = watch.trackers[lb]
         log.info("http_health: %s is now %s (%s)", lb, t.state, t.detail)
     key_path = conf.get("key") or os.path.join(__opts__["pki_dir"], "minion.pem")
-    serving = _serving() if kind == "heartbeat" else None
+    serving = _serving(conf["serves"]) if kind == "heartbeat" and conf.get("serves") else None
     text = watch.report(__opts__["id"], kind, changed, now, _held_rotation(), serving)
     with open(key_path, "rb") as fh:
         sig = health.sign(text, fh.read())

@@ -105,4 +105,4 @@ def watcher_beacon():
     platform = _platform()
     if __opts__["id"] not in platform.health.watchers:
         return None
-    return health.beacon_config(platform)
+    return health.beacon_config(platform, __opts__["id"])

@@ -342,10 +342,32 @@ def health_url(lb):
     return f"http://{lb.address}:{lb.http_port}{lb.health_path}"
 
 
-def beacon_config(platform):
-    """The ``http_health`` beacon configuration (a Salt beacon list) for the platform's watchers."""
+def beacon_config(platform, minion_id=None):
+    """The ``http_health`` beacon configuration (a Salt beacon list) for the platform's watchers.
+
+    On a watcher that is also a nameserver (``minion_id``), ``serves`` tells the beacon how to ask
+    its own DNS server which load balancers it hands out for the rotation names (anti-entropy):
+    ``{"server": "address@port", "names": [rotation names], "addresses": {address: lb id}}``.
+    """
     h = platform.health
-    return [
+    extra = []
+    ns = platform.nameservers.get(minion_id)
+    if ns is not None:
+        owners = {}
+        for name, lb in sorted(platform.loadbalancers.items()):
+            for address in (lb.address, lb.address6):
+                if address:
+                    owners[address] = name
+        extra.append(
+            {
+                "serves": {
+                    "server": f"{ns.address}@{ns.port}",
+                    "names": sorted(platform.rotations),
+                    "addresses": owners,
+                }
+            }
+        )
+    return extra + [
         {"probe_interval": h.interval},
         {"targets": {name: health_url(lb) for name, lb in sorted(platform.loadbalancers.items())}},
         {"probe_timeout": h.timeout},
