@@ -37,6 +37,7 @@ import json
 import os
 import pathlib
 import platform as host
+import signal
 import subprocess
 import sys
 import time
@@ -1179,6 +1180,11 @@ def main(argv=None):
         print(json.dumps(render.measure(*args.render_worker)))
         return 0
     parts = args.part or list(PARTS)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # so every lab stops what it started, as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "results.json"
     # A partial run keeps the other parts of the previous results.
