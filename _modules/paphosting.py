@@ -3,6 +3,8 @@
 The schema is documented in ``docs/pillar.md``.
 """
 
+import os
+
 from salt.exceptions import CommandExecutionError
 
 from paphosting import health, platformcache
@@ -106,3 +108,28 @@ def watcher_beacon():
     if __opts__["id"] not in platform.health.watchers:
         return None
     return health.beacon_config(platform, __opts__["id"])
+
+
+def beacon_saved(name="http_health"):
+    """
+    True when beacon ``name`` is saved in this minion's ``minion.d/beacons.conf`` (where
+    ``beacon.present`` with ``save: True`` keeps it, and whence the minion loads it at every
+    start). The ``watcher`` SLS uses it to skip the module syncs a fresh watcher needs: reading a
+    file costs nothing, asking the running minion (``beacons.list``) a round trip over its event
+    bus of 1.5 s and more.
+
+    name
+        The beacon's name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paphosting.beacon_saved
+    """
+    path = os.path.join(os.path.dirname(__opts__["conf_file"]), "minion.d", "beacons.conf")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return any(line.rstrip() == f"  {name}:" for line in fh)
+    except OSError:
+        return False

@@ -9,26 +9,19 @@
     beacon is configured (saved in minion.d/beacons.conf by the state below, loaded from there at
     every start) they are skipped, so `test=True` reports no change where there is none (Salt's
     saltutil.sync_* states always say "would have been run" in test mode). The test reads the
-    file: `beacons.list` asks the running minion over its event bus, which cost 1.5-2.5 s of
-    every highstate (docs/bench.md). #}
-{%- set beacons_conf = salt['file.join'](salt['file.dirname'](opts['conf_file']), 'minion.d', 'beacons.conf') %}
+    file (paphosting.beacon_saved): `beacons.list` asks the running minion over its event bus,
+    which cost 1.5-2.5 s of every highstate (docs/bench.md). #}
 paphosting-watcher-sync:
   saltutil.sync_beacons:
     - refresh: True
     - unless:
-      - fun: file.search
-        path: {{ beacons_conf | json }}
-        pattern: 'http_health:'
-        ignore_if_missing: True
+      - fun: paphosting.beacon_saved
 
 paphosting-watcher-sync-utils:
   saltutil.sync_utils:
     - refresh: True
     - unless:
-      - fun: file.search
-        path: {{ beacons_conf | json }}
-        pattern: 'http_health:'
-        ignore_if_missing: True
+      - fun: paphosting.beacon_saved
 
 {%- if beacon %}
 paphosting-watcher-beacon:

@@ -25,6 +25,13 @@ def main(argv=None):
     parser.add_argument(
         "--no-push", action="store_true", help="start the daemons only; push nothing"
     )
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N customer zones, each with its apex on the rotation (a hoster's platform)",
+    )
     args = parser.parse_args(argv)
     t0 = time.monotonic()
 
@@ -33,11 +40,17 @@ def main(argv=None):
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    lab = Lab("lab", say=say)
+    if args.customers:
+        from lab import synthetic
+
+        lab = Lab("lab", pillar=synthetic.customers(args.customers), say=say)
+    else:
+        lab = Lab("lab", say=say)
     try:
         lab.start()
         if not args.no_push:
-            rev = lab.commit(lab.pillar_files(), "the example platform")
+            what = f" with {args.customers} customer zones" if args.customers else ""
+            rev = lab.commit(lab.pillar_files(), "the example platform" + what)
             res = lab.push("nl")
             say(
                 f"pushed r{rev} from NL (exit status {res.returncode}):\n{res.stdout}{res.stderr if res.returncode else ''}"
