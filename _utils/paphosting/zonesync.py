@@ -154,32 +154,28 @@ def _write(ns, plans, entries):
     return written
 
 
-def _reload(ns, root, zones, stale, running, unknown=False):
-    """Make the running server load ``zones`` (changed files) and ``stale`` ones; the outcome.
-    ``unknown``: some of the zones are not served yet (new in the config): reload the config too
-    (NSD's ``reload`` would silently skip them)."""
+def _reload(ns, root, zones, running, unknown=False):
+    """Make the running server load ``zones`` (changed files, or current files it does not serve);
+    the outcome. ``unknown``: some are not served at all yet (new in the config): reload the
+    config too (NSD's ``reload`` would silently skip them)."""
     if not running:
         return "not running"
-    done = "reloaded"
     try:
-        if zones and unknown:
+        if unknown:
             for argv in dnsserver.reload_commands(ns, root):
                 dnsserver.run_control(argv)
-            done = "reloaded (config and zones)"
-        elif zones:
-            try:
-                for argv in dnsserver.zones_reload_commands(ns, zones, root):
-                    dnsserver.run_control(argv)
-            except dnsserver.ControlError:
-                # A zone the running config does not name yet: reload the config too.
-                for argv in dnsserver.reload_commands(ns, root):
-                    dnsserver.run_control(argv)
-                done = "reloaded (config and zones)"
-        for z in stale:
-            dnsserver.run_control(dnsserver.zone_reload_command(ns, z, root))
+            return "reloaded (config and zones)"
+        try:
+            for argv in dnsserver.zones_reload_commands(ns, zones, root):
+                dnsserver.run_control(argv)
+        except dnsserver.ControlError:
+            # A zone the running config does not name yet: reload the config too.
+            for argv in dnsserver.reload_commands(ns, root):
+                dnsserver.run_control(argv)
+            return "reloaded (config and zones)"
     except PapError as exc:
         return f"error: {exc}"
-    return done
+    return "reloaded"
 
 
 def _wait(ns, want, entries, log_path):
@@ -250,11 +246,11 @@ def sync(
         if not todo and not stale:
             continue
         written = _write(ns, todo, entries) if todo else []
-        if not reload:
+        if not reload or not (written or stale):
             continue
         unknown = any(plans[z].serial_served is None for z in written)
         before = dnsserver.server_processes(ns, root) if running else set()
-        outcome = _reload(ns, root, written, stale, running, unknown)
+        outcome = _reload(ns, root, written + stale, running, unknown)
         for z in written + stale:
             entries[z]["reloaded"] = outcome
         if outcome.startswith("error"):
