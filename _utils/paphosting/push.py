@@ -18,7 +18,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -483,10 +482,6 @@ def _checker_message(exc, text, label):
     return f"{tool} rejected {label}:\n{output.strip()}{extra}"
 
 
-def _pillar_hash(pillar):
-    return hashlib.sha256(json.dumps(pillar, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class _Problems:
     def __init__(self, sources, prefix, files):
         self.sources = sources
@@ -626,7 +621,7 @@ def validate(revision, compiled, sources, prefix="", files=()):
     done = {}
     for minion in sorted(platforms):
         platform = platforms[minion]
-        digest = _pillar_hash(compiled[minion].pillar.get(model.ROOT))
+        digest = model.digest(compiled[minion].pillar.get(model.ROOT))
         for label, path, render, check in checks(platform, minion):
             # Zones are the same for every nameserver of one server type: check each once.
             key = (digest, label if label.startswith("zone ") else f"{minion}:{label}")
@@ -670,7 +665,7 @@ def validate(revision, compiled, sources, prefix="", files=()):
         ns = platforms[minion].nameservers.get(minion)
         if ns is None:
             continue
-        key = (_pillar_hash(compiled[minion].pillar.get(model.ROOT)), ns.server)
+        key = (model.digest(compiled[minion].pillar.get(model.ROOT)), ns.server)
         if key not in zones_done:
             zones_done[key] = check_zones(platforms[minion], ns.server)
             checked += [f"zone {z} ({ns.server})" for z in sorted(platforms[minion].zones)]

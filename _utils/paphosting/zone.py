@@ -23,6 +23,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
+import dns.serial
 import dns.zone
 import yaml
 
@@ -45,8 +46,7 @@ class ZoneError(PapError):
 
 def serial_gt(a, b):
     """``a`` is newer than ``b`` under RFC 1982 serial number arithmetic (32 bits)."""
-    diff = (a - b) % SERIAL_MOD
-    return 0 < diff < SERIAL_HALF
+    return dns.serial.Serial(a) > dns.serial.Serial(b)
 
 
 def _day_number(today):
