@@ -32,7 +32,6 @@ from paphosting.errors import ChangeRefused, InvalidPillar, PapError, PillarErro
 from paphosting.model import ROOT
 
 SERIAL_MOD = 2**32
-SERIAL_HALF = 2**31
 HEADER = "; {zone}: rendered by Salt from the paphosting pillar. Do not edit: every apply overwrites it.\n"
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
