@@ -111,12 +111,18 @@ def summarize(highstate_return):
 
 
 def record(path, minion, summary, when=None):
-    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write)."""
-    history = load(path)
-    history.append({"minion": minion, "time": when if when is not None else time.time(), **summary})
-    history = history[-HISTORY_LIMIT:]
-    files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
-    return history[-1]
+    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write).
+
+    Read, append and write happen under ``<path>.lock``: the reactor runs one runner per event,
+    in parallel, and two reports read at once would otherwise both write, losing one.
+    """
+    with files.locked(path + ".lock"):
+        history = load(path)
+        entry = {"minion": minion, "time": when if when is not None else time.time(), **summary}
+        history.append(entry)
+        history = history[-HISTORY_LIMIT:]
+        files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
+    return entry
 
 
 def load(path):

@@ -120,3 +120,20 @@ def test_choose_the_master_serving_the_newest_revision():
     assert drift.choose([4, None]) == 0
     assert drift.choose([None, None]) == 0
     assert drift.choose([3]) == 0
+
+
+def test_concurrent_records_are_all_kept(tmp_path):
+    """The reactor runs one runner per report, in parallel processes: none may be lost."""
+    import multiprocessing
+
+    path = str(tmp_path / "drift.json")
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=drift.record, args=(path, f"m{i}", {"changed": [], "failed": []}))
+        for i in range(12)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(h["minion"] for h in drift.load(path)) == sorted(f"m{i}" for i in range(12))
