@@ -194,7 +194,7 @@ def test_scheduled_highstate_restores_edits_and_services(
             rf"{re.escape(LB1)}\s+changed\s+haproxy_cfg.managed loadbalancer-haproxy-config", text
         ), text
         assert re.search(
-            rf"{re.escape(NS1)}\s+changed\s+dns_zone.managed nameserver-zone-{re.escape(ZONE)}",
+            rf"{re.escape(NS1)}\s+changed\s+dns_zone.managed nameserver-zones \({re.escape(ZONE)}\)",
             text,
         ), text
         assert re.search(
