@@ -11,7 +11,7 @@ import pytest
 import salt.beacons
 import salt.crypt
 
-from paphosting import health, model, overlay, rotation
+from paphosting import health, model, overlay
 from tests.conftest import example_pillar
 
 

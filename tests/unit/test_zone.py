@@ -323,9 +323,7 @@ def test_members_from_pillar():
     assert overlay.members_of({"paphosting": {}}) is None
     assert overlay.members_of({"version": 1, "rotations": {}}) == {}
     assert overlay.members_of(published) == {ROT: [LB1]}
-    assert overlay.members_of({"paphosting_rotation": published, "paphosting": {}}) == {
-        ROT: [LB1]
-    }
+    assert overlay.members_of({"paphosting_rotation": published, "paphosting": {}}) == {ROT: [LB1]}
     assert overlay.members_of({"paphosting_rotation": None}) is None
 
 
