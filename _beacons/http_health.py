@@ -199,9 +199,7 @@ def _held_rotation():
         pillar = overlay.held_of((__pillar__ or {}).get(overlay.KEY))
     except AttributeError:
         pillar = None
-    held = overlay.newest_held(
-        pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"]))
-    )
+    held = overlay.newest_held(pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"])))
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
 
 
