@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from paphosting import dnsserver, haproxy, model, platformcache, zone
-from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError
+from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError, path_text
 from paphosting.files import write_checked
 
 REV_PREFIX = "rev-"
@@ -530,7 +530,7 @@ class _Problems:
         path = tuple(str(p) for p in path)
         if files is None:
             files = tuple(locate(self.sources, path)) if path else ()
-        key = (files, ":".join(path), message)
+        key = (files, path_text(path), message)
         minions = self.found.setdefault(key, [])
         if minion is not None and minion not in minions:
             minions.append(minion)
