@@ -33,11 +33,10 @@ import time
 import traceback
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from lab import client, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
-from lab.launcher import Events, Lab, wait_for  # noqa: E402
-
+from harness import client, report, synthetic  # noqa: E402 - harness puts _utils on sys.path
+from harness.launcher import Events, Lab, wait_for  # noqa: E402
 from paphosting import haproxy  # noqa: E402
 
 OUT = REPO / "build" / "bench"
@@ -771,7 +770,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.render_worker:
-        from lab import render
+        from harness import render
 
         print(json.dumps(render.measure(*args.render_worker)))
         return 0

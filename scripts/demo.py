@@ -33,11 +33,11 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from lab import client, processes, report  # noqa: E402
-from lab.launcher import Events, Lab, LabError, wait_for  # noqa: E402
-from lab.timeline import Abort, Timeline  # noqa: E402
+from harness import client, processes, report  # noqa: E402
+from harness.launcher import Events, Lab, LabError, wait_for  # noqa: E402
+from harness.timeline import Abort, Timeline  # noqa: E402
 
 OUT = REPO / "build" / "demo"
 ROTATION = "http0.l.paphosting.nl"

@@ -37,10 +37,10 @@ import tempfile
 import salt.client
 import yaml
 
+from harness import REPO
+from harness.saltenv import file_root, loader_dirs, master_config
 from paphosting import daemon, dnsserver, haproxy, model, rotation
-from tests.conftest import REPO
-from tests.integration.conftest import SaltPlatform, master_config, wait
-from tests.support.saltenv import file_root
+from tests.integration.conftest import SaltPlatform, wait
 
 MINION_CONF = REPO / "conf" / "minion.d" / "paphosting.conf"
 PROVISION = REPO / "scripts" / "provision-second-master"
@@ -285,10 +285,7 @@ def environment(
         conf.update(
             {
                 "paphosting_root": str(roots[mid]),
-                "module_dirs": [str(REPO / "_modules")],
-                "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
-                "beacons_dirs": [str(REPO / "_beacons")],
+                **loader_dirs(),
                 "log_level_logfile": "info",
                 # The test starts CH after the minions: reach it within a second.
                 "acceptance_wait_time": 1,

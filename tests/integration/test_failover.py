@@ -15,9 +15,9 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from harness.services import LoadBalancer
 from paphosting import health
 from tests.conftest import require_binary
-from tests.support.procs import LoadBalancer
 
 NS = ["ns1.fo.test", "ns2.fo.test", "ns3.fo.test"]
 WEB = "web1.fo.test"
