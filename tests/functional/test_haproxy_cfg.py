@@ -579,3 +579,31 @@ def test_webserver_sls_runs_the_demo_webapp_on_each_service_port(
             if pidfile.exists():
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
         wait_until(lambda: not any(p.exists() for p in pidfiles), 10, message="webapps stopped")
+
+
+# --- mod_watch: only haproxy_cfg.running reloads ------------------------------------------------
+
+WATCHING_MANAGED = """
+paphosting-test-trigger:
+  test.succeed_with_changes: []
+
+loadbalancer-haproxy-config:
+  haproxy_cfg.managed:
+    - watch:
+      - test: paphosting-test-trigger
+"""
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_a_watch_on_managed_does_not_reload_haproxy(set_pillar, site, minion_root, stopped, test):
+    loaders = set_pillar(site)
+    run_sls(loaders)
+    before = hap.status(str(minion_root))
+    assert before["running"]
+
+    ret = loaders.modules.state.template_str(WATCHING_MANAGED, test=test)
+    config = ret["loadbalancer-haproxy-config"]
+    assert config.result is True, config.comment
+    assert config.changes == {}
+    assert "haproxy_cfg.managed does not react to watch" in config.comment
+    assert hap.status(str(minion_root)) == before
