@@ -44,7 +44,7 @@ import salt.utils.event
 import yaml
 
 from harness import REPO, processes
-from harness.saltenv import file_root, loader_dirs, master_config
+from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
 from harness.wait import Timeout, wait_until
 from paphosting import daemon, dnsserver, haproxy, model
@@ -301,31 +301,35 @@ class Minion:
         return self.root / "log" / "minion"
 
     def config(self):
+        """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
+        minion's folders and the lab's shorter waits."""
         lab = self.lab
-        conf = {
-            "id": self.id,
-            "root_dir": str(self.root),
-            "conf_file": str(self.conf_dir / "minion"),
-            "pki_dir": str(self.root / "pki"),
-            "cachedir": str(self.root / "cache"),
-            "sock_dir": str(self.root / "s"),
-            "pidfile": str(self.root / "run" / "salt-minion.pid"),
-            "log_file": str(self.log_file),
-            "log_level_logfile": "info",
-            "user": getpass.getuser(),
-            "master": [m.address for m in lab.masters.values()],
-            "master_port": RET_PORT,
-            "publish_port": PUBLISH_PORT,
-            "paphosting_root": str(self.sandbox),
-            # Salt's beacons tick once a second whatever this says; the scheduler (drift
-            # correction, docs/demo.md) checks its jobs every loop_interval seconds.
-            "loop_interval": lab.loop_interval,
-            "acceptance_wait_time": 1,
-            "random_reauth_delay": 1,
-            # Reverse lookups of every address of the machine: slow and useless on loopback.
-            "enable_fqdns_grains": False,
-            "enable_gpu_grains": False,
-        }
+        conf = minion_config([m.address for m in lab.masters.values()], RET_PORT)
+        conf.update(
+            {
+                "id": self.id,
+                "root_dir": str(self.root),
+                "conf_file": str(self.conf_dir / "minion"),
+                "pki_dir": str(self.root / "pki"),
+                "cachedir": str(self.root / "cache"),
+                "sock_dir": str(self.root / "s"),
+                "pidfile": str(self.root / "run" / "salt-minion.pid"),
+                "log_file": str(self.log_file),
+                "log_level_logfile": "info",
+                "user": getpass.getuser(),
+                "publish_port": PUBLISH_PORT,
+                "paphosting_root": str(self.sandbox),
+                # Salt's beacons tick once a second whatever this says; the scheduler (drift
+                # correction, docs/demo.md) checks its jobs every loop_interval seconds.
+                "loop_interval": lab.loop_interval,
+                # The lab stops and starts masters: a minion signs in again within a second.
+                "acceptance_wait_time": 1,
+                "random_reauth_delay": 1,
+                # Reverse lookups of every address of the machine: slow and useless on loopback.
+                "enable_fqdns_grains": False,
+                "enable_gpu_grains": False,
+            }
+        )
         conf.update(loader_dirs())
         conf.update(lab.minion_overrides)
         return conf

@@ -6,7 +6,8 @@ every entry of the repository's ``salt/`` folder (top.sls and the role SLS) and 
 repository root itself would make Salt's fileserver walk ``.venv``. A minion loads the project's
 modules straight from the checkout (:func:`loader_dirs`); a master runs with
 ``conf/master.d/paphosting.conf``, the checkout in place of ``/srv/paphosting``
-(:func:`master_config`).
+(:func:`master_config`), a minion with ``conf/minion.d/paphosting.conf``, the lab's masters in
+place of the real ones (:func:`minion_config`).
 """
 
 import os
@@ -25,6 +26,7 @@ MINION_LOADER_DIRS = {
     "beacons_dirs": "_beacons",
 }
 MASTER_CONF = REPO / "conf" / "master.d" / "paphosting.conf"
+MINION_CONF = REPO / "conf" / "minion.d" / "paphosting.conf"
 CONF_PREFIX = "/srv/paphosting"
 
 
@@ -53,3 +55,12 @@ def loader_dirs():
 def master_config(conf=MASTER_CONF, root=REPO):
     """``conf/master.d/paphosting.conf`` with ``root`` in place of ``/srv/paphosting``."""
     return yaml.safe_load(pathlib.Path(conf).read_text().replace(CONF_PREFIX, str(root)))
+
+
+def minion_config(masters, port):
+    """``conf/minion.d/paphosting.conf`` with ``masters`` (addresses, NL first) listening on
+    ``port`` in place of the real masters."""
+    conf = yaml.safe_load(MINION_CONF.read_text())
+    conf["master"] = [f"{address}:{port}" for address in masters]
+    conf["master_port"] = port
+    return conf

@@ -38,21 +38,12 @@ import salt.client
 import yaml
 
 from harness import REPO
-from harness.saltenv import file_root, loader_dirs, master_config
+from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from paphosting import daemon, dnsserver, haproxy, model, rotation
 from tests.integration.conftest import SaltPlatform, wait
 
-MINION_CONF = REPO / "conf" / "minion.d" / "paphosting.conf"
 PROVISION = REPO / "scripts" / "provision-second-master"
 NAMES = ("nl", "ch")
-
-
-def minion_config(masters, port):
-    """``conf/minion.d/paphosting.conf`` with the test masters' ``host:port`` in place of the real ones."""
-    conf = yaml.safe_load(MINION_CONF.read_text())
-    conf["master"] = [f"{address}:{port}" for address in masters]
-    conf["master_port"] = port
-    return conf
 
 
 def provision(nl, ch):
