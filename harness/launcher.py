@@ -193,6 +193,10 @@ class Master:
     def log_file(self):
         return self.root / "log" / "master"
 
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / "salt-master.pid"
+
     def config(self):
         lab = self.lab
         conf = master_config()
@@ -204,7 +208,7 @@ class Master:
                 "pki_dir": str(self.root / "pki"),
                 "cachedir": str(self.cachedir),
                 "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.root / "run" / "salt-master.pid"),
+                "pidfile": str(self.salt_pidfile),
                 "log_file": str(self.log_file),
                 "key_logfile": str(self.root / "log" / "key"),
                 "log_level_logfile": "info",
@@ -258,10 +262,7 @@ class Master:
         return self.process.running
 
     def start(self):
-        try:
-            self.process.start()
-        except daemon.DaemonError as exc:
-            raise LabError(str(exc)) from None
+        _start(self.process, self.salt_pidfile)
 
     def wait_ready(self, timeout=90):
         def ready():
@@ -300,6 +301,10 @@ class Minion:
     def log_file(self):
         return self.root / "log" / "minion"
 
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / "salt-minion.pid"
+
     def config(self):
         """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
         minion's folders and the lab's shorter waits."""
@@ -313,7 +318,7 @@ class Minion:
                 "pki_dir": str(self.root / "pki"),
                 "cachedir": str(self.root / "cache"),
                 "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.root / "run" / "salt-minion.pid"),
+                "pidfile": str(self.salt_pidfile),
                 "log_file": str(self.log_file),
                 "log_level_logfile": "info",
                 "user": getpass.getuser(),
@@ -348,13 +353,28 @@ class Minion:
         return self.process.running
 
     def start(self):
-        try:
-            self.process.start()
-        except daemon.DaemonError as exc:
-            raise LabError(str(exc)) from None
+        _start(self.process, self.salt_pidfile)
 
     def stop(self, timeout=20):
         return self.process.stop(timeout)
+
+
+def _start(process, salt_pidfile, timeout=10):
+    """Start a salt daemon's ``process``. Salt refuses to start while the pid of its own pidfile
+    exists, and the worker of a killed daemon (not our child) stays a zombie until init reaps it:
+    wait for that first."""
+    pid = daemon.read_pid(salt_pidfile)
+    if pid and not process.running:
+        wait_for(
+            lambda: not os.path.exists(f"/proc/{pid}"),
+            timeout,
+            f"pid {pid} of {salt_pidfile} to be gone",
+            interval=0.1,
+        )
+    try:
+        process.start()
+    except daemon.DaemonError as exc:
+        raise LabError(str(exc)) from None
 
 
 def _tail(path, lines=15):
@@ -773,8 +793,9 @@ class Lab:
         server, the web applications): the machine dies. Returns the pids."""
         pids = []
         m = self.minions[minion]
-        if m.process.pid and processes.kill(m.process.pid, group=True):
-            pids.append(m.process.pid)
+        pid = m.process.pid
+        if pid and processes.kill(pid, group=True):
+            pids.append(pid)
         for pidfile in sorted(m.sandbox.rglob("*.pid")):
             pid = daemon.read_pid(pidfile)
             if pid and str(m.sandbox) in processes.cmdline(pid) and processes.kill(pid):
