@@ -25,10 +25,10 @@ scale
     compile and the real checkers, for every minion); the master's CPU per health report.
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
-    scripts/lab/peers.py) started beside the platform's nameservers: the same kills, the same
+    harness/peers.py) started beside the platform's nameservers: the same kills, the same
     clock, p50/p95 per system; and one watcher of three cut off from a load balancer.
 
-Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by scripts/lab/report.py), a
+Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by harness/report.py), a
 PNG chart ``build/bench/results.png``, and prints a table.
 """
 
@@ -44,11 +44,10 @@ import time
 import traceback
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from lab import client, peers, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
-from lab.launcher import Events, Lab, wait_for  # noqa: E402
-
+from harness import client, peers, report, synthetic  # noqa: E402 - harness puts _utils on sys.path
+from harness.launcher import Events, Lab, wait_for  # noqa: E402
 from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
@@ -401,7 +400,7 @@ def bench_platform(trials, parts):
 
 def bench_peers(lab, trials):
     """gdnsd and PowerDNS beside the platform's nameservers, through the failover part's trials
-    (scripts/lab/peers.py; docs/bench.md)."""
+    (harness/peers.py; docs/bench.md)."""
     with peers.running(lab.platform, lab.base / "peers", say=log) as started:
         systems, details = peers.side_by_side(
             lab, started, trials, lambda lb: _restart_haproxy(lab, lb), summary, ROTATION, log
@@ -417,7 +416,7 @@ def bench_peers(lab, trials):
 
 def scale_pillar(customers):
     """The bench platform with ``customers`` customer zones, each with its apex (and ``www``) on
-    the rotation (scripts/lab/synthetic.py), on addresses of its own (:func:`_own_addresses`)."""
+    the rotation (harness/synthetic.py), on addresses of its own (:func:`_own_addresses`)."""
     return _own_addresses(synthetic.customers(customers, base=bench_pillar()))
 
 
@@ -1175,7 +1174,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.render_worker:
-        from lab import render
+        from harness import render
 
         print(json.dumps(render.measure(*args.render_worker)))
         return 0

@@ -1,7 +1,7 @@
 """The platform's pillar model: schema, validation and typed objects.
 
 Everything lives under one pillar key, ``paphosting`` (see ``docs/pillar.md`` and
-``pillar/paphosting/example.sls``). :func:`parse` validates a whole tree and either returns a
+``pillar/paphosting.sls``). :func:`parse` validates a whole tree and either returns a
 :class:`Platform` or raises :class:`InvalidPillar` listing every error with its pillar path. Unknown
 keys are errors: a typo must never be silently ignored.
 """

@@ -16,10 +16,10 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from harness.services import LoadBalancer
 from paphosting import dnsserver, health, model
 from paphosting import zone as pzone
 from tests.conftest import require_binary
-from tests.support.procs import LoadBalancer
 
 NS = ["ns1.fo.test", "ns2.fo.test", "ns3.fo.test"]
 WEB = "web1.fo.test"

@@ -1,4 +1,4 @@
-"""The promised shapes of build/demo/report.json and build/bench/results.json (scripts/lab/report.py).
+"""The promised shapes of build/demo/report.json and build/bench/results.json (harness/report.py).
 
 ``make demo`` and ``make bench`` check what they write with these functions; here they are checked
 on documents written for the test: the shapes of issue 7, and every way a document can miss them.
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from scripts.lab import report
+from harness import report
 
 
 def demo_doc():

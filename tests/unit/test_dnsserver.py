@@ -5,7 +5,7 @@ import re
 import pytest
 
 from paphosting import dnsserver, model
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, output_with_hash_seed
 
 ROOT = "/srv/sandbox"
 
@@ -115,11 +115,30 @@ def test_ipv6_nameserver():
     )
 
 
-def test_configs_are_deterministic():
+def test_configs_do_not_depend_on_the_pillar_order():
+    pillar = example_pillar()
+    pillar["zones"]["paphosting.net"] = {}
+    for key in ("nameservers", "zones", "loadbalancers"):
+        pillar[key] = dict(reversed(list(pillar[key].items())))
+    pillar["nameservers"]["ns1.paphosting.net"].pop("control_port", None)
+    reordered = model.parse(pillar)
     for ns in NS.values():
-        assert dnsserver.render_config(platform(), ns, ROOT) == dnsserver.render_config(
+        assert dnsserver.render_config(reordered, ns, ROOT) == dnsserver.render_config(
             platform(), ns, ROOT
         )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_configs_do_not_depend_on_the_hash_seed(server, seed):
+    code = (
+        "from paphosting import dnsserver\n"
+        "from tests.unit.test_dnsserver import ROOT, platform\n"
+        f"print(dnsserver.render_config(platform(), {NS[server]!r}, ROOT), end='')\n"
+    )
+    assert output_with_hash_seed(code, seed) == dnsserver.render_config(
+        platform(), NS[server], ROOT
+    )
 
 
 def test_control_commands(monkeypatch):

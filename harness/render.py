@@ -22,9 +22,8 @@ import sys
 import tempfile
 import time
 
+from harness import synthetic
 from paphosting import dnsserver, haproxy, model, zone
-
-from . import synthetic
 
 SERVERS = ("bind", "nsd", "knot")
 SERIAL = 2025010100

@@ -5,7 +5,7 @@ docs/bench.md). :func:`demo_problems` and :func:`bench_problems` return a list o
 when the document has the promised shape. ``make demo`` and ``make bench`` check what they write
 with them, and so can anyone::
 
-    .venv/bin/python scripts/lab/report.py build/demo/report.json build/bench/results.json
+    .venv/bin/python -m harness.report build/demo/report.json build/bench/results.json
 """
 
 import json

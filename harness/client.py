@@ -7,12 +7,16 @@
   session's request count there (``salt/webserver/files/webapp.py``).
 - :class:`Load` is a bounded background load (a few requests per second per worker) that counts
   every request a client would see fail.
+- :class:`Client` (and :func:`http_get`) underneath: plain HTTP with a cookie jar, any ``Host``
+  header, one connection per request; the tests use it too.
 """
 
 import http.client
+import json
 import random
 import threading
 import time
+from http.cookies import CookieError, SimpleCookie
 
 import dns.exception
 import dns.flags
@@ -22,7 +26,71 @@ import dns.query
 import dns.rdatatype
 
 from paphosting import dnsserver
-from tests.support.procs import Client
+
+# --- HTTP with a cookie jar -------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def server(self):
+        """The webapp that answered (``None`` when the answer did not come from one)."""
+        try:
+            return self.json().get("server")
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:80]!r}>"
+
+
+class Client:
+    """An HTTP client with a cookie jar, talking to ``address:port`` with any ``Host`` header.
+
+    One new connection per request, like distinct browser requests through a load balancer.
+    """
+
+    def __init__(self, cookies=None):
+        self.cookies = dict(cookies or {})
+
+    def get(self, address, port, path="/", host=None, timeout=5.0):
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+        headers = {"Connection": "close"}
+        if host:
+            headers["Host"] = host
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in sorted(self.cookies.items()))
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            for value in resp.headers.get_all("Set-Cookie") or []:
+                jar = SimpleCookie()
+                try:
+                    jar.load(value)
+                except CookieError:
+                    continue
+                for name, morsel in jar.items():
+                    self.cookies[name] = morsel.value
+            return Response(resp.status, resp.headers, body)
+        finally:
+            conn.close()
+
+
+def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0):
+    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None."""
+    client = cookies if isinstance(cookies, Client) else Client(cookies)
+    return client.get(address, port, path, host, timeout)
+
+
+# --- DNS and browsing ------------------------------------------------------------------------
 
 
 def resolve(ns, name, timeout=1.0):
