@@ -267,6 +267,7 @@ def apply_all(
     test=False,
     pillar_digest=None,
     failover=False,
+    timings=None,
 ):
     """
     Bring many zones (default: every zone of the platform) up to date on this nameserver and make
@@ -308,6 +309,10 @@ def apply_all(
         those records (and its serial) changed, checked by the server's checker, and is marked
         ``patched``; drift correction repairs the rest through the change-safety rule.
 
+    timings
+        A dict (from Python callers such as ``rotation.apply``) filled with the seconds each
+        phase took.
+
     CLI Example:
 
     .. code-block:: bash
@@ -341,6 +346,8 @@ def apply_all(
                 running=_running(ns),
                 first=zonesync.rotation_zones(renderer),
                 failover=failover,
+                timings=timings,
+                describe=not failover,  # the failover reports no file diffs: thousands of them
             )
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:
