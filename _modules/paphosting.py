@@ -71,7 +71,7 @@ def _render_problems(errors, minion=None):
         name = push.failed_sls(err)
         path = _sls_file(name) if name else None
         text = push.render_problem(err, _render_line(path, name) if path else None)
-        where = path or (f"SLS {name!r}" if name else "the pillar top file")
+        where = path or (f"SLS {name!r}" if name else "pillar")
         out.append(f"{where}: {text}" + (f" [pillar of {minion}]" if minion else ""))
     return out
 
