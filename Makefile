@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit functional integration demo bench lint validate
+.PHONY: setup test unit functional integration demo bench lint validate diagrams
 
 setup:
 	@bash scripts/setup
@@ -33,3 +33,8 @@ lint: setup
 PILLAR ?= pillar
 validate: setup
 	@scripts/validate-pillar $(PILLAR)
+
+# The pictures of docs/architecture.md, from their Graphviz sources (tests/unit/test_diagrams.py
+# fails when an SVG is stale).
+diagrams: setup
+	@for f in docs/diagrams/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg"; done

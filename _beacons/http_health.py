@@ -28,6 +28,10 @@ Configuration
             max_transitions: 4
             hold: 120
         - key: /etc/salt/pki/minion/minion.pem   # signing key (default: the minion's own key)
+        - serves:              # on a nameserver: ask its own DNS server what it hands out
+            server: 127.0.0.1@5300
+            names: [http0.l.paphosting.nl]
+            addresses: {127.0.1.1: lb1.paphosting.net, 127.0.1.2: lb2.paphosting.net}
 
 Salt runs beacons once a second (a fixed tick of the minion's event loop). The beacon keeps its
 own clock and probes on the first tick at least 90% of ``probe_interval`` after the previous
@@ -57,7 +61,9 @@ otherwise. Data:
     sig: <base64 RSA PKCS#1 v1.5 SHA-256 signature of the report text, by the minion key>
 
 ``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
-a flapping target is ``down`` with ``flapping: true``. ``rotation`` is the newest published
+a flapping target is ``down`` with ``flapping: true``. A nameserver's heartbeat also carries
+``serving: {"digest": ...}``: the membership its own DNS server answers for the rotation names
+(anti-entropy, ``docs/failover.md``). ``rotation`` is the newest published
 rotation this minion holds: its pillar's (``paphosting_rotation``) or the one a master recorded
 with ``rotation.hold`` (:mod:`paphosting.overlay`) (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
 only the signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
@@ -70,6 +76,12 @@ import sys
 import time
 import urllib.parse
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+
 try:
     from paphosting import health, overlay
 except ImportError:
@@ -81,7 +93,17 @@ __virtualname__ = "http_health"
 
 DEFAULTS = {"probe_interval": 1.0, "probe_timeout": 0.5, "fall": 3, "rise": 2, "heartbeat": 30.0}
 FLAP_DEFAULTS = {"window": 300.0, "max_transitions": 4, "hold": 120.0}
-KNOWN = {"targets", "probe_interval", "probe_timeout", "fall", "rise", "heartbeat", "flap", "key"}
+KNOWN = {
+    "targets",
+    "probe_interval",
+    "probe_timeout",
+    "fall",
+    "rise",
+    "heartbeat",
+    "flap",
+    "key",
+    "serves",
+}
 # Options every beacon takes, handled by Salt itself.
 SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_run", "run_once"}
 
@@ -177,6 +199,18 @@ def validate(config):
         return False, "http_health: 'flap:hold' must be a number of seconds, 0 or more"
     if "key" in conf and not isinstance(conf["key"], str):
         return False, "http_health: 'key' must be the path of a PEM private key"
+    serves = conf.get("serves")
+    if serves is not None and not (
+        isinstance(serves, dict)
+        and isinstance(serves.get("server"), str)
+        and serves["server"].rpartition("@")[2].isdigit()
+        and isinstance(serves.get("names"), list)
+        and isinstance(serves.get("addresses"), dict)
+    ):
+        return (
+            False,
+            "http_health: 'serves' must be {server: address@port, names: [...], addresses: {...}}",
+        )
     return True, "valid"
 
 
@@ -199,10 +233,33 @@ def _held_rotation():
         pillar = overlay.held_of((__pillar__ or {}).get(overlay.KEY))
     except AttributeError:
         pillar = None
-    held = overlay.newest_held(
-        pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"]))
-    )
+    held = overlay.newest_held(pillar, overlay.load_held(overlay.held_path(__opts__["cachedir"])))
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
+
+
+def _serving(serves, timeout=0.5):
+    """``{"digest": ...}`` of the membership this nameserver's own DNS server answers for the
+    rotation names now (``serves``, from the beacon config), or None when it does not answer:
+    what it *serves*, whatever it holds, so a missed job, a failed apply or a hand edit shows in
+    its next heartbeat. Plain dnspython here: this runs in the minion's main process, which
+    should import as little of the project as it can (a job process inherits what it imported)."""
+    address, _, port = serves["server"].rpartition("@")
+    served = {}
+    for name in serves["names"]:
+        query = dns.message.make_query(name.rstrip(".") + ".", "A")
+        query.flags &= ~dns.flags.RD
+        try:
+            resp = dns.query.udp(query, address, port=int(port), timeout=timeout)
+        except (dns.exception.DNSException, OSError):
+            return None
+        found = {
+            serves["addresses"].get(rd.address, rd.address)
+            for rr in resp.answer
+            if rr.rdtype == dns.rdatatype.A
+            for rd in rr
+        }
+        served[name] = {"members": sorted(found)}
+    return {"digest": overlay.digest(served)}
 
 
 def beacon(config):
@@ -224,7 +281,8 @@ def beacon(config):
         t = watch.trackers[lb]
         log.info("http_health: %s is now %s (%s)", lb, t.state, t.detail)
     key_path = conf.get("key") or os.path.join(__opts__["pki_dir"], "minion.pem")
-    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation())
+    serving = _serving(conf["serves"]) if kind == "heartbeat" and conf.get("serves") else None
+    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation(), serving)
     with open(key_path, "rb") as fh:
         sig = health.sign(text, fh.read())
     return [{"tag": kind, "report": text, "sig": sig}]

@@ -405,6 +405,7 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
     if not _running(ns):
         return "not running"
     root = _root()
+    before = dnsserver.server_processes(ns, root)
     try:
         try:
             dnsserver.run_control(dnsserver.zone_reload_command(ns, zone, root))
@@ -422,4 +423,5 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
                 f"{ns.server} reloaded zone {zone} but serves serial {now}, not {serial}; "
                 f"see {dnsserver.layout(ns, root)['log']}"
             )
+    dnsserver.wait_reloaded_processes(ns, before, root)
     return "reloaded"

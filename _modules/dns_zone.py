@@ -266,6 +266,8 @@ def apply_all(
     pillar=None,
     test=False,
     pillar_digest=None,
+    failover=False,
+    timings=None,
 ):
     """
     Bring many zones (default: every zone of the platform) up to date on this nameserver and make
@@ -301,6 +303,16 @@ def apply_all(
         The digest of the ``paphosting`` pillar to render, when known (``rotation.apply`` passes
         the master's): a platform prepared for it in the cache is used without hashing the pillar.
 
+    failover
+        A rotation change (``rotation.apply`` sets it): never blocked by local damage. A zone
+        whose live file differs from the pillar in more than the rotation's records gets only
+        those records (and its serial) changed, checked by the server's checker, and is marked
+        ``patched``; drift correction repairs the rest through the change-safety rule.
+
+    timings
+        A dict (from Python callers such as ``rotation.apply``) filled with the seconds each
+        phase took.
+
     CLI Example:
 
     .. code-block:: bash
@@ -333,6 +345,9 @@ def apply_all(
                 force=force,
                 running=_running(ns),
                 first=zonesync.rotation_zones(renderer),
+                failover=failover,
+                timings=timings,
+                describe=not failover,  # the failover reports no file diffs: thousands of them
             )
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:

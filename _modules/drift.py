@@ -5,6 +5,7 @@ Scheduled on every minion by the ``minion`` SLS (interval and splay from ``papho
 
 import copy
 import logging
+import os
 
 import salt.config
 import salt.loader
@@ -99,9 +100,11 @@ def highstate(**kwargs):
     Run a highstate through the master that serves the newest pillar revision among those of the
     minion's ``master`` list that answer (this job's master among equals); when it had to change
     something, or something failed, report it on the event bus with the tag
-    ``paphosting/drift/<minion id>`` and the data ``{"changed": [...], "failed": [...], "master":
-    <master>, "revision": <pillar revision>}`` (see ``paphosting.drift.summarize``). The revision
-    is None when only one master answered (nothing to compare) or none serves one.
+    ``paphosting/drift/<minion id>`` and the data ``{"report": <text>, "sig": <signature>}``: the
+    text names this minion and holds the summary ``{"changed": [...], "failed": [...], "master":
+    <master>, "revision": <pillar revision>}`` (see ``paphosting.drift.summarize``), signed with
+    this minion's key (``paphosting.drift.signed_report``). The revision is None when only one
+    master answered (nothing to compare) or none serves one.
 
     Returns the summary. A run skipped because another state run is in progress reports nothing.
 
@@ -124,5 +127,9 @@ def highstate(**kwargs):
     summary = drift.summarize(ret)
     summary.update(master=master, revision=revision)
     if summary["changed"] or summary["failed"]:
-        __salt__["event.send"](drift.TAG_PREFIX + __opts__["id"], summary)
+        # Signed with this minion's key: the masters trust the minion id the signature proves,
+        # not the event's (see paphosting.drift).
+        with open(os.path.join(__opts__["pki_dir"], "minion.pem"), "rb") as fh:
+            data = drift.signed_report(__opts__["id"], summary, fh.read())
+        __salt__["event.send"](drift.TAG_PREFIX + __opts__["id"], data)
     return summary

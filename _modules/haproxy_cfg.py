@@ -11,7 +11,7 @@ process with a pidfile under the minion option ``paphosting_root``.
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from paphosting import files, model
+from paphosting import files, model, platformcache
 from paphosting import haproxy as core
 from paphosting.errors import PapError
 
@@ -29,8 +29,9 @@ def _root():
 
 
 def _platform():
+    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
     try:
-        return model.parse(__pillar__.get(model.ROOT))
+        return platformcache.load(__pillar__.get(model.ROOT), __opts__.get("cachedir")).platform
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 

@@ -17,6 +17,8 @@ Why not ``state.apply``: a state run waits for (or fails on) any other state run
 including one a master that has since died left queued; the failover must not wait for that.
 """
 
+import time
+
 from salt.exceptions import CommandExecutionError
 
 from paphosting import model, overlay, platformcache
@@ -78,8 +80,9 @@ def apply(published=None, pillar_digest=None):
     second finds nothing to do.
 
     Returns ``{"held": {...}, "pillar": "cached" | "in memory" | "compiled", "zones": {zone:
-    {"written", "serial", "reloaded", "error"}}}`` listing the zones that changed; fails when a
-    zone could not be applied (the others are still applied).
+    {"written", "patched", "serial", "reloaded", "error"}}, "timings": {phase: seconds}}``
+    listing the zones that changed; fails when a zone could not be applied (the others are still
+    applied).
 
     published
         As for :func:`hold`.
@@ -96,6 +99,7 @@ def apply(published=None, pillar_digest=None):
 
         salt ns1.paphosting.net rotation.apply
     """
+    started = time.monotonic()
     cached = None
     if pillar_digest is not None:
         # The platform the master decided with, prepared on this minion by an earlier apply: no
@@ -126,14 +130,22 @@ def apply(published=None, pillar_digest=None):
         return out
     # Explicit members: what this minion holds now (the newest version any master sent).
     members = {n: r["members"] for n, r in (held or {}).get("rotations", {}).items()} or None
+    timings = {"prepare": round(time.monotonic() - started, 4)}
     done = __salt__["dns_zone.apply_all"](
-        members=members, pillar=pillar, pillar_digest=pillar_digest if cached else None
+        members=members,
+        pillar=pillar,
+        pillar_digest=pillar_digest if cached else None,
+        failover=True,
+        timings=timings,
     )
+    timings["total"] = round(time.monotonic() - started, 4)
+    out["timings"] = timings
     errors = []
     for zone, entry in done.items():
         if entry["written"] or entry["reloaded"] or entry["error"]:
             out["zones"][zone] = {
                 "written": entry["written"],
+                "patched": entry.get("patched", False),
                 "serial": entry["serial"],
                 "reloaded": entry["reloaded"],
                 "error": entry["error"],

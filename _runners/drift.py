@@ -1,6 +1,7 @@
 """Drift correction on the masters: record the minions' drift reports and list them.
 
-The reactor ``reactor/drift.sls`` calls :func:`record` for every ``paphosting/drift/<id>`` event.
+The reactor ``reactor/drift.sls`` calls :func:`record` for every ``paphosting/drift/<id>`` event,
+which records it only when it is signed by the key this master accepted for the minion it names.
 Both masters receive every event, so each keeps the same history.
 """
 
@@ -23,38 +24,43 @@ def _history_path():
     return os.path.join(__opts__["cachedir"], "paphosting", "drift.json")
 
 
-def _valid_items(items):
-    return isinstance(items, list) and all(
-        isinstance(i, dict) and isinstance(i.get("state"), str) and isinstance(i.get("id"), str)
-        for i in items
-    )
+def _public_key(minion):
+    """The public key this master accepted for ``minion`` (PEM bytes), or None."""
+    path = os.path.join(__opts__["pki_dir"], "minions", minion)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
-def record(minion, report):
+def record(report=None, sig=None, sender=None):
     """
-    Record one drift report. ``minion`` is the id the master authenticated (``data['id']`` of an
-    ``event.send`` event); ``report`` is the minion's summary. Malformed reports are logged and
-    dropped.
+    Record one signed drift report (``reactor/drift.sls`` hands over every
+    ``paphosting/drift/<id>`` event). The minion recorded is the one the signed report names,
+    checked against the key this master accepted for it: the event's ``id`` is not trusted (a
+    minion sending through Salt's batched ``events`` path sets it to anything), and is used only
+    to name the sender of a refused report in the log. Refused reports are logged and dropped.
+
+    report
+        The report text, exactly as signed (``paphosting.drift.signed_report``).
+    sig
+        Its signature, by the minion's own key.
+    sender
+        The event's claimed ``id``, for the log only.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run drift.record minion=lb1 report='{"changed": [], "failed": []}'
+        salt-run drift.record report='{"format":1,"minion":"lb1",...}' sig=KQ3b...
     """
-    if (
-        not isinstance(report, dict)
-        or not _valid_items(report.get("changed"))
-        or not _valid_items(report.get("failed"))
-    ):
-        log.warning("drift: ignoring a malformed drift report from %r: %r", minion, report)
+    try:
+        minion, when, summary = drift.authenticate(report, sig, _public_key)
+        drift.record(_history_path(), minion, summary, when=when)
+    except drift.Rejected as exc:
+        log.warning("drift: refused a report (event id %r): %s", sender, exc)
         return False
-    summary = {"changed": report["changed"], "failed": report["failed"]}
-    if isinstance(report.get("master"), str):
-        summary["master"] = report["master"]  # the master the highstate ran through
-    if isinstance(report.get("revision"), int):
-        summary["revision"] = report["revision"]  # the pillar revision it applied
-    drift.record(_history_path(), str(minion), summary)
     return True
 
 

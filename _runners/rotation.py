@@ -13,6 +13,7 @@ rotation: the minion holds it and a nameserver applies its zones) and the event
 Operators use :func:`status`, :func:`drain` and :func:`restore`. See ``docs/failover.md``.
 """
 
+import json
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ import salt.pillar
 import salt.utils.event
 import salt.utils.minions
 
-from paphosting import model, platformcache, rotation
+from paphosting import files, model, platformcache, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,16 @@ def _public_key(watcher):
         return None
 
 
-def _push(config, change, published, digest):
-    """Send ``published`` (this master's rotation) to every nameserver and watcher with
-    ``rotation.apply``; return the job id. ``digest`` is that of the ``paphosting`` pillar the
-    decision was made with: a minion whose in-memory pillar has the same digest applies from it
-    without compiling its pillar again."""
-    targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
+RESYNC_TAG = "paphosting/rotation/resync"
+
+
+def _push(config, published, digest, targets=None):
+    """Send ``published`` (this master's rotation) to every nameserver and watcher (or to
+    ``targets``) with ``rotation.apply``; return the job id. ``digest`` is that of the
+    ``paphosting`` pillar the decision was made with: a minion that prepared that platform
+    applies from it without compiling its pillar again."""
+    if targets is None:
+        targets = sorted(set(config["nameservers"]) | set(config["watchers"]))
     if not targets:
         return None
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
@@ -150,13 +155,33 @@ def _push(config, change, published, digest):
         kwarg={"published": published, "pillar_digest": digest},
     )
     log.info(
-        "rotation: version %s pushed to %s (job %s)", change["version"], ", ".join(targets), jid
+        "rotation: version %s pushed to %s (job %s)",
+        published["version"],
+        ", ".join(targets),
+        jid,
+    )
+    return jid
+
+
+def _resync(config, minion, published, digest, why):
+    """Push the current rotation to one minion again (anti-entropy); fire and log why."""
+    jid = _push(config, published, digest, targets=[minion])
+    log.warning("rotation: version %s pushed again to %s: %s", published["version"], minion, why)
+    _fire(
+        {
+            "minion": minion,
+            "version": published["version"],
+            "why": why,
+            "jid": jid,
+            "master": __opts__["id"],
+        },
+        RESYNC_TAG,
     )
     return jid
 
 
 def _publish_change(config, change, published, digest):
-    jid = _push(config, change, published, digest)
+    jid = _push(config, published, digest)
     _fire(
         dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
     )
@@ -171,9 +196,57 @@ def _publish_change(config, change, published, digest):
     return jid
 
 
-def _reject(reason, sender):
-    log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
-    _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
+# Per sender (the event's claimed id, or the report's claimed watcher): at most RATE reports a
+# second on average, BURST at once. A watcher sends one a second at most (a transition) plus a
+# heartbeat; anything beyond is refused before its signature is even checked, so one minion
+# flooding forged reports costs this master next to nothing and cannot delay a real failover.
+RATE = 5.0
+BURST = 20.0
+_buckets = {}
+_refused = {"counts": {}, "flushed": 0.0}
+_limits_lock = threading.Lock()
+
+
+def _allowed(sender, now):
+    with _limits_lock:
+        tokens, last = _buckets.get(sender, (BURST, now))
+        tokens = min(BURST, tokens + (now - last) * RATE)
+        if tokens < 1:
+            _buckets[sender] = (tokens, now)
+            return False
+        _buckets[sender] = (tokens - 1, now)
+        if len(_buckets) > 10_000:  # ids are claimed, not proven: bound the table too
+            _buckets.clear()
+        return True
+
+
+def refused_path():
+    return os.path.join(os.path.dirname(_state_path()), "rotation_refused.json")
+
+
+def _count_refusal(reason, sender, now):
+    """Count a refusal by kind and sender; written at most once a second (status shows it)."""
+    kind = reason.split(":")[0].split("(")[0].strip()[:60]
+    with _limits_lock:
+        counts = _refused["counts"]
+        key = f"{kind} [{sender}]"
+        counts[key] = counts.get(key, 0) + 1
+        if now - _refused["flushed"] < 1.0:
+            return
+        _refused["flushed"] = now
+        data = dict(counts)
+    try:
+        files.write_checked(refused_path(), json.dumps(data, sort_keys=True), mode=0o600)
+    except OSError as exc:
+        log.warning("rotation: cannot record refused reports: %s", exc)
+
+
+def _reject(reason, sender, now=None, quiet=False):
+    now = now or time.time()
+    _count_refusal(reason, sender, now)
+    if not quiet:
+        log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
+        _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
     return {"accepted": False, "reason": reason}
 
 
@@ -197,12 +270,20 @@ def report(report=None, sig=None, sender=None):
 
         salt-run rotation.report report='{"format":1,...}' sig=MEUCIQ...
     """
+    now = time.time()
+    if not _allowed(f"event:{sender}", now):
+        # Not logged nor fired one by one: that would be the flood's amplifier. Counted.
+        return _reject("rate limited: more reports than a watcher sends", sender, now, quiet=True)
     try:
         claimed = rotation.claimed_watcher(report)
+        if not _allowed(f"watcher:{claimed}", now):
+            return _reject(
+                "rate limited: more reports than a watcher sends", sender, now, quiet=True
+            )
         config, digest = _context(claimed)
         body = rotation.authenticate(report, sig, config, _public_key)
     except (rotation.Rejected, PapError) as exc:
-        return _reject(str(exc), sender)
+        return _reject(str(exc), sender, now)
     path = _state_path()
     with rotation.locked(path):
         state = rotation.load(path)
@@ -210,9 +291,13 @@ def report(report=None, sig=None, sender=None):
             dropped = rotation.accept(state, body, config, time.time())
         except rotation.Rejected as exc:
             return _reject(str(exc), sender)
-        change = rotation.decide(
-            state, config, time.time(), cause=f"{body['kind']} from {body['watcher']}"
-        )
+        now = time.time()
+        change = rotation.decide(state, config, now, cause=f"{body['kind']} from {body['watcher']}")
+        lag = None
+        if change is None and body["kind"] == "heartbeat":
+            lag = rotation.lagging(state, config, body["watcher"], now)
+            if lag is not None:
+                state.setdefault("resyncs", {})[body["watcher"]] = now
         rotation.save(path, state)
         published = rotation.publish(state, config)
     if dropped:
@@ -222,10 +307,57 @@ def report(report=None, sig=None, sender=None):
             ", ".join(dropped),
         )
     if change is None:
-        return {"accepted": True, "changed": False, "version": state["version"]}
+        out = {"accepted": True, "changed": False, "version": state["version"]}
+        if lag is not None:
+            out["resync"] = _resync(config, body["watcher"], published, digest, lag)
+        return out
     change["detected"] = body["ts"]  # when the watcher sent it: the failover latency's start
     jid = _publish_change(config, change, published, digest)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
+
+
+def resync(minion=None):
+    """
+    Push the current rotation again to one nameserver or watcher (anti-entropy): the reactor runs
+    this when a minion starts (``salt/minion/<id>/start``), so a nameserver that was down during a
+    failover serves the current rotation within a second of coming back. Idempotent (a current
+    nameserver finds nothing to do) and at most once per heartbeat period per minion.
+
+    minion
+        The minion id. Not trusted: any id that is not a nameserver or watcher of the platform is
+        refused, and a push changes nothing on a current minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.resync minion=ns3.paphosting.net
+    """
+    try:
+        config, digest = _context(minion)
+    except PapError as exc:
+        return {"result": False, "comment": str(exc)}
+    if minion not in set(config["nameservers"]) | set(config["watchers"]):
+        return {"result": False, "comment": f"{minion!r} is no nameserver or watcher"}
+    path = _state_path()
+    now = time.time()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        last = state.get("resyncs", {}).get(minion)
+        if last is not None and now - last < 1.0:
+            return {
+                "result": True,
+                "comment": f"{minion} was pushed the rotation {now - last:.1f} s ago",
+            }
+        state.setdefault("resyncs", {})[minion] = now
+        rotation.save(path, state)
+        published = rotation.publish(state, config)
+    jid = _resync(config, minion, published, digest, "it started")
+    return {
+        "result": True,
+        "comment": f"version {published['version']} pushed to {minion}",
+        "jid": jid,
+    }
 
 
 def _operator(action, lb, **kwargs):
@@ -306,7 +438,17 @@ def status():
         salt-run rotation.status
     """
     config = _config()
-    return rotation.status_text(rotation.load(_state_path()), config, time.time())
+    text = rotation.status_text(rotation.load(_state_path()), config, time.time())
+    try:
+        with open(refused_path(), encoding="utf-8") as fh:
+            refused = json.load(fh)
+    except (OSError, ValueError):
+        refused = {}
+    if refused:
+        text += "\n\nREFUSED REPORTS (since the master started)\n" + "\n".join(
+            f"  {n:>6}  {what}" for what, n in sorted(refused.items(), key=lambda kv: -kv[1])
+        )
+    return text
 
 
 def show():

@@ -34,7 +34,7 @@ import salt.client
 import salt.key
 import salt.pillar
 import salt.template
-from salt.exceptions import SaltException
+from salt.exceptions import SaltException, SaltRenderError
 
 from paphosting import push as core
 from paphosting import svn
@@ -136,7 +136,8 @@ def _compile(tree, prefix):
     """Every minion's pillar compiled from ``tree``, and each SLS file rendered on its own.
 
     The minions are the accepted ones plus every server the pillar names (iterated until no new
-    name appears). Returns ``(compiled, sources, files)`` for :func:`paphosting.push.validate`.
+    name appears). Returns ``(compiled, sources, files, render_lines)`` for
+    :func:`paphosting.push.validate`.
     """
     opts = dict(__opts__)
     opts.update(
@@ -150,6 +151,7 @@ def _compile(tree, prefix):
     first = salt.pillar.Pillar(opts, {"id": opts.get("id")}, opts.get("id"), "base")
     try:
         sources = {}
+        render_lines = {}
         for rel in files:
             try:
                 data = salt.template.compile_template(
@@ -162,6 +164,12 @@ def _compile(tree, prefix):
                     core.sls_name(rel),
                     _pillar_rend=True,
                 )
+            except SaltRenderError as exc:
+                # The real compile below reports it; YAML's scanner errors lose their line on
+                # the way into the pillar's _errors, so keep it here.
+                if exc.line_num:
+                    render_lines[rel] = exc.line_num
+                continue
             except Exception:  # pylint: disable=broad-except
                 continue  # the real compile below reports it
             if isinstance(data, dict):
@@ -187,12 +195,19 @@ def _compile(tree, prefix):
             todo |= core.named_servers(data) - set(compiled)
     finally:
         first.destroy()
-    return compiled, sources, files
+    return compiled, sources, files, render_lines
 
 
 def _validate(conf, revision, tree):
-    compiled, sources, files = _compile(tree, conf.path)
-    return core.validate(revision.number, compiled, sources, prefix=conf.path, files=files)
+    compiled, sources, files, render_lines = _compile(tree, conf.path)
+    return core.validate(
+        revision.number,
+        compiled,
+        sources,
+        prefix=conf.path,
+        files=files,
+        render_lines=render_lines,
+    )
 
 
 def _fetch(conf, revision):

@@ -98,22 +98,36 @@ def running(name, enable=True):
         if not changes and status["answering"]:
             ret.update(result=True, comment=f"{info['server']} is running")
             return ret
+        start = "service" in changes or not status["answering"]
         if __opts__["test"]:
-            ret.update(result=None, changes=changes, comment=f"{info['server']} would be started")
+            ret.update(
+                result=None,
+                changes=changes,
+                comment=" and ".join(
+                    ([f"{info['server']} would be started"] if start else [])
+                    + ([f"{info['unit']} would be enabled at boot"] if "enabled" in changes else [])
+                ),
+            )
             return ret
-        __salt__["dns_server.start"](nameserver=name)
-        if not enabled:
-            __salt__["service.enable"](info["unit"])
-        ret["changes"] = changes
-        if not __salt__["dns_server.status"](nameserver=name)["running"]:
-            ret["comment"] = f"{info['server']} did not stay up; see {info['log']}"
-            return ret
-        ret.update(
-            result=True,
-            comment=f"{info['server']} started"
-            if changes.get("service")
-            else f"{info['server']} is running",
-        )
+        if start:
+            __salt__["dns_server.start"](nameserver=name)
+            if "service" in changes:
+                ret["changes"]["service"] = changes["service"]
+            if not __salt__["dns_server.status"](nameserver=name)["running"]:
+                ret["comment"] = f"{info['server']} did not stay up; see {info['log']}"
+                return ret
+        done = [
+            f"{info['server']} started" if "service" in changes else f"{info['server']} is running"
+        ]
+        if "enabled" in changes:
+            if not __salt__["service.enable"](info["unit"]):
+                # systemctl refused (a masked or missing unit): the server would not come back
+                # after a reboot, so the state is not met.
+                ret["comment"] = f"{done[0]}, but systemctl enable {info['unit']} failed"
+                return ret
+            ret["changes"]["enabled"] = changes["enabled"]
+            done.append(f"{info['unit']} enabled at boot")
+        ret.update(result=True, comment="; ".join(done))
     except (CommandExecutionError, SaltInvocationError) as exc:
         # The server failed to start or to answer on its address.
         ret["comment"] = str(exc)

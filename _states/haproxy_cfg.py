@@ -197,6 +197,11 @@ def mod_watch(name, sfun=None, **kwargs):
     finishes its requests. Changes report the worker pids before and after.
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    if sfun != "running":
+        # Only haproxy_cfg.running owns the process; a watch on managed (or anything else) must
+        # not reload it behind running's back.
+        ret.update(result=True, comment=f"haproxy_cfg.{sfun} does not react to watch")
+        return ret
     try:
         before = __salt__["haproxy_cfg.status"]()
         if __opts__["test"]:

@@ -1,4 +1,4 @@
-# The example platform of the architecture overview (shared/seed/architecture-overview.txt):
+# The example platform of docs/architecture.md:
 # 2 haproxy load balancers, 3 authoritative nameservers (one each of BIND 9, NSD and Knot),
 # 3 webservers, a stateless and a stateful service, and the rotation name http0.l.paphosting.nl.
 #

@@ -17,12 +17,18 @@ noop
 errors
     Client-visible errors under a bounded loopback load while a backend dies and while a load
     balancer dies.
+scale
+    Growth with a hoster's number of customer zones (each with its apex on the rotation): at 0,
+    100, 1,000 and 5,000 zones, the failover and recovery on every nameserver (BIND, NSD, Knot)
+    until it serves the new answer for every zone and for the rotation name; the no-change
+    highstate of each nameserver beside Salt's floor; the push's validation (Salt's pillar
+    compile and the real checkers, for every minion); the master's CPU per health report.
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
-    scripts/lab/peers.py) started beside the platform's nameservers: the same kills, the same
+    harness/peers.py) started beside the platform's nameservers: the same kills, the same
     clock, p50/p95 per system; and one watcher of three cut off from a load balancer.
 
-Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by scripts/lab/report.py), a
+Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by harness/report.py), a
 PNG chart ``build/bench/results.png``, and prints a table.
 """
 
@@ -31,23 +37,24 @@ import json
 import os
 import pathlib
 import platform as host
+import signal
 import subprocess
 import sys
 import time
 import traceback
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from lab import client, peers, report, synthetic  # noqa: E402 - lab puts _utils on sys.path
-from lab.launcher import Events, Lab, wait_for  # noqa: E402
-
-from paphosting import haproxy  # noqa: E402
+from harness import client, peers, report, synthetic  # noqa: E402 - harness puts _utils on sys.path
+from harness.launcher import Events, Lab, wait_for  # noqa: E402
+from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors", "peers")
+PARTS = ("render", "failover", "noop", "errors", "scale", "peers")
+ZONE_SIZES = (0, 100, 1000, 5000)
 TARGET_RENDER_S = 5.0
 
 
@@ -393,7 +400,7 @@ def bench_platform(trials, parts):
 
 def bench_peers(lab, trials):
     """gdnsd and PowerDNS beside the platform's nameservers, through the failover part's trials
-    (scripts/lab/peers.py; docs/bench.md)."""
+    (harness/peers.py; docs/bench.md)."""
     with peers.running(lab.platform, lab.base / "peers", say=log) as started:
         systems, details = peers.side_by_side(
             lab, started, trials, lambda lb: _restart_haproxy(lab, lb), summary, ROTATION, log
@@ -405,6 +412,209 @@ def bench_peers(lab, trials):
         lab, h.watchers[0], lbs[0], ROTATION, window=3 * h.fall * h.interval, say=log
     )
     return peers.results(lab.platform.health, systems, details, described, quorum, trials)
+
+
+def scale_pillar(customers):
+    """The bench platform with ``customers`` customer zones, each with its apex (and ``www``) on
+    the rotation (harness/synthetic.py), on addresses of its own (:func:`_own_addresses`)."""
+    return _own_addresses(synthetic.customers(customers, base=bench_pillar()))
+
+
+def _own_addresses(pillar, octet=77):
+    """``pillar`` moved to addresses and ports no other lab of this machine uses (``scripts/lab
+    up`` or the demo may be running): 127.0.x.y becomes 127.<octet>.x.y; BIND, which listens on
+    127.0.0.1 only, gets other ports."""
+    for group in ("loadbalancers", "webservers", "nameservers", "masters"):
+        for item in pillar.get(group, {}).values():
+            if item.get("address", "").startswith("127.0.") and item["address"] != "127.0.0.1":
+                item["address"] = f"127.{octet}." + item["address"].split(".", 2)[2]
+            elif item.get("address") == "127.0.0.1":
+                item["port"] = item.get("port", 53) + 100
+                if "control_port" in item:
+                    item["control_port"] += 100
+    return pillar
+
+
+def _floor_root():
+    extra = OUT / "floor_sls"
+    (extra / "bench").mkdir(parents=True, exist_ok=True)
+    (extra / "bench" / "floor.sls").write_text(EMPTY_SLS)
+    return extra
+
+
+def _push_validation(lab):
+    """Seconds for what a push does before anything goes live: Salt compiles every minion's
+    pillar, then :func:`paphosting.push.validate` checks it with the real checkers."""
+    import salt.pillar
+
+    opts = dict(lab.master().opts(), ext_pillar=[])
+    t0 = time.monotonic()
+    compiled = {}
+    for minion in sorted(lab.minions):
+        pillar = salt.pillar.Pillar(opts, {"id": minion}, minion, "base").compile_pillar()
+        compiled[minion] = push.Compiled(minion, pillar, list(pillar.get("_errors") or []))
+    t1 = time.monotonic()
+    push.validate("bench", compiled, {})
+    t2 = time.monotonic()
+    return {
+        "compile_s": round(t1 - t0, 2),
+        "validate_s": round(t2 - t1, 2),
+        "total_s": round(t2 - t0, 2),
+    }
+
+
+def _zone_trial(lab, names, want, act):
+    """Run ``act`` (returns its start time), then time until every nameserver answers ``want``
+    for the rotation name and for every one of ``names``: ``({ns: s}, {ns: s})``."""
+    rot = client.DnsWatch(lab.nameservers, ROTATION, want)
+    zones = client.ZoneWatch(lab.nameservers, names, want)
+    t0 = act()
+    at_rot = rot.wait(120)
+    at_zones = zones.wait(300)
+    if len(at_zones) < len(lab.nameservers) or len(at_rot) < len(lab.nameservers):
+        raise RuntimeError(
+            f"not every nameserver answers {sorted(want)} for every zone: {zones.left} left, "
+            f"rotation name {rot.last}"
+        )
+    return (
+        {ns: t - t0 for ns, t in at_rot.items()},
+        {ns: t - t0 for ns, t in at_zones.items()},
+        {ns: round(max(r), 3) for ns, r in zones.rounds.items() if r},
+    )
+
+
+def bench_scale(trials, sizes=ZONE_SIZES, repeat=2):
+    """The ``scale`` part (see the module docstring). One lab; the pillar grows size by size."""
+    lab = Lab(
+        "bench-scale",
+        pillar=scale_pillar(0),
+        svn=False,
+        say=log,
+        extra_file_roots=[_floor_root()],
+    )
+    rows = []
+    with lab:
+        for n in sizes:
+            pillar = scale_pillar(n)
+            lab.write_pillar(pillar)
+            t0 = time.monotonic()
+            _prepare(lab)
+            log(f"scale: {n} customer zones, platform highstated in {time.monotonic() - t0:.1f} s")
+            names = sorted(z for z in lab.platform.zones if z.startswith("customer")) + [
+                synthetic.ZONE
+            ]
+            row = {"zones": n, "names_checked": len(names)}
+            row["push_validation"] = _push_validation(lab)
+            log(f"scale: push validation at {n} zones: {row['push_validation']}")
+            noop = {}
+            for ns in lab.nameservers:
+                runs, floors, states = [], [], {}
+                for _ in range(repeat):
+                    secs, res = _timed_apply(lab, ns.name)
+                    if res["failed"] or res["changed"]:
+                        raise RuntimeError(f"no-change highstate of {ns.name}: {res}")
+                    runs.append(secs)
+                    for sid, ms in res["durations"].items():
+                        states.setdefault(sid, []).append(ms)
+                    floors.append(_timed_apply(lab, ns.name, "bench.floor")[0])
+                noop[ns.server] = {
+                    "seconds": round(percentile(runs, 0.5), 3),
+                    "floor_seconds": round(percentile(floors, 0.5), 3),
+                    "state_ms": {
+                        sid: round(percentile(v, 0.5))
+                        for sid, v in sorted(
+                            states.items(), key=lambda kv: -percentile(kv[1], 0.5)
+                        )[:4]
+                    },
+                }
+            row["noop"] = noop
+            log(f"scale: no-change highstate at {n} zones: {noop}")
+            p = lab.platform
+            lbs = sorted(p.loadbalancers)
+            addr = {lb: p.loadbalancers[lb].address for lb in lbs}
+            kinds = {ns.name: ns.server for ns in lab.nameservers}
+            fail = {k: [] for k in kinds.values()}
+            recover = {k: [] for k in kinds.values()}
+            fail_rot, recover_rot, rounds = [], [], []
+            for i in range(trials):
+                lb = lbs[i % len(lbs)]
+                lab.wait_idle()
+                at_rot, at_zones, rnd = _zone_trial(
+                    lab,
+                    names,
+                    {a for x, a in addr.items() if x != lb},
+                    lambda lb=lb: (time.monotonic(), lab.kill_haproxy(lb))[0],
+                )
+                for ns, t in at_zones.items():
+                    fail[kinds[ns]].append(t)
+                fail_rot.append(max(at_rot.values()))
+                rounds.append(max(rnd.values()))
+                lab.wait_idle()
+                r_rot, r_zones, _ = _zone_trial(
+                    lab, names, set(addr.values()), lambda lb=lb: _restart_haproxy(lab, lb)
+                )
+                for ns, t in r_zones.items():
+                    recover[kinds[ns]].append(t)
+                recover_rot.append(max(r_rot.values()))
+                log(
+                    f"scale {n} zones, trial {i + 1}/{trials} {lb}: every zone "
+                    + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
+                    + f" (rotation name {max(at_rot.values()):.2f} s); recovery "
+                    + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(r_zones.items()))
+                )
+            h = p.health
+            row["failover"] = {k: summary(v, h.fall * h.interval) for k, v in fail.items()}
+            row["recovery"] = {k: summary(v, h.rise * h.interval) for k, v in recover.items()}
+            row["failover_rotation_name"] = summary(fail_rot, h.fall * h.interval)
+            row["recovery_rotation_name"] = summary(recover_rot, h.rise * h.interval)
+            row["query_round_max_s"] = round(max(rounds), 3) if rounds else None
+            rows.append(row)
+        row_cpu = bench_report_cpu(lab)
+    return {"sizes": rows, "report_cpu": row_cpu}
+
+
+def bench_report_cpu(lab, reports=30, sizes=(100, 10000)):
+    """Master CPU seconds per health report at ``sizes`` services: the ``rotation.report`` runner
+    called in this process with the master's options, on signed heartbeats of a real watcher."""
+    import salt.runner
+
+    from paphosting import health
+
+    watcher = lab.platform.health.watchers[0]
+    key = (lab.minions[watcher].root / "pki" / "minion.pem").read_text()
+    out = []
+    for services in sizes:
+        lab.write_pillar(synthetic.platform(services, base=bench_pillar()))
+        # A state file of its own: the live failover's state (and its replay protection) is not
+        # touched by these reports.
+        opts = dict(
+            lab.master().opts(), paphosting_rotation_state=str(OUT / f"cpu-{services}.json")
+        )
+        pathlib.Path(opts["paphosting_rotation_state"]).unlink(missing_ok=True)
+        report = salt.runner.RunnerClient(opts).functions["rotation.report"]
+        costs = []
+        seq = int(time.time() * 1e6)
+        for i in range(reports):
+            views = {
+                lb: {"state": "up", "flapping": False, "since": time.time()}
+                for lb in lab.platform.loadbalancers
+            }
+            text = health.report_text(watcher, seq + i, time.time(), "heartbeat", views)
+            sig = health.sign(text, key)
+            c0 = time.process_time()
+            res = report(report=text, sig=sig, sender=watcher)
+            costs.append(time.process_time() - c0)
+            if not res.get("accepted"):
+                raise RuntimeError(f"report refused at {services} services: {res}")
+        out.append(
+            {
+                "services": services,
+                "first_report_cpu_s": round(costs[0], 4),
+                "report_cpu_p50_s": round(percentile(costs[1:], 0.5), 5),
+            }
+        )
+        log(f"scale: master CPU per report at {services} services: {out[-1]}")
+    return out
 
 
 EMPTY_SLS = (
@@ -426,9 +636,7 @@ def bench_noop(repeat=3, sizes=SIZES, autoload=True):
     ``autoload``: the minions' ``autoload_dynamic_modules`` (Salt's default, True, makes every
     highstate run ``saltutil.sync_all`` and reload every module first; False leaves custom modules
     to an explicit sync)."""
-    extra = OUT / "floor_sls"
-    (extra / "bench").mkdir(parents=True, exist_ok=True)
-    (extra / "bench" / "floor.sls").write_text(EMPTY_SLS)
+    extra = _floor_root()
     roles = {"loadbalancer": "lb1.paphosting.net", "nameserver": "ns1.paphosting.net"}
     lab = Lab(
         "bench-noop",
@@ -525,6 +733,7 @@ def _targets(results):
                     f"{row['seconds']:.2f} s vs {row['floor_seconds']:.2f} s ({ratio:.1f}x)",
                 )
             )
+    out += _scale_targets(results.get("scale") or {})
     ce = results.get("client_errors") or {}
     if "backend_kill" in ce and results.get("errors_measured"):
         out.append(
@@ -535,6 +744,100 @@ def _targets(results):
             )
         )
     return out
+
+
+def _scale_targets(scale):
+    """The targets of the scale part (issue "Failover at a hoster's size")."""
+    out = []
+    rows = scale.get("sizes") or []
+    for row in rows:
+        n = row["zones"]
+        for server, fo in sorted(row.get("failover", {}).items()):
+            floor = fo["floor_s"]
+            if n == max(r["zones"] for r in rows):
+                out.append(
+                    (
+                        f"failover, every zone, {n} zones, {server}: p50 <= floor + 1 s, p95 <= floor + 2 s",
+                        fo["p50_s"] <= floor + 1 and fo["p95_s"] <= floor + 2,
+                        f"p50 {fo['p50_s']:.2f} s, p95 {fo['p95_s']:.2f} s, floor {floor:.1f} s",
+                    )
+                )
+        rot = row.get("failover_rotation_name") or {}
+        if rot.get("trials"):
+            out.append(
+                (
+                    f"failover, the rotation name, {n} zones: p95 <= floor + 1 s",
+                    rot["p95_s"] <= rot["floor_s"] + 1,
+                    f"p95 {rot['p95_s']:.2f} s, floor {rot['floor_s']:.1f} s",
+                )
+            )
+        if n == max(r["zones"] for r in rows):
+            for server, noop in sorted(row.get("noop", {}).items()):
+                ratio = noop["seconds"] / noop["floor_seconds"]
+                out.append(
+                    (
+                        f"no-change nameserver highstate, {n} zones, {server}: <= 2x floor",
+                        ratio <= 2,
+                        f"{noop['seconds']:.2f} s vs {noop['floor_seconds']:.2f} s ({ratio:.1f}x)",
+                    )
+                )
+            pv = row.get("push_validation") or {}
+            if pv:
+                out.append(
+                    (
+                        f"push validation of {n} zones for every minion <= 60 s",
+                        pv["total_s"] <= 60,
+                        f"{pv['total_s']:.1f} s (compile {pv['compile_s']:.1f} s, checks {pv['validate_s']:.1f} s)",
+                    )
+                )
+    cpu = scale.get("report_cpu") or []
+    if len(cpu) >= 2:
+        a, b = cpu[0], cpu[-1]
+        out.append(
+            (
+                f"master CPU per report does not grow with the pillar ({a['services']} -> {b['services']} services)",
+                b["report_cpu_p50_s"] <= 2 * max(a["report_cpu_p50_s"], 0.001),
+                f"{a['report_cpu_p50_s'] * 1000:.1f} ms -> {b['report_cpu_p50_s'] * 1000:.1f} ms"
+                f" (first report, which compiles once: {a['first_report_cpu_s']:.2f} s -> {b['first_report_cpu_s']:.2f} s)",
+            )
+        )
+    return out
+
+
+def _scale_lines(scale):
+    rows = scale.get("sizes") or []
+    if not rows:
+        return []
+    servers = sorted({k for r in rows for k in r.get("failover", {})})
+    head = f"{'zones':>6} " + " ".join(f"{s + ' fail p50/p95':>18}" for s in servers)
+    head += f" {'rot.name p95':>13}" + " ".join(f"{s + ' recov p50':>13}" for s in servers)
+    head += " " + " ".join(f"{s + ' noop/floor':>17}" for s in servers) + f" {'push s':>7}"
+    lines = ["", "scale: customer apex zones (every zone asked of every nameserver)", head]
+    for r in rows:
+        fo, rec, noop = r.get("failover", {}), r.get("recovery", {}), r.get("noop", {})
+        line = f"{r['zones']:>6} " + " ".join(
+            f"{fo[s]['p50_s']:>8.2f} /{fo[s]['p95_s']:>6.2f} s" if s in fo else f"{'-':>18}"
+            for s in servers
+        )
+        rot = r.get("failover_rotation_name") or {}
+        line += f" {rot.get('p95_s', 0):>11.2f} s"
+        line += " ".join(
+            f"{rec[s]['p50_s']:>11.2f} s" if s in rec else f"{'-':>13}" for s in servers
+        )
+        line += " " + " ".join(
+            f"{noop[s]['seconds']:>7.2f}/{noop[s]['floor_seconds']:>5.2f} s"
+            if s in noop
+            else f"{'-':>17}"
+            for s in servers
+        )
+        line += f" {r.get('push_validation', {}).get('total_s', 0):>7.1f}"
+        lines.append(line)
+    for c in scale.get("report_cpu") or []:
+        lines.append(
+            f"master CPU per health report at {c['services']} services: {c['report_cpu_p50_s'] * 1000:.1f} ms"
+            f" (the first, which compiles the pillar once: {c['first_report_cpu_s']:.2f} s)"
+        )
+    return lines
 
 
 def table(results):
@@ -561,6 +864,7 @@ def table(results):
             ]
     if (results.get("peers") or {}).get("trials"):
         lines += ["", *peers.table_lines(results["peers"])]
+    lines += _scale_lines(results.get("scale") or {})
     if results.get("noop_highstate"):
         other = {
             (r["role"], r["services"]): r
@@ -599,7 +903,9 @@ def chart(results, path):
     import matplotlib.pyplot as plt
 
     with_peers = bool((results.get("peers") or {}).get("trials"))
-    fig, axes = plt.subplots(3 if with_peers else 2, 2, figsize=(13, 13.5 if with_peers else 9))
+    with_scale = bool((results.get("scale") or {}).get("sizes"))
+    nrows = 2 + with_peers + with_scale
+    fig, axes = plt.subplots(nrows, 2, figsize=(13, 4.5 * nrows), squeeze=False)
     fig.suptitle(
         f"make bench ({results.get('date', '')}, {results['machine']['cpus']} CPUs)", fontsize=13
     )
@@ -754,9 +1060,72 @@ def chart(results, path):
         ax.tick_params(axis="x", labelsize=8)
     if with_peers:
         peers.draw(axes[2][0], axes[2][1], results["peers"])
+    if with_scale:
+        _draw_scale(axes[nrows - 1][0], axes[nrows - 1][1], results["scale"])
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _draw_scale(ax_fail, ax_cost, scale):
+    """Growth curves: failover per server and for the rotation name against the number of zones;
+    the no-change highstate beside Salt's floor and the push's validation."""
+    rows = scale["sizes"]
+    xs = [max(r["zones"], 1) for r in rows]
+    labels = [str(r["zones"]) for r in rows]
+    servers = sorted({k for r in rows for k in r.get("failover", {})})
+    for server in servers:
+        p50 = [r["failover"][server]["p50_s"] for r in rows]
+        p95 = [r["failover"][server]["p95_s"] for r in rows]
+        line = ax_fail.plot(xs, p50, marker="o", label=f"{server}: every zone, p50")[0]
+        ax_fail.plot(xs, p95, marker="^", linestyle="dotted", color=line.get_color(), label="p95")
+    ax_fail.plot(
+        xs,
+        [(r.get("failover_rotation_name") or {}).get("p95_s", 0) for r in rows],
+        marker="s",
+        color="black",
+        label="the rotation name, p95",
+    )
+    floor = rows[0]["failover_rotation_name"]["floor_s"]
+    ax_fail.axhline(floor, color="green", linestyle="dashed", label="floor (fall x interval)")
+    ax_fail.axhline(floor + 1, color="red", linestyle="dashed", label="target p50 (floor + 1 s)")
+    ax_fail.axhline(floor + 2, color="red", linestyle="dotted", label="target p95 (floor + 2 s)")
+    ax_fail.set_xscale("log")
+    ax_fail.set_xticks(xs, labels)
+    ax_fail.set_xlabel("customer zones with their apex on the rotation")
+    ax_fail.set_ylabel("seconds from the kill")
+    ax_fail.set_ylim(bottom=0)
+    ax_fail.set_title("failover at a hoster's size: every nameserver, every zone", fontsize=10)
+    ax_fail.legend(fontsize=6, ncol=2)
+    for server in servers:
+        line = ax_cost.plot(
+            xs,
+            [r["noop"][server]["seconds"] for r in rows],
+            marker="o",
+            label=f"{server}: no-change highstate",
+        )[0]
+        ax_cost.plot(
+            xs,
+            [2 * r["noop"][server]["floor_seconds"] for r in rows],
+            linestyle="dotted",
+            color=line.get_color(),
+            label="target (2 x Salt's floor)",
+        )
+    ax_cost.plot(
+        xs,
+        [r["push_validation"]["total_s"] for r in rows],
+        marker="s",
+        color="black",
+        label="push: compile + validate, every minion",
+    )
+    ax_cost.axhline(60, color="red", linestyle="dashed", label="push target (60 s)")
+    ax_cost.set_xscale("log")
+    ax_cost.set_yscale("symlog", linthresh=1)
+    ax_cost.set_xticks(xs, labels)
+    ax_cost.set_xlabel("customer zones with their apex on the rotation")
+    ax_cost.set_ylabel("seconds")
+    ax_cost.set_title("the cost that grows with the platform", fontsize=10)
+    ax_cost.legend(fontsize=6)
 
 
 def _load_previous(path):
@@ -790,6 +1159,13 @@ def main(argv=None):
     )
     parser.add_argument("--trials", type=int, default=10, help="failover and recovery trials")
     parser.add_argument(
+        "--zones",
+        type=int,
+        nargs="+",
+        default=list(ZONE_SIZES),
+        help="customer zone counts of the scale part",
+    )
+    parser.add_argument(
         "--render-worker",
         nargs=2,
         type=int,
@@ -798,11 +1174,16 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.render_worker:
-        from lab import render
+        from harness import render
 
         print(json.dumps(render.measure(*args.render_worker)))
         return 0
     parts = args.part or list(PARTS)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # so every lab stops what it started, as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "results.json"
     # A partial run keeps the other parts of the previous results.
@@ -830,6 +1211,8 @@ def main(argv=None):
         attempt("render", lambda: results.update(render=bench_render(args.repeat)))
     if {"failover", "errors", "peers"} & set(parts):
         attempt("platform", lambda: results.update(bench_platform(args.trials, parts)))
+    if "scale" in parts:
+        attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
     if "noop" in parts:
         attempt("noop", lambda: results.update(noop_highstate=bench_noop()))
         attempt(

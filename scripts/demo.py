@@ -3,7 +3,7 @@
 
 Starts Subversion, two salt-masters (NL, CH) and eight salt-minions (2 load balancers, 3
 nameservers: BIND, NSD, Knot, 3 webservers) as plain processes under ``build/demo/``
-(``scripts/lab/platform.py``), then:
+(``harness/launcher.py``), then:
 
  1. starts the platform;
  2. an admin commits the example pillar to Subversion and pushes it from NL (validated, made
@@ -33,11 +33,11 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from lab import client, processes, report  # noqa: E402
-from lab.launcher import Events, Lab, LabError, wait_for  # noqa: E402
-from lab.timeline import Abort, Timeline  # noqa: E402
+from harness import client, processes, report  # noqa: E402
+from harness.launcher import Events, Lab, LabError, wait_for  # noqa: E402
+from harness.timeline import Abort, Timeline  # noqa: E402
 
 OUT = REPO / "build" / "demo"
 ROTATION = "http0.l.paphosting.nl"

@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -32,6 +33,18 @@ def require_binary(name):
     if path is None:
         pytest.fail(f"{name} is not installed: run scripts/setup (make test does)", pytrace=False)
     return path
+
+
+def output_with_hash_seed(code, seed):
+    """The standard output of ``code`` run by a fresh interpreter with ``PYTHONHASHSEED=seed``
+    (the repository and ``_utils`` importable). Two renders in one process share one hash seed,
+    so they cannot catch an output that follows the iteration order of a set."""
+    env = dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=f"{REPO / '_utils'}:{REPO}")
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert res.returncode == 0, f"python -c {code!r} failed:\n{res.stderr}"
+    return res.stdout
 
 
 def example_pillar():

@@ -2,7 +2,9 @@
 
 For machines without systemd (the tests and the demo). Each daemon is described by a
 :class:`Daemon`: the command that starts it (the daemon writes ``pidfile`` itself, or is started in
-the foreground and this module writes it), how to reload it, and how to stop it.
+the foreground and this module writes it), how to reload it, and how to stop it. This is the one
+supervisor of the repository: the harness (``harness/processes.py``) runs the lab's salt-masters
+and salt-minions with it too.
 """
 
 import contextlib
@@ -30,6 +32,9 @@ class Daemon:
     stop_signal: int = signal.SIGTERM
     log: str | None = None  # where stdout/stderr of the daemon go
     env: dict = field(default_factory=dict)
+    # True: stop the daemon's whole process group (it leads one: started here in its own session),
+    # so that children it forked go with it even when it is killed.
+    group: bool = False
 
 
 def read_pid(pidfile):
@@ -56,6 +61,55 @@ def alive(pid):
             return fh.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def group_alive(pgid):
+    """True while any process of process group ``pgid`` runs (zombies do not count)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def leads_group(pid):
+    """True when ``pid`` runs and leads its own process group."""
+    try:
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, TypeError):
+        return False
+
+
+def _signal(pid, sig, group):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def terminate(pid, wait=10.0, sig=signal.SIGTERM, group=False):
+    """Stop process ``pid`` (with ``group``: the process group it leads): ``sig``, up to ``wait``
+    seconds for it to end, then ``SIGKILL``. True when it ran."""
+    if not alive(pid):
+        return False
+    running = (lambda: group_alive(pid)) if group else (lambda: alive(pid))
+    _signal(pid, sig, group)
+    deadline = time.monotonic() + wait
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running():
+        _signal(pid, signal.SIGKILL, group)
+        deadline = time.monotonic() + 5
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return True
 
 
 def pid(daemon):
@@ -134,13 +188,7 @@ def stop(daemon, wait=10.0):
     current = pid(daemon)
     if current is None:
         return False
-    os.kill(current, daemon.stop_signal)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and alive(current):
-        time.sleep(0.05)
-    if alive(current):
-        os.kill(current, signal.SIGKILL)
-        time.sleep(0.1)
+    terminate(current, wait, daemon.stop_signal, group=daemon.group and leads_group(current))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(daemon.pidfile)
     return True

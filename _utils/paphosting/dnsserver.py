@@ -531,6 +531,51 @@ def zones_reload_commands(ns, zone_names, root="/"):
     return [tuple(ctl + ["reload"])]
 
 
+def _children(pid):
+    """Every descendant of ``pid`` (from /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1:
+            parents[int(entry)] = int(fields[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - out
+        out |= frontier
+    return out
+
+
+def server_processes(ns, root="/"):
+    """NSD's child processes now (empty for BIND and Knot, which reload in place): pass them to
+    :func:`wait_reloaded_processes` after a reload."""
+    if ns.server != "nsd":
+        return set()
+    main = pdaemon.read_pid(layout(ns, root)["pidfile"])
+    return _children(main) if main else set()
+
+
+def wait_reloaded_processes(ns, before, root="/", timeout=5.0):
+    """Wait until NSD's serve processes from before a reload have exited.
+
+    NSD reloads by forking new serve processes; the old ones finish what they were doing and
+    exit, and until they have, they read queries from the same sockets and answer from the old
+    zones. So "the server answers the new serial" once is not yet "every answer is new" (a test
+    saw the new serial, then the old one). Below the pidfile's process one process outlives a
+    reload (the parent of the serve processes), so at most one of ``before`` may remain. True
+    when that is reached within ``timeout``.
+    """
+    if ns.server != "nsd" or not before:
+        return True
+    main = pdaemon.read_pid(layout(ns, root)["pidfile"])
+    return bool(wait_for(lambda: main is None or len(before & _children(main)) <= 1, timeout, 0.02))
+
+
 def run_control(argv):
     """Run a control command; return its output, raise :class:`ControlError` on failure."""
     code, out = _run(list(argv), timeout=30)
@@ -563,15 +608,17 @@ def served_serial(ns, zone_name, timeout=1.0):
     return None
 
 
-def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
-    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone.
+def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
+    """``{name: response or None}``: ask ``ns`` for each of ``names`` (``rdtype``, no recursion).
 
-    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of zones take
-    a fraction of a second; unanswered ones are asked again, ``tries`` times in all.
+    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of names take
+    a fraction of a second; names without a NOERROR answer are asked again, ``tries`` times in
+    all (their last response, if any, is returned).
     """
-    out = dict.fromkeys(zone_names)
+    out = dict.fromkeys(names)
     family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
     pending = list(out)
+    qid = 0
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         for _ in range(tries):
@@ -580,16 +627,112 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
             waiting = {}
             queue = list(pending)
             deadline = time.monotonic() + timeout
-            qid = 0
             while (queue or waiting) and time.monotonic() < deadline:
                 while queue and len(waiting) < window:
-                    zone = queue.pop()
+                    name = queue.pop()
                     qid = (qid + 1) % 65536
-                    msg = dns.message.make_query(zone + ".", "SOA", id=qid)
+                    msg = dns.message.make_query(name.rstrip(".") + ".", rdtype, id=qid)
                     msg.flags &= ~dns.flags.RD
                     try:
                         sock.sendto(msg.to_wire(), (ns.address, ns.port))
                     except OSError:
+                        queue.clear()
+                        break
+                    waiting[qid] = name
+                ready, _, _ = select.select([sock], [], [], 0.05)
+                if not ready:
+                    continue
+                while True:
+                    try:
+                        wire, _ = sock.recvfrom(65535)
+                    except OSError:
+                        break
+                    try:
+                        resp = dns.message.from_wire(wire)
+                    except dns.exception.DNSException:
+                        continue
+                    name = waiting.pop(resp.id, None)
+                    if name is not None:
+                        out[name] = resp
+            pending = [n for n in pending if out[n] is None or out[n].rcode() != dns.rcode.NOERROR]
+    return out
+
+
+def _skip_name(wire, pos):
+    """The offset just after the (possibly compressed) domain name at ``pos``."""
+    while True:
+        length = wire[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        pos += 1 + length
+
+
+def soa_serial_from_wire(wire):
+    """``(id, serial or None)`` of a response to a SOA query, read straight off the wire: the
+    first answer record when it is a SOA, in a NOERROR response. A thousand responses parsed by
+    dnspython take seconds; this takes milliseconds. ``(None, None)`` when it is no such message."""
+    if len(wire) < 12:
+        return None, None
+    qid = int.from_bytes(wire[0:2], "big")
+    rcode = wire[3] & 0x0F
+    qdcount = int.from_bytes(wire[4:6], "big")
+    ancount = int.from_bytes(wire[6:8], "big")
+    if rcode != 0 or qdcount != 1 or ancount < 1:
+        return qid, None
+    try:
+        pos = _skip_name(wire, 12) + 4  # the question: name, type, class
+        pos = _skip_name(wire, pos)
+        rtype = int.from_bytes(wire[pos : pos + 2], "big")
+        if rtype != dns.rdatatype.SOA:
+            return qid, None
+        pos += 10  # type, class, ttl, rdlength
+        pos = _skip_name(wire, _skip_name(wire, pos))  # mname, rname
+        return qid, int.from_bytes(wire[pos : pos + 4], "big")
+    except IndexError:
+        return qid, None
+
+
+def soa_query_wire(qid, zone_name):
+    """The wire form of a SOA query for ``zone_name`` (no recursion), built without dnspython:
+    zone names are validated ASCII (``paphosting.model``)."""
+    qname = b"".join(
+        len(label).to_bytes(1, "big") + label
+        for label in zone_name.rstrip(".").encode("ascii").split(b".")
+    )
+    return (
+        qid.to_bytes(2, "big")
+        + b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + qname
+        + b"\x00\x00\x06\x00\x01"
+    )
+
+
+def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
+    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone, asked over one UDP
+    socket with ``window`` queries in flight (read with :func:`soa_serial_from_wire`); zones
+    without an answer are asked again, ``tries`` times in all."""
+    out = dict.fromkeys(zone_names)
+    family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
+    pending = list(out)
+    qid = 0
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for _ in range(tries):
+            if not pending:
+                break
+            waiting = {}
+            queue = list(pending)
+            deadline = time.monotonic() + timeout
+            while (queue or waiting) and time.monotonic() < deadline:
+                while queue and len(waiting) < window:
+                    zone = queue.pop()
+                    qid = (qid + 1) % 65536
+                    try:
+                        sock.sendto(soa_query_wire(qid, zone), (ns.address, ns.port))
+                    except OSError:
+                        queue.clear()
                         break
                     waiting[qid] = zone
                 ready, _, _ = select.select([sock], [], [], 0.05)
@@ -598,18 +741,12 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
                 while True:
                     try:
                         wire, _ = sock.recvfrom(65535)
-                    except (BlockingIOError, OSError):
+                    except OSError:
                         break
-                    try:
-                        resp = dns.message.from_wire(wire)
-                    except dns.exception.DNSException:
-                        continue
-                    zone = waiting.pop(resp.id, None)
-                    if zone is None or resp.rcode() != dns.rcode.NOERROR:
-                        continue
-                    for rrset in resp.answer:
-                        if rrset.rdtype == dns.rdatatype.SOA:
-                            out[zone] = rrset[0].serial
+                    rid, serial = soa_serial_from_wire(wire)
+                    zone = waiting.pop(rid, None)
+                    if zone is not None:
+                        out[zone] = serial
             pending = [z for z in pending if out[z] is None]
     return out
 

@@ -4,16 +4,98 @@ Every minion runs a highstate on a schedule (``paphosting:schedule``). A run tha
 something is drift: somebody edited a managed file by hand, stopped a service, and so on. The
 minion reports it on the event bus (tag :data:`TAG_PREFIX` + minion id); the masters keep a bounded
 history, listed by ``salt-run drift.report``.
+
+A report is signed with the minion's own key (:func:`signed_report`), as the health reports are:
+the ``id`` of an event is set by the master only when the minion sends it alone; through Salt's
+batched ``events`` path (what beacons use) every field of the data, ``id`` included, is whatever
+the sender wrote. The masters take the minion id from the signed text, checked against the key
+they accepted for that id (:func:`authenticate`), never from the event.
 """
 
 import json
+import re
 import socket
 import time
 
-from paphosting import files
+from paphosting import files, health
+from paphosting.errors import PapError
 
 TAG_PREFIX = "paphosting/drift/"
 HISTORY_LIMIT = 500
+REPORT_FORMAT = 1
+MAX_AGE = 3600.0
+"""Seconds a signed report stays acceptable (it is recorded once: a replay is refused)."""
+# A Salt minion id as a file name under pki_dir/minions: no path separators, not "." or "..".
+_MINION_RE = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9._@-]{1,255}$")
+
+
+class Rejected(PapError):
+    """A drift report that is not recorded: malformed, unsigned, badly signed, stale or replayed."""
+
+
+def signed_report(minion, summary, private_pem, now=None):
+    """``{"report": text, "sig": signature}``: the event data of one drift report, the text
+    signed with ``private_pem`` (the minion's own key)."""
+    body = {
+        "format": REPORT_FORMAT,
+        "minion": minion,
+        "ts": float(now if now is not None else time.time()),
+        "summary": summary,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
+    return {"report": text, "sig": health.sign(text, private_pem)}
+
+
+def _valid_items(items):
+    return isinstance(items, list) and all(
+        isinstance(i, dict) and isinstance(i.get("state"), str) and isinstance(i.get("id"), str)
+        for i in items
+    )
+
+
+def authenticate(text, signature, public_key_for, now=None, max_age=MAX_AGE):
+    """Check one signed drift report; return ``(minion, ts, summary)`` or raise :class:`Rejected`.
+
+    ``public_key_for(minion)`` returns the PEM public key the master accepted for that minion id,
+    or None. The minion is the one the signed text names; whatever the event claims is ignored.
+    The summary keeps ``changed`` and ``failed`` (lists of ``{state, id, ...}``), and ``master``
+    and ``revision`` when they have the right type.
+    """
+    try:
+        body = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("format") != REPORT_FORMAT:
+        raise Rejected(f"not a format {REPORT_FORMAT} drift report: {text!r:.200}")
+    minion = body.get("minion")
+    if not isinstance(minion, str) or not _MINION_RE.match(minion):
+        raise Rejected(f"the report names no valid minion id: {minion!r:.100}")
+    if not signature:
+        raise Rejected(f"the report claiming to come from {minion!r} is not signed")
+    pem = public_key_for(minion)
+    if pem is None:
+        raise Rejected(f"no accepted key for {minion!r}")
+    if not health.verify(text, signature, pem):
+        raise Rejected(f"bad signature on the report claiming to come from {minion!r}")
+    ts = body.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise Rejected(f"the report from {minion!r} has no valid timestamp")
+    age = (now if now is not None else time.time()) - ts
+    if abs(age) > max_age:
+        raise Rejected(f"the report from {minion!r} is {age:.0f} s old (limit {max_age:g} s)")
+    report = body.get("summary")
+    if (
+        not isinstance(report, dict)
+        or not _valid_items(report.get("changed"))
+        or not _valid_items(report.get("failed"))
+    ):
+        raise Rejected(f"malformed drift summary from {minion!r}: {report!r:.200}")
+    summary = {"changed": report["changed"], "failed": report["failed"]}
+    if isinstance(report.get("master"), str):
+        summary["master"] = report["master"]  # the master the highstate ran through
+    if isinstance(report.get("revision"), int) and not isinstance(report["revision"], bool):
+        summary["revision"] = report["revision"]  # the pillar revision it applied
+    return minion, float(ts), summary
 
 
 def master_candidates(current, configured, default_port):
@@ -111,12 +193,25 @@ def summarize(highstate_return):
 
 
 def record(path, minion, summary, when=None):
-    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write)."""
-    history = load(path)
-    history.append({"minion": minion, "time": when if when is not None else time.time(), **summary})
-    history = history[-HISTORY_LIMIT:]
-    files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
-    return history[-1]
+    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write).
+
+    ``when`` is the report's own time (signed): a second report of one minion at the same time
+    is a replay and raises :class:`Rejected`.
+
+    Read, append and write happen under ``<path>.lock``: the reactor runs one runner per event,
+    in parallel, and two reports read at once would otherwise both write, losing one.
+    """
+    with files.locked(path + ".lock"):
+        history = load(path)
+        if when is not None and any(
+            h.get("minion") == minion and h.get("time") == when for h in history
+        ):
+            raise Rejected(f"the report of {minion!r} at {when} is already recorded (a replay)")
+        entry = {"minion": minion, "time": when if when is not None else time.time(), **summary}
+        history.append(entry)
+        history = history[-HISTORY_LIMIT:]
+        files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
+    return entry
 
 
 def load(path):

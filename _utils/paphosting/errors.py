@@ -5,6 +5,13 @@ class PapError(Exception):
     """Base class of every error the core raises on purpose."""
 
 
+def path_text(path):
+    """A pillar path as an admin reads it, ``paphosting:services:www``: a key that is not
+    printable (a newline, a control character) is shown escaped, with ``repr``, so that what the
+    pillar holds cannot break or forge the lines of a message."""
+    return ":".join(k if k.isprintable() else repr(k) for k in (str(p) for p in path))
+
+
 class PillarError(PapError):
     """One invalid pillar value: where it is and what is wrong with it."""
 
@@ -14,7 +21,7 @@ class PillarError(PapError):
         super().__init__(str(self))
 
     def __str__(self):
-        return f"pillar {':'.join(self.path)}: {self.reason}"
+        return f"pillar {path_text(self.path)}: {self.reason}"
 
 
 class InvalidPillar(PapError):

@@ -128,10 +128,31 @@ def stage(items, mode=0o644):
     return temps
 
 
-def commit(temps):
-    """Rename each staged file (:func:`stage`) over its target: each replacement is atomic."""
-    for path, tmp in temps.items():
+def commit(temps, keep_old=None):
+    """Rename each staged file (:func:`stage`) over its target: each replacement is atomic.
+
+    ``keep_old``: a folder on the same file system where each replaced file is first linked, so
+    that the rename does not free the old file (freeing thousands of files takes seconds on a
+    file system that discards freed blocks at once); :func:`purge` them when nothing waits.
+    """
+    if keep_old is not None:
+        os.makedirs(keep_old, exist_ok=True)
+    for n, (path, tmp) in enumerate(temps.items()):
+        if keep_old is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.link(path, os.path.join(keep_old, f"{n}.{os.path.basename(path)}"))
         os.replace(tmp, path)
+
+
+def purge(folder):
+    """Remove every file in ``folder`` (the old files :func:`commit` kept)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
 
 
 def discard(temps):

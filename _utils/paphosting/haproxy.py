@@ -122,6 +122,36 @@ def services_of(platform, lb_name):
     return out
 
 
+# File descriptors haproxy needs beyond two per connection and one per checked server: its
+# listeners, a poller and a wake-up pipe per thread (3 each, up to haproxy's 64 threads) and its
+# own reserve. haproxy 2.6 asks for 2 x maxconn + servers + 25..30 on two threads.
+FD_RESERVE = 256
+NR_OPEN_DEFAULT = 1048576  # Linux's fs.nr_open: the most a root process may raise its limit to
+
+
+def fd_need(platform, lb_name):
+    """The file descriptors haproxy on ``lb_name`` asks for at start: it raises its own limit
+    (``ulimit-n``) to this and refuses to start when it cannot. Two per connection up to
+    ``maxconn`` (the client's and the server's side), one per health-checked server line (each
+    server of each service it carries), and :data:`FD_RESERVE`."""
+    servers = sum(len(svc.servers) for svc in services_of(platform, lb_name))
+    return 2 * int(platform.haproxy["maxconn"]) + servers + FD_RESERVE
+
+
+def default_fd_limit(service_mode):
+    """The file descriptor limit haproxy runs under when the pillar does not say
+    (``paphosting:haproxy:fd_limit``): with systemd it starts as root and raises its own limit
+    up to the kernel's ``fs.nr_open`` (1048576 unless changed); as a plain process (the tests,
+    the demo) it inherits the hard limit of the minion that starts it, read here: the lab's
+    masters and minions share one machine."""
+    if service_mode == "systemd":
+        return NR_OPEN_DEFAULT
+    import resource  # noqa: PLC0415 -- only in process mode, where the limit is this machine's
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return NR_OPEN_DEFAULT if hard == resource.RLIM_INFINITY else int(hard)
+
+
 def _has_failover_table(svc):
     return (
         svc.stateful and svc.failback == "manual" and any(s.role == "backup" for s in svc.servers)

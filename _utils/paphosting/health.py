@@ -185,12 +185,12 @@ class Watch:
             return HEARTBEAT
         return None
 
-    def report(self, watcher, kind, changed, now, rotation=None):
+    def report(self, watcher, kind, changed, now, rotation=None, serving=None):
         """The next report text (bumps the sequence number and the heartbeat clock)."""
         self.seq += 1
         self.last_report = now
         views = {name: t.view() for name, t in self.trackers.items()}
-        return report_text(watcher, self.seq, now, kind, views, changed, rotation)
+        return report_text(watcher, self.seq, now, kind, views, changed, rotation, serving)
 
 
 # The watches of this process. Salt rebuilds the beacon loader (and its __context__) on every
@@ -232,11 +232,14 @@ def probe(url, timeout):
         conn.close()
 
 
-def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None):
+def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None, serving=None):
     """The canonical JSON text of one report (what is signed and sent).
 
     ``rotation`` is what the watcher currently holds of the published rotation, as
     ``{"version": N, "digest": "..."}`` (see :func:`paphosting.overlay.digest`), or None.
+    ``serving``, on a nameserver's heartbeat: ``{"digest": "..."}``, the digest of the membership
+    its own DNS server answers for the rotation names right now (the masters push the current
+    rotation again to a nameserver that serves another); absent otherwise.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -250,6 +253,8 @@ def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None):
         "lbs": {name: views[name] for name in sorted(views)},
         "rotation": rotation,
     }
+    if serving is not None:
+        body["serving"] = serving
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -283,6 +288,11 @@ def parse_report(text):
         and isinstance(rot.get("digest"), str)
     ):
         raise BadReport("the report's rotation is not {version, digest}")
+    serving = body.get("serving")
+    if serving is not None and not (
+        isinstance(serving, dict) and isinstance(serving.get("digest"), str)
+    ):
+        raise BadReport("the report's serving is not {digest}")
     lbs = body.get("lbs")
     if not isinstance(lbs, dict):
         raise BadReport("the report has no load balancer views")
@@ -332,10 +342,32 @@ def health_url(lb):
     return f"http://{lb.address}:{lb.http_port}{lb.health_path}"
 
 
-def beacon_config(platform):
-    """The ``http_health`` beacon configuration (a Salt beacon list) for the platform's watchers."""
+def beacon_config(platform, minion_id=None):
+    """The ``http_health`` beacon configuration (a Salt beacon list) for the platform's watchers.
+
+    On a watcher that is also a nameserver (``minion_id``), ``serves`` tells the beacon how to ask
+    its own DNS server which load balancers it hands out for the rotation names (anti-entropy):
+    ``{"server": "address@port", "names": [rotation names], "addresses": {address: lb id}}``.
+    """
     h = platform.health
-    return [
+    extra = []
+    ns = platform.nameservers.get(minion_id)
+    if ns is not None:
+        owners = {}
+        for name, lb in sorted(platform.loadbalancers.items()):
+            for address in (lb.address, lb.address6):
+                if address:
+                    owners[address] = name
+        extra.append(
+            {
+                "serves": {
+                    "server": f"{ns.address}@{ns.port}",
+                    "names": sorted(platform.rotations),
+                    "addresses": owners,
+                }
+            }
+        )
+    return extra + [
         {"probe_interval": h.interval},
         {"targets": {name: health_url(lb) for name, lb in sorted(platform.loadbalancers.items())}},
         {"probe_timeout": h.timeout},

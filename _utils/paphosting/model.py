@@ -1,7 +1,7 @@
 """The platform's pillar model: schema, validation and typed objects.
 
 Everything lives under one pillar key, ``paphosting`` (see ``docs/pillar.md`` and
-``pillar/paphosting/example.sls``). :func:`parse` validates a whole tree and either returns a
+``pillar/paphosting.sls``). :func:`parse` validates a whole tree and either returns a
 :class:`Platform` or raises :class:`InvalidPillar` listing every error with its pillar path. Unknown
 keys are errors: a typo must never be silently ignored.
 """
@@ -19,7 +19,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from paphosting.errors import InvalidPillar, PillarError
+from paphosting.errors import InvalidPillar, PillarError, path_text
 
 ROOT = "paphosting"
 
@@ -30,7 +30,8 @@ SERVICE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 # in haproxy.cfg.
 HTTP_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%/+=,:@!$&*;-]*(?:\?[A-Za-z0-9._~%/+=,:@!$&*;-]*)?$")
 COOKIE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line and paragraph separators: each can break a line.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 SERVICE_MODES = ("systemd", "process")
 DNS_SERVERS = ("bind", "nsd", "knot")
@@ -410,9 +411,12 @@ def _haproxy_globals(raw, errs):
         "timeout_connect",
         "timeout_client",
         "timeout_server",
+        "fd_limit",
     }
     raw = _mapping(raw, path, errs, keys)
     return {
+        # None: what each load balancer runs with (haproxy.default_fd_limit, docs/pillar.md).
+        "fd_limit": _int(raw.get("fd_limit"), path + ("fd_limit",), errs, 1024, 2**31 - 1),
         "http_port": _int(raw.get("http_port"), path + ("http_port",), errs, 1, 65535, 80),
         "health_path": _str(
             raw.get("health_path"),
@@ -522,23 +526,58 @@ def _nameservers(raw, errs, settings):
 
 
 def _unique_addresses(platform_parts, errs):
-    """Two different machines must not share an address (one machine may hold several roles)."""
-    seen = {}
+    """One minion id is one machine with one address (per family), whatever its roles; two
+    different ids never share an address, except nameservers on different ports."""
+    first = {}  # (id, attr) -> (role, address)
+    owners = {}  # address -> [(role, id, server)]
     for role, servers in platform_parts:
         for name, server in servers.items():
             for attr in ("address", "address6"):
                 addr = getattr(server, attr, None)
                 if addr is None:
                     continue
-                # A nameserver may share an address with another of its own ports; key by port too.
-                port = getattr(server, "port", None) if role == "nameservers" else None
-                key = (addr, port)
-                owner = seen.setdefault(key, (role, name))
-                if owner[1] != name:
+                prev_role, prev_addr = first.setdefault((name, attr), (role, addr))
+                if prev_addr != addr:
                     errs.add(
                         (ROOT, role, name, attr),
-                        f"{addr} is already the address of {owner[0]} {owner[1]!r}",
+                        f"{addr} is not the {attr} {prev_addr} that {ROOT}:{prev_role}:{name} "
+                        "gives the same minion id: one id is one machine, with one address",
                     )
+                    continue
+                for orole, oname, other in owners.get(addr, []):
+                    if oname == name:
+                        continue
+                    # Several nameservers on one address: each on its own port (BIND, NSD and
+                    # Knot on 127.0.0.1 of a test machine).
+                    if role == orole == "nameservers" and server.port != other.port:
+                        continue
+                    errs.add(
+                        (ROOT, role, name, attr),
+                        f"{addr} is already the address of {orole} {oname!r}",
+                    )
+                    break
+                owners.setdefault(addr, []).append((role, name, server))
+
+
+def _listeners(loadbalancers, nameservers, errs):
+    """No load balancer listens on an address and port a nameserver listens on (its DNS port,
+    or BIND's rndc port on 127.0.0.1): one of the two daemons would not start."""
+    taken = {}
+    for name, ns in nameservers.items():
+        if ns.address is not None and ns.port is not None:
+            taken[(ns.address, ns.port)] = (name, "port")
+        if ns.server == "bind":
+            taken.setdefault(("127.0.0.1", ns.control_port or 953), (name, "control_port"))
+    for name, lb in loadbalancers.items():
+        for attr in ("address", "address6"):
+            addr = getattr(lb, attr)
+            owner = taken.get((addr, lb.http_port))
+            if addr is not None and owner is not None:
+                errs.add(
+                    (ROOT, "loadbalancers", name, "http_port"),
+                    f"{addr}:{lb.http_port} is where nameserver {owner[0]!r} listens "
+                    f"({ROOT}:nameservers:{owner[0]}:{owner[1]})",
+                )
 
 
 def _check(raw, path, errs):
@@ -686,6 +725,12 @@ def _services(raw, errs, webservers, rotations):
                     p + ("servers",),
                     f"a stateful service needs exactly one primary, found {len(primaries)}",
                 )
+            if not any(s.role == "backup" for s in servers):
+                errs.add(
+                    p + ("servers",),
+                    "a stateful service needs at least one server with role: backup, found none "
+                    "(without one, its sessions have nowhere to go when the primary dies)",
+                )
         out[name] = Service(
             name=name,
             type=stype,
@@ -746,6 +791,70 @@ def _rotations(raw, errs, loadbalancers):
     return out
 
 
+# A label of a name inside record data: what a host name, a service label (_sip) or a wildcard
+# may hold. Anything else ('@' inside a name, '$', escapes) is a typo served as an odd label.
+DATA_LABEL_RE = re.compile(r"^(?:[A-Za-z0-9_-]+|\*)$")
+TEXT_TYPES = ("TXT", "SPF")
+
+
+def _data_specials(rtype, data):
+    """Why ``data`` (master-file syntax) would not be served as written, or None.
+
+    In a zone file ``;`` starts a comment (the rest is dropped), ``(`` and ``)`` group lines (and
+    are dropped), a backslash escapes the next character (``\\p`` is ``p``), and unquoted words
+    of a TXT record are separate strings (SPF and DKIM readers join them without the space).
+    Quoted text keeps ``;``, parentheses and spaces; inside quotes only ``\\"``, ``\\\\`` and
+    ``\\DDD`` (a byte, as zone files and :func:`dns_zone.import_zone` write them) are accepted.
+    """
+    quoted = False
+    words, word = [], None
+    i = 0
+    while i < len(data):
+        c = data[i]
+        if c == "\\":
+            nxt = data[i + 1 : i + 2]
+            if quoted and (nxt in ('"', "\\") or re.match(r"\d{3}", data[i + 1 : i + 4])):
+                i += 2 if nxt in ('"', "\\") else 4
+                continue
+            return (
+                f"the backslash in {data[i : i + 2]!r} is an escape in a zone file and would not "
+                'be served: write the character itself (inside quotes, \\" \\\\ and \\DDD '
+                "are accepted)"
+            )
+        if c == '"':
+            if not quoted:
+                word = [True]
+                words.append(word)
+            else:
+                word = None  # a character right after the closing quote starts another string
+            quoted = not quoted
+        elif not quoted and c == ";":
+            hint = f": quote it, data: '\"{data}\"'" if rtype in TEXT_TYPES else ""
+            return f"';' starts a comment in a zone file, so {data[i:]!r} would be dropped{hint}"
+        elif not quoted and c in "()":
+            return f"{c!r} groups lines in a zone file and would be dropped: quote the text"
+        elif not quoted and c.isspace():
+            word = None
+        elif not quoted and word is None:
+            word = [False]
+            words.append(word)
+        i += 1
+    if rtype in TEXT_TYPES and len(words) > 1 and not all(w[0] for w in words):
+        return (
+            "unquoted words of a TXT record are separate strings, which SPF and DKIM readers "
+            f"join without the spaces: quote the text, data: '\"{data}\"'"
+        )
+    return None
+
+
+def _data_names(rdata):
+    """The names inside parsed record data (targets, exchanges, ...)."""
+    for slot in getattr(type(rdata), "__slots__", ()):
+        value = getattr(rdata, slot, None)
+        if isinstance(value, dns.name.Name):
+            yield value
+
+
 def _rdata_ok(rtype, data, origin, path, errs):
     try:
         rdtype = dns.rdatatype.from_text(rtype)
@@ -758,16 +867,34 @@ def _rdata_ok(rtype, data, origin, path, errs):
     if len(re.findall(r'(?<!\\)(?:\\\\)*"', data)) % 2:
         errs.add(path + ("data",), f"{data!r} has unbalanced quotes")
         return None
+    special = _data_specials(rtype, data)
+    if special is not None:
+        errs.add(path + ("data",), f"{data!r}: {special}")
+        return None
     try:
-        return dns.rdata.from_text(dns.rdataclass.IN, rdtype, data, origin=origin)
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, data, origin=origin)
     except (dns.exception.DNSException, ValueError) as exc:
         errs.add(path + ("data",), f"{data!r} is not valid {rtype} data: {exc}")
         return None
+    for name in _data_names(rdata):
+        bad = [label for label in name.labels if label and not DATA_LABEL_RE.match(label.decode())]
+        if bad:
+            errs.add(
+                path + ("data",),
+                f"{data!r}: {bad[0].decode()!r} in {name.to_text()!r} is not a host name label "
+                "(letters, digits, '-', '_'; '@' alone is the zone's apex)",
+            )
+            return None
+    return rdata
 
 
-def _zones(raw, errs, nameservers):
+def _zones(raw, errs, nameservers, owner_keys=None):
+    """The zones. ``owner_keys`` (filled when given): ``{(zone, owner): [the pillar keys]}``, the
+    keys under ``records`` that name each owner. Owners are lower case (DNS names are
+    case-insensitive: ``MAIL`` and ``mail`` are one name), errors name the key as written."""
     path = (ROOT, "zones")
     out = {}
+    owner_keys = {} if owner_keys is None else owner_keys
     if raw is not None and not isinstance(raw, dict):
         errs.add(path, f"must be a mapping of zone names, got {type(raw).__name__}")
         return out
@@ -810,6 +937,7 @@ def _zones(raw, errs, nameservers):
             minimum=_int(soa.get("minimum"), sp + ("minimum",), errs, 0, TTL_MAX, 300),
         )
         records = []
+        by_owner = {}  # owner -> [(type, pillar key)]
         rawrecords = item.get("records")
         if rawrecords is not None and not isinstance(rawrecords, dict):
             errs.add(
@@ -838,7 +966,10 @@ def _zones(raw, errs, nameservers):
             if not oname.is_subdomain(origin):
                 errs.add(op, f"{oname} is out of zone {zname}")
                 continue
-            rel = "@" if oname == origin else oname.relativize(origin).to_text()
+            rel = "@" if oname == origin else oname.relativize(origin).to_text().lower()
+            keys = owner_keys.setdefault((zname, rel), [])
+            if owner not in keys:
+                keys.append(owner)
             for i, rr in enumerate(_list(rrs, op, errs)):
                 rp = op + (i,)
                 rr = _mapping(rr, rp, errs, {"type", "data", "ttl"}, ["type", "data"])
@@ -861,21 +992,37 @@ def _zones(raw, errs, nameservers):
                     errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
                     continue
                 records.append(Record(owner=rel, type=rtype, data=data, ttl=rttl, rdata=rdata))
-        by_owner = {}
-        for r in records:
-            by_owner.setdefault(r.owner, []).append(r.type)
-        for owner, types in by_owner.items():
+                by_owner.setdefault(rel, []).append((rtype, owner))
+        for owner, kinds in by_owner.items():
+            types = [t for t, _ in kinds]
             if "CNAME" in types and len(types) > 1:
+                keys = owner_keys[(zname, owner)]
+                cname_key = next(k for t, k in kinds if t == "CNAME")
+                same = (
+                    f"; {', '.join(repr(k) for k in keys)} are one name (DNS names are "
+                    "case-insensitive)"
+                    if len(keys) > 1
+                    else ""
+                )
                 errs.add(
-                    p + ("records", owner),
-                    f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})",
+                    p + ("records", cname_key),
+                    f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})"
+                    + same,
                 )
         out[zname] = Zone(name=zname, ttl=ttl, soa=soa, ns=tuple(ns), records=tuple(records))
     return out
 
 
-def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
-    """Rotation names and service hostnames must live in a managed zone and not clash with records."""
+def _record_key(owner_keys, zname, rel):
+    """The pillar path of the records of owner ``rel`` in zone ``zname``, as the admin wrote it."""
+    keys = (owner_keys or {}).get((zname, rel)) or [rel]
+    return path_text((ROOT, "zones", zname, "records", keys[0]))
+
+
+def _rotation_zones(rotations, services, zones, platform_zone_of, errs, owner_keys=None):
+    """Rotation names and service hostnames must live in a managed zone and not clash with records.
+
+    Owners are compared in lower case, as DNS compares names (``SHOP`` is ``shop``)."""
     for name in rotations:
         if zones and platform_zone_of(name) is None:
             errs.add((ROOT, "rotations", name), f"{name} is not inside any zone in {ROOT}:zones")
@@ -894,7 +1041,7 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
             if clash:
                 errs.add(
                     (ROOT, "rotations", name),
-                    f"{name} also has records in {ROOT}:zones:{zname}:records:{rel} ({', '.join(clash)}); "
+                    f"{name} also has records in {_record_key(owner_keys, zname, rel)} ({', '.join(clash)}); "
                     "a rotation name takes its addresses from its members",
                 )
     for sname, svc in services.items():
@@ -928,9 +1075,69 @@ def _rotation_zones(rotations, services, zones, platform_zone_of, errs):
             if clash:
                 errs.add(
                     (ROOT, "services", sname, "hostnames", i),
-                    f"{host} also has records in {ROOT}:zones:{zname}:records:{rel} ({', '.join(clash)}); "
+                    f"{host} also has records in {_record_key(owner_keys, zname, rel)} ({', '.join(clash)}); "
                     "a service hostname takes its addresses from its rotation and cannot have its own",
                 )
+
+
+def _shadowed_records(zones, platform_zone_of, errs, owner_keys):
+    """A record of a zone at or below the apex of another managed zone (``www.sub`` in
+    ``example.nl`` beside the zone ``sub.example.nl``) is never served: the child zone answers
+    for those names. Only a delegation (NS, DS at the child's apex) and glue for its name
+    servers (A, AAAA) belong there."""
+    for zname, zone in zones.items():
+        origin = dns.name.from_text(zname)
+        glue = set()
+        for r in zone.records:
+            if r.type == "NS" and r.rdata is not None:
+                glue.add(r.rdata.target.derelativize(origin).to_text(omit_final_dot=True).lower())
+        for child, czone in zones.items():
+            if child != zname:
+                glue.update(czone.ns)
+        for r in zone.records:
+            fqdn = zname if r.owner == "@" else f"{r.owner}.{zname}"
+            child = platform_zone_of(fqdn)
+            if child is None or child == zname:
+                continue
+            if fqdn == child and r.type in ("NS", "DS"):
+                continue
+            if r.type in ("A", "AAAA") and fqdn in glue:
+                continue
+            key = (owner_keys.get((zname, r.owner)) or [r.owner])[0]
+            errs.add(
+                (ROOT, "zones", zname, "records", key),
+                f"{fqdn} lies in the managed zone {child}, which answers for it: this {r.type} "
+                f"record would never be served (put it under {ROOT}:zones:{child}:records)",
+            )
+
+
+def _fd_budget(platform, errs):
+    """haproxy refuses to start when it cannot raise its file descriptor limit to what its
+    config needs (two per connection up to maxconn, one per checked server): check each load
+    balancer's need against the limit it runs under (``haproxy:fd_limit``, else its default)."""
+    # haproxy renders from this module's objects, so it is imported when it is needed.
+    from paphosting import haproxy  # noqa: PLC0415
+
+    hap = platform.haproxy
+    if hap.get("maxconn") is None:
+        return
+    for name in sorted(platform.loadbalancers):
+        lb = platform.loadbalancers[name]
+        limit = hap.get("fd_limit") or haproxy.default_fd_limit(lb.service_mode)
+        need = haproxy.fd_need(platform, name)
+        if need > limit:
+            where = (
+                f"{ROOT}:haproxy:fd_limit"
+                if hap.get("fd_limit")
+                else f"the default of {ROOT}:haproxy:fd_limit for service_mode {lb.service_mode}"
+            )
+            errs.add(
+                (ROOT, "haproxy", "maxconn"),
+                f"maxconn {hap['maxconn']} needs {need} file descriptors on {name} (2 per "
+                f"connection, 1 per checked server, {haproxy.FD_RESERVE} for listeners and "
+                f"threads), more than the {limit} haproxy may open there ({where}): haproxy "
+                "would not start. Lower maxconn or raise the limit.",
+            )
 
 
 def _health(raw, errs, nameservers, loadbalancers):
@@ -1105,9 +1312,11 @@ def parse(pillar):
         ],
         errs,
     )
+    _listeners(loadbalancers, nameservers, errs)
     rotations = _rotations(raw.get("rotations"), errs, loadbalancers)
     services = _services(raw.get("services"), errs, webservers, rotations)
-    zones = _zones(raw.get("zones"), errs, nameservers)
+    owner_keys = {}
+    zones = _zones(raw.get("zones"), errs, nameservers, owner_keys)
     health = _health(raw.get("health"), errs, nameservers, loadbalancers)
     masters = _masters(raw.get("masters"), errs)
     platform = Platform(
@@ -1124,7 +1333,9 @@ def parse(pillar):
         schedule=_schedule(raw.get("schedule"), errs),
         metrics=_metrics(raw.get("metrics"), errs, loadbalancers, nameservers, masters),
     )
-    _rotation_zones(rotations, services, zones, platform.zone_of, errs)
+    _rotation_zones(rotations, services, zones, platform.zone_of, errs, owner_keys)
+    _shadowed_records(zones, platform.zone_of, errs, owner_keys)
+    _fd_budget(platform, errs)
     for i, w in enumerate(health.watchers):
         if w not in nameservers and w not in loadbalancers and w not in webservers:
             errs.add(

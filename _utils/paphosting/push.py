@@ -18,7 +18,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from paphosting import dnsserver, haproxy, model, platformcache, zone
-from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError
+from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError, path_text
 from paphosting.files import write_checked
 
 REV_PREFIX = "rev-"
@@ -388,12 +387,44 @@ def named_servers(data):
 
 
 _SLS_RE = re.compile(r"SLS '([^']+)'")
+_RENDER_HEAD_RE = re.compile(r"^Rendering SLS '[^']+' failed(?:, render error:\s*|\.\s*)")
+_YAML_MARK_RE = re.compile(r'\s*in "<[^>]*>", line (\d+), column (\d+)')
+_TAIL_LINE_RE = re.compile(r";\s*line (\d+)\s*$")
 
 
-def _files_of_sls(name, files, prefix):
-    rel = {sls_name(f): f for f in files}
-    found = rel.get(name)
-    return (_svn_path(prefix, found),) if found else ()
+def render_cause(message, line=None):
+    """``(line, cause)`` of one Salt render error (a pillar's ``_errors`` item).
+
+    ``cause`` is what the renderer said, on one line, without Salt's heading and its excerpt of
+    the rendered text (``---`` ... ``---``); ``line`` is the line it names (Jinja's ``; line N``,
+    the last of YAML's marks), else the ``line`` given (a ``SaltRenderError.line_num``: YAML's
+    scanner errors lose it on the way into ``_errors``), else None.
+    """
+    text = _RENDER_HEAD_RE.sub("", str(message).strip(), count=1)
+    text = re.split(r"\n\s*---\s*\n", "\n" + text, maxsplit=1)[0].strip()
+    tail = _TAIL_LINE_RE.search(text)
+    if tail:
+        line = int(tail.group(1))
+        text = text[: tail.start()]
+    marks = _YAML_MARK_RE.findall(text)
+    if marks and not tail:
+        line = int(marks[-1][0])
+    text = _YAML_MARK_RE.sub(lambda m: f" (line {m.group(1)}, column {m.group(2)})", text)
+    cause = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line, cause or "the renderer gave no reason"
+
+
+def failed_sls(message):
+    """The SLS name a Salt render error names (``Rendering SLS 'a.b' failed``), or None."""
+    match = _SLS_RE.search(str(message))
+    return match.group(1) if match else None
+
+
+def render_problem(message, line=None):
+    """One Salt render error as an admin reads it: ``line N: <cause>`` (see :func:`render_cause`)."""
+    line, cause = render_cause(message, line)
+    where = f"line {line}: " if line else ""
+    return f"{where}cannot render: {cause}"
 
 
 def _svn_path(prefix, relpath):
@@ -483,10 +514,6 @@ def _checker_message(exc, text, label):
     return f"{tool} rejected {label}:\n{output.strip()}{extra}"
 
 
-def _pillar_hash(pillar):
-    return hashlib.sha256(json.dumps(pillar, sort_keys=True, default=str).encode()).hexdigest()
-
-
 class _Problems:
     def __init__(self, sources, prefix, files):
         self.sources = sources
@@ -498,7 +525,7 @@ class _Problems:
         path = tuple(str(p) for p in path)
         if files is None:
             files = tuple(locate(self.sources, path)) if path else ()
-        key = (files, ":".join(path), message)
+        key = (files, path_text(path), message)
         minions = self.found.setdefault(key, [])
         if minion is not None and minion not in minions:
             minions.append(minion)
@@ -573,7 +600,7 @@ def check_zones(platform, server):
     return refused
 
 
-def validate(revision, compiled, sources, prefix="", files=()):
+def validate(revision, compiled, sources, prefix="", files=(), render_lines=None):
     """Validate every minion's pillar of ``revision``; return a :class:`Validated`.
 
     compiled
@@ -583,6 +610,9 @@ def validate(revision, compiled, sources, prefix="", files=()):
         that holds a pillar path.
     prefix, files
         The svn path of the pillar tree and its SLS files (relative), for render errors.
+    render_lines
+        ``{SLS file (relative): line}``: where each file that failed to render on its own failed
+        (``SaltRenderError.line_num``), for the render errors that do not say.
 
     Raises :class:`Rejected` listing every problem: Salt render errors, schema errors
     (:func:`paphosting.model.parse`), servers the platform names but the top file gives no
@@ -591,18 +621,20 @@ def validate(revision, compiled, sources, prefix="", files=()):
     problems = _Problems(sources, prefix, files)
     platforms = {}
     named = {}
+    render_lines = render_lines or {}
+    by_sls = {sls_name(f): f for f in files}
     for minion in sorted(compiled):
         item = compiled[minion]
         for err in item.errors:
-            match = _SLS_RE.search(err)
-            where = _files_of_sls(match.group(1), files, prefix) if match else ()
+            rel = by_sls.get(failed_sls(err))
             problems.add(
                 (),
-                f"Salt could not render the pillar: {err}",
+                render_problem(err, render_lines.get(rel)),
                 minion,
-                files=where or (_svn_path(prefix, "top.sls"),),
+                files=(_svn_path(prefix, rel),) if rel else (_svn_path(prefix, "top.sls"),),
             )
-        if model.ROOT not in item.pillar:
+        if item.errors or model.ROOT not in item.pillar:
+            # What did render is incomplete: its schema errors would be consequences, not causes.
             continue
         try:
             # Every minion of one platform: one parse (platformcache keys it by the digest).
@@ -626,7 +658,7 @@ def validate(revision, compiled, sources, prefix="", files=()):
     done = {}
     for minion in sorted(platforms):
         platform = platforms[minion]
-        digest = _pillar_hash(compiled[minion].pillar.get(model.ROOT))
+        digest = model.digest(compiled[minion].pillar.get(model.ROOT))
         for label, path, render, check in checks(platform, minion):
             # Zones are the same for every nameserver of one server type: check each once.
             key = (digest, label if label.startswith("zone ") else f"{minion}:{label}")
@@ -670,7 +702,7 @@ def validate(revision, compiled, sources, prefix="", files=()):
         ns = platforms[minion].nameservers.get(minion)
         if ns is None:
             continue
-        key = (_pillar_hash(compiled[minion].pillar.get(model.ROOT)), ns.server)
+        key = (model.digest(compiled[minion].pillar.get(model.ROOT)), ns.server)
         if key not in zones_done:
             zones_done[key] = check_zones(platforms[minion], ns.server)
             checked += [f"zone {z} ({ns.server})" for z in sorted(platforms[minion].zones)]

@@ -85,6 +85,7 @@ def new_state():
         "rotations": {},
         "last_change": None,
         "history": [],
+        "resyncs": {},
     }
 
 
@@ -155,8 +156,32 @@ def accept(state, report, config, now):
         "kind": report["kind"],
         "lbs": known,
         "rotation": report.get("rotation"),
+        "serving": report.get("serving") or (last or {}).get("serving"),
     }
     return unknown
+
+
+def lagging(state, config, watcher, now):
+    """Why the nameserver ``watcher`` needs the current rotation pushed to it again (anti-entropy),
+    or None: its latest report holds an older version than this master publishes, or its DNS
+    server serves another membership (a missed job, a failed apply, a hand edit, a restored
+    backup). At most once per heartbeat period per nameserver (both masters may push: the apply is
+    idempotent)."""
+    if watcher not in config["nameservers"]:
+        return None
+    view = state["views"].get(watcher) or {}
+    last = state.get("resyncs", {}).get(watcher)
+    if last is not None and now - last < config["stale_after"] / STALE_HEARTBEATS / 2:
+        return None
+    published = publish(state, config)
+    mine = overlay.digest(published["rotations"])
+    held = view.get("rotation") or {}
+    if isinstance(held.get("version"), int) and held["version"] < state["version"]:
+        return f"it holds version {held['version']}, this master publishes {state['version']}"
+    serving = (view.get("serving") or {}).get("digest")
+    if serving is not None and serving != mine:
+        return f"its DNS server serves another membership than version {state['version']}"
+    return None
 
 
 # ---------------------------------------------------------------------------- decision
@@ -476,4 +501,31 @@ def status_text(state, config, now):
             [w, f"{age:.1f}s ago" + ("" if w in fresh else " (stale)"), v["kind"], v["seq"]]
         )
     lines += _table(["WATCHER", "LAST REPORT", "KIND", "SEQ"], wrows)
+    lines.append("")
+    mine = overlay.digest(published)
+    nrows = []
+    for ns in config["nameservers"]:
+        v = state["views"].get(ns)
+        if v is None:
+            nrows.append([ns, "-", "-", "not a watcher: no reports (resynced at its start)"])
+            continue
+        held = v.get("rotation") or {}
+        serving = (v.get("serving") or {}).get("digest")
+        lag = []
+        if isinstance(held.get("version"), int) and held["version"] < state["version"]:
+            lag.append(f"LAGS: holds {held['version']} of {state['version']}")
+        if serving is not None and serving != mine:
+            lag.append("LAGS: serves another membership")
+        resync = state.get("resyncs", {}).get(ns)
+        if resync is not None:
+            lag.append(f"last pushed again {_when(resync)}")
+        nrows.append(
+            [
+                ns,
+                held.get("version", "-"),
+                "-" if serving is None else ("current" if serving == mine else "other"),
+                "; ".join(lag) or "ok",
+            ]
+        )
+    lines += _table(["NAMESERVER", "HOLDS VERSION", "SERVES", "STATE"], nrows)
     return "\n".join(lines)

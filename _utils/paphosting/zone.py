@@ -23,6 +23,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
+import dns.serial
 import dns.zone
 import yaml
 
@@ -31,7 +32,6 @@ from paphosting.errors import ChangeRefused, InvalidPillar, PapError, PillarErro
 from paphosting.model import ROOT
 
 SERIAL_MOD = 2**32
-SERIAL_HALF = 2**31
 HEADER = "; {zone}: rendered by Salt from the paphosting pillar. Do not edit: every apply overwrites it.\n"
 _ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 
@@ -45,8 +45,7 @@ class ZoneError(PapError):
 
 def serial_gt(a, b):
     """``a`` is newer than ``b`` under RFC 1982 serial number arithmetic (32 bits)."""
-    diff = (a - b) % SERIAL_MOD
-    return 0 < diff < SERIAL_HALF
+    return dns.serial.Serial(a) > dns.serial.Serial(b)
 
 
 def _day_number(today):
@@ -684,6 +683,51 @@ def plan(
         serial,
         record_diff(live, wanted),
         problems,
+    )
+
+
+def patch_rotation(zone_name, live_text, wanted_text, address_owners, serial):
+    """``live_text`` with the rotation owners' A/AAAA RRsets taken from ``wanted_text`` and the
+    SOA serial set to ``serial``; every other record as it is live (hand edits included).
+
+    What a failover writes into a zone whose live file differs from the pillar in more than the
+    rotation's records (a hand edit, a restored backup): the failover must not wait for that to
+    be repaired (drift correction does it, through the change-safety rule). None when the live
+    rotation records are already the wanted ones. Raises :class:`ZoneError` when the live text
+    cannot be parsed.
+    """
+    origin = dns.name.from_text(zone_name)
+    try:
+        live = dns.zone.from_text(live_text, origin=origin, relativize=True, check_origin=False)
+        wanted = dns.zone.from_text(wanted_text, origin=origin, relativize=True, check_origin=False)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ZoneError(f"cannot parse zone {zone_name}: {exc}") from exc
+    same = True
+    for fqdn, _ in address_owners.get(zone_name, ()):
+        name = dns.name.from_text(fqdn).relativize(origin)
+        for rdtype in _ADDRESS_TYPES:
+            old = live.get_rdataset(name, rdtype)
+            rds = wanted.get_rdataset(name, rdtype)
+            if (old is None) != (rds is None) or (
+                old is not None and (old != rds or old.ttl != rds.ttl)
+            ):
+                same = False
+            live.delete_rdataset(name, rdtype)
+            if rds is not None:
+                live.replace_rdataset(name, rds)
+    if same:
+        return None
+    soa = live.get_rdataset(dns.name.empty, dns.rdatatype.SOA)
+    if soa is None:
+        raise ZoneError(f"zone {zone_name} has no SOA record at its apex")
+    new_soa = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.SOA, ttl=soa.ttl)
+    new_soa.add(soa[0].replace(serial=int(serial)))
+    live.replace_rdataset(dns.name.empty, new_soa)
+    body = live.to_text(sorted=True, relativize=False, nl="\n")
+    return (
+        f"; {zone_name}: the rotation's records as the failover set them, the rest as found "
+        "(it differs from the pillar: drift correction repairs it).\n"
+        f"$ORIGIN {origin.to_text()}\n{body}\n"
     )
 
 

@@ -51,6 +51,7 @@ def _entry(plan, path, live, describe):
         "records": plan.records,
         "refused": plan.refusal(),
         "rotation_only": plan.rotation_only,
+        "patched": False,
         "written": False,
         "reloaded": None,
         "error": None,
@@ -105,7 +106,33 @@ def predict(ns, plans, entries):
     return entries
 
 
-def _write(ns, plans, entries):
+def _patch(renderer, plan, entry):
+    """Turn ``plan`` (a zone whose live file differs in more than the rotation's records) into the
+    failover's patch: only the rotation's records and the serial change. A zone whose rotation
+    records are already right is left to drift correction (not written)."""
+    live = files.read(entry["path"])
+    try:
+        text = pzone.patch_rotation(
+            plan.zone, live, plan.text, renderer.address_owners, plan.serial_new
+        )
+    except PapError as exc:
+        entry["error"] = entry["refused"] = f"the failover cannot patch zone {plan.zone}: {exc}"
+        return
+    entry["drift"] = plan.records
+    if text is None:
+        plan.changed = entry["changed"] = False
+        entry["refused"] = None
+        return
+    plan.text = text
+    plan.problems = []
+    entry["refused"] = None
+    entry["patched"] = True
+    entry["records"] = {"added": [], "removed": []}
+    if "diff" in entry:
+        entry["diff"] = files.unified_diff(live, text, entry["path"])
+
+
+def _write(ns, plans, entries, keep_old=None):
     """Stage, check (in bulk, rotation-only changes excepted) and commit; return what was
     written. A refused zone keeps its live file and gets its ``error``."""
     items = {entries[z]["path"]: plans[z].text for z in plans}
@@ -121,32 +148,36 @@ def _write(ns, plans, entries):
         entries[z]["error"] = f"zone {z} was not written: {tool} rejected zone {z}:\n{message}"
     files.discard({entries[z]["path"]: temps[entries[z]["path"]] for z in refused})
     written = [z for z in plans if z not in refused]
-    files.commit({entries[z]["path"]: temps[entries[z]["path"]] for z in written})
+    files.commit(
+        {entries[z]["path"]: temps[entries[z]["path"]] for z in written}, keep_old=keep_old
+    )
     for z in written:
         entries[z]["written"] = True
     return written
 
 
-def _reload(ns, root, zones, stale, running):
-    """Make the running server load ``zones`` (changed files) and ``stale`` ones; the outcome."""
+def _reload(ns, root, zones, running, unknown=False):
+    """Make the running server load ``zones`` (changed files, or current files it does not serve);
+    the outcome. ``unknown``: some are not served at all yet (new in the config): reload the
+    config too (NSD's ``reload`` would silently skip them)."""
     if not running:
         return "not running"
-    done = "reloaded"
     try:
-        if zones:
-            try:
-                for argv in dnsserver.zones_reload_commands(ns, zones, root):
-                    dnsserver.run_control(argv)
-            except dnsserver.ControlError:
-                # A zone the running config does not name yet: reload the config too.
-                for argv in dnsserver.reload_commands(ns, root):
-                    dnsserver.run_control(argv)
-                done = "reloaded (config and zones)"
-        for z in stale:
-            dnsserver.run_control(dnsserver.zone_reload_command(ns, z, root))
+        if unknown:
+            for argv in dnsserver.reload_commands(ns, root):
+                dnsserver.run_control(argv)
+            return "reloaded (config and zones)"
+        try:
+            for argv in dnsserver.zones_reload_commands(ns, zones, root):
+                dnsserver.run_control(argv)
+        except dnsserver.ControlError:
+            # A zone the running config does not name yet: reload the config too.
+            for argv in dnsserver.reload_commands(ns, root):
+                dnsserver.run_control(argv)
+            return "reloaded (config and zones)"
     except PapError as exc:
         return f"error: {exc}"
-    return done
+    return "reloaded"
 
 
 def _wait(ns, want, entries, log_path):
@@ -178,15 +209,38 @@ def sync(
     today=None,
     describe=True,
     reload=True,
+    failover=False,
+    timings=None,
 ):
     """Bring ``names`` (default: every zone) up to date on nameserver ``ns`` and make its running
     server serve them; see the module docstring. Returns ``{zone: entry}`` for every zone, each
     with ``changed``, ``stale``, ``serial``, ``records``, ``refused``, ``written``, ``reloaded``
     and ``error``. Never raises for one zone's problem: it is that zone's ``refused``/``error``.
     ``reload`` False: write the files only.
+
+    ``timings``: a dict to fill with the seconds each phase took (``plan``, then per group
+    ``write``, ``reload``, ``wait``), for the operator and the benchmark.
+
+    ``failover``: a rotation change (``rotation.apply``) is never blocked by local damage: a zone
+    whose live file differs from the pillar in more than the rotation's records gets only its
+    rotation records (and serial) changed (:func:`paphosting.zone.patch_rotation`), checked by
+    the server's checker, and is marked ``patched``; drift correction repairs the rest.
     """
+    timings = {} if timings is None else timings
+    clock = time.monotonic()
+
+    def lap(name):
+        nonlocal clock
+        now = time.monotonic()
+        timings[name] = round(timings.get(name, 0.0) + now - clock, 4)
+        clock = now
+
     names = list(names) if names is not None else list(renderer.zone_names)
+    # The files a sync replaces wait here (a link in the zone folder keeps them) until the server
+    # serves the new ones: freeing thousands of files takes seconds (files.commit).
+    replaced = os.path.join(dnsserver.layout(ns, root)["zone_dir"], ".replaced")
     plans, entries = plan_all(renderer, ns, root, names, members, running, today, describe)
+    lap("plan")
     first = [z for z in names if z in set(first)]
     groups = [first, [z for z in names if z not in set(first)]]
     log_path = dnsserver.layout(ns, root)["log"]
@@ -195,6 +249,13 @@ def sync(
         stale = []
         for z in group:
             plan, entry = plans[z], entries[z]
+            if (
+                failover
+                and plan.changed
+                and not plan.rotation_only
+                and plan.serial_live is not None
+            ):
+                _patch(renderer, plan, entry)
             if plan.changed and entry["refused"] and not force:
                 entry["error"] = entry["refused"]
             elif plan.changed:
@@ -203,10 +264,14 @@ def sync(
                 stale.append(z)
         if not todo and not stale:
             continue
-        written = _write(ns, todo, entries) if todo else []
-        if not reload:
+        written = _write(ns, todo, entries, replaced) if todo else []
+        lap("write")
+        if not reload or not (written or stale):
             continue
-        outcome = _reload(ns, root, written, stale, running)
+        unknown = any(plans[z].serial_served is None for z in written)
+        before = dnsserver.server_processes(ns, root) if running else set()
+        outcome = _reload(ns, root, written + stale, running, unknown)
+        lap("reload")
         for z in written + stale:
             entries[z]["reloaded"] = outcome
         if outcome.startswith("error"):
@@ -217,4 +282,9 @@ def sync(
             want = {z: plans[z].serial_new for z in written}
             want.update({z: plans[z].serial_live for z in stale})
             _wait(ns, want, entries, log_path)
+            dnsserver.wait_reloaded_processes(ns, before, root)
+            lap("wait")
+    # The servers serve the new files: the replaced ones can go now (seconds for thousands).
+    files.purge(replaced)
+    lap("cleanup")
     return entries

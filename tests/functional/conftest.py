@@ -8,8 +8,7 @@ import pytest
 import yaml
 from saltfactories.utils.functional import Loaders
 
-from tests.conftest import REPO
-from tests.support.saltenv import file_root
+from harness.saltenv import file_root, loader_dirs
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +33,7 @@ def minion_opts(salt_factories, pillar_dir, minion_root, tmp_path_factory, reque
             "file_client": "local",
             "pillar_roots": {"base": [str(pillar_dir)]},
             "file_roots": {"base": [file_root(tmp_path_factory.mktemp("file_root"))]},
-            "module_dirs": [str(REPO / "_modules")],
-            "states_dirs": [str(REPO / "_states")],
-            "utils_dirs": [str(REPO / "_utils")],
-            "beacons_dirs": [str(REPO / "_beacons")],
+            **loader_dirs(),
             "paphosting_root": str(minion_root),
         },
     )

@@ -7,10 +7,10 @@ import urllib.request
 
 import pytest
 
+from harness.wait import wait_until
 from paphosting import daemon as pdaemon
 from paphosting import dnsmetrics
 from tests.conftest import example_pillar
-from tests.support.procs import wait_until
 
 
 @pytest.fixture(autouse=True)

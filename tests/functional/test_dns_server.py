@@ -1,11 +1,15 @@
-"""The dns_server config state and checkers through Salt's loaders (no server is started here)."""
+"""The dns_server config state and checkers through Salt's loaders; one real NSD for ``running``."""
 
+import json
+import pathlib
 import shutil
 import stat
 
 import pytest
+from saltfactories.utils.functional import Loaders
 
-from paphosting import dnsserver
+from paphosting import daemon as pdaemon
+from paphosting import dnsserver, model
 from paphosting.errors import CheckFailed
 from tests.conftest import example_pillar, require_binary
 
@@ -123,3 +127,85 @@ def test_the_real_zone_checkers_reject_a_broken_zone(server):
         dnsserver.check_zone_text(server, "t.test", text)
     assert info.value.tool == dnsserver.CHECKZONE[server]
     assert info.value.output
+
+
+# --- running in systemd mode: enabling the unit is part of the state -----------------------------
+
+
+STANDIN = pathlib.Path(__file__).parent / "standin"
+
+
+@pytest.fixture
+def nsd_in_systemd_mode(set_pillar, loaders, minion_opts, minion_root, loopback, tmp_path):
+    """NSD running for real (started in mode ``process``), then the pillar switched to mode
+    ``systemd`` with ``tests/functional/standin/service.py`` as systemd. Yields
+    ``(loaders, ns_id, systemd)``: ``systemd(enable_works=...)`` sets what ``systemctl enable``
+    answers, ``systemd()`` returns what the stand-in holds (``enabled``, ``calls``)."""
+    require_binary("nsd")
+    ns_id = loaders.opts["id"]
+    pillar = server_pillar(ns_id, "nsd")
+    pillar["nameservers"][ns_id]["port"] = loopback.udp_tcp_port("127.0.0.1")
+    loaders = set_pillar(pillar)
+    assert loaders.states.dns_server.managed(name=ns_id).result is True
+    server = dnsserver.daemon(model.parse(pillar).nameservers[ns_id], str(minion_root))
+    started = loaders.states.dns_server.running(name=ns_id)
+    assert started.result is True, started.comment
+    record = tmp_path / "systemd.json"
+    record.write_text(
+        json.dumps({"pidfile": server.pidfile, "enabled": False, "enable_works": True, "calls": []})
+    )
+
+    def systemd(**settings):
+        state = json.loads(record.read_text())
+        state.update(settings)
+        record.write_text(json.dumps(state))
+        return state
+
+    pillar["settings"]["service_mode"] = "systemd"
+    set_pillar(pillar)
+    standin = Loaders(
+        dict(
+            minion_opts,
+            module_dirs=[*minion_opts["module_dirs"], str(STANDIN)],
+            paphosting_test_systemd=str(record),
+        )
+    )
+    try:
+        yield standin, ns_id, systemd
+    finally:
+        standin.reset_state()
+        pdaemon.stop(server)
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_running_enables_the_unit_at_boot(nsd_in_systemd_mode, test):
+    loaders, ns_id, systemd = nsd_in_systemd_mode
+    ret = loaders.states.dns_server.running(name=ns_id, test=test)
+    assert ret.changes == {"enabled": {"old": False, "new": True}}
+    if test:
+        assert ret.result is None and ret.comment == "nsd would be enabled at boot"
+        assert systemd() == {**systemd(), "enabled": False, "calls": []}
+        return
+    assert ret.result is True and ret.comment == "nsd is running; nsd enabled at boot"
+    assert systemd()["calls"] == [["enable", "nsd"]]
+    again = loaders.states.dns_server.running(name=ns_id)
+    assert again.result is True and again.changes == {} and again.comment == "nsd is running"
+    assert systemd()["calls"] == [["enable", "nsd"]]
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_running_fails_when_the_unit_cannot_be_enabled(nsd_in_systemd_mode, test):
+    loaders, ns_id, systemd = nsd_in_systemd_mode
+    systemd(enable_works=False)
+    ret = loaders.states.dns_server.running(name=ns_id, test=test)
+    if test:
+        # Test mode cannot know that systemctl will refuse: it predicts the change.
+        assert ret.result is None and ret.changes == {"enabled": {"old": False, "new": True}}
+        assert systemd()["calls"] == []
+        return
+    assert ret.result is False
+    assert ret.changes == {}
+    assert ret.comment == "nsd is running, but systemctl enable nsd failed"
+    again = loaders.states.dns_server.running(name=ns_id)
+    assert again.result is False and again.changes == {}
+    assert systemd()["calls"] == [["enable", "nsd"], ["enable", "nsd"]]

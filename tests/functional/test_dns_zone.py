@@ -127,6 +127,21 @@ def test_a_pillar_change_bumps_the_serial_record_by_record(set_pillar, ns_id, zo
             lambda p: p["rotations"][ROT]["members"].append("lb7.paphosting.net"),
             f"paphosting:rotations:{ROT}:members:2: 'lb7.paphosting.net' is not a load balancer",
         ),
+        # Served cut at the ';' (a comment in a zone file) before: refused with the path.
+        (
+            lambda p: p["zones"][ZONE]["records"].update(
+                {"k._domainkey": [{"type": "TXT", "data": "v=DKIM1; k=rsa; p=MIGf"}]}
+            ),
+            f"paphosting:zones:{ZONE}:records:k._domainkey:0:data: 'v=DKIM1; k=rsa; p=MIGf': "
+            "';' starts a comment in a zone file",
+        ),
+        # Dropped before: the model compared owners case-sensitively.
+        (
+            lambda p: p["zones"][ZONE]["records"].update(
+                {"MAIL": [{"type": "CNAME", "data": "web.paphosting.nl."}]}
+            ),
+            f"paphosting:zones:{ZONE}:records:MAIL: a CNAME cannot stand beside other data",
+        ),
     ],
 )
 def test_invalid_pillar_writes_nothing_and_names_the_path(

@@ -17,10 +17,12 @@ import pytest
 import yaml
 from salt.exceptions import CommandExecutionError
 
+from harness import services
+from harness.client import http_get
+from harness.wait import wait_until
 from paphosting import haproxy as hap
 from paphosting import model
 from tests.conftest import REPO, example_pillar, require_binary
-from tests.support import procs
 
 WWW, SHOP = "www.example.test", "shop.example.test"
 
@@ -38,9 +40,9 @@ def me(loaders):
 @pytest.fixture(scope="module")
 def site(loopback, tmp_path_factory, me):
     """A pillar whose load balancer is this minion, and its two webservers, running."""
-    pillar = procs.platform_pillar(loopback, lbs=1, webservers=2, failback="auto")
+    pillar = services.platform_pillar(loopback, lbs=1, webservers=2, failback="auto")
     pillar["loadbalancers"] = {me: pillar["loadbalancers"].pop("lb1.test")}
-    apps = procs.webapps_of(pillar, tmp_path_factory.mktemp("webapps"))
+    apps = services.webapps_of(pillar, tmp_path_factory.mktemp("webapps"))
     yield pillar
     for app in apps.values():
         app.stop()
@@ -145,7 +147,8 @@ def test_every_example_load_balancer_gets_a_valid_config_with_the_same_cookies(s
 
 
 def test_unusual_but_valid_pillars_give_valid_configs(set_pillar):
-    """A stateful service without backup, several backups, IPv6, another rotation: haproxy -c agrees."""
+    """Several backups, manual failback, IPv6, another rotation: haproxy -c agrees. (A stateful
+    service without a backup is refused by the model: docs/pillar.md.)"""
     pillar = example_pillar()
     pillar["services"]["shop"]["servers"].append({"name": "web3.paphosting.net", "role": "backup"})
     pillar["services"]["solo"] = {
@@ -153,7 +156,10 @@ def test_unusual_but_valid_pillars_give_valid_configs(set_pillar):
         "hostnames": ["solo.paphosting.nl"],
         "rotation": "http0.l.paphosting.nl",
         "failback": "manual",
-        "servers": [{"name": "web3.paphosting.net", "role": "primary", "port": 8001}],
+        "servers": [
+            {"name": "web3.paphosting.net", "role": "primary", "port": 8001},
+            {"name": "web1.paphosting.net", "role": "backup", "port": 8001},
+        ],
     }
     pillar["loadbalancers"]["lb2.paphosting.net"]["address6"] = "::1"
     pillar["rotations"]["http1.l.paphosting.nl"] = {"members": ["lb2.paphosting.net"]}
@@ -245,7 +251,7 @@ class Traffic(threading.Thread):
         address, port, host = self.target
         while not self.halt.is_set():
             try:
-                r = procs.http_get(address, port, "/", host, timeout=5)
+                r = http_get(address, port, "/", host, timeout=5)
                 if r.status == 200:
                     self.ok += 1
                 else:
@@ -272,7 +278,7 @@ def test_sls_starts_haproxy_and_reloads_it_only_when_the_config_changed(
     assert service.changes == {"running": {"old": False, "new": True}}, service.comment
     master = hap.status(str(minion_root))["pid"]
     workers = hap.status(str(minion_root))["workers"]
-    assert procs.http_get(address, port, "/", WWW).status == 200
+    assert http_get(address, port, "/", WWW).status == 200
 
     config, service = run_sls(loaders)
     assert config.changes == {} and service.changes == {}
@@ -280,12 +286,10 @@ def test_sls_starts_haproxy_and_reloads_it_only_when_the_config_changed(
 
     loaders = set_pillar(changed(site, inter=300))
     with Traffic(address, port, WWW) as traffic:
-        procs.wait_until(lambda: traffic.ok > 5, 10, message="traffic flows")
+        wait_until(lambda: traffic.ok > 5, 10, message="traffic flows")
         config, service = run_sls(loaders)
         seen = traffic.ok
-        procs.wait_until(
-            lambda: traffic.ok > seen + 5, 10, message="traffic flows after the reload"
-        )
+        wait_until(lambda: traffic.ok > seen + 5, 10, message="traffic flows after the reload")
     assert config.changes["diff"]
     assert service.changes["workers"]["old"] == workers
     assert service.comment.startswith("haproxy reloaded: its configuration changed")
@@ -451,8 +455,8 @@ def test_invalid_pillar_is_refused_and_haproxy_keeps_serving(
     ]  # no temporary file left
     assert hap.status(str(minion_root)) == before
     address, port = serving
-    assert procs.http_get(address, port, "/", WWW).status == 200
-    assert procs.http_get(address, port, "/", SHOP).server == WEB1
+    assert http_get(address, port, "/", WWW).status == 200
+    assert http_get(address, port, "/", SHOP).server == WEB1
 
 
 def test_invalid_pillar_fails_the_whole_sls_without_a_reload(
@@ -470,7 +474,7 @@ def test_invalid_pillar_fails_the_whole_sls_without_a_reload(
     assert service.result is False and service.changes == {}
     assert pathlib.Path(paths["config"]).read_text() == text
     assert hap.status(str(minion_root)) == before
-    assert procs.http_get(*serving, "/", WWW).status == 200
+    assert http_get(*serving, "/", WWW).status == 200
 
 
 # --- the masterless command of docs/haproxy.md ---------------------------------------------------
@@ -493,7 +497,7 @@ def masterless(tmp_path, minion_id, pillar_root, *args):
         "--retcode-passthrough",
         *args,
     ]
-    env = procs.clean_env()
+    env = services.clean_env()
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=120, check=False, cwd=REPO, env=env
     )
@@ -542,7 +546,7 @@ def test_reload_refuses_a_broken_file_and_haproxy_keeps_serving(
         with pytest.raises(CommandExecutionError, match=r"unknown keyword 'maxconnections'"):
             loaders.modules.haproxy_cfg.reload()
         assert hap.status(str(minion_root)) == before
-        assert procs.http_get(*serving, "/", WWW).status == 200
+        assert http_get(*serving, "/", WWW).status == 200
     finally:
         config.write_text(good)
 
@@ -566,7 +570,7 @@ def test_webserver_sls_runs_the_demo_webapp_on_each_service_port(
         assert not ret.failed, ret.raw
         assert all(r.result is True for r in ret), [r.comment for r in ret]
         for port in ports:
-            answer = procs.http_get(address, port, "/", WWW)
+            answer = http_get(address, port, "/", WWW)
             assert answer.status == 200 and answer.server == me
         pids = [int(p.read_text()) for p in pidfiles]
 
@@ -578,6 +582,32 @@ def test_webserver_sls_runs_the_demo_webapp_on_each_service_port(
         for pidfile in pidfiles:
             if pidfile.exists():
                 os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        procs.wait_until(
-            lambda: not any(p.exists() for p in pidfiles), 10, message="webapps stopped"
-        )
+        wait_until(lambda: not any(p.exists() for p in pidfiles), 10, message="webapps stopped")
+
+
+# --- mod_watch: only haproxy_cfg.running reloads ------------------------------------------------
+
+WATCHING_MANAGED = """
+paphosting-test-trigger:
+  test.succeed_with_changes: []
+
+loadbalancer-haproxy-config:
+  haproxy_cfg.managed:
+    - watch:
+      - test: paphosting-test-trigger
+"""
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_a_watch_on_managed_does_not_reload_haproxy(set_pillar, site, minion_root, stopped, test):
+    loaders = set_pillar(site)
+    run_sls(loaders)
+    before = hap.status(str(minion_root))
+    assert before["running"]
+
+    ret = loaders.modules.state.template_str(WATCHING_MANAGED, test=test)
+    config = ret["loadbalancer-haproxy-config"]
+    assert config.result is True, config.comment
+    assert config.changes == {}
+    assert "haproxy_cfg.managed does not react to watch" in config.comment
+    assert hap.status(str(minion_root)) == before

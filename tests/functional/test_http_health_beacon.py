@@ -11,7 +11,7 @@ import pytest
 import salt.beacons
 import salt.crypt
 
-from paphosting import health, model, overlay, rotation
+from paphosting import health, model, overlay
 from tests.conftest import example_pillar
 
 
@@ -219,5 +219,7 @@ def test_validate_accepts_the_watcher_configuration(beacons, set_pillar):
     pillar["health"]["watchers"] = [loaders.opts["id"]]
     pillar["nameservers"][loaders.opts["id"]] = {"address": "127.0.3.9", "server": "bind"}
     config = set_pillar(pillar).modules.paphosting.watcher_beacon()
-    assert config == health.beacon_config(model.parse(pillar))
+    assert config == health.beacon_config(model.parse(pillar), loaders.opts["id"])
+    # A watcher that is a nameserver also asks its own DNS server what it hands out.
+    assert config[0]["serves"]["server"] == "127.0.3.9@53"
     assert beacons().beacons["http_health.validate"](config) == (True, "valid")

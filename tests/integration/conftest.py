@@ -1,7 +1,7 @@
 """Integration harness: a real salt-master and real minions, configured as in production.
 
 The master runs with ``conf/master.d/paphosting.conf`` (the checkout substituted for
-``/srv/paphosting``), serves ``salt://`` from the repository (``tests.support.saltenv``) and the
+``/srv/paphosting``), serves ``salt://`` from the repository (``harness.saltenv``) and the
 pillar a test writes; minions load the project's modules straight from the repository and each
 get their own ``paphosting_root`` sandbox. Use it from a module-scoped fixture:
 
@@ -37,18 +37,9 @@ import salt.client
 import salt.runner
 import yaml
 
-from tests.conftest import REPO
-from tests.support.saltenv import file_root
+from harness.saltenv import file_root, loader_dirs, master_config
 
-CONF = REPO / "conf" / "master.d" / "paphosting.conf"
-CONF_PREFIX = "/srv/paphosting"
 MINION_LOOP_INTERVAL = 0.05
-
-
-def master_config(conf=CONF, root=REPO):
-    """``conf/master.d/paphosting.conf`` with ``root`` in place of ``/srv/paphosting``."""
-    text = pathlib.Path(conf).read_text().replace(CONF_PREFIX, str(root))
-    return yaml.safe_load(text)
 
 
 def wait(predicate, what, timeout=30.0, interval=0.25):
@@ -215,10 +206,7 @@ def salt_platform(salt_factories, tmp_path_factory, request):
                 defaults={"root_dir": str(daemons / f"m{i}")},
                 overrides={
                     "paphosting_root": str(roots[mid]),
-                    "module_dirs": [str(REPO / "_modules")],
-                    "states_dirs": [str(REPO / "_states")],
-                    "utils_dirs": [str(REPO / "_utils")],
-                    "beacons_dirs": [str(REPO / "_beacons")],
+                    **loader_dirs(),
                     "loop_interval": MINION_LOOP_INTERVAL,
                     # Reconnect fast after a master restart (the tests restart masters).
                     "recon_default": 100,

@@ -37,22 +37,13 @@ import tempfile
 import salt.client
 import yaml
 
+from harness import REPO
+from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from paphosting import daemon, dnsserver, haproxy, model, rotation
-from tests.conftest import REPO
-from tests.integration.conftest import SaltPlatform, master_config, wait
-from tests.support.saltenv import file_root
+from tests.integration.conftest import SaltPlatform, wait
 
-MINION_CONF = REPO / "conf" / "minion.d" / "paphosting.conf"
 PROVISION = REPO / "scripts" / "provision-second-master"
 NAMES = ("nl", "ch")
-
-
-def minion_config(masters, port):
-    """``conf/minion.d/paphosting.conf`` with the test masters' ``host:port`` in place of the real ones."""
-    conf = yaml.safe_load(MINION_CONF.read_text())
-    conf["master"] = [f"{address}:{port}" for address in masters]
-    conf["master_port"] = port
-    return conf
 
 
 def provision(nl, ch):
@@ -285,10 +276,7 @@ def environment(
         conf.update(
             {
                 "paphosting_root": str(roots[mid]),
-                "module_dirs": [str(REPO / "_modules")],
-                "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
-                "beacons_dirs": [str(REPO / "_beacons")],
+                **loader_dirs(),
                 "log_level_logfile": "info",
                 # The test starts CH after the minions: reach it within a second.
                 "acceptance_wait_time": 1,

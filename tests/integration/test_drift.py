@@ -8,12 +8,13 @@ schedules the drift highstate every 10 s without splay.
 
 import copy
 import json
+import os
 import re
 import time
 
 import pytest
 
-from paphosting import daemon, dnsserver, haproxy, model
+from paphosting import daemon, dnsserver, drift, haproxy, health, model
 from tests.integration import multimaster
 from tests.integration.multimaster import ROTATION, ZONE
 
@@ -174,7 +175,9 @@ def test_scheduled_highstate_restores_edits_and_services(
         return seen
 
     events = pair.nl.wait(reported, "a drift event from every minion at both masters")
-    changed = {mid: {i["state"] for i in events[("nl", mid)]["data"]["changed"]} for mid in MINIONS}
+    reports = {mid: json.loads(events[("nl", mid)]["data"]["report"]) for mid in MINIONS}
+    assert {mid: r["minion"] for mid, r in reports.items()} == {mid: mid for mid in MINIONS}
+    changed = {mid: {i["state"] for i in reports[mid]["summary"]["changed"]} for mid in MINIONS}
     assert "haproxy_cfg.managed" in changed[LB1]
     assert "dns_zone.managed" in changed[NS1]
     assert "dns_server.running" in changed[NS2]
@@ -191,7 +194,7 @@ def test_scheduled_highstate_restores_edits_and_services(
             rf"{re.escape(LB1)}\s+changed\s+haproxy_cfg.managed loadbalancer-haproxy-config", text
         ), text
         assert re.search(
-            rf"{re.escape(NS1)}\s+changed\s+dns_zone.managed nameserver-zone-{re.escape(ZONE)}",
+            rf"{re.escape(NS1)}\s+changed\s+dns_zone.managed nameserver-zones \({re.escape(ZONE)}\)",
             text,
         ), text
         assert re.search(
@@ -285,7 +288,9 @@ def test_scheduled_highstate_goes_through_ch_while_nl_is_down(pair, paphosting, 
             ),
             "lb1's drift report at CH",
         )
-        report = max(events, key=lambda e: e.stamp).data["data"]
+        signed = json.loads(max(events, key=lambda e: e.stamp).data["data"]["report"])
+        assert signed["minion"] == LB1, signed
+        report = signed["summary"]
         # CH serves an older revision than NL, but NL is down.
         assert report["master"] == pair.addresses["ch"] and report["revision"] is None, report
         assert "haproxy_cfg.managed" in {i["state"] for i in report["changed"]}, report
@@ -306,3 +311,48 @@ def test_drift_highstate_goes_through_the_master_serving_the_newest_revision(pai
         assert ret["failed"] == [], ret
     finally:
         serve_revision(stores["ch"], 5)
+
+
+def test_drift_reports_cannot_be_forged_through_the_batched_events_path(pair):
+    """Salt's batched ``events`` path hands the event data through as the sender wrote it, ``id``
+    included. ns1 sends, that way, an unsigned report and a report signed with its own key, both
+    in lb1's name: neither master records anything for lb1. ns1's own signed report, sent the
+    same way under lb1's event id, is recorded as ns1's."""
+    start = time.time()
+    with open(os.path.join(pair.minions[NS1].config["pki_dir"], "minion.pem"), "rb") as fh:
+        ns1_key = fh.read()
+    summary = {"changed": [{"state": "file.managed", "id": "forged"}], "failed": []}
+    forged_text = json.dumps(
+        {"format": 1, "minion": LB1, "ts": time.time(), "summary": summary}, sort_keys=True
+    )
+    payloads = [
+        dict(summary, id=LB1),  # the old, unsigned shape
+        {"report": forged_text, "sig": health.sign(forged_text, ns1_key)},
+        drift.signed_report(NS1, summary, ns1_key),
+    ]
+    events = [
+        {"tag": f"{drift.TAG_PREFIX}{LB1}", "data": {"id": LB1, "data": data}} for data in payloads
+    ]
+    # preload makes event.fire_master send a raw load: with "events" in it, the master takes
+    # the batched path and fires each event's data as is. It goes to the master the job came
+    # from: once through each.
+    for view in pair.views.values():
+        assert view.salt(NS1, "event.fire_master", {}, "drift-test", preload={"events": events})
+
+    def recorded():
+        found = {}
+        for name, view in pair.views.items():
+            found[name] = [h for h in view.run("drift.history") if h["time"] >= start - 1]
+            if not found[name]:
+                return None
+        return found
+
+    found = pair.nl.wait(recorded, "the signed report at both masters")
+    time.sleep(3)  # the refused ones went through the same reactor: give them the same time
+    for name, view in pair.views.items():
+        history = [h for h in view.run("drift.history") if h["time"] >= start - 1]
+        assert [(h["minion"], h["changed"][0]["id"]) for h in history] == [(NS1, "forged")], (
+            name,
+            history,
+            found,
+        )

@@ -7,6 +7,7 @@ rise 2, heartbeat 3 s) so a failover takes a few seconds.
 """
 
 import json
+import pathlib
 import time
 
 import dns.exception
@@ -15,9 +16,10 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from paphosting import health
+from harness.services import LoadBalancer
+from paphosting import dnsserver, health, model
+from paphosting import zone as pzone
 from tests.conftest import require_binary
-from tests.support.procs import LoadBalancer
 
 NS = ["ns1.fo.test", "ns2.fo.test", "ns3.fo.test"]
 WEB = "web1.fo.test"
@@ -230,8 +232,9 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
     lbs[LB1].start()
     wait_answers(platform, pillar, [LB1, LB2])
     assert show(platform)["version"] == version + 2
-    # The first push refreshed the nameservers' in-memory pillar: the second applies from it,
-    # without compiling the pillar again (the master sends the digest of what it decided with).
+    # The first push prepared the platform the master decided with in each nameserver's cache
+    # (platformcache): the second applies from it, without compiling or even hashing the pillar
+    # (the master sends the digest of what it decided with).
     back = change_event(platform, event_listener, start, version + 2)
     ret = platform.wait(
         lambda: (lambda r: r if all(ns in r for ns in NS) else None)(
@@ -239,7 +242,7 @@ def test_kill_a_load_balancer_and_restart_it(platform, pillar, lbs, healthy, eve
         ),
         "every nameserver to return the second push",
     )
-    assert {ns: ret[ns]["pillar"] for ns in NS} == {ns: "in memory" for ns in NS}, ret
+    assert {ns: ret[ns]["pillar"] for ns in NS} == {ns: "cached" for ns in NS}, ret
 
 
 def test_all_load_balancers_down_keeps_them_all(platform, pillar, lbs, healthy):
@@ -439,3 +442,47 @@ def test_flapping_lb_is_held_out_until_stable(platform, pillar, lbs, healthy):
     st = show(platform)
     assert st["verdicts"][LB3]["verdict"] == "up"
     assert st["last_change"]["changes"][ROT3]["added"] == [LB3]
+
+
+def test_a_nameserver_that_missed_a_failover_is_brought_up_to_date_when_it_starts(
+    platform, pillar, lbs, healthy
+):
+    late = NS[2]
+    minion = platform.minions[late]
+    minion.terminate()
+    try:
+        lbs[LB1].stop()
+        platform.wait(
+            lambda: all(
+                answer(pillar["nameservers"][ns], ROT) == addresses(pillar, LB2) for ns in NS[:2]
+            ),
+            "the other nameservers to drop lb1",
+        )
+        # It missed the push: its server still hands out the dead load balancer.
+        assert answer(pillar["nameservers"][late], ROT) == addresses(pillar, LB1, LB2)
+    finally:
+        minion.start()
+    # The minion's start event makes the master push the current rotation to it (anti-entropy).
+    wait_answers(platform, pillar, [LB2], timeout=20)
+    assert f"pushed again to {late}" in platform.master_log()
+
+
+def test_a_hand_edit_of_the_rotation_is_undone_within_a_heartbeat(platform, pillar, lbs, healthy):
+    lbs[LB1].stop()
+    wait_answers(platform, pillar, [LB2])
+    ns = NS[1]
+    zone_file = dnsserver.zone_path(
+        model.parse(pillar).nameservers[ns], "paphosting.nl", str(platform.root(ns))
+    )
+    text = pathlib.Path(zone_file).read_text()
+    serial = pzone.quick_serial("paphosting.nl", text)
+    lb1 = pillar["loadbalancers"][LB1]["address"]
+    edited = text.replace(f" {serial} ", f" {serial + 1} ") + f"http0.l 60 IN A {lb1}\n"
+    pathlib.Path(zone_file).write_text(edited)
+    platform.salt(ns, "dns_server.reload_zone", "paphosting.nl", serial=serial + 1)
+    assert answer(pillar["nameservers"][ns], ROT) == addresses(pillar, LB1, LB2)
+    # Its next heartbeat says what it serves; the masters push the rotation again; the failover
+    # rewrites the rotation's records (and nothing else) although the zone was edited by hand.
+    wait_answers(platform, pillar, [LB2], timeout=3 * pillar["health"]["heartbeat"] + 10)
+    status = platform.run("rotation.status")
+    assert ns in status and "NAMESERVER" in status

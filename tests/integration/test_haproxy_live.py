@@ -18,11 +18,13 @@ import yaml
 from salt.exceptions import CommandExecutionError
 from saltfactories.utils.functional import Loaders
 
+from harness import services
+from harness.client import Client, http_get
+from harness.saltenv import file_root
+from harness.wait import wait_until
 from paphosting import haproxy as hap
 from paphosting import model
 from tests.conftest import REPO, require_binary
-from tests.support import procs
-from tests.support.saltenv import file_root
 
 SHOP, WWW = "shop.example.test", "www.example.test"
 WEB1, WEB2, WEB3 = "web1.test", "web2.test", "web3.test"
@@ -35,7 +37,7 @@ class Lab:
     def __init__(self, salt_factories, tmp_path, loopback, lbs, failback):
         require_binary("haproxy")
         tag = next(COUNTER)
-        pillar = procs.platform_pillar(loopback, lbs=lbs, webservers=3, failback=failback)
+        pillar = services.platform_pillar(loopback, lbs=lbs, webservers=3, failback=failback)
         pillar["loadbalancers"] = {
             f"lb{i}-{tag}.test": v for i, v in enumerate(pillar["loadbalancers"].values(), 1)
         }
@@ -71,7 +73,7 @@ class Lab:
             self.loaders[name] = Loaders(opts)
 
     def start_webapps(self):
-        self.apps = procs.webapps_of(self.pillar, self.tmp / "webapps")
+        self.apps = services.webapps_of(self.pillar, self.tmp / "webapps")
 
     def apply(self, name):
         """``state.sls loadbalancer`` on a load balancer: config, haproxy started or reloaded."""
@@ -81,14 +83,14 @@ class Lab:
         return ret
 
     def haproxy(self, name):
-        return procs.Haproxy(self.roots[name])
+        return services.Haproxy(self.roots[name])
 
     def lb(self, name):
         entry = self.pillar["loadbalancers"][name]
         return entry["address"], entry["http_port"]
 
     def get(self, name, host=SHOP, client=None):
-        return procs.http_get(*self.lb(name), "/", host, cookies=client)
+        return http_get(*self.lb(name), "/", host, cookies=client)
 
     def wait_server(self, name, backend, server, status, client=None):
         """Wait until haproxy reports ``server`` ``status``; with ``client``, a request per poll."""
@@ -98,7 +100,7 @@ class Lab:
                 self.get(name, SHOP, client)
             return self.haproxy(name).server_status(backend, server).startswith(status)
 
-        procs.wait_until(seen, 15, message=f"{backend}/{server} {status} on {name}")
+        wait_until(seen, 15, message=f"{backend}/{server} {status} on {name}")
 
     def close(self):
         for name in self.names:
@@ -156,7 +158,7 @@ def test_stateless_no_request_fails_when_a_backend_dies(lab):
     threads = [threading.Thread(target=client, args=(t,)) for t in results]
     for th in threads:
         th.start()
-    procs.wait_until(lambda: len(results[0]) >= 30, 20, message="requests before the kill")
+    wait_until(lambda: len(results[0]) >= 30, 20, message="requests before the kill")
     lab.apps[WEB2].kill()
     killed.set()
     for th in threads:
@@ -177,7 +179,7 @@ def test_a_cookie_from_one_load_balancer_is_honoured_by_the_other(lab):
     lb1, lb2 = lab.names
     for name in (lb1, lb2):
         lab.apply(name)
-    client = procs.Client()
+    client = Client()
     first = lab.get(lb1, SHOP, client)
     assert (first.server, first.json()["count"]) == (WEB1, 1)
     assert client.cookies["PAPSRV"] == "shop-web1_test"
@@ -202,7 +204,7 @@ def test_a_cookie_from_one_load_balancer_is_honoured_by_the_other(lab):
     assert lab.get(lb1, SHOP).server == WEB2  # a new client on lb1: failed over, manual failback
 
     assert lab.get(lb2, "unknown.example.test").status == 503
-    health = procs.http_get(*lab.lb(lb2), "/haproxy-health")
+    health = http_get(*lab.lb(lb2), "/haproxy-health")
     assert health.status == 200
 
 
@@ -226,12 +228,12 @@ def test_manual_failback_stays_on_the_backup_until_the_operator_acts(lab):
     lab.apply(lb1)
     module = lab.loaders[lb1].modules.haproxy_cfg
     assert module.failover_status() == {"shop": "normal"}
-    client = procs.Client()
+    client = Client()
     fail_over(lab, lb1, client)
 
     assert served_by(lab, lb1, client, 10) == {WEB2}
     assert lab.get(lb1, SHOP).server == WEB2  # new clients too
-    assert lab.get(lb1, SHOP, procs.Client({"PAPSRV": "shop-web1_test"})).server == WEB2
+    assert lab.get(lb1, SHOP, Client({"PAPSRV": "shop-web1_test"})).server == WEB2
     assert module.failover_status() == {"shop": "failed-over"}
 
     # A configuration change reloads haproxy: the failover state survives the reload.
@@ -260,7 +262,7 @@ def test_failback_is_refused_while_the_primary_is_down(lab):
     lab = lab(lbs=1, failback="manual")
     (lb1,) = lab.names
     lab.apply(lb1)
-    client = procs.Client()
+    client = Client()
     lab.apps[WEB1].kill()
     lab.wait_server(lb1, "shop", WEB1, "DOWN", client)
     with pytest.raises(
@@ -278,7 +280,7 @@ def test_automatic_failback_returns_to_the_primary(lab):
     lab = lab(lbs=1, failback="auto")
     (lb1,) = lab.names
     lab.apply(lb1)
-    client = procs.Client()
+    client = Client()
     fail_over(lab, lb1, client)
     assert served_by(lab, lb1, client) == {WEB1}
     assert client.cookies["PAPSRV"] == "shop-web1_test"
@@ -289,11 +291,11 @@ def test_systemd_mode_config_drops_to_user_haproxy_and_keeps_the_failover_state(
     """The service_mode systemd configuration, run as a plain process (no systemd here): haproxy's
     workers run as user haproxy and still hand the failover table to the next worker on a reload."""
     require_binary("haproxy")
-    pillar = procs.platform_pillar(loopback, lbs=1, webservers=2, failback="manual")
+    pillar = services.platform_pillar(loopback, lbs=1, webservers=2, failback="manual")
     pillar["settings"]["service_mode"] = "systemd"
     root = pathlib.Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp"))
     root.chmod(0o755)  # the workers (user haproxy) reach the peers socket under it
-    haproxy = procs.Haproxy(root)
+    haproxy = services.Haproxy(root)
     try:
         text = hap.render(model.parse(pillar), "lb1.test", str(root))
         assert "\n    user haproxy\n" in text

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from saltfactories.utils.functional import Loaders
 
+from harness.saltenv import file_root
 from paphosting import daemon as pdaemon
 from paphosting import dnsserver, model
 from paphosting import zone as pzone
 from tests.conftest import REPO, example_pillar, require_binary
-from tests.support.saltenv import file_root
 
 SERVERS = ("bind", "nsd", "knot")
 IDS = {s: f"nsz-{s}.paphosting.test" for s in SERVERS}

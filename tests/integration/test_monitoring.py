@@ -15,10 +15,10 @@ import time
 
 import pytest
 
+from harness.launcher import Lab
+from harness.wait import wait_until
 from paphosting import dnsserver
-from scripts.lab.launcher import Lab
 from tests.conftest import REPO, require_binary
-from tests.support.procs import wait_until
 
 ROT = "http0.l.paphosting.nl"
 LB1 = "lb1.paphosting.net"

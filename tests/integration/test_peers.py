@@ -1,4 +1,4 @@
-"""The peers of ``make bench --part peers`` (scripts/lab/peers.py) run for real: gdnsd and PowerDNS
+"""The peers of ``make bench --part peers`` (harness/peers.py) run for real: gdnsd and PowerDNS
 started from their rendered configuration on loopback, in front of two real haproxy load
 balancers configured by the project's renderer. A dead load balancer is a killed haproxy.
 
@@ -8,10 +8,11 @@ again once it is back, and hands out both when both are dead); how fast is the b
 
 import pytest
 
+from harness import peers
+from harness.services import LoadBalancer
+from harness.wait import wait_until
 from paphosting import model
-from scripts.lab import peers
 from tests.conftest import require_binary
-from tests.support.procs import LoadBalancer, wait_until
 
 LB1, LB2 = "lb1.peers.test", "lb2.peers.test"
 ROT = "http0.l.paphosting.nl"

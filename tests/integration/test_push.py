@@ -14,9 +14,9 @@ import pytest
 import salt.runner
 import yaml
 
+from harness.svn import SHORT, USER, master_options, served
 from paphosting import daemon, dnsserver, haproxy, model
 from tests.conftest import example_pillar
-from tests.integration.svn_support import USER, master_options, served
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 NS1 = "ns1.paphosting.net"
@@ -83,7 +83,7 @@ def fleet(salt_platform, svn_server, platform, tmp_path_factory):
     The master's schedule runs svnpillar.sync every 3 seconds, as conf/master.d/svnpillar.conf
     does every 30.
     """
-    overrides = master_options(tmp_path_factory.mktemp("svnpillar"), svn_server)
+    overrides = master_options(tmp_path_factory.mktemp("svnpillar"), svn_server, **SHORT)
     with salt_platform(list(MINIONS), platform, master_overrides=overrides) as fleet:
         try:
             rev = svn_server.commit(
@@ -304,7 +304,9 @@ def other_master(master, svn_server, name):
     """The options of a second master: same minions and keys, its own store, so its own live."""
     opts = master.config.copy()
     opts.update(
-        master_options(os.path.join(os.path.dirname(store_of(master)), f"other-{name}"), svn_server)
+        master_options(
+            os.path.join(os.path.dirname(store_of(master)), f"other-{name}"), svn_server, **SHORT
+        )
     )
     opts["id"] = name
     return opts

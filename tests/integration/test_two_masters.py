@@ -19,10 +19,10 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from harness.svn import SHORT, master_options, served
 from paphosting import dnsserver, haproxy, model
 from tests.integration import multimaster
 from tests.integration.multimaster import ROTATION, ZONE
-from tests.integration.svn_support import master_options, served
 
 DOMAIN = "mm.test"
 LB1, LB2 = f"lb1.{DOMAIN}", f"lb2.{DOMAIN}"
@@ -60,7 +60,7 @@ def pair(request, salt_factories, tmp_path_factory, loopback, svn_server, paphos
     stores = {name: tmp_path_factory.mktemp(f"svnpillar-{name}") for name in multimaster.NAMES}
 
     def overrides(name):
-        conf = master_options(stores[name], svn_server, sync_seconds=HEARTBEAT)
+        conf = master_options(stores[name], svn_server, sync_seconds=HEARTBEAT, **SHORT)
         conf["paphosting_svn"]["name"] = name
         return conf
 

@@ -1,4 +1,4 @@
-"""The promised shapes of build/demo/report.json and build/bench/results.json (scripts/lab/report.py).
+"""The promised shapes of build/demo/report.json and build/bench/results.json (harness/report.py).
 
 ``make demo`` and ``make bench`` check what they write with these functions; here they are checked
 on documents written for the test: the shapes of issue 7, and every way a document can miss them.
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from scripts.lab import report
+from harness import report
 
 
 def demo_doc():
@@ -44,6 +44,20 @@ def bench_doc():
                 name: {"failover": dict(latency), "recovery": dict(latency, floor_s=2.0)}
                 for name in ("paphosting", "gdnsd", "pdns")
             },
+        },
+        "scale": {
+            "sizes": [
+                {
+                    "zones": n,
+                    "failover": {k: dict(latency) for k in ("bind", "nsd", "knot")},
+                    "recovery": {k: dict(latency, floor_s=2.0) for k in ("bind", "nsd", "knot")},
+                    "failover_rotation_name": dict(latency),
+                    "noop": {"bind": {"seconds": 2.5, "floor_seconds": 1.4}},
+                    "push_validation": {"compile_s": 1.0, "validate_s": 2.0, "total_s": 3.0},
+                }
+                for n in (0, 5000)
+            ],
+            "report_cpu": [{"services": 100, "first_report_cpu_s": 0.2, "report_cpu_p50_s": 0.004}],
         },
         "machine": {"cpus": 2},
     }
@@ -96,6 +110,14 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
     ("change", "problem"),
     [
         (lambda d: d.pop("failover"), "failover is missing"),
+        (
+            lambda d: d["scale"]["sizes"][1]["failover"].pop("knot"),
+            "scale.sizes[1].failover.knot is missing",
+        ),
+        (
+            lambda d: d["scale"]["sizes"][0]["push_validation"].update(total_s="3"),
+            "scale.sizes[0].push_validation.total_s must be a number, got '3'",
+        ),
         (lambda d: d["recovery"].pop("floor_s"), "recovery.floor_s is missing"),
         (
             lambda d: d["failover"].update(trials=10.0),
@@ -145,6 +167,7 @@ def test_a_partial_bench_run_may_leave_lists_empty():
     assert report.bench_problems(doc, complete=False) == []
     assert report.bench_problems(doc) == ["noop_highstate must not be empty"]
     doc.pop("peers")
+    doc.pop("scale")
     assert report.bench_problems(doc, complete=False) == []
 
 

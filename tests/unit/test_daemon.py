@@ -84,3 +84,73 @@ def test_missing_binary(tmp_path):
 
 def test_reload_signal_default():
     assert Daemon(name="x", command=("x",), pidfile="p").reload_signal == signal.SIGHUP
+
+
+FORKS = """
+import os, signal, sys, time
+child = os.fork()
+if child == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL ends it
+    open(sys.argv[1], "w").write(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _forking(tmp_path, group):
+    script = tmp_path / "forks.py"
+    script.write_text(FORKS)
+    return Daemon(
+        name="forks",
+        command=(sys.executable, str(script), str(tmp_path / "child")),
+        pidfile=str(tmp_path / "forks.pid"),
+        foreground=True,
+        group=group,
+    )
+
+
+def _child(tmp_path):
+    assert _wait_for(tmp_path / "child", "")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = (tmp_path / "child").read_text()
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError("the forked child never wrote its pid")
+
+
+def test_group_stop_ends_the_children_too(tmp_path):
+    d = _forking(tmp_path, group=True)
+    daemon.start(d)
+    child = _child(tmp_path)
+    assert daemon.stop(d, wait=1) is True
+    assert not daemon.alive(child)
+    assert not daemon.group_alive(child)
+
+
+def test_plain_stop_ends_the_daemon_only(tmp_path):
+    d = _forking(tmp_path, group=False)
+    pid = daemon.start(d)
+    child = _child(tmp_path)
+    try:
+        assert daemon.stop(d, wait=1) is True
+        assert not daemon.alive(pid)
+        assert daemon.alive(child)
+    finally:
+        daemon.terminate(child, wait=0)
+    assert not daemon.alive(child)
+
+
+def test_terminate_kills_what_ignores_sigterm(tmp_path):
+    d = _forking(tmp_path, group=True)
+    daemon.start(d)
+    child = _child(tmp_path)
+    t0 = time.monotonic()
+    assert daemon.terminate(child, wait=0.5) is True
+    assert not daemon.alive(child)
+    assert time.monotonic() - t0 >= 0.5  # SIGTERM was ignored: it took the SIGKILL
+    daemon.stop(d)
+    assert daemon.terminate(child) is False  # not running any more

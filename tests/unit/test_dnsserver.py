@@ -5,7 +5,7 @@ import re
 import pytest
 
 from paphosting import dnsserver, model
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, output_with_hash_seed
 
 ROOT = "/srv/sandbox"
 
@@ -115,11 +115,30 @@ def test_ipv6_nameserver():
     )
 
 
-def test_configs_are_deterministic():
+def test_configs_do_not_depend_on_the_pillar_order():
+    pillar = example_pillar()
+    pillar["zones"]["paphosting.net"] = {}
+    for key in ("nameservers", "zones", "loadbalancers"):
+        pillar[key] = dict(reversed(list(pillar[key].items())))
+    pillar["nameservers"]["ns1.paphosting.net"].pop("control_port", None)
+    reordered = model.parse(pillar)
     for ns in NS.values():
-        assert dnsserver.render_config(platform(), ns, ROOT) == dnsserver.render_config(
+        assert dnsserver.render_config(reordered, ns, ROOT) == dnsserver.render_config(
             platform(), ns, ROOT
         )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
+def test_configs_do_not_depend_on_the_hash_seed(server, seed):
+    code = (
+        "from paphosting import dnsserver\n"
+        "from tests.unit.test_dnsserver import ROOT, platform\n"
+        f"print(dnsserver.render_config(platform(), {NS[server]!r}, ROOT), end='')\n"
+    )
+    assert output_with_hash_seed(code, seed) == dnsserver.render_config(
+        platform(), NS[server], ROOT
+    )
 
 
 def test_control_commands(monkeypatch):
@@ -165,3 +184,30 @@ def test_rndc_key_is_random_and_well_formed():
 def test_unknown_server_kind():
     with pytest.raises(Exception, match="'powerdns' is not a DNS server"):
         dnsserver.layout("powerdns")
+
+
+def test_the_soa_query_and_serial_are_read_off_the_wire_as_dnspython_would():
+    import dns.message
+    import dns.rrset
+
+    query = dnsserver.soa_query_wire(4711, "Customer00001.example")
+    expected = dns.message.make_query("Customer00001.example.", "SOA", id=4711)
+    expected.flags = 0
+    assert query == expected.to_wire()
+    for compress in (True, False):
+        resp = dns.message.make_response(dns.message.from_wire(query))
+        resp.answer.append(
+            dns.rrset.from_text(
+                "customer00001.example.",
+                300,
+                "IN",
+                "SOA",
+                "ns1.paphosting.net. hostmaster.customer00001.example. 2026120417 3600 600 1209600 300",
+            )
+        )
+        wire = resp.to_wire() if compress else resp.to_wire(max_size=65535, origin=None)
+        assert dnsserver.soa_serial_from_wire(wire) == (4711, 2026120417)
+    refused = dns.message.make_response(dns.message.from_wire(query))
+    refused.set_rcode(5)
+    assert dnsserver.soa_serial_from_wire(refused.to_wire()) == (4711, None)
+    assert dnsserver.soa_serial_from_wire(b"\x00") == (None, None)

@@ -1,8 +1,17 @@
 """Drift reports: what a highstate changed, recorded and listed."""
 
+import importlib.util
+import json
+import re
 import socket
+import time
 
-from paphosting import drift
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from paphosting import drift, health
+from tests.conftest import REPO
 
 HIGHSTATE = {
     "file_|-lb-config_|-/etc/haproxy/haproxy.cfg_|-managed": {
@@ -120,3 +129,136 @@ def test_choose_the_master_serving_the_newest_revision():
     assert drift.choose([4, None]) == 0
     assert drift.choose([None, None]) == 0
     assert drift.choose([3]) == 0
+
+
+def test_concurrent_records_are_all_kept(tmp_path):
+    """The reactor runs one runner per report, in parallel processes: none may be lost."""
+    import multiprocessing
+
+    path = str(tmp_path / "drift.json")
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=drift.record, args=(path, f"m{i}", {"changed": [], "failed": []}))
+        for i in range(12)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(h["minion"] for h in drift.load(path)) == sorted(f"m{i}" for i in range(12))
+
+
+# ------------------------------------------------------------------ signed reports
+
+
+@pytest.fixture(scope="module")
+def keys():
+    """Two minions' key pairs: ``{id: (private pem, public pem)}``."""
+    out = {}
+    for minion in ("lb1", "web1"):
+        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        out[minion] = (
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            ),
+            k.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+    return out
+
+
+SUMMARY = {"changed": [{"state": "file.managed", "id": "cfg"}], "failed": [], "master": "nl"}
+
+
+def _public(keys):
+    return lambda minion: keys[minion][1] if minion in keys else None
+
+
+def test_authenticate_takes_the_minion_from_the_signed_report(keys):
+    data = drift.signed_report("lb1", dict(SUMMARY, revision=7), keys["lb1"][0], now=1000.0)
+    minion, ts, summary = drift.authenticate(data["report"], data["sig"], _public(keys), 1001.0)
+    assert (minion, ts) == ("lb1", 1000.0)
+    assert summary == dict(SUMMARY, revision=7)
+
+
+def _forged(keys, text=None):
+    """web1 writes a report naming lb1 and signs it with its own key."""
+    text = text or json.dumps(
+        {"format": 1, "minion": "lb1", "ts": 1000.0, "summary": SUMMARY}, sort_keys=True
+    )
+    return text, health.sign(text, keys["web1"][0])
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda k: _forged(k), "bad signature on the report claiming to come from 'lb1'"),
+        (lambda k: (_forged(k)[0], None), "is not signed"),
+        (
+            lambda k: _forged(k, json.dumps({"format": 1, "minion": "db9", "ts": 1000.0})),
+            "no accepted key for 'db9'",
+        ),
+        (
+            lambda k: _forged(k, json.dumps({"format": 1, "minion": "../../etc/x", "ts": 1.0})),
+            "no valid minion id",
+        ),
+        (lambda k: ("{not json", "x"), "not a format 1 drift report"),
+        (
+            lambda k: tuple(
+                drift.signed_report("lb1", SUMMARY, k["lb1"][0], now=1000.0 - 2 * 3600).values()
+            ),
+            "s old",
+        ),
+        (
+            lambda k: tuple(
+                drift.signed_report("lb1", {"changed": "x"}, k["lb1"][0], now=1000.0).values()
+            ),
+            "malformed drift summary",
+        ),
+    ],
+)
+def test_authenticate_refuses(keys, make, reason):
+    text, sig = make(keys)
+    with pytest.raises(drift.Rejected, match=re.escape(reason)):
+        drift.authenticate(text, sig, _public(keys), 1000.0)
+
+
+def test_a_replayed_report_is_recorded_once(tmp_path, keys):
+    path = str(tmp_path / "drift.json")
+    drift.record(path, "lb1", SUMMARY, when=1000.0)
+    with pytest.raises(drift.Rejected, match="replay"):
+        drift.record(path, "lb1", SUMMARY, when=1000.0)
+    drift.record(path, "lb1", SUMMARY, when=1001.0)
+    assert len(drift.load(path)) == 2
+
+
+def _runner(tmp_path, keys):
+    """The drift runner loaded with this master's options: accepted keys in pki_dir/minions."""
+    spec = importlib.util.spec_from_file_location("drift_runner", REPO / "_runners" / "drift.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    (tmp_path / "pki" / "minions").mkdir(parents=True)
+    for minion, (_, pub) in keys.items():
+        (tmp_path / "pki" / "minions" / minion).write_bytes(pub)
+    runner.__opts__ = {"pki_dir": str(tmp_path / "pki"), "cachedir": str(tmp_path / "cache")}
+    return runner
+
+
+def test_runner_records_the_signer_never_the_event_id(tmp_path, keys):
+    """The reactor hands over data['id'] as ``sender``: on the batched events path it is the
+    sender's claim. web1 claiming to be lb1 (event id and report) gets nothing recorded; lb1's
+    own report is recorded as lb1 whatever the event id says."""
+    runner = _runner(tmp_path, keys)
+    text, sig = _forged(keys, None)
+    forged = json.loads(text)
+    forged["ts"] = time.time()
+    text = json.dumps(forged, sort_keys=True)
+    assert runner.record(report=text, sig=health.sign(text, keys["web1"][0]), sender="lb1") is False
+    assert runner.history() == []
+    own = drift.signed_report("lb1", SUMMARY, keys["lb1"][0])
+    assert runner.record(sender="web1", **own) is True
+    assert runner.record(sender="lb1", **own) is False  # the same report again: a replay
+    assert [h["minion"] for h in runner.history()] == ["lb1"]

@@ -7,7 +7,7 @@ import pytest
 
 from paphosting import haproxy, model
 from paphosting.errors import PapError, PillarError
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, output_with_hash_seed
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 
@@ -43,10 +43,29 @@ def test_layout_places_every_file_under_the_root():
     assert all(p.startswith("/srv/lb1/") for p in rooted.values())
 
 
-def test_render_is_deterministic(platform):
-    first = haproxy.render(platform, LB1)
-    again = haproxy.render(model.parse(example_pillar()), LB1)
-    assert first == again
+def reordered(pillar):
+    """``pillar`` with every mapping of the platform in reverse order (a mapping's order in the
+    YAML is not a meaning: the same platform written in another order gets the same config)."""
+    return {
+        key: dict(reversed(list(value.items()))) if isinstance(value, dict) else value
+        for key, value in pillar.items()
+    }
+
+
+def test_render_does_not_depend_on_the_pillar_order(platform):
+    assert haproxy.render(model.parse(reordered(example_pillar())), LB1) == haproxy.render(
+        platform, LB1
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_render_does_not_depend_on_the_hash_seed(platform, seed):
+    code = (
+        "from paphosting import haproxy, model\n"
+        "from tests.conftest import example_pillar\n"
+        f"print(haproxy.render(model.parse(example_pillar()), {LB1!r}), end='')\n"
+    )
+    assert output_with_hash_seed(code, seed) == haproxy.render(platform, LB1)
 
 
 def test_unknown_load_balancer_names_the_pillar_path(platform):

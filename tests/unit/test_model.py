@@ -421,3 +421,251 @@ def test_digest_is_the_same_for_the_same_platform_only():
     again["rotations"]["http0.l.paphosting.nl"]["ttl"] = 301
     assert model.digest(again) != model.digest(pillar)
     assert model.digest(None) != model.digest({})
+
+
+# --- record data: what is written is served exactly, or refused with its path ------------------
+
+ZONE = "paphosting.nl"
+ZP = f"paphosting:zones:{ZONE}:records"
+
+
+def _records(**owners):
+    data = example_pillar()
+    data["zones"][ZONE].setdefault("records", {}).update(owners)
+    return data
+
+
+def _errors(data):
+    with pytest.raises(InvalidPillar) as info:
+        model.parse(data)
+    return [str(e) for e in info.value.errors]
+
+
+@pytest.mark.parametrize(
+    "rtype, data, reason",
+    [
+        # ';' starts a comment: the DKIM key would be cut at "v=DKIM1"
+        ("TXT", "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEB", "';' starts a comment"),
+        ("TXT", '"v=DKIM1" k=rsa; p=x', "';' starts a comment"),
+        ("MX", "10 mail ; backup", "';' starts a comment"),
+        # parentheses group lines and vanish
+        ("TXT", "hello (world)", "'(' groups lines"),
+        ("SRV", "0 1 443 (mail)", "'(' groups lines"),
+        ("TXT", '"a")', "')' groups lines"),
+        # a backslash escapes: \p is p, \. is a dot inside a label
+        ("TXT", r'"C:\path"', "backslash"),
+        ("TXT", r"C:\path", "backslash"),
+        ("CNAME", r"www\.example.nl.", "backslash"),
+        # unquoted words are separate strings, joined without spaces by SPF and DKIM readers
+        ("TXT", "v=spf1 mx -all", "unquoted words"),
+        ("TXT", '"v=spf1" mx', "unquoted words"),
+        # '@', '$' and other specials inside a name are odd labels, not what was meant
+        ("MX", "10 mail@paphosting.nl.", "not a host name label"),
+        ("CNAME", "$ORIGIN", "not a host name label"),
+        ("NS", "ns@", "not a host name label"),
+        ("SRV", '0 1 443 "mail"', "not valid SRV data"),
+    ],
+)
+def test_record_data_that_would_not_be_served_as_written_is_refused(rtype, data, reason):
+    messages = _errors(_records(x=[{"type": rtype, "data": data}]))
+    assert any(m.startswith(f"pillar {ZP}:x:0:data: {data!r}") and reason in m for m in messages), (
+        messages
+    )
+
+
+def test_a_refused_txt_says_how_to_quote_it():
+    (message,) = _errors(_records(dkim=[{"type": "TXT", "data": "v=DKIM1; k=rsa; p=AB"}]))
+    assert "quote it, data: '\"v=DKIM1; k=rsa; p=AB\"'" in message
+
+
+@pytest.mark.parametrize(
+    "rtype, data",
+    [
+        ("TXT", '"v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEB"'),
+        ("TXT", '"v=spf1 mx -all"'),
+        ("TXT", '"part one; (x)" "part two"'),
+        ("TXT", r'"say \"hi\" \\ \009"'),
+        ("TXT", "single-word"),
+        ("MX", "10 @"),
+        ("MX", "0 ."),
+        ("MX", "10 mail.paphosting.nl."),
+        ("SRV", "0 1 443 _sip._tcp.paphosting.nl."),
+        ("CNAME", "www"),
+        ("CAA", '0 issue "letsencrypt.org"'),
+    ],
+)
+def test_record_data_served_as_written_is_accepted(rtype, data):
+    model.parse(_records(x=[{"type": rtype, "data": data}]))
+
+
+# --- owner names are case-insensitive -----------------------------------------------------------
+
+
+def test_an_owner_beside_a_service_hostname_clashes_whatever_its_case():
+    """SHOP and the service hostname shop.paphosting.nl are one name: the record would be dropped."""
+    messages = _errors(_records(SHOP=[{"type": "A", "data": "192.0.2.1"}]))
+    assert any(
+        m.startswith("pillar paphosting:services:shop:hostnames:0: shop.paphosting.nl also has")
+        and f"{ZP}:SHOP (A)" in m
+        for m in messages
+    ), messages
+
+
+def test_an_owner_beside_a_rotation_name_clashes_whatever_its_case():
+    data = example_pillar()
+    data["zones"][ZONE]["records"]["HTTP0.L"] = [{"type": "A", "data": "192.0.2.1"}]
+    messages = _errors(data)
+    assert any(f"{ZP}:HTTP0.L (A)" in m and "rotation name" in m for m in messages), messages
+
+
+def test_a_cname_beside_the_same_name_in_another_case_is_refused_with_the_path():
+    data = _records(
+        MAIL=[{"type": "CNAME", "data": "web.paphosting.nl."}],
+    )
+    data["zones"][ZONE]["records"].setdefault("mail", []).append({"type": "A", "data": "192.0.2.9"})
+    messages = _errors(data)
+    assert any(
+        m.startswith(f"pillar {ZP}:")
+        and "a CNAME cannot stand beside other data" in m
+        and "'MAIL'" in m
+        and "'mail'" in m
+        for m in messages
+    ), messages
+
+
+def test_owners_are_kept_in_lower_case():
+    p = model.parse(_records(WWW2=[{"type": "A", "data": "192.0.2.1"}]))
+    assert [r.owner for r in p.zones[ZONE].records if r.data == "192.0.2.1"] == ["www2"]
+
+
+def test_zone_and_rotation_names_are_compared_in_lower_case():
+    data = example_pillar()
+    data["zones"]["PAPHOSTING.NL"] = {}
+    assert any("zone paphosting.nl is listed twice" in m for m in _errors(data))
+    data = example_pillar()
+    data["rotations"]["HTTP0.L.paphosting.nl"] = {}
+    assert any("http0.l.paphosting.nl is listed twice" in m for m in _errors(data))
+
+
+# --- docs and code agree ------------------------------------------------------------------------
+
+
+def test_a_stateful_service_needs_a_backup():
+    data = example_pillar()
+    data["services"]["shop"]["servers"] = [
+        s for s in data["services"]["shop"]["servers"] if s.get("role") != "backup"
+    ]
+    assert any(
+        m.startswith("pillar paphosting:services:shop:servers: a stateful service needs at least")
+        for m in _errors(data)
+    )
+
+
+def test_one_minion_id_has_one_address_whatever_its_roles():
+    data = example_pillar()
+    data["webservers"][LB1] = {"address": "127.0.9.9"}
+    assert any(
+        m.startswith(f"pillar paphosting:webservers:{LB1}:address: 127.0.9.9 is not the address")
+        for m in _errors(data)
+    )
+    data = example_pillar()
+    data["webservers"][LB1] = {"address": data["loadbalancers"][LB1]["address"]}
+    model.parse(data)  # one machine, two roles, one address: fine
+
+
+def test_a_load_balancer_may_not_listen_where_a_nameserver_does():
+    data = example_pillar()
+    ns = data["nameservers"]["ns2.paphosting.net"]
+    data["nameservers"][LB1] = {"address": "127.0.1.1", "port": 8080, "server": "nsd"}
+    messages = _errors(data)
+    assert any(
+        m.startswith(f"pillar paphosting:loadbalancers:{LB1}:http_port: 127.0.1.1:8080 is where")
+        for m in messages
+    ), messages
+    # a load balancer of another id on a nameserver's address
+    data = example_pillar()
+    data["loadbalancers"][LB2]["address"] = ns["address"]
+    messages = _errors(data)
+    assert messages == [
+        f"pillar paphosting:nameservers:ns2.paphosting.net:address: {ns['address']} is already "
+        f"the address of loadbalancers {LB2!r}"
+    ]
+    # BIND's rndc port on 127.0.0.1
+    data = example_pillar()
+    data["loadbalancers"][LB2]["address"] = "127.0.0.1"
+    data["loadbalancers"][LB2]["http_port"] = 9953
+    messages = _errors(data)
+    assert any("127.0.0.1:9953 is where nameserver" in m for m in messages), messages
+
+
+def test_a_record_shadowed_by_a_managed_child_zone_is_refused():
+    data = example_pillar()
+    data["zones"]["sub.paphosting.nl"] = {}
+    data["zones"][ZONE]["records"]["www.sub"] = [{"type": "A", "data": "192.0.2.1"}]
+    messages = _errors(data)
+    assert any(
+        m.startswith(f"pillar {ZP}:www.sub: www.sub.paphosting.nl lies in the managed zone")
+        for m in messages
+    ), messages
+
+
+def test_a_delegation_and_its_glue_are_not_shadowed():
+    data = example_pillar()
+    data["zones"]["sub.paphosting.nl"] = {"ns": ["ns1.sub.paphosting.nl"]}
+    data["zones"][ZONE]["records"]["sub"] = [{"type": "NS", "data": "ns1.sub"}]
+    data["zones"][ZONE]["records"]["ns1.sub"] = [{"type": "A", "data": "192.0.2.53"}]
+    model.parse(data)
+
+
+@pytest.mark.parametrize("key", ["evil\n  - pillar paphosting:ok: forged", "x\u2028y", "a\x85b"])
+def test_a_key_with_a_line_break_is_shown_escaped(key):
+    data = example_pillar()
+    data["haproxy"][key] = 1
+    data["zones"][ZONE]["records"][key] = [{"type": "A", "data": "192.0.2.1"}]
+    text = str(pytest.raises(InvalidPillar, model.parse, data).value)
+    assert repr(key) in text
+    assert not any(sep in text for sep in ("\u2028", "\x85", "\n  - pillar paphosting:ok"))
+
+
+# --- haproxy's file descriptors -----------------------------------------------------------------
+
+
+def test_maxconn_beyond_the_file_descriptor_limit_is_refused():
+    data = example_pillar()
+    data["haproxy"]["maxconn"] = 600_000
+    data["haproxy"]["fd_limit"] = 65536
+    messages = _errors(data)
+    assert any(
+        m.startswith(
+            "pillar paphosting:haproxy:maxconn: maxconn 600000 needs 1200261 file descriptors on "
+            f"{LB1}"
+        )
+        and "more than the 65536 haproxy may open there (paphosting:haproxy:fd_limit)" in m
+        for m in messages
+    ), messages
+    data["haproxy"]["maxconn"] = 32000
+    model.parse(data)
+
+
+def test_the_default_limit_is_what_the_load_balancer_runs_with():
+    import resource
+
+    from paphosting import haproxy
+
+    data = example_pillar()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 2**22:
+        pytest.skip("no finite file descriptor limit here")
+    data["haproxy"]["maxconn"] = hard // 2
+    data["settings"] = {"service_mode": "process"}
+    messages = _errors(data)
+    assert any(
+        f"more than the {hard} haproxy may open there (the default of "
+        "paphosting:haproxy:fd_limit for service_mode process)" in m
+        for m in messages
+    ), messages
+    data["settings"] = {"service_mode": "systemd"}
+    for lb in data["loadbalancers"].values():
+        lb.pop("service_mode", None)
+    assert haproxy.default_fd_limit("systemd") == 1048576
+    model.parse(data)

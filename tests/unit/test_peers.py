@@ -1,4 +1,4 @@
-"""The peers' configuration (scripts/lab/peers.py), rendered from the platform pillar: what each
+"""The peers' configuration (harness/peers.py), rendered from the platform pillar: what each
 server serves and probes comes from the pillar, and each is tuned to ``paphosting:health`` as
 closely as its options allow."""
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from harness import peers
 from paphosting import model
-from scripts.lab import peers
 from tests.conftest import example_pillar
 
 ROT = "http0.l.paphosting.nl"

@@ -398,3 +398,65 @@ def test_status_text_is_a_table():
         f"           {LB1}: no changes",
         "last sync  2026-01-31 12:02:00 UTC: up to date: r12 is live",
     ]
+
+
+# Salt's render errors as they reach a pillar's _errors (pillar_safe_render_error: False).
+YAML_PARSER_ERROR = (
+    "Rendering SLS 'paphosting' failed, render error:\nwhile parsing a flow sequence\n"
+    "  in \"<unicode string>\", line 22, column 8\ndid not find expected ',' or ']'\n"
+    '  in "<unicode string>", line 23, column 23'
+)
+JINJA_ERROR = (
+    "Rendering SLS 'paphosting' failed, render error:\nJinja syntax error: expected token "
+    "'end of print statement', got 'lb1'; line 23\n\n---\n[...]\n  loadbalancers:\n  {{ foo \n"
+    "    lb1.paphosting.net:    <======================\n[...]\n---"
+)
+YAML_SCANNER_ERROR = "Rendering SLS 'paphosting' failed, render error:\nmapping values are not allowed in this context"
+
+
+@pytest.mark.parametrize(
+    "message, line, expected",
+    [
+        (
+            YAML_PARSER_ERROR,
+            None,
+            (
+                23,
+                "while parsing a flow sequence (line 22, column 8); "
+                "did not find expected ',' or ']' (line 23, column 23)",
+            ),
+        ),
+        (
+            JINJA_ERROR,
+            None,
+            (23, "Jinja syntax error: expected token 'end of print statement', got 'lb1'"),
+        ),
+        (YAML_SCANNER_ERROR, 7, (7, "mapping values are not allowed in this context")),
+        (YAML_SCANNER_ERROR, None, (None, "mapping values are not allowed in this context")),
+    ],
+)
+def test_render_cause_is_the_line_and_the_cause_without_salts_excerpt(message, line, expected):
+    assert push.render_cause(message, line) == expected
+
+
+def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
+    """The part that did render lacks the rest: its schema errors (loadbalancers is required)
+    would be a wrong diagnosis. The refusal names the file, the line and the cause."""
+    pillar = example_pillar()
+    del pillar["loadbalancers"]  # as if the file defining them did not render
+    compiled = _compiled(pillar, [LB1, NS1])
+    for item in compiled.values():
+        item.errors = [YAML_SCANNER_ERROR]
+    with pytest.raises(push.Rejected) as exc:
+        push.validate(
+            19,
+            compiled,
+            _sources(pillar),
+            "pillar",
+            ["top.sls", "paphosting.sls"],
+            render_lines={"paphosting.sls": 31},
+        )
+    (problem,) = exc.value.problems
+    assert str(problem) == (
+        "pillar/paphosting.sls: line 31: cannot render: mapping values are not allowed in this context"
+    )

@@ -636,3 +636,27 @@ def test_held_of_and_newest_held():
     a, b = {"version": 3, "digest": "a"}, {"version": 8, "digest": "b"}
     assert overlay.newest_held(a, None, b) == b
     assert overlay.newest_held(None, None) is None
+
+
+def test_a_lagging_nameserver_is_pushed_again_at_most_once_per_heartbeat(config):
+    state = rotation.new_state()
+    now = NOW
+    for w in config["watchers"]:
+        rotation.accept(state, report(w, 1, now, lb1="up", lb2="up"), config, now)
+    rotation.decide(state, config, now)
+    state["version"] = 4
+    ns = config["nameservers"][0]
+    current = overlay.digest(rotation.publish(state, config)["rotations"])
+    state["views"][ns]["rotation"] = {"version": 3, "digest": "x"}
+    assert "holds version 3" in rotation.lagging(state, config, ns, now)
+    state["resyncs"][ns] = now
+    assert rotation.lagging(state, config, ns, now + 1) is None  # just pushed
+    state["views"][ns]["rotation"] = {"version": 4, "digest": current}
+    state["views"][ns]["serving"] = {"digest": "another"}
+    later = now + config["stale_after"]
+    assert "serves another membership" in rotation.lagging(state, config, ns, later)
+    state["views"][ns]["serving"] = {"digest": current}
+    assert rotation.lagging(state, config, ns, later) is None
+    assert rotation.lagging(state, config, "lb1.paphosting.net", later) is None  # no nameserver
+    text = rotation.status_text(state, config, later)
+    assert "NAMESERVER" in text and ns in text

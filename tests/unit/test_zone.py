@@ -323,9 +323,7 @@ def test_members_from_pillar():
     assert overlay.members_of({"paphosting": {}}) is None
     assert overlay.members_of({"version": 1, "rotations": {}}) == {}
     assert overlay.members_of(published) == {ROT: [LB1]}
-    assert overlay.members_of({"paphosting_rotation": published, "paphosting": {}}) == {
-        ROT: [LB1]
-    }
+    assert overlay.members_of({"paphosting_rotation": published, "paphosting": {}}) == {ROT: [LB1]}
     assert overlay.members_of({"paphosting_rotation": None}) is None
 
 
@@ -351,3 +349,82 @@ def test_record_diff_of_identical_zones_is_empty():
     wanted = zone.parse_text("paphosting.nl", zone.render(platform(), "paphosting.nl", BASE + 7))
     assert zone.record_diff(live, wanted) == {"added": [], "removed": []}
     assert dns.name.from_text("paphosting.nl") == live.origin
+
+
+def _hoster(customers=12):
+    """A small platform of its own: two rotations, customer zones with their apex on either, a
+    zone with nothing on a rotation, IPv6 on one load balancer, several TTLs."""
+    pillar = example_pillar()
+    pillar["loadbalancers"]["lb2.paphosting.net"]["address6"] = "2001:db8::2"
+    pillar["loadbalancers"]["lb3.paphosting.net"] = {"address": "127.0.1.3"}
+    pillar["rotations"]["http1.l.paphosting.nl"] = {
+        "ttl": 60,
+        "members": ["lb2.paphosting.net", "lb3.paphosting.net", "lb1.paphosting.net"],
+    }
+    for s in pillar["services"].values():
+        s["rotation"] = ROT
+    for i in range(customers):
+        name = f"c{i}.example"
+        pillar["zones"][name] = {
+            "ttl": 600 + i,
+            "records": {
+                "@": [{"type": "MX", "data": f"10 mail.{name}."}],
+                "mail": [
+                    {"type": "A", "data": f"198.18.0.{i + 1}"},
+                    {"type": "AAAA", "data": "2001:db8::53"},
+                ],
+                "zz": [{"type": "TXT", "data": '"x"'}],
+                "a": [{"type": "TXT", "data": '"y"', "ttl": 5}],
+            },
+        }
+        pillar["services"][f"c{i}"] = {
+            "type": "stateless",
+            "hostnames": [name, f"www.{name}"],
+            "rotation": ROT if i % 2 else "http1.l.paphosting.nl",
+            "servers": [{"name": "web1.paphosting.net"}],
+        }
+    pillar["zones"]["static.example"] = {"records": {"www": [{"type": "A", "data": "198.19.0.1"}]}}
+    return model.parse(pillar)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        None,
+        {ROT: [LB1]},
+        {ROT: [LB2], "http1.l.paphosting.nl": ["lb3.paphosting.net"]},
+        {"http1.l.paphosting.nl": ["lb2.paphosting.net", "lb1.paphosting.net"]},
+        {ROT: []},  # fail open: the configured members
+    ],
+)
+def test_the_renderer_gives_the_reference_text_for_every_zone(members):
+    platform = _hoster()
+    renderer = zone.Renderer(platform)
+    for name in sorted(platform.zones):
+        for serial in (1, 2026120400):
+            assert renderer.render(name, serial, members) == zone.render(
+                platform, name, serial, members
+            ), name
+
+
+def test_a_failover_change_is_planned_without_the_safety_rule_and_only_its_records():
+    platform = _hoster()
+    renderer = zone.Renderer(platform)
+    name = "c1.example"  # its apex is on ROT
+    live = renderer.render(name, 2026120400)
+    plan = zone.plan(
+        platform, name, live, today="20261204", members={ROT: [LB2]}, renderer=renderer
+    )
+    assert plan.changed and plan.rotation_only and plan.problems == []
+    assert plan.records == {"added": [], "removed": [f"{name}. 300 IN A 127.0.1.1"]}
+    # A hand edit of the SOA beside it is no failover: planned in full, and refused.
+    edited = live.replace(" 1209600 ", " 604800 ")
+    plan = zone.plan(
+        platform, name, edited, today="20261204", members={ROT: [LB2]}, renderer=renderer
+    )
+    assert not plan.rotation_only and any("SOA" in p for p in plan.problems)
+    # Unchanged: nothing to do, whatever the renderer.
+    plan = zone.plan(
+        platform, "static.example", renderer.render("static.example", 5), renderer=renderer
+    )
+    assert not plan.changed

@@ -1,4 +1,5 @@
-"""A real Subversion server for the push tests: ``svnadmin create`` and ``svnserve`` on 127.0.0.1.
+"""A real Subversion server for the push tests and the lab: ``svnadmin create`` and ``svnserve``
+on 127.0.0.1.
 
 :class:`SvnServer` holds one repository (``<root>/platform``) served by ``svnserve -d`` on a free
 port of 127.0.0.1: anonymous read, write for the user ``admin`` (password ``secret``), and the
@@ -6,20 +7,25 @@ port of 127.0.0.1: anonymous read, write for the user ``admin`` (password ``secr
 :meth:`SvnServer.commit` commits files the way an admin does, from a working copy.
 
 :func:`served` starts one and stops it on exit (for a module-scoped fixture);
-:func:`master_options` is the master configuration that serves the pillar from it.
+:func:`master_options` is the master configuration that serves the pillar from it (the tests' and
+the lab's masters alike).
 """
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
 
 import yaml
 
+from harness import REPO
 from paphosting import daemon
-from tests.conftest import REPO, require_binary
 
+BINARIES = ("svnadmin", "svnserve", "svn", "svnlook")
+# The tests' svnpillar settings (master_options): fail fast, keep little.
+SHORT = {"timeout": 5, "apply_timeout": 120, "keep": 3}
 SVNPILLAR_CONF = REPO / "conf" / "master.d" / "svnpillar.conf"
 USER = "admin"
 PASSWORD = "secret"
@@ -173,8 +179,11 @@ def served(root, port):
             with served(tmp_path_factory.mktemp("svn"), loopback.port("127.0.0.1")) as server:
                 yield server
     """
-    for name in ("svnadmin", "svnserve", "svn", "svnlook"):
-        require_binary(name)
+    missing = [name for name in BINARIES if shutil.which(name) is None]
+    if missing:
+        raise RuntimeError(
+            f"{', '.join(missing)} not installed: run scripts/setup (make test does)"
+        )
     server = SvnServer(root, port).create().start()
     try:
         yield server
@@ -182,21 +191,22 @@ def served(root, port):
         server.stop()
 
 
-def master_options(store, server, sync_seconds=3):
-    """``conf/master.d/svnpillar.conf`` for a test master: revisions kept under ``store``, the
-    repository of ``server`` with the test user, short timeouts, svnpillar.sync every
-    ``sync_seconds`` (30 in production)."""
+def master_options(store, server, sync_seconds=3, **settings):
+    """``conf/master.d/svnpillar.conf`` for a master of the tests or the lab: revisions kept under
+    ``store``, the repository of ``server`` with its admin user, svnpillar.sync every
+    ``sync_seconds`` (30 in production); ``settings`` go over the rest of ``paphosting_svn``
+    (the tests shorten the timeouts, the lab names each master)."""
     text = SVNPILLAR_CONF.read_text().replace("/var/cache/salt/master/paphosting", str(store))
     conf = yaml.safe_load(text)
     conf["paphosting_svn"].update(
-        url=server.url,
-        username=USER,
-        password=PASSWORD,
-        config_dir=os.path.join(str(store), "svn-config"),
-        store=str(store),
-        timeout=5,
-        apply_timeout=120,
-        keep=3,
+        {
+            "url": server.url,
+            "username": USER,
+            "password": PASSWORD,
+            "config_dir": os.path.join(str(store), "svn-config"),
+            "store": str(store),
+            **settings,
+        }
     )
     conf["schedule"]["paphosting_svnpillar_sync"]["seconds"] = sync_seconds
     return conf

@@ -7,11 +7,11 @@ with manual failback. ``records`` adds that many A records to ``paphosting.nl``.
 """
 
 import copy
-import pathlib
 
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from harness import REPO
+
 EXAMPLE = REPO / "pillar" / "paphosting.sls"
 ZONE = "paphosting.nl"
 WEBSERVERS = ("web1.paphosting.net", "web2.paphosting.net", "web3.paphosting.net")

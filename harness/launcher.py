@@ -8,13 +8,14 @@
 - two salt-masters, NL and CH, on the masters' addresses of the pillar (``paphosting:masters``),
   sharing one master key pair and one set of accepted minion keys, configured with
   ``conf/master.d/*.conf`` (the checkout in place of ``/srv/paphosting``): the repository's
-  ``salt://`` tree (symlinks, ``tests/support/saltenv.py``), the reactor, the rotation ext_pillar,
+  ``salt://`` tree (symlinks, :mod:`harness.saltenv`), the reactor, the rotation ext_pillar,
   the runners, the pillar from Subversion;
 - one salt-minion per server of the pillar (load balancers, nameservers, webservers), each with
   its own ``paphosting_root`` sandbox under ``roots/`` and ``master: [NL, CH]`` (hot multi-master),
   its key generated here and accepted on both masters before anything starts.
 
-Every daemon runs in its own session with a pidfile; :meth:`Lab.stop` stops the minions, the
+Every daemon runs in its own session with a pidfile (:mod:`harness.processes`, on the product's
+:mod:`paphosting.daemon`); :meth:`Lab.stop` stops the minions, the
 masters, then everything a pidfile under the lab's folder names (haproxy, the DNS servers and the
 web applications the highstates started, svnserve). It runs on exit, on failure and on Ctrl-C
 (``with Lab(...) as lab``), and :meth:`Lab.start` first stops what an earlier run left behind.
@@ -42,27 +43,18 @@ import salt.runner
 import salt.utils.event
 import yaml
 
-from paphosting import dnsserver, haproxy, model
+from harness import REPO, processes
+from harness.prometheus import Prometheus
+from harness.saltenv import file_root, loader_dirs, master_config, minion_config
+from harness.svn import SvnServer, master_options
+from harness.wait import Timeout, wait_until
+from paphosting import daemon, dnsserver, haproxy, model
 from paphosting.paths import under
-from tests.integration.svn_support import PASSWORD, USER, SvnServer
-from tests.support.saltenv import file_root
-
-from . import REPO, processes
-from .prometheus import Prometheus
 
 BIN = pathlib.Path(sys.executable).parent
-CONF_DIR = REPO / "conf" / "master.d"
-CONF_PREFIX = "/srv/paphosting"
-CACHE_PREFIX = "/var/cache/salt/master"
 PUBLISH_PORT = 4505
 RET_PORT = 4506
 DEFAULT_MASTERS = {"nl": "127.0.4.1", "ch": "127.0.4.2"}
-LOADER_DIRS = {
-    "module_dirs": "_modules",
-    "states_dirs": "_states",
-    "utils_dirs": "_utils",
-    "beacons_dirs": "_beacons",
-}
 # Unix socket paths (Salt's, haproxy's) must stay short: a lab folder longer than this moves to /tmp.
 MAX_BASE = 60
 
@@ -91,19 +83,10 @@ def port_in_use(address, port):
 
 def wait_for(predicate, timeout, what, interval=0.2):
     """Poll ``predicate`` until truthy (returned); :class:`LabError` naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-            last = f"{type(exc).__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise LabError(f"{what}: not within {timeout:g} s (last: {last!r})")
-        time.sleep(interval)
+    try:
+        return wait_until(predicate, timeout, interval, what)
+    except Timeout as exc:
+        raise LabError(str(exc)) from None
 
 
 def short_name(minion_id, taken):
@@ -211,11 +194,13 @@ class Master:
     def log_file(self):
         return self.root / "log" / "master"
 
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / "salt-master.pid"
+
     def config(self):
         lab = self.lab
-        conf = yaml.safe_load(
-            (CONF_DIR / "paphosting.conf").read_text().replace(CONF_PREFIX, str(REPO))
-        )
+        conf = master_config()
         conf.update(
             {
                 "id": self.name,
@@ -224,7 +209,7 @@ class Master:
                 "pki_dir": str(self.root / "pki"),
                 "cachedir": str(self.cachedir),
                 "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.root / "run" / "salt-master.pid"),
+                "pidfile": str(self.salt_pidfile),
                 "log_file": str(self.log_file),
                 "key_logfile": str(self.root / "log" / "key"),
                 "log_level_logfile": "info",
@@ -239,21 +224,16 @@ class Master:
             }
         )
         if lab.svn is not None:
-            svn = yaml.safe_load(
-                (CONF_DIR / "svnpillar.conf").read_text().replace(CACHE_PREFIX, str(self.cachedir))
+            conf.update(
+                master_options(
+                    self.cachedir / "paphosting",
+                    lab.svn,
+                    lab.sync_seconds,
+                    config_dir=str(self.root / "svn-config"),
+                    name=self.name,
+                    timeout=10,
+                )
             )
-            svn["paphosting_svn"].update(
-                {
-                    "url": lab.svn.url,
-                    "username": USER,
-                    "password": PASSWORD,
-                    "config_dir": str(self.root / "svn-config"),
-                    "name": self.name,
-                    "timeout": 10,
-                }
-            )
-            svn["schedule"]["paphosting_svnpillar_sync"]["seconds"] = lab.sync_seconds
-            conf.update(svn)
         else:
             conf.update({"pillar_roots": {"base": [str(lab.pillar_dir)]}, "pillar_cache": False})
         conf.update(lab.master_overrides)
@@ -283,7 +263,7 @@ class Master:
         return self.process.running
 
     def start(self):
-        self.process.start()
+        _start(self.process, self.salt_pidfile)
 
     def wait_ready(self, timeout=90):
         def ready():
@@ -322,33 +302,41 @@ class Minion:
     def log_file(self):
         return self.root / "log" / "minion"
 
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / "salt-minion.pid"
+
     def config(self):
+        """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
+        minion's folders and the lab's shorter waits."""
         lab = self.lab
-        conf = {
-            "id": self.id,
-            "root_dir": str(self.root),
-            "conf_file": str(self.conf_dir / "minion"),
-            "pki_dir": str(self.root / "pki"),
-            "cachedir": str(self.root / "cache"),
-            "sock_dir": str(self.root / "s"),
-            "pidfile": str(self.root / "run" / "salt-minion.pid"),
-            "log_file": str(self.log_file),
-            "log_level_logfile": "info",
-            "user": getpass.getuser(),
-            "master": [m.address for m in lab.masters.values()],
-            "master_port": RET_PORT,
-            "publish_port": PUBLISH_PORT,
-            "paphosting_root": str(self.sandbox),
-            # Salt's beacons tick once a second whatever this says; the scheduler (drift
-            # correction, docs/demo.md) checks its jobs every loop_interval seconds.
-            "loop_interval": lab.loop_interval,
-            "acceptance_wait_time": 1,
-            "random_reauth_delay": 1,
-            # Reverse lookups of every address of the machine: slow and useless on loopback.
-            "enable_fqdns_grains": False,
-            "enable_gpu_grains": False,
-        }
-        conf.update({key: [str(REPO / folder)] for key, folder in LOADER_DIRS.items()})
+        conf = minion_config([m.address for m in lab.masters.values()], RET_PORT)
+        conf.update(
+            {
+                "id": self.id,
+                "root_dir": str(self.root),
+                "conf_file": str(self.conf_dir / "minion"),
+                "pki_dir": str(self.root / "pki"),
+                "cachedir": str(self.root / "cache"),
+                "sock_dir": str(self.root / "s"),
+                "pidfile": str(self.salt_pidfile),
+                "log_file": str(self.log_file),
+                "log_level_logfile": "info",
+                "user": getpass.getuser(),
+                "publish_port": PUBLISH_PORT,
+                "paphosting_root": str(self.sandbox),
+                # Salt's beacons tick once a second whatever this says; the scheduler (drift
+                # correction, docs/demo.md) checks its jobs every loop_interval seconds.
+                "loop_interval": lab.loop_interval,
+                # The lab stops and starts masters: a minion signs in again within a second.
+                "acceptance_wait_time": 1,
+                "random_reauth_delay": 1,
+                # Reverse lookups of every address of the machine: slow and useless on loopback.
+                "enable_fqdns_grains": False,
+                "enable_gpu_grains": False,
+            }
+        )
+        conf.update(loader_dirs())
         conf.update(lab.minion_overrides)
         return conf
 
@@ -366,10 +354,28 @@ class Minion:
         return self.process.running
 
     def start(self):
-        self.process.start()
+        _start(self.process, self.salt_pidfile)
 
     def stop(self, timeout=20):
         return self.process.stop(timeout)
+
+
+def _start(process, salt_pidfile, timeout=10):
+    """Start a salt daemon's ``process``. Salt refuses to start while the pid of its own pidfile
+    exists, and the worker of a killed daemon (not our child) stays a zombie until init reaps it:
+    wait for that first."""
+    pid = daemon.read_pid(salt_pidfile)
+    if pid and not process.running:
+        wait_for(
+            lambda: not os.path.exists(f"/proc/{pid}"),
+            timeout,
+            f"pid {pid} of {salt_pidfile} to be gone",
+            interval=0.1,
+        )
+    try:
+        process.start()
+    except daemon.DaemonError as exc:
+        raise LabError(str(exc)) from None
 
 
 def _tail(path, lines=15):
@@ -402,7 +408,7 @@ class Lab:
         Folders served after the repository's ``salt://`` tree (the benchmark's empty SLS).
     prometheus
         Also run a Prometheus scraping every exporter of ``paphosting:metrics`` with the alert
-        rules (:mod:`lab.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
+        rules (:mod:`harness.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
     """
 
     def __init__(
@@ -805,18 +811,19 @@ class Lab:
         return haproxy.servers(self.haproxy_layout(lb)["admin_socket"])
 
     def haproxy_pid(self, lb):
-        pid = processes.read_pid(self.haproxy_layout(lb)["pidfile"])
-        return pid if processes.alive(pid) else None
+        pid = daemon.read_pid(self.haproxy_layout(lb)["pidfile"])
+        return pid if daemon.alive(pid) else None
 
     def kill_machine(self, minion):
         """SIGKILL the salt-minion of ``minion`` and every service it runs (haproxy, the DNS
         server, the web applications): the machine dies. Returns the pids."""
         pids = []
         m = self.minions[minion]
-        if m.process.pid and processes.kill(m.process.pid, group=True):
-            pids.append(m.process.pid)
+        pid = m.process.pid
+        if pid and processes.kill(pid, group=True):
+            pids.append(pid)
         for pidfile in sorted(m.sandbox.rglob("*.pid")):
-            pid = processes.read_pid(pidfile)
+            pid = daemon.read_pid(pidfile)
             if pid and str(m.sandbox) in processes.cmdline(pid) and processes.kill(pid):
                 pids.append(pid)
         return pids
@@ -840,8 +847,8 @@ class Lab:
 
     def kill_webapp(self, web):
         """SIGKILL every demo web application of ``web``: the backend dies. The pids."""
-        pids = [processes.read_pid(p) for p in self.webapp_pidfiles(web)]
-        pids = [p for p in pids if processes.alive(p)]
+        pids = [daemon.read_pid(p) for p in self.webapp_pidfiles(web)]
+        pids = [p for p in pids if daemon.alive(p)]
         if not pids:
             raise LabError(f"no web application runs on {web}")
         for pid in pids:

@@ -58,7 +58,6 @@ class Prometheus:
             ],
             self.folder / "prometheus.pid",
             self.folder / "prometheus.log",
-            cwd=str(self.folder),
         )
 
     @property

@@ -1,123 +1,24 @@
-"""Real processes for tests and the demo: demo webapps, haproxy, an HTTP client, bounded waits.
+"""Real services for the tests and the demo: the demo webapp, haproxy, a small platform on loopback.
 
 Every process started here is started in its own session and stopped by its ``stop()`` (tests call
 it from fixture finalizers). Nothing here sleeps for a fixed time to let something happen: waits
-poll a condition until a deadline and fail with a message saying what did not happen.
+poll a condition until a deadline (:func:`harness.wait.wait_until`) and fail with a message saying
+what did not happen.
 """
 
-import http.client
-import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
-import time
-from http.cookies import CookieError, SimpleCookie
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from harness import REPO
+from harness.client import http_get
+from harness.wait import Timeout, wait_until
+from paphosting import haproxy as hap
+from paphosting import model
+
 WEBAPP = REPO / "salt" / "webserver" / "files" / "webapp.py"
-if str(REPO / "_utils") not in sys.path:
-    sys.path.insert(0, str(REPO / "_utils"))
-
-from paphosting import haproxy as hap  # noqa: E402
-from paphosting import model  # noqa: E402
-
-
-class Timeout(AssertionError):
-    """A bounded wait ran out."""
-
-
-def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` runs out.
-
-    Exceptions from ``predicate`` count as "not yet"; the last one is reported on timeout.
-    """
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = f"last value: {value!r}"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
-            last = f"last error: {exc!r}"
-        if time.monotonic() >= deadline:
-            raise Timeout(f"{message}: not reached within {timeout:g}s ({last})")
-        time.sleep(interval)
-
-
-def port_open(address, port, timeout=0.5):
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-# --- HTTP -------------------------------------------------------------------------------------
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-    @property
-    def server(self):
-        """The webapp that answered (``None`` when the answer did not come from one)."""
-        try:
-            return self.json().get("server")
-        except ValueError:
-            return None
-
-    def __repr__(self):
-        return f"<Response {self.status} {self.body[:80]!r}>"
-
-
-class Client:
-    """An HTTP client with a cookie jar, talking to ``address:port`` with any ``Host`` header.
-
-    One new connection per request, like distinct browser requests through a load balancer.
-    """
-
-    def __init__(self, cookies=None):
-        self.cookies = dict(cookies or {})
-
-    def get(self, address, port, path="/", host=None, timeout=5.0):
-        conn = http.client.HTTPConnection(address, port, timeout=timeout)
-        headers = {"Connection": "close"}
-        if host:
-            headers["Host"] = host
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in sorted(self.cookies.items()))
-        try:
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read().decode("utf-8", "replace")
-            for value in resp.headers.get_all("Set-Cookie") or []:
-                jar = SimpleCookie()
-                try:
-                    jar.load(value)
-                except CookieError:
-                    continue
-                for name, morsel in jar.items():
-                    self.cookies[name] = morsel.value
-            return Response(resp.status, resp.headers, body)
-        finally:
-            conn.close()
-
-
-def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0):
-    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None."""
-    client = cookies if isinstance(cookies, Client) else Client(cookies)
-    return client.get(address, port, path, host, timeout)
 
 
 # --- the demo webapp --------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def _zone_text(platform, zone_name, dynamic_line):
     lines = [dynamic_line(owner, rotation) for owner, rotation in sorted(owners.items())]
     text = zone.to_text(wanted, zone_name).split("\n", 1)[1]
     return (
-        f"; {zone_name} for `make bench --part peers`: the platform's zone (scripts/lab/peers.py)\n"
+        f"; {zone_name} for `make bench --part peers`: the platform's zone (harness/peers.py)\n"
         + text
         + "".join(line + "\n" for line in lines)
     )
@@ -244,7 +244,7 @@ def gdnsd_files(platform, address, port, folder):
             f"    }}\n"
         )
     config = (
-        "# gdnsd for `make bench --part peers`: rendered by scripts/lab/peers.py from the\n"
+        "# gdnsd for `make bench --part peers`: rendered by harness/peers.py from the\n"
         "# platform pillar (rotations, load balancers, paphosting:health). Do not edit.\n"
         "options => {\n"
         f"  listen => [ {address}:{port} ]\n"
@@ -292,7 +292,7 @@ def pdns_files(platform, address, port, folder):
     tuning = pdns_tuning(platform.health)
     folder = pathlib.Path(folder)
     conf = (
-        "# PowerDNS Authoritative for `make bench --part peers`: rendered by scripts/lab/peers.py\n"
+        "# PowerDNS Authoritative for `make bench --part peers`: rendered by harness/peers.py\n"
         "# from the platform pillar. Do not edit.\n"
         "launch=bind\n"
         f"bind-config={folder / 'named.conf'}\n"

@@ -5,7 +5,7 @@ docs/bench.md). :func:`demo_problems` and :func:`bench_problems` return a list o
 when the document has the promised shape. ``make demo`` and ``make bench`` check what they write
 with them, and so can anyone::
 
-    .venv/bin/python scripts/lab/report.py build/demo/report.json build/bench/results.json
+    .venv/bin/python -m harness.report build/demo/report.json build/bench/results.json
 """
 
 import json
@@ -142,7 +142,57 @@ def bench_problems(doc, complete=True):
             _field(errors, key, int, "client_errors", problems)
     if "peers" in doc or complete:
         _peers(doc, problems)
+    if "scale" in doc or complete:
+        _scale(doc, problems)
     return problems
+
+
+def _latency(part, path, problems):
+    if part is None:
+        return
+    for name in LATENCY_KEYS:
+        _field(part, name, int if name == "trials" else float, path, problems)
+
+
+def _scale(doc, problems):
+    """``"scale": {"sizes": [{"zones": int, "failover": {server: {latency keys}}, "recovery":
+    {same}, "failover_rotation_name": {latency keys}, "noop": {server: {"seconds", "floor_seconds"}},
+    "push_validation": {"compile_s", "validate_s", "total_s"}}], "report_cpu": [{"services": int,
+    "first_report_cpu_s": float, "report_cpu_p50_s": float}]}``."""
+    part = _field(doc, "scale", dict, "", problems)
+    if part is None:
+        return
+    rows = _field(part, "sizes", list, "scale", problems) or []
+    if not rows:
+        problems.append("scale.sizes is empty")
+    for i, row in enumerate(rows):
+        where = f"scale.sizes[{i}]"
+        _field(row, "zones", int, where, problems)
+        for key in ("failover", "recovery"):
+            servers = _field(row, key, dict, where, problems) or {}
+            for server in ("bind", "nsd", "knot"):
+                _latency(
+                    _field(servers, server, dict, f"{where}.{key}", problems),
+                    f"{where}.{key}.{server}",
+                    problems,
+                )
+        _latency(
+            _field(row, "failover_rotation_name", dict, where, problems),
+            f"{where}.failover_rotation_name",
+            problems,
+        )
+        noop = _field(row, "noop", dict, where, problems) or {}
+        for server, value in noop.items():
+            for key in ("seconds", "floor_seconds"):
+                _field(value, key, float, f"{where}.noop.{server}", problems)
+        pv = _field(row, "push_validation", dict, where, problems)
+        if pv is not None:
+            for key in ("compile_s", "validate_s", "total_s"):
+                _field(pv, key, float, f"{where}.push_validation", problems)
+    for i, row in enumerate(_field(part, "report_cpu", list, "scale", problems) or []):
+        _field(row, "services", int, f"scale.report_cpu[{i}]", problems)
+        for key in ("first_report_cpu_s", "report_cpu_p50_s"):
+            _field(row, key, float, f"scale.report_cpu[{i}]", problems)
 
 
 PEER_SYSTEMS = ("paphosting", "gdnsd", "pdns")

@@ -7,12 +7,16 @@
   session's request count there (``salt/webserver/files/webapp.py``).
 - :class:`Load` is a bounded background load (a few requests per second per worker) that counts
   every request a client would see fail.
+- :class:`Client` (and :func:`http_get`) underneath: plain HTTP with a cookie jar, any ``Host``
+  header, one connection per request; the tests use it too.
 """
 
 import http.client
+import json
 import random
 import threading
 import time
+from http.cookies import CookieError, SimpleCookie
 
 import dns.exception
 import dns.flags
@@ -21,7 +25,72 @@ import dns.name
 import dns.query
 import dns.rdatatype
 
-from tests.support.procs import Client
+from paphosting import dnsserver
+
+# --- HTTP with a cookie jar -------------------------------------------------------------------
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def server(self):
+        """The webapp that answered (``None`` when the answer did not come from one)."""
+        try:
+            return self.json().get("server")
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:80]!r}>"
+
+
+class Client:
+    """An HTTP client with a cookie jar, talking to ``address:port`` with any ``Host`` header.
+
+    One new connection per request, like distinct browser requests through a load balancer.
+    """
+
+    def __init__(self, cookies=None):
+        self.cookies = dict(cookies or {})
+
+    def get(self, address, port, path="/", host=None, timeout=5.0):
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+        headers = {"Connection": "close"}
+        if host:
+            headers["Host"] = host
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in sorted(self.cookies.items()))
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            for value in resp.headers.get_all("Set-Cookie") or []:
+                jar = SimpleCookie()
+                try:
+                    jar.load(value)
+                except CookieError:
+                    continue
+                for name, morsel in jar.items():
+                    self.cookies[name] = morsel.value
+            return Response(resp.status, resp.headers, body)
+        finally:
+            conn.close()
+
+
+def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0):
+    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None."""
+    client = cookies if isinstance(cookies, Client) else Client(cookies)
+    return client.get(address, port, path, host, timeout)
+
+
+# --- DNS and browsing ------------------------------------------------------------------------
 
 
 def resolve(ns, name, timeout=1.0):
@@ -111,6 +180,54 @@ class DnsWatch:
     def wait(self, timeout):
         """Wait (bounded) until every nameserver answered ``want``; ``{name: time}`` of those that did."""
         self._thread.join(timeout)
+        self._stop.set()
+        return dict(self.at)
+
+
+class ZoneWatch:
+    """Asks each nameserver, from a thread of its own, for the A records of every name in
+    ``names`` (pipelined: :func:`paphosting.dnsserver.query_many`), again and again for those not
+    yet answering exactly ``want``, and notes when each nameserver answered ``want`` for all of
+    them. With thousands of names one round takes a fraction of a second: the time noted is the
+    end of the round that saw the last name right (``rounds`` says how long rounds took)."""
+
+    def __init__(self, nameservers, names, want, interval=0.02):
+        self.nameservers = list(nameservers)
+        self.want = sorted(want)
+        self.interval = interval
+        self.at = {}
+        self.left = {ns.name: len(names) for ns in self.nameservers}
+        self.rounds = {ns.name: [] for ns in self.nameservers}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(ns, list(names)), daemon=True)
+            for ns in self.nameservers
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _addresses(self, resp):
+        if resp is None:
+            return None
+        return sorted(rd.address for rr in resp.answer if rr.rdtype == dns.rdatatype.A for rd in rr)
+
+    def _run(self, ns, pending):
+        while pending and not self._stop.is_set():
+            t0 = time.monotonic()
+            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=1)
+            pending = [n for n in pending if self._addresses(got[n]) != self.want]
+            self.rounds[ns.name].append(time.monotonic() - t0)
+            self.left[ns.name] = len(pending)
+            if not pending:
+                self.at[ns.name] = time.monotonic()
+                return
+            self._stop.wait(self.interval)
+
+    def wait(self, timeout):
+        """Wait (bounded) until every nameserver answered ``want`` for every name."""
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         self._stop.set()
         return dict(self.at)
 

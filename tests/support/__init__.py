@@ -1,1 +1,0 @@
-"""Helpers shared by the test tiers and the demo: Salt file roots (saltenv), real processes (procs)."""
