@@ -250,9 +250,7 @@ def running(nameserver=None, pillar=None):
 
 
 def _running(ns):
-    if ns.service_mode == "systemd":
-        return bool(__salt__["service.status"](dnsserver.UNITS[ns.server]))
-    return pdaemon.running(dnsserver.daemon(ns, _root()))
+    return dnsserver.running(ns, _root(), __salt__.get("service.status"))
 
 
 def _wait_answering(ns):

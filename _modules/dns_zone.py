@@ -82,8 +82,10 @@ def _members(members, renderer, pillar=None):
 
 
 def _running(ns):
-    fun = "dns_server.running"
-    return bool(__salt__[fun](nameserver=ns.name)) if fun in __salt__ else False
+    """Whether ``ns``'s server runs (from the nameserver the caller has: the in-memory pillar
+    may not hold the platform, e.g. when ``rotation.apply`` compiled one or renders from the
+    cache)."""
+    return dnsserver.running(ns, _root(), __salt__.get("service.status"))
 
 
 def _plan(name, members, nameserver, pillar=None):

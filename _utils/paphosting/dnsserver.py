@@ -486,6 +486,14 @@ def daemon(ns, root="/"):
     )
 
 
+def running(ns, root="/", service_status=None):
+    """True when the server of ``ns`` runs: its process (pidfile) in service mode ``process``;
+    in mode ``systemd``, what ``service_status(unit)`` says (Salt's ``service.status``)."""
+    if ns.service_mode == "systemd":
+        return bool(service_status(UNITS[ns.server])) if service_status else False
+    return pdaemon.running(daemon(ns, root))
+
+
 def _control(ns, root):
     lay = layout(ns, root)
     if ns.server == "bind":

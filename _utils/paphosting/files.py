@@ -145,7 +145,7 @@ def commit(temps, keep_old=None):
 
 
 def purge(folder):
-    """Remove every file in ``folder`` (the old files :func:`commit` kept)."""
+    """Remove every file in ``folder`` (the old files :func:`commit` kept), then the folder."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -153,6 +153,8 @@ def purge(folder):
     for name in names:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def discard(temps):

@@ -189,7 +189,9 @@ def zone_results(view, jid, nameservers):
         assert isinstance(ret[ns], dict) and "zones" in ret[ns], (
             f"push job {jid} failed on {ns}: {ret[ns]!r}"
         )
-        out[ns] = ret[ns]["zones"][ZONE]
+        # rotation.apply lists the zones it wrote, reloaded or failed (thousands of zones: not the
+        # current ones); a zone it found current is not listed.
+        out[ns] = ret[ns]["zones"].get(ZONE, {"written": False, "error": None})
     return out
 
 
