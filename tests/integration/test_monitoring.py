@@ -32,11 +32,6 @@ def lab():
         rev = lab.commit(lab.pillar_files(), "the example platform")
         res = lab.push("nl")
         assert res.returncode == 0, f"push of r{rev} failed:\n{res.stdout}{res.stderr}"
-        # The minions started before anything was live: their in-memory pillar is empty until
-        # refreshed, and rotation.apply on a nameserver then fails in dns_zone.apply_all (its
-        # dns_server.running call parses the in-memory pillar: "paphosting:loadbalancers: is
-        # required"). Not this test's subject; a host in production has a pillar when it starts.
-        lab.salt(sorted(lab.minions), "saltutil.refresh_pillar", wait=True)
         yield lab
 
 
