@@ -125,8 +125,8 @@ def test_a_dead_load_balancer_shows_in_the_metrics_and_fires_the_alert(lab):
         f"{lab.platform.metrics['scrape_interval']:g} s)"
     )
     wait_until(lambda: firing(prom, LB1) == 1, timeout=60, interval=0.5, message=f"{ALERT} firing")
-    members = values(prom, f'paphosting_rotation_members{{rotation="{ROT}"}}', "master")
-    assert members == {"nl": 1, "ch": 1}
+    members = prom.query(f'min(paphosting_rotation_members{{rotation="{ROT}"}})')
+    assert list(members.values()) == [1]
     # The nameservers serve a new serial, hold the masters' version, and the latency was measured.
     wait_until(
         lambda: all(
