@@ -109,7 +109,9 @@ def start(refresh=30):
     looked = 0.0
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True) as bus:
         while True:
-            if time.monotonic() - looked >= refresh:
+            # Until the platform is known (no pillar pushed yet), look again every few seconds.
+            due = refresh if current["platform"] is not None else min(refresh, 5)
+            if time.monotonic() - looked >= due:
                 looked = time.monotonic()
                 try:
                     current["platform"] = _platform(opts) or current["platform"]

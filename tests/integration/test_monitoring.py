@@ -67,6 +67,13 @@ def test_every_target_is_up(lab):
         interval=1,
         message=f"every target up ({sorted(want)})",
     )
+    # The masters' engines load the platform pillar within seconds of the push.
+    wait_until(
+        lambda: values(prom, "paphosting_master_platform_loaded", "master") == {"nl": 1, "ch": 1},
+        timeout=60,
+        interval=1,
+        message="both masters' exporters to know the platform",
+    )
     # Each kind of target speaks its own metrics, under the common names.
     assert values(prom, "paphosting_dns_up", "software") == {"bind": 1, "nsd": 1, "knot": 1}
     serials = values(prom, "paphosting_dns_zone_serial", "instance")
