@@ -239,12 +239,21 @@ def sync(
     # The files a sync replaces wait here (a link in the zone folder keeps them) until the server
     # serves the new ones: freeing thousands of files takes seconds (files.commit).
     replaced = os.path.join(dnsserver.layout(ns, root)["zone_dir"], ".replaced")
-    plans, entries = plan_all(renderer, ns, root, names, members, running, today, describe)
-    lap("plan")
     first = [z for z in names if z in set(first)]
     groups = [first, [z for z in names if z not in set(first)]]
     log_path = dnsserver.layout(ns, root)["log"]
+    plans, entries = {}, {}
     for group in groups:
+        if not group:
+            continue
+        # Each group is planned just before it is applied: the rotation name's own zone does not
+        # wait for thousands of customer zones to be compared.
+        got_plans, got_entries = plan_all(
+            renderer, ns, root, group, members, running, today, describe
+        )
+        plans.update(got_plans)
+        entries.update(got_entries)
+        lap("plan")
         todo = {}
         stale = []
         for z in group:
