@@ -616,13 +616,11 @@ def served_serial(ns, zone_name, timeout=1.0):
     return None
 
 
-def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
-    """``{name: response or None}``: ask ``ns`` for each of ``names`` (``rdtype``, no recursion).
-
-    Queries are pipelined over one UDP socket (``window`` in flight), so thousands of names take
-    a fraction of a second; names without a NOERROR answer are asked again, ``tries`` times in
-    all (their last response, if any, is returned).
-    """
+def _pipelined(ns, names, build, read, done, timeout, tries, window):
+    """Ask ``ns`` one UDP query per name over one socket, ``window`` in flight: ``build(qid,
+    name)`` makes a query's wire form, ``read(wire)`` returns ``(qid, value)`` of a response;
+    names whose value is not ``done(value)`` are asked again, ``tries`` times in all. Thousands of
+    names take a fraction of a second. Returns ``{name: last value or None}``."""
     out = dict.fromkeys(names)
     family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
     pending = list(out)
@@ -639,10 +637,8 @@ def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
                 while queue and len(waiting) < window:
                     name = queue.pop()
                     qid = (qid + 1) % 65536
-                    msg = dns.message.make_query(name.rstrip(".") + ".", rdtype, id=qid)
-                    msg.flags &= ~dns.flags.RD
                     try:
-                        sock.sendto(msg.to_wire(), (ns.address, ns.port))
+                        sock.sendto(build(qid, name), (ns.address, ns.port))
                     except OSError:
                         queue.clear()
                         break
@@ -655,15 +651,34 @@ def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
                         wire, _ = sock.recvfrom(65535)
                     except OSError:
                         break
-                    try:
-                        resp = dns.message.from_wire(wire)
-                    except dns.exception.DNSException:
-                        continue
-                    name = waiting.pop(resp.id, None)
+                    rid, value = read(wire)
+                    name = waiting.pop(rid, None)
                     if name is not None:
-                        out[name] = resp
-            pending = [n for n in pending if out[n] is None or out[n].rcode() != dns.rcode.NOERROR]
+                        out[name] = value
+            pending = [n for n in pending if not done(out[n])]
     return out
+
+
+def query_many(ns, names, rdtype="SOA", timeout=1.0, tries=3, window=256):
+    """``{name: response or None}``: ask ``ns`` for each of ``names`` (``rdtype``, no recursion),
+    pipelined (:func:`_pipelined`); names without a NOERROR answer are asked again."""
+
+    def build(qid, name):
+        msg = dns.message.make_query(name.rstrip(".") + ".", rdtype, id=qid)
+        msg.flags &= ~dns.flags.RD
+        return msg.to_wire()
+
+    def read(wire):
+        try:
+            resp = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None, None
+        return resp.id, resp
+
+    def done(resp):
+        return resp is not None and resp.rcode() == dns.rcode.NOERROR
+
+    return _pipelined(ns, names, build, read, done, timeout, tries, window)
 
 
 def _skip_name(wire, pos):
@@ -718,45 +733,19 @@ def soa_query_wire(qid, zone_name):
 
 
 def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
-    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone, asked over one UDP
-    socket with ``window`` queries in flight (read with :func:`soa_serial_from_wire`); zones
-    without an answer are asked again, ``tries`` times in all."""
-    out = dict.fromkeys(zone_names)
-    family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
-    pending = list(out)
-    qid = 0
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        for _ in range(tries):
-            if not pending:
-                break
-            waiting = {}
-            queue = list(pending)
-            deadline = time.monotonic() + timeout
-            while (queue or waiting) and time.monotonic() < deadline:
-                while queue and len(waiting) < window:
-                    zone = queue.pop()
-                    qid = (qid + 1) % 65536
-                    try:
-                        sock.sendto(soa_query_wire(qid, zone), (ns.address, ns.port))
-                    except OSError:
-                        queue.clear()
-                        break
-                    waiting[qid] = zone
-                ready, _, _ = select.select([sock], [], [], 0.05)
-                if not ready:
-                    continue
-                while True:
-                    try:
-                        wire, _ = sock.recvfrom(65535)
-                    except OSError:
-                        break
-                    rid, serial = soa_serial_from_wire(wire)
-                    zone = waiting.pop(rid, None)
-                    if zone is not None:
-                        out[zone] = serial
-            pending = [z for z in pending if out[z] is None]
-    return out
+    """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone, pipelined
+    (:func:`_pipelined`) with queries built and answers read without dnspython
+    (:func:`soa_query_wire`, :func:`soa_serial_from_wire`)."""
+    return _pipelined(
+        ns,
+        zone_names,
+        soa_query_wire,
+        soa_serial_from_wire,
+        lambda serial: serial is not None,
+        timeout,
+        tries,
+        window,
+    )
 
 
 def answering(ns, timeout=0.5):
