@@ -422,16 +422,21 @@ def scale_pillar(customers):
 
 def _own_addresses(pillar, octet=77):
     """``pillar`` moved to addresses and ports no other lab of this machine uses (``scripts/lab
-    up`` or the demo may be running): 127.0.x.y becomes 127.<octet>.x.y; BIND, which listens on
-    127.0.0.1 only, gets other ports."""
-    for group in ("loadbalancers", "webservers", "nameservers", "masters"):
-        for item in pillar.get(group, {}).values():
+    up``, the demo or the monitoring test may be running): 127.0.x.y becomes 127.<octet>.x.y, the
+    metrics listeners included; BIND, which listens on 127.0.0.1 only, gets other ports."""
+    metrics = pillar.get("metrics") or {}
+    groups = [pillar.get(g, {}) for g in ("loadbalancers", "webservers", "nameservers", "masters")]
+    groups += [metrics.get(g, {}) for g in ("loadbalancers", "nameservers", "masters")]
+    for group in groups:
+        for item in group.values():
             if item.get("address", "").startswith("127.0.") and item["address"] != "127.0.0.1":
                 item["address"] = f"127.{octet}." + item["address"].split(".", 2)[2]
             elif item.get("address") == "127.0.0.1":
                 item["port"] = item.get("port", 53) + 100
                 if "control_port" in item:
                     item["control_port"] += 100
+            if "stats_port" in item:  # BIND's statistics channel, on 127.0.0.1
+                item["stats_port"] += 100
     return pillar
 
 
