@@ -609,11 +609,6 @@ def _rotation_lines(address_owners, zone_name, text):
     return masked, owned
 
 
-@dataclass(frozen=True)
-class _Named:
-    name: str
-
-
 def plan(
     platform,
     zone_name,
@@ -635,47 +630,43 @@ def plan(
     are exempt). Anything else (a pillar change, a hand edit) is parsed and checked in full.
     """
     renderer = renderer or Renderer(platform)
-    zone = _Named(renderer.zone(zone_name))
-    live_serial = quick_serial(zone.name, live_text)
+    name = renderer.zone(zone_name)
+    live_serial = quick_serial(name, live_text)
     old_serial = newest_serial(live_serial, served_serial)
     if (
         live_text
         and live_serial is not None
         and old_serial == live_serial
-        and renderer.render(zone.name, live_serial, members) == live_text
+        and renderer.render(name, live_serial, members) == live_text
     ):
         nothing = {"added": [], "removed": []}
-        return Plan(
-            zone.name, False, live_text, live_serial, served_serial, live_serial, nothing, []
-        )
+        return Plan(name, False, live_text, live_serial, served_serial, live_serial, nothing, [])
     serial = next_serial(old_serial, today or today_utc())
-    text = renderer.render(zone.name, serial, members)
+    text = renderer.render(name, serial, members)
     if live_text:
         owners = renderer.address_owners
-        old_masked, old_owned = _rotation_lines(owners, zone.name, live_text)
-        new_masked, new_owned = _rotation_lines(owners, zone.name, text)
+        old_masked, old_owned = _rotation_lines(owners, name, live_text)
+        new_masked, new_owned = _rotation_lines(owners, name, text)
         if old_masked == new_masked:
             records = {
                 "added": sorted(set(new_owned) - set(old_owned)),
                 "removed": sorted(set(old_owned) - set(new_owned)),
             }
-            return Plan(
-                zone.name, True, text, live_serial, served_serial, serial, records, [], True
-            )
+            return Plan(name, True, text, live_serial, served_serial, serial, records, [], True)
     live = None
     if live_text:
         try:
-            live = parse_text(zone.name, live_text)
+            live = parse_text(name, live_text)
         except ZoneError:
             live = None  # an unreadable live file is replaced; its serial is unknown
     platform = renderer.platform
-    wanted = build(platform, zone.name, serial, members)
+    wanted = build(platform, name, serial, members)
     limits = platform.dns or {}
     problems = safety_problems(
         live, wanted, limits.get("max_change_share", 0.3), limits.get("min_records_for_share", 10)
     )
     return Plan(
-        zone.name,
+        name,
         True,
         text,
         live_serial,
