@@ -38,8 +38,8 @@ WEB1, WEB2 = "web1.test", "web2.test"
 class Net13:
     """Addresses of this module's own: 127.0.13.0/24 (the brief's range for the TLS work)."""
 
-    def __init__(self):
-        self.count = itertools.count(10)
+    def __init__(self, first=10):
+        self.count = itertools.count(first)
 
     def address(self):
         return f"127.0.13.{next(self.count)}"
