@@ -18,16 +18,6 @@ LB, NS, WEB = "lb1.paphosting.net", "ns1.paphosting.net", "web1.paphosting.net"
 
 
 @pytest.fixture(scope="module")
-def gpghome():
-    # Short: gpg-agent's socket lives in the GPG home (no /run/user here), 108 bytes at most.
-    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
-    secrets.generate_key(home)
-    yield home
-    secrets.stop_agent(home)
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
 def bundle():
     chain, key = Authority().issue(["www.paphosting.nl"])
     return chain + key
@@ -161,11 +151,16 @@ def provision(*args):
     )
 
 
-def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bundle):
-    nl, ch = tmp_path / "nl", tmp_path / "ch"
+def pki_of_nl(tmp_path):
+    nl = tmp_path / "nl"
     (nl / "minions").mkdir(parents=True)
     (nl / "master.pem").write_text("NL PRIVATE")
     (nl / "master.pub").write_text("NL PUBLIC")
+    return nl
+
+
+def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bundle):
+    nl, ch = pki_of_nl(tmp_path), tmp_path / "ch"
     ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
     try:
         dry = provision("--dry-run", "--gpg", gpghome, ch_gpg, nl, ch)
@@ -183,10 +178,7 @@ def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bund
 
 
 def test_provision_refuses_to_replace_another_key_without_force(tmp_path, gpghome):
-    nl, ch = tmp_path / "nl", tmp_path / "ch"
-    (nl / "minions").mkdir(parents=True)
-    (nl / "master.pem").write_text("NL PRIVATE")
-    (nl / "master.pub").write_text("NL PUBLIC")
+    nl, ch = pki_of_nl(tmp_path), tmp_path / "ch"
     ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
     try:
         own = secrets.generate_key(ch_gpg)
