@@ -20,11 +20,9 @@ import threading
 import time
 
 import salt.client
-import salt.pillar
 import salt.utils.event
-import salt.utils.minions
 
-from paphosting import files, model, platformcache, rotation
+from paphosting import files, pillarcompile, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -49,18 +47,9 @@ def _fire(data, tag):
 
 
 def _platform(minion_id):
-    """The platform model from ``minion_id``'s pillar (compiled here, without ext_pillars), and
-    the digest of that ``paphosting`` pillar value (:func:`paphosting.model.digest`)."""
-    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, __opts__)
-    opts = dict(__opts__, ext_pillar=[])
-    pillar = salt.pillar.Pillar(
-        opts, grains or {"fqdn": minion_id}, minion_id, "base"
-    ).compile_pillar()
-    errors = pillar.get("_errors")
-    if errors:
-        raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
-    digest = model.digest(pillar.get("paphosting"))
-    return platformcache.load(pillar.get("paphosting"), digest=digest).platform, digest
+    """The platform model from ``minion_id``'s pillar, and its digest
+    (:func:`paphosting.pillarcompile.minion_platform`)."""
+    return pillarcompile.minion_platform(__opts__, minion_id)
 
 
 # The decision's configuration per pillar generation (see _generation): a report must not cost a
