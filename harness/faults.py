@@ -22,7 +22,12 @@ The drops are nftables rules in the host's own namespace, in one table (``inet p
 that holds every fault active on that host and is replaced atomically at each change.
 """
 
+import copy
 import threading
+
+import yaml
+
+from harness import REPO
 
 TABLE = "paphosting_fault"
 PRIORITY = -300  # before anything else could accept the packet
@@ -124,9 +129,11 @@ class Faults:
             raise FaultError(f"loss of {percent} %: between 1 and 100")
         self.address(host)
         n = int(percent)
+        # nftables compares numgen with 0-99: 100 % is every packet.
+        pick = f"numgen random mod 100 < {n} " if n < 100 else ""
         rules = [
-            (host, "input", f'iifname != "lo" numgen random mod 100 < {n} drop'),
-            (host, "output", f'oifname != "lo" numgen random mod 100 < {n} drop'),
+            (host, "input", f'iifname != "lo" {pick}drop'),
+            (host, "output", f'oifname != "lo" {pick}drop'),
         ]
         return self._add(Fault(self, "loss", host, rules, detail=f"{n} %"))
 
@@ -141,7 +148,9 @@ class Faults:
             (master, "input", f"ip saddr {{ {group} }} drop"),
             (master, "output", f"ip daddr {{ {group} }} drop"),
         ]
-        return self._add(Fault(self, "master unreachable", master, rules, detail="from the minions"))
+        return self._add(
+            Fault(self, "master unreachable", master, rules, detail="from the minions")
+        )
 
     # --- the rules -------------------------------------------------------------------------------
 
@@ -203,3 +212,25 @@ def rules_of(net, host):
     res = net.run(host, ["nft", "list", "table", "inet", TABLE], capture_output=True, text=True)
     return res.stdout if res.returncode == 0 else ""
 
+
+def platform_pillar(base=None):
+    """The example platform (``pillar/paphosting.sls``) as the fault suite and the benchmark run
+    it: three load balancers in the rotation (one per kind of fault, so that one fault's flap
+    history does not hold another's load balancer), two webservers, no exporters, the failover's
+    heartbeat at 10 s and its flap damping over 60 s (at most 4 switches, then held 20 s)."""
+    pillar = copy.deepcopy(
+        base
+        if base is not None
+        else yaml.safe_load((REPO / "pillar" / "paphosting.sls").read_text())["paphosting"]
+    )
+    pillar["loadbalancers"]["lb3.paphosting.net"] = {"address": "127.0.1.3"}
+    for rotation in pillar["rotations"].values():
+        rotation["members"] = sorted(pillar["loadbalancers"])
+    pillar["webservers"].pop("web3.paphosting.net", None)
+    for svc in pillar["services"].values():
+        svc["servers"] = [s for s in svc["servers"] if s["name"] in pillar["webservers"]]
+    pillar.pop("metrics", None)
+    pillar["health"].update(
+        {"heartbeat": 10, "flap": {"window": 60, "max_transitions": 4, "hold": 20}}
+    )
+    return pillar

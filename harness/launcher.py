@@ -294,7 +294,9 @@ class Minion:
         self.conf_dir = self.root / "conf"
         self.process = processes.Process(
             f"salt-minion {minion_id}",
-            lab.host_command(minion_id, [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"]),
+            lab.host_command(
+                minion_id, [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"]
+            ),
             lab.base / "pids" / f"minion-{short}.pid",
             self.root / "log" / "stdout.log",
         )
@@ -611,9 +613,7 @@ class Lab:
         if self.use_svn:
             (self.base / "svn").mkdir()
             addr = self.admin_address
-            self.svn = SvnServer(
-                self.base / "svn", free_port(addr), address=addr
-            ).create().start()
+            self.svn = SvnServer(self.base / "svn", free_port(addr), address=addr).create().start()
             self.say(f"Subversion repository {self.svn.url} (svnadmin create, svnserve on {addr})")
         else:
             self.write_pillar(self.pillar)

@@ -15,6 +15,7 @@ Addresses: the lab's ``subnet`` (inside 198.18.0.0/15, the benchmarking range); 
 same subnet at the same time is refused with a message naming the bridge that has it.
 """
 
+import contextlib
 import ipaddress
 import os
 import pathlib
@@ -71,10 +72,8 @@ def namespace_pids(name):
 
 def _kill_all(name):
     for pid in namespace_pids(name):
-        try:
-            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while namespace_pids(name) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -252,7 +251,7 @@ def host_addresses(platform):
     for role in ("loadbalancers", "webservers", "nameservers", "masters"):
         for host, item in getattr(platform, role).items():
             add(host, item.address)
-    for role, listeners in platform.metrics.items():
+    for listeners in platform.metrics.values():
         if isinstance(listeners, dict):
             for host, listener in listeners.items():
                 add(host, listener.address)
