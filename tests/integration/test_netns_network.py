@@ -140,9 +140,9 @@ def test_faults_on_one_host_stack_and_heal_one_by_one(net, listener, faults):
 def test_a_killed_lab_leaves_nothing_the_next_one_keeps(tmp_path):
     require_namespaces()
     code = textwrap.dedent(
-        """
+        f"""
         import sys, time
-        sys.path.insert(0, %r)
+        sys.path.insert(0, {str(faultlib.REPO)!r})
         from harness import netns
         net = netns.Network("198.18.172.0/24")
         net.add("x.test", ["198.18.172.10"])
@@ -150,7 +150,6 @@ def test_a_killed_lab_leaves_nothing_the_next_one_keeps(tmp_path):
         print(net.tag, flush=True)
         time.sleep(600)
         """
-        % str(faultlib.REPO)
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     tag = proc.stdout.readline().strip()
