@@ -2,17 +2,18 @@
 on the example platform (:func:`harness.faults.platform_pillar`) with every host in its own
 network namespace.
 
-Per fault kind, a window of ``seconds`` with the fault injected at its start, beside a window
-without fault (the baseline); two kinds of clients browse the stateless site meanwhile, each
-resolving the rotation name once, while everything is healthy, and holding that answer for its
-TTL (300 s: the whole window), its addresses in one random order:
+Per fault kind, a window of :data:`BEFORE` seconds without fault (the baseline, measured by the
+same clients just before) then ``seconds`` with the fault; two kinds of clients browse the
+stateless site meanwhile, each resolving the rotation name once, while everything is healthy,
+and holding that answer for its TTL (300 s: the whole window), its addresses in one random order:
 
 - a browser-like client tries every address of the answer in turn, each with a connect timeout
   of :data:`CONNECT_TIMEOUT` s;
 - a one-address client tries only the first.
 
-Each kind reports the requests, the failed ones, and the latency added at p50 and p99 (the
-window's percentile minus the baseline's). Besides: the failover after a power-off and after a
+Each kind reports the requests after the fault, the failed ones (with up to three of what the
+clients saw), and the latency added at p50 and p99 (the percentile after the fault minus the
+same clients' just before). Besides: the failover after a power-off and after a
 kill of a load balancer, ``trials`` each, time until every nameserver answers without it, against
 the floor (``fall`` x ``interval``).
 """
@@ -23,23 +24,15 @@ import time
 from harness import faults as faultlib
 from harness.client import DnsWatch, Load, cached_picker
 from harness.launcher import Lab, wait_for
+from harness.report import percentile
 
 SUBNET = "198.18.18.0/24"
 ROTATION = "http0.l.paphosting.nl"
 WWW = "www.paphosting.nl"
 CONNECT_TIMEOUT = 3.0
 CLIENTS = 6  # of each kind, each its own answer order
+BEFORE = 5.0  # seconds of each window before the fault: its baseline
 RATE = 4.0  # requests per second per client
-
-
-def percentile(values, q):
-    data = sorted(values)
-    if not data:
-        return 0.0
-    pos = q * (len(data) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 class Bench:
@@ -85,9 +78,10 @@ class Bench:
 
     # --- the clients -------------------------------------------------------------------------------
 
-    def window(self, seconds, inject=None):
-        """Both kinds of clients for ``seconds``; ``inject()`` (returns the fault) once they
-        hold their answers. ``(browser loads, one-address loads, fault)``."""
+    def window(self, seconds, inject, before=BEFORE):
+        """Both kinds of clients for ``before`` seconds without fault (the baseline), then
+        ``inject()`` (returns the fault) and ``seconds`` more. Returns ``(figures, fault)``,
+        the figures by client kind, of the requests after the injection against those before."""
         kinds = {}
         for retry in (True, False):
             kinds[retry] = [
@@ -111,25 +105,41 @@ class Bench:
         try:
             for load in loads:
                 load.wait_requests(1, timeout=30)
-            fault = inject() if inject else None
+            time.sleep(before)
+            marks = {id(load): (len(load.latencies), time.monotonic()) for load in loads}
+            fault = inject()
             time.sleep(seconds)
         finally:
             for load in loads:
                 load.stop()
-        return kinds[True], kinds[False], fault
+        figures = {
+            "browser": self.figures(kinds[True], marks),
+            "one_address": self.figures(kinds[False], marks),
+        }
+        return figures, fault
 
     @staticmethod
-    def figures(loads, baseline=None):
-        lat = [x for load in loads for x in load.latencies]
+    def figures(loads, marks):
+        """The requests after each load's mark against those before it."""
+        before, after, failed, seen = [], [], 0, []
+        for load in loads:
+            n, t = marks[id(load)]
+            before += load.latencies[:n]
+            after += load.latencies[n:]
+            late = [what for at, what in load.failures if at >= t]
+            failed += len(late)
+            seen += late[: 3 - len(seen)]
         out = {
-            "requests": sum(load.requests for load in loads),
-            "failed": sum(load.errors for load in loads),
-            "p50_ms": round(percentile(lat, 0.5) * 1000, 1),
-            "p99_ms": round(percentile(lat, 0.99) * 1000, 1),
+            "requests": len(after),
+            "failed": failed,
+            "p50_ms": round(percentile(after, 0.5) * 1000, 1),
+            "p99_ms": round(percentile(after, 0.99) * 1000, 1),
+            "baseline_p50_ms": round(percentile(before, 0.5) * 1000, 1),
+            "baseline_p99_ms": round(percentile(before, 0.99) * 1000, 1),
+            "failures_seen": seen,
         }
-        if baseline is not None:
-            out["added_p50_ms"] = round(out["p50_ms"] - baseline["p50_ms"], 1)
-            out["added_p99_ms"] = round(out["p99_ms"] - baseline["p99_ms"], 1)
+        out["added_p50_ms"] = round(out["p50_ms"] - out["baseline_p50_ms"], 1)
+        out["added_p99_ms"] = round(out["p99_ms"] - out["baseline_p99_ms"], 1)
         return out
 
     def kinds(self):
@@ -160,21 +170,13 @@ class Bench:
 
     def clients(self, seconds):
         out = {}
-        b, s, _ = self.window(seconds)
-        base = {"browser": self.figures(b), "one_address": self.figures(s)}
-        out["baseline"] = base
-        self.say(f"faults: baseline: browser {base['browser']}, one address {base['one_address']}")
         for kind, (inject, restore) in self.kinds().items():
             self.lab.wait_idle()
-            b, s, fault = self.window(seconds, inject)
+            figures, fault = self.window(seconds, inject)
             fault.heal()
-            out[kind] = {
-                "fault": str(fault),
-                "browser": self.figures(b, base["browser"]),
-                "one_address": self.figures(s, base["one_address"]),
-            }
+            out[kind] = {"fault": str(fault), **figures}
             self.say(
-                f"faults: {fault}: browser {out[kind]['browser']}; one address {out[kind]['one_address']}"
+                f"faults: {fault}: browser {figures['browser']}; one address {figures['one_address']}"
             )
             restore()
         return out
@@ -188,6 +190,8 @@ class Bench:
         samples = []
         for i in range(trials):
             lb = self.lbs[i % len(self.lbs)]
+            # From a steady platform: no job (the last recovery's zone apply) still running.
+            self.lab.wait_idle()
             want = [a for a in self.addresses if a != self.address(lb)]
             watch = DnsWatch(self.lab.nameservers, ROTATION, want)
             t0 = time.monotonic()

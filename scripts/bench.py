@@ -61,6 +61,7 @@ from harness import (  # noqa: E402 - harness puts _utils on sys.path
     synthetic,
 )
 from harness.launcher import Events, Lab, wait_for  # noqa: E402
+from harness.report import percentile  # noqa: E402
 from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
@@ -134,17 +135,6 @@ def bench_pillar(services=0, watchers=True, lean=False):
     if not watchers:
         pillar["health"]["watchers"] = []
     return pillar
-
-
-def percentile(values, q):
-    """The ``q`` quantile (0..1) of ``values``, interpolated between the closest ranks."""
-    data = sorted(values)
-    if not data:
-        return 0.0
-    pos = q * (len(data) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summary(samples, floor):
@@ -779,12 +769,11 @@ def _fault_lines(faults):
     lines += [
         "",
         f"what clients see under each fault ({faults['window_s']:.0f} s, {faults['clients_per_kind']} clients of each kind "
-        f"holding their DNS answer, connect timeout {faults['connect_timeout_s']:.0f} s)",
+        f"holding their DNS answer, connect timeout {faults['connect_timeout_s']:.0f} s; added: against the same "
+        "clients just before the fault)",
         f"{'fault':<22} {'browser: failed/requests':>25} {'+p50 ms':>8} {'+p99 ms':>8}   {'one address: failed/requests':>28} {'+p50 ms':>8} {'+p99 ms':>8}",
     ]
     for kind, row in faults["clients"].items():
-        if kind == "baseline":
-            continue
         b, o = row["browser"], row["one_address"]
         lines.append(
             f"{kind:<22} {b['failed']:>12}/{b['requests']:<12} {b['added_p50_ms']:>8.0f} {b['added_p99_ms']:>8.0f}   "
