@@ -24,6 +24,8 @@ import signal
 import subprocess
 import time
 
+from paphosting import daemon
+
 BENCHMARK_NET = ipaddress.ip_network("198.18.0.0/15")
 NETNS_DIR = pathlib.Path("/run/netns")
 PREFIX = "pap"
@@ -55,16 +57,6 @@ def available():
     return None
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def namespace_pids(name):
     res = ip("netns", "pids", name, check=False)
     return [int(p) for p in res.stdout.split() if p.isdigit()]
@@ -85,14 +77,14 @@ def sweep_stale():
     names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
     for name in names:
         m = _OWNED.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not daemon.alive(int(m.group(1))):
             _kill_all(name)
             ip("netns", "del", name, check=False)
             removed.append(name)
     for line in ip("-o", "link", "show").stdout.splitlines():
         link = line.split(":")[1].strip().split("@")[0]
         m = _OWNED.match(link)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not daemon.alive(int(m.group(1))):
             ip("link", "del", link, check=False)
             removed.append(link)
     return removed

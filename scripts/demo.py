@@ -374,17 +374,14 @@ class Demo:
             f"the shop's sessions moved to {self.short(self.backup)} (the backup) and stick there on both load balancers"
         )
 
+    def browsing(self, picker, rate):
+        """Two browser-like clients of www (every address in turn), ``rate`` requests/s each."""
+        return client.Load(WWW, self.port, picker, workers=2, rate=rate, retry=True)
+
     def lb_kill(self, step, lb, master_names, key):
         """Kill ``lb``'s haproxy; every nameserver must drop it. Returns the latency."""
         other = [self.addr[x] for x in self.lbs if x != lb]
-        load = client.Load(
-            WWW,
-            self.port,
-            client.dns_picker(self.lab.nameservers, ROTATION),
-            workers=2,
-            rate=10,
-            retry=True,
-        )
+        load = self.browsing(client.dns_picker(self.lab.nameservers, ROTATION), 10)
         with load:
             load.wait_requests(10)
             watch = self.dns_watch(other)
@@ -454,14 +451,7 @@ class Demo:
         namespaces only). Browser-like clients holding their DNS answer, and the nameservers."""
         lb = self.lbs[1]
         other = [self.addr[x] for x in self.lbs if x != lb]
-        load = client.Load(
-            WWW,
-            self.port,
-            client.cached_picker(self.lab.nameservers, ROTATION),
-            workers=2,
-            rate=5,
-            retry=True,
-        )
+        load = self.browsing(client.cached_picker(self.lab.nameservers, ROTATION), 5)
         with load:
             load.wait_requests(10)
             watch = self.dns_watch(other)
