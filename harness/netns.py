@@ -8,8 +8,8 @@ Why: on loopback a dead port answers with a reset at once. A host in a namespace
 fail like a real machine (:mod:`harness.faults`): packets dropped without an answer, a link that
 loses packets, two hosts that cannot reach each other while the others can.
 
-Every name carries the lab's prefix ``pap<pid>`` (the pid of the process that built it), so two
-labs never collide, and :func:`sweep_stale` removes what a lab whose process is gone left behind
+Every name carries the lab's tag ``pap<pid><letter>`` (the pid of the process that built it, a
+letter per lab of that process), so two labs never collide, and :func:`sweep_stale` removes what a lab whose process is gone left behind
 (a killed test): its namespaces (and the processes still in them), its bridge and veths.
 Addresses: the lab's ``subnet`` (inside 198.18.0.0/15, the benchmarking range); a second lab on the
 same subnet at the same time is refused with a message naming the bridge that has it.
@@ -17,6 +17,7 @@ same subnet at the same time is refused with a message naming the bridge that ha
 
 import contextlib
 import ipaddress
+import itertools
 import os
 import pathlib
 import re
@@ -29,7 +30,9 @@ from paphosting import daemon
 BENCHMARK_NET = ipaddress.ip_network("198.18.0.0/15")
 NETNS_DIR = pathlib.Path("/run/netns")
 PREFIX = "pap"
-_OWNED = re.compile(rf"^{PREFIX}(\d+)[-bv]")
+# pap<pid><letter>: the letter tells apart the labs of one process (itertools.count below).
+_OWNED = re.compile(rf"^({PREFIX}(\d+)[a-z])[-bv]")
+_LABS = itertools.count()
 # The first host address of a subnet is the bridge's (the lab's own process); hosts start here.
 FIRST_HOST = 10
 
@@ -71,20 +74,23 @@ def _kill_all(name):
         time.sleep(0.05)
 
 
-def sweep_stale():
-    """Remove the namespaces, bridges and veths of labs whose process is gone; their names."""
+def sweep_stale(mine=None):
+    """Remove the namespaces, bridges and veths of labs whose process is gone, and those named
+    ``mine`` (a tag this process is about to use: a dead process had the same pid); their names."""
+
+    def stale(name):
+        m = _OWNED.match(name)
+        return m is not None and (m.group(1) == mine or not daemon.alive(int(m.group(2))))
+
     removed = []
     names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
-    for name in names:
-        m = _OWNED.match(name)
-        if m and not daemon.alive(int(m.group(1))):
-            _kill_all(name)
-            ip("netns", "del", name, check=False)
-            removed.append(name)
+    for name in filter(stale, names):
+        _kill_all(name)
+        ip("netns", "del", name, check=False)
+        removed.append(name)
     for line in ip("-o", "link", "show").stdout.splitlines():
         link = line.split(":")[1].strip().split("@")[0]
-        m = _OWNED.match(link)
-        if m and not daemon.alive(int(m.group(1))):
+        if stale(link):
             ip("link", "del", link, check=False)
             removed.append(link)
     return removed
@@ -99,7 +105,7 @@ class Network:
         self.subnet = ipaddress.ip_network(subnet)
         if not self.subnet.subnet_of(BENCHMARK_NET):
             raise NetnsError(f"subnet {subnet}: the lab's hosts live in {BENCHMARK_NET}")
-        self.tag = f"{PREFIX}{os.getpid()}"
+        self.tag = f"{PREFIX}{os.getpid()}{'abcdefghijklmnopqrstuvwxyz'[next(_LABS) % 26]}"
         self.bridge = f"{self.tag}b"
         self.gateway = str(self.subnet.network_address + 1)
         self.hosts = {}  # host -> namespace name
@@ -112,7 +118,7 @@ class Network:
     def create(self):
         """Sweep stale labs' leftovers, then make the bridge and every planned host; the names of
         the leftovers removed."""
-        removed = sweep_stale()
+        removed = sweep_stale(mine=self.tag)
         taken = [
             line.split()[1]
             for line in ip("-o", "addr", "show").stdout.splitlines()
