@@ -12,6 +12,7 @@
 """
 
 import http.client
+import itertools
 import json
 import random
 import threading
@@ -409,24 +410,26 @@ def dns_picker(nameservers, name, rng=None):
     return pick
 
 
-def cached_picker(nameservers, name, rng=None):
-    """A ``pick()`` for :class:`Load`: a client with a resolver cache. It resolves ``name`` through
-    a random nameserver, holds that answer for its TTL (as a browser and its stub resolver do), and
-    tries its addresses in one random order fixed for the answer's lifetime."""
-    rng = rng or random.Random(11)
-    lock = threading.Lock()
-    cache = {"addresses": [], "until": 0.0}
+def cached_picker(nameservers, name, seed=11):
+    """A ``pick()`` for :class:`Load`: each worker thread is a browser with a resolver cache of
+    its own. It resolves ``name`` through a random nameserver, holds that answer for its TTL (as a
+    browser and its stub resolver do), and tries its addresses in one random order fixed for the
+    answer's lifetime (each thread its own: ``seed`` plus the thread's number)."""
+    local = threading.local()
+    threads = itertools.count()
 
     def pick():
-        with lock:
-            now = time.monotonic()
-            if now >= cache["until"] or not cache["addresses"]:
-                ns = rng.choice(nameservers)
-                addresses, ttl = resolve(ns, name, timeout=0.5)
-                addresses = list(addresses or [])
-                rng.shuffle(addresses)
-                cache.update(addresses=addresses, until=now + (ttl or 0))
-            return list(cache["addresses"])
+        if not hasattr(local, "rng"):
+            local.rng = random.Random(seed + next(threads))
+            local.addresses, local.until = [], 0.0
+        now = time.monotonic()
+        if now >= local.until or not local.addresses:
+            ns = local.rng.choice(nameservers)
+            addresses, ttl = resolve(ns, name, timeout=0.5)
+            local.addresses = list(addresses or [])
+            local.rng.shuffle(local.addresses)
+            local.until = now + (ttl or 0)
+        return list(local.addresses)
 
     return pick
 

@@ -18,7 +18,6 @@ kill of a load balancer, ``trials`` each, time until every nameserver answers wi
 the floor (``fall`` x ``interval``).
 """
 
-import random
 import time
 
 from harness import faults as faultlib
@@ -88,9 +87,7 @@ class Bench:
                 Load(
                     WWW,
                     self.port,
-                    cached_picker(
-                        self.lab.nameservers, ROTATION, rng=random.Random(100 * retry + i)
-                    ),
+                    cached_picker(self.lab.nameservers, ROTATION, seed=100 * retry + i),
                     workers=1,
                     rate=RATE,
                     timeout=CONNECT_TIMEOUT,
