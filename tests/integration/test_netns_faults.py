@@ -14,13 +14,15 @@ every answer a recorder saw during the test, ten a second per nameserver). Then 
   backup webserver is cut off;
 - a drain reports when the last cached answer naming the load balancer expires (the last
   nameserver's last answer with it, plus the TTL), and ``rotation.status`` shows it;
-- a load balancer losing 30 % of its packets changes the rotation no more often than the flap
-  damping allows.
+- a load balancer losing 30 % of its packets: each watcher reports it switching no more often
+  than the flap damping allows (``max_transitions`` + 1 within the window), and the rotation
+  changes only when their reports do (it has no damping of its own).
 
 Three load balancers, each for its own faults, so that one test's flap history does not hold
 another's load balancer (:func:`harness.faults.platform_pillar`).
 """
 
+import json
 import time
 
 import pytest
@@ -28,7 +30,7 @@ import pytest
 from harness import faults as faultlib
 from harness import netns
 from harness.client import Browser, DnsRecorder, resolve_all
-from harness.launcher import Lab
+from harness.launcher import Events, Lab
 from harness.wait import wait_until
 
 SUBNET = "198.18.17.0/24"
@@ -206,12 +208,45 @@ def test_a_drain_says_when_the_last_cached_answer_naming_it_expires(lab, never_e
     wait_every_answer(lab, all_lbs(lab), timeout=60)
 
 
+def reported_switches(events, t0, lb):
+    """``{watcher: how often its reported state of lb changed}`` in the reports a master received
+    since ``t0`` (a held load balancer counts as down, as the watchers report it)."""
+    last, out = {}, {}
+    for _dt, _tag, data in events.since(t0):
+        try:
+            body = json.loads(data["report"])
+            view = body["lbs"][lb]
+        except (KeyError, TypeError, ValueError):
+            continue
+        state = "down" if view.get("flapping") else view["state"]
+        w = body["watcher"]
+        out.setdefault(w, 0)
+        if w in last and last[w] != state:
+            out[w] += 1
+        last[w] = state
+    return out
+
+
 def test_a_lossy_lb_flaps_no_more_than_the_damping_allows(lab, never_empty):
     flap = lab.platform.health
     lb3 = address(lab, LB3)
-    t0 = time.monotonic()
-    with lab.faults.loss(LB3, 30):
-        time.sleep(min(flap.flap_window, 30))
-    switches = lab.recorder.switches(t0, lb3)
-    print(f"switches of {LB3} in the answers under 30 % loss: {switches}")
-    assert switches and all(n <= flap.flap_max_transitions + 1 for n in switches.values()), switches
+    events = Events(lab.masters["ch"], ["salt/beacon/"])
+    try:
+        t0 = time.monotonic()
+        with lab.faults.loss(LB3, 30):
+            time.sleep(min(flap.flap_window, 30))
+        time.sleep(2)  # the last reports
+        reported = reported_switches(events, t0, LB3)
+    finally:
+        events.stop()
+    answers = lab.recorder.switches(t0, lb3)
+    print(f"under 30 % loss, switches of {LB3}: reported {reported}, in the answers {answers}")
+    # The damping: a watcher reports at most max_transitions + 1 switches within the window (the
+    # last one puts it on hold).
+    assert set(reported) == set(flap.watchers), reported
+    assert all(n <= flap.flap_max_transitions + 1 for n in reported.values()), reported
+    # The rotation has no damping of its own: it changes only when the watchers' reports do.
+    assert answers and all(n <= sum(reported.values()) for n in answers.values()), (
+        answers,
+        reported,
+    )
