@@ -23,6 +23,13 @@ scale
     until it serves the new answer for every zone and for the rotation name; the no-change
     highstate of each nameserver beside Salt's floor; the push's validation (Salt's pillar
     compile and the real checkers, for every minion); the master's CPU per health report.
+faults
+    Every host in its own network namespace (needs root and nftables; harness/faultbench.py):
+    per fault kind of harness/faults.py (load balancer killed or powered off, backend killed or
+    powered off, one watcher cut off from one load balancer, 30 % loss on a load balancer's link,
+    a master unreachable from the minions), what a browser-like client (every address in turn)
+    and a one-address client see while holding their DNS answer: failed requests and added
+    latency p50/p99; and the failover after a power-off beside the one after a kill.
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
     harness/peers.py) started beside the platform's nameservers: the same kills, the same
@@ -46,14 +53,21 @@ import traceback
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import client, peers, report, synthetic  # noqa: E402 - harness puts _utils on sys.path
+from harness import (  # noqa: E402 - harness puts _utils on sys.path
+    client,
+    faultbench,
+    peers,
+    report,
+    synthetic,
+)
 from harness.launcher import Events, Lab, wait_for  # noqa: E402
+from harness.report import percentile  # noqa: E402
 from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors", "scale", "peers")
+PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers")
 ZONE_SIZES = (0, 100, 1000, 5000)
 TARGET_RENDER_S = 5.0
 
@@ -121,17 +135,6 @@ def bench_pillar(services=0, watchers=True, lean=False):
     if not watchers:
         pillar["health"]["watchers"] = []
     return pillar
-
-
-def percentile(values, q):
-    """The ``q`` quantile (0..1) of ``values``, interpolated between the closest ranks."""
-    data = sorted(values)
-    if not data:
-        return 0.0
-    pos = q * (len(data) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summary(samples, floor):
@@ -741,6 +744,7 @@ def _targets(results):
                 )
             )
     out += _scale_targets(results.get("scale") or {})
+    out += _fault_targets(results.get("faults") or {})
     ce = results.get("client_errors") or {}
     if "backend_kill" in ce and results.get("errors_measured"):
         out.append(
@@ -748,6 +752,58 @@ def _targets(results):
                 "no failed stateless request while a backend dies",
                 ce["backend_kill"] == 0,
                 f"{ce['backend_kill']} failed",
+            )
+        )
+    return out
+
+
+def _fault_lines(faults):
+    """The faults part as a table: per fault kind, each client's failed requests and added latency."""
+    if not faults:
+        return []
+    lines = [""]
+    for key, what in (("power_off_failover", "powered off"), ("kill_failover", "killed")):
+        fo = faults[key]
+        lines.append(
+            f"load balancer {what}: out of every answer p50 {fo['p50_s']:.2f} s, p95 {fo['p95_s']:.2f} s "
+            f"({fo['trials']} trials, floor {fo['floor_s']:.1f} s)"
+        )
+    lines += [
+        "",
+        f"what clients see under each fault ({faults['window_s']:.0f} s, {faults['clients_per_kind']} clients of each kind "
+        f"holding their DNS answer, connect timeout {faults['connect_timeout_s']:.0f} s; added: against the same "
+        "clients just before the fault)",
+        f"{'fault':<22} {'browser: failed/requests':>25} {'+p50 ms':>8} {'+p99 ms':>8}   {'one address: failed/requests':>28} {'+p50 ms':>8} {'+p99 ms':>8}",
+    ]
+    for kind, row in faults["clients"].items():
+        b, o = row["browser"], row["one_address"]
+        lines.append(
+            f"{kind:<22} {b['failed']:>12}/{b['requests']:<12} {b['added_p50_ms']:>8.0f} {b['added_p99_ms']:>8.0f}   "
+            f"{o['failed']:>14}/{o['requests']:<13} {o['added_p50_ms']:>8.0f} {o['added_p99_ms']:>8.0f}"
+        )
+    return lines
+
+
+def _fault_targets(faults):
+    """The targets of issue 17."""
+    if not faults:
+        return []
+    fo = faults["power_off_failover"]
+    backend = faults["clients"].get("backend_power_off", {}).get("browser", {})
+    out = [
+        (
+            "a powered-off load balancer out of every answer within floor + 1 s (p50)",
+            fo["p50_s"] <= fo["floor_s"] + 1,
+            f"p50 {fo['p50_s']:.2f} s, floor {fo['floor_s']:.1f} s",
+        )
+    ]
+    if backend:
+        out.append(
+            (
+                "no failed stateless request to a powered-off backend",
+                backend["failed"] == 0,
+                f"{backend['failed']} of {backend['requests']} failed, added p50 "
+                f"{backend['added_p50_ms']:.0f} ms, p99 {backend['added_p99_ms']:.0f} ms",
             )
         )
     return out
@@ -871,6 +927,7 @@ def table(results):
             ]
     if (results.get("peers") or {}).get("trials"):
         lines += ["", *peers.table_lines(results["peers"])]
+    lines += _fault_lines(results.get("faults") or {})
     lines += _scale_lines(results.get("scale") or {})
     if results.get("noop_highstate"):
         other = {
@@ -1216,6 +1273,11 @@ def main(argv=None):
         attempt("render", lambda: results.update(render=bench_render(args.repeat)))
     if {"failover", "errors", "peers"} & set(parts):
         attempt("platform", lambda: results.update(bench_platform(args.trials, parts)))
+    if "faults" in parts:
+        attempt(
+            "faults",
+            lambda: results.update(faults=faultbench.measure(min(args.trials, 6), log)),
+        )
     if "scale" in parts:
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
     if "noop" in parts:
