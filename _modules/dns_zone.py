@@ -81,6 +81,16 @@ def _members(members, renderer, pillar=None):
         raise CommandExecutionError(str(exc)) from exc
 
 
+def _keysets(renderer, pillar=None):
+    """The DNSSEC key sets of the signed zones, from the secrets pillar the masters publish to
+    nameservers only (``paphosting_secrets:dnssec``, docs/dnssec.md)."""
+    secrets = (__pillar__ if pillar is None else pillar).get("paphosting_secrets") or {}
+    try:
+        return zonesync.keysets_of(secrets.get("dnssec"), getattr(renderer, "dnssec", {}))
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
 def _running(ns):
     """Whether ``ns``'s server runs (from the nameserver the caller has: the in-memory pillar
     may not hold the platform, e.g. when ``rotation.apply`` compiled one or renders from the
@@ -336,6 +346,14 @@ def apply_all(
                 wanted,
                 _running(ns),
             )
+            zonesync.sign_plans(
+                renderer,
+                plans,
+                entries,
+                list(plans),
+                _keysets(renderer, pillar),
+                wanted,
+            )
             return zonesync.predict(ns, plans, entries)
         with _lock():
             out = zonesync.sync(
@@ -350,6 +368,7 @@ def apply_all(
                 failover=failover,
                 timings=timings,
                 describe=not failover,  # the failover reports no file diffs: thousands of them
+                keysets=_keysets(renderer, pillar),
             )
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:
@@ -408,6 +427,7 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None, reload=
                 force=force,
                 running=_running(ns),
                 reload=reload,
+                keysets=_keysets(renderer, pillar),
             )[zname]
     except (PapError, OSError) as exc:
         raise CommandExecutionError(f"zone {zname} was not written: {exc}") from exc

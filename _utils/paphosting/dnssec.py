@@ -26,8 +26,10 @@ Pure functions of their arguments (no Salt, no files); ``docs/dnssec.md`` explai
 """
 
 import base64
+import concurrent.futures
 import datetime
 import hashlib
+import subprocess
 import time
 from dataclasses import dataclass, field, replace
 
@@ -101,6 +103,22 @@ class Policy:
         """After the operator confirms the new DS at the registrar, the old DS leaves resolvers'
         caches after the parent's DS TTL (plus the parent's own propagation, one safety margin)."""
         return self.parent_ds_ttl + self.safety
+
+
+def policy(zone_settings, dns_dnssec=None, schedule=None):
+    """The :class:`Policy` of a zone from its pillar ``dnssec`` (``{"algorithm", "nsec3"}``),
+    ``paphosting:dns:dnssec`` and ``paphosting:schedule`` (as :mod:`paphosting.model` parsed them)."""
+    dns_dnssec = {k: v for k, v in (dns_dnssec or {}).items() if v is not None}
+    schedule = schedule or {}
+    if "propagation" not in dns_dnssec:
+        dns_dnssec["propagation"] = int(schedule.get("highstate_interval", 1800)) + int(
+            schedule.get("splay", 300)
+        )
+    return Policy(
+        algorithm=int((zone_settings or {}).get("algorithm", DEFAULT_ALGORITHM)),
+        nsec3=bool((zone_settings or {}).get("nsec3", False)),
+        **dns_dnssec,
+    )
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -642,6 +660,12 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
     """
     now = int(now)
     keyset.check(now)
+    wrong = sorted({k.algorithm for k in keyset.keys} - {policy.algorithm})
+    if wrong:
+        raise DnssecError(
+            f"zone {zone_name}: its keys are of algorithm {', '.join(map(str, wrong))}, the pillar "
+            f"asks for {policy.algorithm}: an algorithm rollover is not supported (docs/dnssec.md)"
+        )
     origin = dns.name.from_text(zone_name)
     prefix, blocks = _parse_blocks(unsigned, origin)
     if not blocks or blocks[0].rdtype != _SOA or blocks[0].name != origin:
@@ -862,13 +886,50 @@ def verify_new(signed, zone_name, keyset, now):
             ) from exc
 
 
-def verify_command(zone_name, path, now=None):
+def verify_command(zone_name, path):
     """The ``dnssec-verify`` command that checks a signed zone file completely (every RRset
-    signed by an active key, the NSEC/NSEC3 chain, the DNSKEY RRset self-signed by a KSK)."""
-    argv = ["dnssec-verify", "-q", "-o", zone_name.rstrip(".") + "."]
-    if now is not None:
-        argv += ["-I", "text"]  # the file is master-file text
-    return argv + [path]
+    signed by an active key of every algorithm, the NSEC/NSEC3 chain, the DNSKEY RRset signed by
+    a KSK)."""
+    return ["dnssec-verify", "-q", "-o", zone_name.rstrip(".") + ".", path]
+
+
+def verify_file(zone_name, path, now=None):
+    """Why the signed zone file at ``path`` must not be served (None: it may): ``dnssec-verify``
+    rejects it, or a signature in it has expired or expires within the hour (the signer's own
+    record, checked against the clock)."""
+    now = now_epoch() if now is None else int(now)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+        expires = int(header(first).get("expires", 0))
+    except (OSError, ValueError):
+        return f"{path} is not a zone signed by the platform"
+    if expires <= now + HOUR:
+        return f"a signature of zone {zone_name} expires at {_utc(expires)}"
+    try:
+        res = subprocess.run(
+            verify_command(zone_name, path),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"dnssec-verify could not run: {exc}"
+    if res.returncode != 0:
+        return (res.stdout + res.stderr).strip() or f"dnssec-verify exited {res.returncode}"
+    return None
+
+
+def verify_files(paths, now=None, workers=2):
+    """``{zone: why}`` for the signed zone files (``{zone: path}``) that must not be served."""
+    if not paths:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        found = dict(
+            zip(paths, pool.map(lambda z: verify_file(z, paths[z], now), paths), strict=True)
+        )
+    return {z: why for z, why in found.items() if why}
 
 
 def earliest_expiry_of(rrsigs):
