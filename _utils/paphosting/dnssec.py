@@ -488,16 +488,16 @@ def resign_reason(signed_text, keyset, now, policy):
     head = header(signed_text)
     if head.get("algorithm") != str(policy.algorithm) or head.get("denial") != _denial(policy):
         return f"the zone is signed with {head.get('algorithm')}/{head.get('denial')}"
-    for item in keyset.fingerprint(now):
-        k, v = item.split("=", 1)
-        if head.get(k) != v:
-            return f"the keys changed state ({k} {head.get(k)} -> {v})"
     try:
         expires = int(head.get("expires", 0))
     except ValueError:
         expires = 0
     if expires - now < policy.refresh:
         return f"signatures expire at {_utc(expires)}"
+    for item in keyset.fingerprint(now):
+        k, v = item.split("=", 1)
+        if head.get(k) != v:
+            return f"the keys changed state ({k} {head.get(k)} -> {v})"
     if not intact(signed_text):
         return "the signed zone was edited by hand"
     return None

@@ -1261,6 +1261,7 @@ DNSSEC_POLICY = {  # seconds; paphosting.dnssec.Policy's fields (docs/dnssec.md)
     "zsk_lifetime": (3600, 10 * 366 * 86400, 90 * 86400),
     "parent_ds_ttl": (0, 7 * 86400, 86400),
     "propagation": (0, 7 * 86400, None),  # None: the drift schedule's interval + splay
+    "safety": (0, 7 * 86400, 3600),  # RFC 7583's safety margins
 }
 
 
