@@ -14,7 +14,7 @@ from paphosting import files, overlay, platformcache
 from paphosting.errors import PapError
 
 try:
-    from paphosting import dnsserver, zonesync
+    from paphosting import dnssec, dnsserver, zonesync
     from paphosting import zone as pzone
 
     HAS_DNSPYTHON = True
@@ -434,6 +434,50 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None, reload=
     if entry["error"] and not entry["written"] and entry["changed"]:
         raise CommandExecutionError(entry["error"])
     return entry
+
+
+def signatures(zones=None, nameserver=None):
+    """
+    What this nameserver serves of its signed zones, from the signer's record in each zone file
+    (its first line) and the serial the running server answers: ``{zone: {"serial", "served",
+    "expires", "dnskey", "sign", "cds"}}``; ``expires`` is the earliest expiry (epoch seconds)
+    of every signature in the zone. Key tags only, never key material. ``salt-run dnssec.status``
+    shows it for every nameserver.
+
+    zones
+        A list of zone names; default: every zone in pillar signed here.
+
+    nameserver
+        The nameserver's minion id in pillar; defaults to this minion's id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_zone.signatures
+    """
+    renderer = _renderer()
+    ns = _nameserver(renderer, nameserver)
+    names = [_zone_name(renderer, z) for z in zones] if zones else sorted(renderer.dnssec)
+    served = dnsserver.served_serials(ns, names) if names and _running(ns) else {}
+    out = {}
+    for name in names:
+        path = dnsserver.zone_path(ns, name, _root())
+        try:
+            with open(path, encoding="utf-8") as fh:
+                head = dnssec.header(fh.readline())
+        except OSError:
+            head = {}
+        text = files.read(path) or ""
+        out[name] = {
+            "serial": pzone.quick_serial(name, text),
+            "served": served.get(name),
+            "expires": int(head["expires"]) if head.get("expires", "").isdigit() else None,
+            "dnskey": head.get("dnskey"),
+            "sign": head.get("sign"),
+            "cds": head.get("cds"),
+        }
+    return out
 
 
 def import_zone(path=None, text=None, origin=None, dest=None):

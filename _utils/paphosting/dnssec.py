@@ -29,6 +29,7 @@ import base64
 import concurrent.futures
 import datetime
 import hashlib
+import json
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
@@ -277,6 +278,21 @@ class KeySet:
 
     def to_dict(self):
         return {"keys": [k.to_dict() for k in self.keys]}
+
+    @classmethod
+    def from_text(cls, zone, text, where="paphosting_secrets:dnssec"):
+        """The key set stored as the secret text (JSON, :meth:`to_text`) or already as data."""
+        if isinstance(text, dict):
+            return cls.from_dict(zone, text, where)
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise DnssecError(f"{where}:{zone}: not a key set (JSON): {exc}") from None
+        return cls.from_dict(zone, data, where)
+
+    def to_text(self):
+        """The secret's plaintext (encrypted before it is stored: :mod:`paphosting.secrets`)."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
 
     def published(self, now):
         return [k for k in self.keys if k.published(now)]
@@ -949,3 +965,98 @@ def key_digest(keyset):
         for k in keyset.keys
     )
     return base64.b32encode(hashlib.sha256("|".join(parts).encode()).digest()[:10]).decode()
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def _when(ts, now):
+    if ts is None:
+        return "-"
+    days = (int(ts) - now) / DAY
+    return f"{_utc(ts)} ({days:+.1f} d)"
+
+
+def next_rollover(keyset, now, policy):
+    """A sentence: the next ZSK rollover (automatic) and the KSK's (operator started)."""
+    zsks = [k for k in keyset.keys if k.role == "zsk" and k.published(now)]
+    rolling = [k for k in zsks if k.inactive is not None]
+    if rolling:
+        zsk = f"ZSK rollover under way: the new ZSK signs from {_utc(max(k.inactive for k in rolling))}"
+    elif zsks:
+        due = max(k.activate for k in zsks) + policy.zsk_lifetime
+        zsk = f"ZSK rollover starts {_utc(max(due, now))} (automatic: salt-run dnssec.maintain)"
+    else:
+        zsk = "no ZSK"
+    ksks = [k for k in keyset.keys if k.role == "ksk" and k.published(now)]
+    waiting = [k for k in ksks if k.ds_confirmed is None and len(ksks) > 1 and k.inactive is None]
+    if waiting:
+        new = waiting[0]
+        if now < new.activate:
+            ksk = f"KSK rollover: KSK {new.tag} is in every cache from {_utc(new.activate)}"
+        else:
+            ksk = (
+                f"KSK rollover: put the DS of KSK {new.tag} at the registrar, then "
+                f"salt-run dnssec.confirm_ds zone={keyset.zone} tag={new.tag}"
+            )
+    else:
+        ksk = "KSK: operator started (salt-run dnssec.ksk_rollover)"
+    return f"{zsk}; {ksk}"
+
+
+def status_text(zones, keysets, served, now, policies):
+    """The table of ``salt-run dnssec.status``: per signed zone its keys and their states, the
+    next rollovers, the DS records for the registrar, and per nameserver the serial it serves and
+    the earliest expiry of the signatures in the zone it serves.
+
+    ``zones``: the signed zone names; ``keysets``: ``{zone: KeySet or None}``; ``served``:
+    ``{zone: {nameserver: {"serial", "served", "expires", "dnskey"} or an error text}}``;
+    ``policies``: ``{zone: Policy}``.
+    """
+    if not zones:
+        return "No zone is signed (set dnssec: true on a zone in paphosting:zones)."
+    out = []
+    for zone in sorted(zones):
+        pol = policies[zone]
+        out.append(
+            f"ZONE {zone}  (algorithm {pol.algorithm} {ALGORITHMS.get(pol.algorithm, '')}, "
+            f"{'NSEC3' if pol.nsec3 else 'NSEC'})"
+        )
+        keyset = keysets.get(zone)
+        if keyset is None:
+            out.append("  no keys yet: salt-run dnssec.keygen")
+        else:
+            out.append(
+                f"  {'KEY':<4} {'TAG':>5}  {'STATE':<17} {'PUBLISHED':<29} {'ACTIVE':<29} "
+                f"{'INACTIVE':<29} {'REMOVED':<29}"
+            )
+            for k in sorted(keyset.keys, key=lambda k: (k.role, k.publish)):
+                out.append(
+                    f"  {k.role.upper():<4} {k.tag:>5}  {k.state(now):<17} "
+                    f"{_when(k.publish, now):<29} {_when(k.activate, now):<29} "
+                    f"{_when(k.inactive if k.role == 'zsk' else None, now):<29} "
+                    f"{_when(k.delete, now):<29}"
+                )
+            out.append(f"  next: {next_rollover(keyset, now, pol)}")
+            for ds in ds_records(keyset, zone, now):
+                out.append(f"  DS for the registrar: {zone}. IN DS {ds}")
+        rows = served.get(zone) or {}
+        if rows:
+            out.append(
+                f"  {'NAMESERVER':<28} {'SERIAL':>10}  {'EARLIEST SIGNATURE EXPIRY':<29} KEYS"
+            )
+        for ns in sorted(rows):
+            row = rows[ns]
+            if isinstance(row, str):
+                out.append(f"  {ns:<28} {'?':>10}  {row}")
+                continue
+            serial = row.get("served") or row.get("serial")
+            expires = row.get("expires")
+            note = "" if row.get("served") == row.get("serial") else f" (file {row.get('serial')})"
+            out.append(
+                f"  {ns:<28} {serial!s:>10}  "
+                f"{_when(int(expires), now) if expires else 'not signed':<29} "
+                f"{row.get('dnskey', '-')}{note}"
+            )
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

@@ -95,7 +95,7 @@ def keysets_of(secrets, zone_names):
     for name in zone_names:
         data = (secrets or {}).get(name)
         if data is not None:
-            out[name] = dnssec.KeySet.from_dict(name, data)
+            out[name] = dnssec.KeySet.from_text(name, data)
     return out
 
 
