@@ -310,13 +310,12 @@ class KeySet:
                 )
 
     def cds_keys(self, now):
-        """The KSKs whose DS the parent should hold (RFC 7344): the active ones that are not
-        being retired; during a KSK rollover, the new KSK once it is in every cache."""
-        return [
-            k
-            for k in self.keys
-            if k.role == "ksk" and k.signing(now) and k.inactive is None and k.published(now)
-        ]
+        """The KSKs whose DS the parent should hold (RFC 7344): the active KSKs that are not being
+        retired; during a KSK rollover, the old one until the new one is in every cache, then
+        the new one alone."""
+        active = [k for k in self.keys if k.role == "ksk" and k.signing(now)]
+        staying = [k for k in active if k.inactive is None]
+        return staying or active
 
     def fingerprint(self, now):
         """What a signed zone records of the keys: published tags, signing tags, CDS tags."""

@@ -1036,7 +1036,14 @@ def _zone_dnssec(raw, path, errs, records):
         errs.add(path, f"must be true, false or a mapping (algorithm, nsec3), got {raw!r}")
         return None
     raw = _mapping(raw, path, errs, {"algorithm", "nsec3"})
-    algorithm = _choice(raw.get("algorithm", 13), path + ("algorithm",), errs, DNSSEC_ALGORITHMS)
+    algorithm = raw.get("algorithm", 13)
+    if algorithm not in DNSSEC_ALGORITHMS or isinstance(algorithm, bool):
+        errs.add(
+            path + ("algorithm",),
+            f"{algorithm!r} is not one of {', '.join(map(str, DNSSEC_ALGORITHMS))} "
+            "(13 ECDSAP256SHA256, 14 ECDSAP384SHA384, 15 ED25519)",
+        )
+        algorithm = 13
     nsec3 = raw.get("nsec3", False)
     if not isinstance(nsec3, bool):
         errs.add(
