@@ -14,9 +14,8 @@ import dns.zone
 import pytest
 import yaml
 
-from paphosting import dnssec, model
+from paphosting import dnssec, model, zonesync
 from paphosting import zone as pzone
-from paphosting import zonesync
 from tests.conftest import EXAMPLE_PILLAR, require_binary
 
 ZONE = "paphosting.nl"
@@ -122,14 +121,20 @@ def test_the_zsk_rollover_follows_rfc_7583_prepublish(keyset):
     ipub = 2100 + 3600 + 3600
     assert new.publish == NOW and new.activate == NOW + ipub == old.inactive
     assert old.delete == old.inactive + 2100 + 3600 + 3600
-    states = lambda t: sorted(
-        dnssec.describe(k, t).split(" ", 2)[2] for k in rolled.keys if k.role == "zsk"
-    )  # noqa: E731
+
+    def states(t):
+        return sorted(
+            dnssec.describe(k, t).split(" ", 2)[2] for k in rolled.keys if k.role == "zsk"
+        )
+
     assert states(NOW) == ["active, retiring", "published"]
     assert states(NOW + ipub) == ["active", "retired"]
     assert states(old.delete) == ["active", "removed"]
     # The DNSKEY RRset holds both ZSKs from publication until the old one's removal.
-    tags = lambda t: {k.tag for k in rolled.published(t)}  # noqa: E731
+
+    def tags(t):
+        return {k.tag for k in rolled.published(t)}
+
     assert tags(NOW) == tags(NOW + ipub) == {k.tag for k in rolled.keys}
     assert old.tag not in tags(old.delete)
     with pytest.raises(dnssec.DnssecError, match="already under way"):
