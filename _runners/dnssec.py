@@ -44,10 +44,14 @@ def _finish(ok, text):
     return text
 
 
+def _accepted():
+    pki = os.path.join(__opts__["pki_dir"], "minions")
+    return sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+
+
 def _minion():
     """An accepted minion whose pillar holds the platform (every minion's does)."""
-    pki = os.path.join(__opts__["pki_dir"], "minions")
-    accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    accepted = _accepted()
     if not accepted:
         raise PapError("no accepted minion to compile the platform pillar for")
     return accepted[0]
@@ -67,10 +71,14 @@ def _platform():
 
 
 def _tree():
-    """The live pillar tree (the first ``pillar_roots`` folder of ``base``)."""
+    """The live pillar tree: the ``pillar_roots`` folder of ``base`` that holds ``secrets/`` (as
+    the secrets ext_pillar finds it), else the first."""
     roots = (__opts__.get("pillar_roots") or {}).get("base") or []
     if not roots:
         raise PapError("the master has no pillar_roots:base (see conf/master.d/svnpillar.conf)")
+    for root in roots:
+        if os.path.isdir(os.path.join(root, secrets.SECRETS_DIR)):
+            return root
     return roots[0]
 
 
@@ -284,10 +292,14 @@ def _change(zone, change, what, push):
     return f"r{rev}: {zone}: {what} ({keys})" if rev else f"the other master did it: {what}"
 
 
-def _served(platform, zones, timeout=30):
-    """``{zone: {nameserver: row or error}}`` from ``dns_zone.signatures`` on every nameserver."""
-    targets = sorted(platform.nameservers)
-    out = {z: {} for z in zones}
+def _served(platform, zones, timeout=15):
+    """``{zone: {nameserver: row or error}}`` from ``dns_zone.signatures`` on every nameserver
+    (asked together; one that has no accepted key is shown as such, not waited for)."""
+    accepted = set(_accepted())
+    targets = sorted(n for n in platform.nameservers if n in accepted)
+    out = {
+        z: {n: "no accepted key" for n in platform.nameservers if n not in accepted} for z in zones
+    }
     if not targets or not zones:
         return out
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)

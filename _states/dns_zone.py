@@ -110,6 +110,11 @@ def managed(name, zones=None, members=None, force=False, nameserver=None):
     lines, failed, current = [], [], 0
     for zone in sorted(entries):
         ok, changes, line = _one(entries[zone], test, force)
+        pending = (entries[zone].get("dnssec") or {}).get("pending")
+        if pending:
+            line += f"; not signed yet: {pending}"
+            if ok and not changes:
+                lines.append(line)
         if changes:
             ret["changes"][zone] = changes
         if not ok:

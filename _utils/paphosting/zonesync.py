@@ -132,11 +132,19 @@ def sign_plans(renderer, plans, entries, group, keysets, members=None, now=None,
             continue
         keyset = keysets.get(z)
         if keyset is None:
-            entry["error"] = (
+            missing = (
                 f"zone {z} is signed (pillar paphosting:zones:{z}:dnssec) but this nameserver has "
-                f"no keys for it in pillar paphosting_secrets:dnssec:{z} (salt-run dnssec.keygen); "
-                "the live zone was kept"
+                f"no keys for it in pillar paphosting_secrets:dnssec:{z} (salt-run dnssec.keygen; "
+                "the masters' dnssec.maintain makes them on its schedule)"
             )
+            if plan.signed_live is None:
+                # Never signed yet (keys come after the pillar says dnssec: true): it is served
+                # unsigned until they come, as before.
+                entry["dnssec"] = {"pending": missing}
+            else:
+                # Signed live: serving it unsigned would break validation for every resolver
+                # that has our DS. Keep it (the keys may be missing from this pillar only).
+                entry["error"] = f"{missing}; the live signed zone was kept"
             continue
         pol = dnssec.policy(wanted, common.get("dnssec"), common.get("schedule"))
         reason = None
