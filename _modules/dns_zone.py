@@ -458,7 +458,7 @@ def signatures(zones=None, nameserver=None):
     """
     # Compiled now: the in-memory pillar may predate the last push (a push's highstate compiles
     # its own), and this answers an operator's question about what is served now.
-    renderer = _renderer(__salt__["pillar.items"]())
+    renderer = _renderer(__salt__["pillar.items"](unmask=True))
     ns = _nameserver(renderer, nameserver)
     names = [_zone_name(renderer, z) for z in zones] if zones else sorted(renderer.dnssec)
     served = dnsserver.served_serials(ns, names) if names and _running(ns) else {}

@@ -30,6 +30,7 @@ import concurrent.futures
 import datetime
 import hashlib
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
@@ -160,23 +161,26 @@ class Key:
         return self.publish <= now and (self.delete is None or now < self.delete)
 
     def signing(self, now):
-        """Makes signatures at ``now``. A KSK signs the DNSKEY RRset as long as it is published
-        once active (double-KSK rollover); a ZSK until it is inactive."""
-        if now < self.activate:
-            return False
-        end = self.delete if self.role == "ksk" else self.inactive
-        return end is None or now < end
+        """Makes signatures at ``now``. A KSK signs the DNSKEY RRset as long as it is in it
+        (double-KSK rollover: the new one from its publication); a ZSK from its activation until
+        it is inactive."""
+        if self.role == "ksk":
+            return self.published(now)
+        return self.activate <= now and (self.inactive is None or now < self.inactive)
 
     def state(self, now):
-        """``published`` (waiting), ``active``, ``retired`` (published, not signing), ``removed``
-        or ``future``; a KSK whose successor is waiting for its DS is ``active, retiring``."""
+        """``future``, ``published`` (in the DNSKEY RRset, not yet in every cache), ``active``,
+        ``active, retiring`` (a successor is under way), ``retired`` (published, no longer
+        signing) or ``removed``."""
         if now < self.publish:
             return "future"
         if not self.published(now):
             return "removed"
+        if now < self.activate:
+            return "published"
         if self.signing(now):
-            return "active" if self.inactive is None else "active, retiring"
-        return "published" if now < self.activate else "retired"
+            return "active" if self.inactive is None and self.delete is None else "active, retiring"
+        return "retired"
 
     def to_dict(self):
         return {
@@ -310,12 +314,12 @@ class KeySet:
                 )
 
     def cds_keys(self, now):
-        """The KSKs whose DS the parent should hold (RFC 7344): the active KSKs that are not being
-        retired; during a KSK rollover, the old one until the new one is in every cache, then
-        the new one alone."""
-        active = [k for k in self.keys if k.role == "ksk" and k.signing(now)]
-        staying = [k for k in active if k.inactive is None]
-        return staying or active
+        """The KSKs whose DS the parent should hold (RFC 7344): the KSKs in every cache
+        (``activate`` passed) that are not being retired; during a KSK rollover, the old one
+        until the new one is in every cache, then the new one alone."""
+        ready = [k for k in self.keys if k.role == "ksk" and k.published(now) and k.activate <= now]
+        staying = [k for k in ready if k.inactive is None and k.delete is None]
+        return staying or ready
 
     def fingerprint(self, now):
         """What a signed zone records of the keys: published tags, signing tags, CDS tags."""
@@ -456,17 +460,16 @@ def is_signed(text):
     return bool(text) and text.startswith(MARK)
 
 
+_ADDED_RE = re.compile(
+    r"^\S+[ \t]+\d+[ \t]+IN[ \t]+(?:" + "|".join(sorted(ADDED_TYPES)) + r")[ \t].*\n?", re.MULTILINE
+)
+
+
 def unsigned_text(text):
     """The rendered zone inside a signed zone text (the text itself when it is not signed)."""
     if not is_signed(text):
         return text
-    out = []
-    for line in text.splitlines(keepends=True)[1:]:
-        fields = line.split(None, 4)
-        if len(fields) == 5 and fields[2] == "IN" and fields[3] in ADDED_TYPES:
-            continue
-        out.append(line)
-    return "".join(out)
+    return _ADDED_RE.sub("", text.split("\n", 1)[1] if "\n" in text else "")
 
 
 def header(text):
@@ -682,6 +685,10 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
             f"asks for {policy.algorithm}: an algorithm rollover is not supported (docs/dnssec.md)"
         )
     origin = dns.name.from_text(zone_name)
+    if previous:
+        fast = _patch_signed(previous, unsigned, origin, keyset, now, policy)
+        if fast is not None:
+            return fast
     prefix, blocks = _parse_blocks(unsigned, origin)
     if not blocks or blocks[0].rdtype != _SOA or blocks[0].name != origin:
         raise DnssecError(f"zone {zone_name}: the rendered zone does not start with its SOA")
@@ -738,7 +745,7 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
     earliest = None
     out_blocks = {}  # name -> [lines] in output order
 
-    def signature_lines(block, rds, role_tags, keys):
+    def signature_lines(block, role_tags, keys):
         nonlocal reused, earliest
         entry = old.get(block.key)
         if entry is not None and entry[0] == block.body:
@@ -755,6 +762,7 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
                     earliest = exp if earliest is None else min(earliest, exp)
                 return [line for line, _ in kept]
         lines = []
+        rds = getattr(block, "rds", None) or _rdataset(block, origin)  # parsed only to sign
         rrset = dns.rrset.RRset(block.name, dns.rdataclass.IN, block.rdtype)
         rrset.update(rds)
         rrset.ttl = block.ttl
@@ -780,11 +788,10 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
             continue
         lines = list(block.lines)
         if not at_cut(block.name) or block.rdtype == _DS:
-            rds = getattr(block, "rds", None) or _rdataset(block, origin)
             if block.rdtype in (_DNSKEY, _CDS, _CDNSKEY):
-                lines += signature_lines(block, rds, tags_ksk, ksks)
+                lines += signature_lines(block, tags_ksk, ksks)
             else:
-                lines += signature_lines(block, rds, tags_zsk, zsks)
+                lines += signature_lines(block, tags_zsk, zsks)
         out_blocks.setdefault(block.name, []).extend(lines)
 
     # Denial of existence.
@@ -795,15 +802,8 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
         for i, name in enumerate(names):
             nxt = names[(i + 1) % len(names)]
             types = set(types_at[name]) | {_NSEC, _RRSIG}  # the NSEC itself is signed
-            rd = dns.rdata.from_text(
-                dns.rdataclass.IN,
-                _NSEC,
-                f"{nxt.to_text()} " + " ".join(dns.rdatatype.to_text(t) for t in sorted(types)),
-            )
-            block = _made_block(name.to_text(), origin, _NSEC, denial_ttl, [rd])
-            denial_lines[name] = list(block.lines) + signature_lines(
-                block, block.rds, tags_zsk, zsks
-            )
+            block = _text_block(name, _NSEC, denial_ttl, f"{nxt.to_text()} {_types(types)}")
+            denial_lines[name] = list(block.lines) + signature_lines(block, tags_zsk, zsks)
     else:
         # Every name and every empty non-terminal, hashed (RFC 5155, no opt-out; RFC 9276
         # parameters: SHA-1, no extra iterations, no salt).
@@ -823,15 +823,9 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
             types = set(types_at.get(name, ()))
             if types and (not at_cut(name) or _DS in types):
                 types.add(_RRSIG)
-            rd = dns.rdata.from_text(
-                dns.rdataclass.IN,
-                _NSEC3,
-                f"1 0 0 - {nxt.upper()} "
-                + " ".join(dns.rdatatype.to_text(t) for t in sorted(types)),
-            )
             owner = dns.name.from_text(h, origin)
-            block = _made_block(owner.to_text(), origin, _NSEC3, denial_ttl, [rd])
-            nsec3_tail += list(block.lines) + signature_lines(block, block.rds, tags_zsk, zsks)
+            block = _text_block(owner, _NSEC3, denial_ttl, f"1 0 0 - {nxt.upper()} {_types(types)}")
+            nsec3_tail += list(block.lines) + signature_lines(block, tags_zsk, zsks)
 
     body = list(prefix)
     for name in sorted(out_blocks):
@@ -854,6 +848,124 @@ def _cdnskey(dnskey):
 def _cds(origin, dnskey):
     ds = dns.dnssec.make_ds(origin, dnskey, "SHA256")
     return dns.rdata.from_text(dns.rdataclass.IN, _CDS, ds.to_text())
+
+
+FAST_MAX_LINES = 2000  # changed lines beyond which signing it all is no slower
+
+
+def _patch_signed(previous, unsigned, origin, keyset, now, policy):
+    """The fast path of :func:`sign` (a :class:`Signed`, or None to sign in full): ``unsigned``
+    differs from the zone inside ``previous`` only in the records of RRsets that exist in both
+    (a failover's A/AAAA, the SOA serial), the keys are in the same state and no signature is due
+    for renewal. Only those RRsets are signed, and spliced into the previous text in place of
+    theirs: no parsing of the rest, whatever the size of the zone. The NSEC/NSEC3 chain is
+    unchanged (no name gains or loses a type)."""
+    if resign_reason(previous, keyset, now, policy) is not None:
+        return None
+    head = header(previous)
+    old_unsigned = unsigned_text(previous)
+    old_lines = old_unsigned.splitlines(keepends=True)
+    new_lines = unsigned.splitlines(keepends=True)
+    old_set, new_set = set(old_lines), set(new_lines)
+    changed = [ln for ln in old_lines if ln not in new_set] + [
+        ln for ln in new_lines if ln not in old_set
+    ]
+    if not changed or len(changed) > FAST_MAX_LINES:
+        return None
+    keys = set()
+    for line in changed:
+        fields = line.split(None, 4)
+        if len(fields) != 5 or fields[2] != "IN" or line[0] in " \t;$":
+            return None  # a directive, a comment or a continuation changed
+        keys.add((fields[0], fields[3].upper()))
+    owners = tuple({k[0] + " " for k in keys} | {k[0] + "\t" for k in keys})
+    old_blocks, new_blocks = {}, {}
+    for lines, blocks in ((old_lines, old_blocks), (new_lines, new_blocks)):
+        for line in lines:
+            if line.startswith(owners):
+                fields = line.split(None, 4)
+                key = (fields[0], fields[3].upper())
+                if key in keys:
+                    blocks.setdefault(key, []).append(line)
+    if set(old_blocks) != keys or set(new_blocks) != keys:
+        return None  # an RRset appears or disappears: the chain changes
+    inception, expiration = window(now, policy)
+    zsks = keyset.signers(now, "zsk")
+    if any(k[1] in ("DNSKEY", "CDS", "CDNSKEY", "NS") and k[0] != "@" for k in keys):
+        return None  # key material or a delegation: sign in full
+    origin_text = origin.to_text()
+    text = previous.split("\n", 1)[1]
+    made = []
+    replaced = 0
+    for key in sorted(keys):
+        old_text = "".join(old_blocks[key])
+        at = text.find(old_text) if text.startswith(old_text) else text.find("\n" + old_text) + 1
+        if at <= 0 and not text.startswith(old_text):
+            return None
+        end = at + len(old_text)
+        owner, rtype = key
+        abs_owner = (
+            origin_text
+            if owner == "@"
+            else (owner if owner.endswith(".") else f"{owner}.{origin_text}")
+        )
+        sig_prefix = f"{abs_owner} "
+        while True:  # the RRSIG lines right after the RRset
+            nl = text.find("\n", end)
+            line = text[end : nl + 1 if nl >= 0 else len(text)]
+            if not (line.startswith(sig_prefix) and f" IN RRSIG {rtype} " in line):
+                break
+            end += len(line)
+            replaced += 1
+        _, blocks = _parse_blocks("".join(new_blocks[key]), origin)
+        if len(blocks) != 1:
+            return None
+        block = blocks[0]
+        rds = _rdataset(block, origin)
+        rrset = dns.rrset.RRset(block.name, dns.rdataclass.IN, block.rdtype)
+        rrset.update(rds)
+        rrset.ttl = block.ttl
+        sig_lines = []
+        for k in zsks:
+            rrsig = dns.dnssec.sign(
+                rrset,
+                k.private_key,
+                origin,
+                k.dnskey,
+                inception=inception,
+                expiration=expiration,
+                origin=origin,
+                deterministic=True,
+            )
+            made.append((rrset, rrsig))
+            sig_lines.append(_rrsig_line(block.name, block.ttl, rrsig))
+        text = text[:at] + "".join(new_blocks[key]) + "".join(sig_lines) + text[end:]
+    expires = min(int(head.get("expires") or expiration), expiration)
+    fp = " ".join(keyset.fingerprint(now))
+    first = (
+        f"{MARK}zone={origin_text} algorithm={policy.algorithm} denial={_denial(policy)} "
+        f"{fp} expires={expires} signed={now} digest={_digest(text)}\n"
+    )
+    reused = text.count(" IN RRSIG ") - len(made)
+    return Signed(text=first + text, made=made, reused=reused, full=False)
+
+
+def _types(types):
+    return " ".join(dns.rdatatype.to_text(t) for t in sorted(types))
+
+
+def _text_block(name, rdtype, ttl, rdata_text):
+    """A one-record :class:`_Block` from its rdata text (parsed only if it must be signed)."""
+    rtype = dns.rdatatype.to_text(rdtype)
+    owner = name.to_text()
+    return _Block(
+        key=(owner.lower(), rtype),
+        name=name,
+        rdtype=rdtype,
+        ttl=ttl,
+        lines=[f"{owner} {ttl} IN {rtype} {rdata_text}\n"],
+        body=(f"{ttl} {rtype} {rdata_text}",),
+    )
 
 
 def _made_block(owner_text, origin, rdtype, ttl, rdatas):
