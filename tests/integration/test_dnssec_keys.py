@@ -128,7 +128,9 @@ def test_keygen_commits_encrypted_keys_that_only_the_nameserver_receives(fleet, 
     got = fleet.salt(NS, "pillar.items", unmask=True)["paphosting_secrets"]["dnssec"]
     keyset = dnssec.KeySet.from_text(ZONE, got[ZONE])
     assert tags == {k.tag for k in keyset.keys if k.role == "zsk"}
-    assert "dnssec" not in (fleet.salt(LB, "pillar.items", unmask=True).get("paphosting_secrets") or {})
+    assert "dnssec" not in (
+        fleet.salt(LB, "pillar.items", unmask=True).get("paphosting_secrets") or {}
+    )
     # Key tags in the table, each nameserver's earliest expiry, no key material.
     code, out = run(fleet, "dnssec.status")
     assert code == 0 and NS in out and "PRIVATE" not in out, out
