@@ -90,6 +90,13 @@ def _signed(platform):
     return sorted(z for z, zone in platform.zones.items() if zone.dnssec)
 
 
+def _current():
+    """``(platform, signed zones, {zone: KeySet or None})`` of this master's live pillar."""
+    platform = _platform()
+    zones = _signed(platform)
+    return platform, zones, _keysets(_tree(), zones)
+
+
 def _keysets(tree, zones):
     """``{zone: KeySet or None}`` from the live tree's secrets."""
     home = secrets.keydir(__opts__)
@@ -209,9 +216,7 @@ def maintain(push=True):
         salt-run dnssec.maintain
     """
     try:
-        platform = _platform()
-        zones = _signed(platform)
-        have = _keysets(_tree(), zones)
+        platform, zones, have = _current()
         now = dnssec.now_epoch()
         changed, what = {}, []
         for z in zones:
@@ -336,9 +341,7 @@ def status():
         salt-run dnssec.status
     """
     try:
-        platform = _platform()
-        zones = _signed(platform)
-        keysets = _keysets(_tree(), zones)
+        platform, zones, keysets = _current()
         served = _served(platform, zones)
     except PapError as exc:
         return _finish(False, str(exc))

@@ -761,24 +761,8 @@ def sign(unsigned, zone_name, keyset, now, policy, previous=None):
                 for _, exp in kept:
                     earliest = exp if earliest is None else min(earliest, exp)
                 return [line for line, _ in kept]
-        lines = []
-        rds = getattr(block, "rds", None) or _rdataset(block, origin)  # parsed only to sign
-        rrset = dns.rrset.RRset(block.name, dns.rdataclass.IN, block.rdtype)
-        rrset.update(rds)
-        rrset.ttl = block.ttl
-        for key in keys:
-            rrsig = dns.dnssec.sign(
-                rrset,
-                key.private_key,
-                origin,
-                key.dnskey,
-                inception=inception,
-                expiration=expiration,
-                origin=origin,
-                deterministic=True,
-            )
-            made.append((rrset, rrsig))
-            lines.append(_rrsig_line(block.name, block.ttl, rrsig))
+        lines = _sign_block(block, keys, origin, inception, expiration, made)
+        if lines:
             earliest = expiration if earliest is None else min(earliest, expiration)
         return lines
 
@@ -920,25 +904,7 @@ def _patch_signed(previous, unsigned, origin, keyset, now, policy):
         _, blocks = _parse_blocks("".join(new_blocks[key]), origin)
         if len(blocks) != 1:
             return None
-        block = blocks[0]
-        rds = _rdataset(block, origin)
-        rrset = dns.rrset.RRset(block.name, dns.rdataclass.IN, block.rdtype)
-        rrset.update(rds)
-        rrset.ttl = block.ttl
-        sig_lines = []
-        for k in zsks:
-            rrsig = dns.dnssec.sign(
-                rrset,
-                k.private_key,
-                origin,
-                k.dnskey,
-                inception=inception,
-                expiration=expiration,
-                origin=origin,
-                deterministic=True,
-            )
-            made.append((rrset, rrsig))
-            sig_lines.append(_rrsig_line(block.name, block.ttl, rrsig))
+        sig_lines = _sign_block(blocks[0], zsks, origin, inception, expiration, made)
         text = text[:at] + "".join(new_blocks[key]) + "".join(sig_lines) + text[end:]
     expires = min(int(head.get("expires") or expiration), expiration)
     fp = " ".join(keyset.fingerprint(now))
@@ -948,6 +914,30 @@ def _patch_signed(previous, unsigned, origin, keyset, now, policy):
     )
     reused = text.count(" IN RRSIG ") - len(made)
     return Signed(text=first + text, made=made, reused=reused, full=False)
+
+
+def _sign_block(block, keys, origin, inception, expiration, made):
+    """The RRSIG lines of one RRset, one per key (deterministic ECDSA); each signature is
+    appended to ``made`` with its RRset (for :func:`verify_new`)."""
+    rds = getattr(block, "rds", None) or _rdataset(block, origin)  # parsed only to sign
+    rrset = dns.rrset.RRset(block.name, dns.rdataclass.IN, block.rdtype)
+    rrset.update(rds)
+    rrset.ttl = block.ttl
+    lines = []
+    for key in keys:
+        rrsig = dns.dnssec.sign(
+            rrset,
+            key.private_key,
+            origin,
+            key.dnskey,
+            inception=inception,
+            expiration=expiration,
+            origin=origin,
+            deterministic=True,
+        )
+        made.append((rrset, rrsig))
+        lines.append(_rrsig_line(block.name, block.ttl, rrsig))
+    return lines
 
 
 def _types(types):

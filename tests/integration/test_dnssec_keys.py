@@ -18,7 +18,7 @@ import yaml
 
 from harness.svn import SHORT, master_options, served
 from paphosting import daemon, dnssec, dnsserver, haproxy, model, secrets
-from tests.conftest import example_pillar
+from tests.integration.conftest import example_on_loopback
 
 NS, LB = "ns2.paphosting.net", "lb1.paphosting.net"
 ZONE = "paphosting.nl"
@@ -27,21 +27,7 @@ TOP = "base:\n  '*':\n    - paphosting\n"
 
 @pytest.fixture(scope="module")
 def platform(loopback):
-    pillar = example_pillar()
-    pillar.pop("metrics")
-    for lb in pillar["loadbalancers"].values():
-        lb["address"] = loopback.address()
-        lb["http_port"] = loopback.port(lb["address"])
-    for web in pillar["webservers"].values():
-        web["address"] = loopback.address()
-    for ns in pillar["nameservers"].values():
-        ns["address"] = "127.0.0.1" if ns["server"] == "bind" else loopback.address()
-        ns["port"] = loopback.udp_tcp_port(ns["address"])
-        if ns["server"] == "bind":
-            ns["control_port"] = loopback.port("127.0.0.1")
-    for master in pillar["masters"].values():
-        master["address"] = loopback.address()
-    pillar["schedule"]["enabled"] = False
+    pillar = example_on_loopback(loopback)
     pillar["zones"][ZONE]["dnssec"] = True
     return pillar
 
