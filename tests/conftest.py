@@ -88,3 +88,18 @@ class Loopback:
 @pytest.fixture(scope="session")
 def loopback():
     return Loopback()
+
+
+@pytest.fixture(scope="module")
+def gpghome():
+    """A GPG home holding a platform key (``paphosting.secrets``), its agent stopped at the end.
+    Short: gpg-agent's socket lives in it (there is no /run/user here), 108 bytes at most."""
+    import tempfile  # noqa: PLC0415
+
+    from paphosting import secrets  # noqa: PLC0415
+
+    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
+    secrets.generate_key(home)
+    yield home
+    secrets.stop_agent(home)
+    shutil.rmtree(home, ignore_errors=True)
