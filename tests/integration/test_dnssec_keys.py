@@ -6,9 +6,7 @@ ext_pillar, a platform GPG key in its ``gpg_keydir``), and two minions of the ex
 the NSD nameserver ns2 and the load balancer lb1 (which must never see a DNSSEC key).
 """
 
-import shutil
 import subprocess
-import tempfile
 
 import dns.message
 import dns.query
@@ -30,15 +28,6 @@ def platform(loopback):
     pillar = example_on_loopback(loopback)
     pillar["zones"][ZONE]["dnssec"] = True
     return pillar
-
-
-@pytest.fixture(scope="module")
-def gpghome():
-    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
-    secrets.generate_key(home)
-    yield home
-    secrets.stop_agent(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
