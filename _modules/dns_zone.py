@@ -84,9 +84,18 @@ def _members(members, renderer, pillar=None):
 def _keysets(renderer, pillar=None):
     """The DNSSEC key sets of the signed zones, from the secrets pillar the masters publish to
     nameservers only (``paphosting_secrets:dnssec``, docs/dnssec.md)."""
+    signed = getattr(renderer, "dnssec", {})
+    if not signed:
+        return {}
     secrets = (__pillar__ if pillar is None else pillar).get("paphosting_secrets") or {}
     try:
-        return zonesync.keysets_of(secrets.get("dnssec"), getattr(renderer, "dnssec", {}))
+        found = zonesync.keysets_of(secrets.get("dnssec"), signed)
+        if pillar is None and len(found) < len(signed):
+            # The in-memory pillar may predate the keys (a failover renders from the cached
+            # platform and this minion's pillar): ask the master for the current one.
+            fresh = __salt__["pillar.items"](unmask=True).get("paphosting_secrets") or {}
+            found = zonesync.keysets_of(fresh.get("dnssec"), signed)
+        return found
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
