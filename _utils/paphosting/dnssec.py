@@ -469,14 +469,21 @@ def unsigned_text(text):
     """The rendered zone inside a signed zone text (the text itself when it is not signed)."""
     if not is_signed(text):
         return text
-    return _ADDED_RE.sub("", text.split("\n", 1)[1] if "\n" in text else "")
+    return _ADDED_RE.sub("", _body(text))
+
+
+def _body(text):
+    """A signed text without its first line (the signer's record)."""
+    end = text.find("\n")
+    return text[end + 1 :] if end >= 0 else ""
 
 
 def header(text):
     """The signer's record in a signed zone's first line: ``{key: value}`` (empty when unsigned)."""
     if not is_signed(text):
         return {}
-    first = text.split("\n", 1)[0][len(MARK) :]
+    end = text.find("\n")
+    first = text[len(MARK) : end if end >= 0 else len(text)]  # no copy of a big zone
     return dict(item.split("=", 1) for item in first.split() if "=" in item)
 
 
@@ -487,8 +494,7 @@ def _digest(body):
 def intact(text):
     """Whether a signed zone text is what the signer wrote (no hand edit since)."""
     head = header(text)
-    body = text.split("\n", 1)[1] if "\n" in text else ""
-    return bool(head) and head.get("digest") == _digest(body)
+    return bool(head) and head.get("digest") == _digest(_body(text))
 
 
 def window(now, policy):
@@ -878,7 +884,7 @@ def _patch_signed(previous, unsigned, origin, keyset, now, policy):
     if any(k[1] in ("DNSKEY", "CDS", "CDNSKEY", "NS") and k[0] != "@" for k in keys):
         return None  # key material or a delegation: sign in full
     origin_text = origin.to_text()
-    text = previous.split("\n", 1)[1]
+    text = _body(previous)
     made = []
     replaced = 0
     for key in sorted(keys):
