@@ -64,6 +64,10 @@ def _certificates(platform, name):
     goes on. Known only on that load balancer itself."""
     if name != __opts__["id"]:
         return ()
+    return _in_place(platform, name)
+
+
+def _in_place(platform, name):
     root = _root()
     return sorted(
         svc
@@ -530,17 +534,22 @@ def deploy_certificates():
                 f"pillar {':'.join(tls.pillar_path(svc))}: service {svc}: {exc} "
                 "(the certificate in place is kept)"
             )
-    old = files.read(paths["crt_list"])
-    diff = ""
-    if old != plan.crt_list:
-        files.write_checked(paths["crt_list"], plan.crt_list, mode=0o644)
-        diff = files.unified_diff(old, plan.crt_list, paths["crt_list"])
     for svc in plan.removals:
         try:
             os.unlink(core.certificate_path(root, svc))
             done[svc] = changes[svc]
         except FileNotFoundError:
             pass
+    # The bundles really in place (a write haproxy refused left none for a new service).
+    platform = _platform()
+    crt_list = core.render_crt_list(
+        platform, __opts__["id"], _in_place(platform, __opts__["id"]), root
+    )
+    old = files.read(paths["crt_list"])
+    diff = ""
+    if old != crt_list:
+        files.write_checked(paths["crt_list"], crt_list, mode=0o644)
+        diff = files.unified_diff(old, crt_list, paths["crt_list"])
     return {"changes": done, "crt_list": diff, "swapped": sorted(swapped), "errors": errors}
 
 

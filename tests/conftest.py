@@ -103,3 +103,18 @@ def gpghome():
     yield home
     secrets.stop_agent(home)
     shutil.rmtree(home, ignore_errors=True)
+
+
+def master_opts(tmp_path, **extra):
+    """A master's options that load the repository's ext_pillars (``salt.loader.pillars``)."""
+    import salt.config  # noqa: PLC0415
+
+    opts = salt.config.master_config(None)
+    opts.update(
+        cachedir=str(tmp_path / "cache"),
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+        extension_modules=str(tmp_path / "extmods"),
+        **extra,
+    )
+    return opts

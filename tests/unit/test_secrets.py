@@ -7,12 +7,11 @@ import sys
 import tempfile
 
 import pytest
-import salt.config
 import salt.loader
 
 from harness.tlsca import Authority
 from paphosting import secrets
-from tests.conftest import REPO, example_pillar
+from tests.conftest import REPO, example_pillar, master_opts
 
 LB, NS, WEB = "lb1.paphosting.net", "ns1.paphosting.net", "web1.paphosting.net"
 
@@ -100,12 +99,8 @@ def test_fingerprint_is_the_certificates_and_never_shows_the_key(bundle):
 
 @pytest.fixture
 def ext_pillar(tmp_path, tree, gpghome):
-    opts = salt.config.master_config(None)
-    opts.update(
-        cachedir=str(tmp_path / "cache"),
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
-        extension_modules=str(tmp_path / "extmods"),
+    opts = master_opts(
+        tmp_path,
         pillar_roots={"base": [str(tmp_path / "elsewhere"), str(tree)]},
         gpg_keydir=gpghome,
     )
