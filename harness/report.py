@@ -157,6 +157,8 @@ def bench_problems(doc, complete=True):
         _scale(doc, problems)
     if "faults" in doc or complete:
         _faults(doc, problems)
+    if "dnssec" in doc or complete:
+        _dnssec(doc, problems)
     return problems
 
 
@@ -209,6 +211,26 @@ def _faults(doc, problems):
                     f"{path}.{who}",
                     problems,
                 )
+
+
+DNSSEC_ROW = (
+    ("services", int),
+    ("records", int),
+    ("sign_full_s", float),
+    ("verify_s", float),
+    ("failover_unsigned_s", float),
+    ("failover_signed_s", float),
+    ("failover_signatures", int),
+)
+
+
+def _dnssec(doc, problems):
+    """``"dnssec": {"signing": [{"services", "records", "sign_full_s", "verify_s",
+    "failover_unsigned_s", "failover_signed_s", "failover_signatures"}]}``."""
+    part = _field(doc, "dnssec", dict, "", problems)
+    if part is None:
+        return
+    _rows(part, "signing", DNSSEC_ROW, problems, True)
 
 
 def _latency(part, path, problems):

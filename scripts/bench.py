@@ -30,6 +30,10 @@ faults
     a master unreachable from the minions), what a browser-like client (every address in turn)
     and a one-address client see while holding their DNS answer: failed requests and added
     latency p50/p99; and the failover after a power-off beside the one after a kill.
+dnssec
+    Signing (docs/dnssec.md): the zone of 10,000 services and a zone of 100,000 records signed in
+    full, checked with ``dnssec-verify``, and what a nameserver computes for a failover of that
+    zone signed (plan, re-signing the changed RRsets, validating them) beside unsigned (the plan).
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
     harness/peers.py) started beside the platform's nameservers: the same kills, the same
@@ -67,7 +71,8 @@ from paphosting import haproxy, push  # noqa: E402
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers")
+PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers", "dnssec")
+SIGNING_CASES = ((10000, 0), (0, ZONE_RECORDS))
 ZONE_SIZES = (0, 100, 1000, 5000)
 TARGET_RENDER_S = 5.0
 
@@ -108,6 +113,25 @@ def bench_render(repeat):
             f"render {what}: {row['seconds']:.2f} s, peak {row['peak_mb']:.0f} MB ({row['records']} zone records, {row['haproxy_lines']} haproxy.cfg lines)"
         )
     return rows
+
+
+def bench_dnssec():
+    """One row per case of :data:`SIGNING_CASES`, each in a fresh process (harness/signing.py)."""
+    rows = []
+    for services, records in SIGNING_CASES:
+        argv = [sys.executable, __file__, "--signing-worker", str(services), str(records)]
+        res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"signing worker {services}/{records} failed:\n{res.stderr[-3000:]}")
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        log(
+            f"dnssec {row['records']} records: signed in {row['sign_full_s']:.1f} s, "
+            f"dnssec-verify {row['verify_s']:.1f} s; failover computed in "
+            f"{row['failover_signed_s'] * 1000:.0f} ms signed, "
+            f"{row['failover_unsigned_s'] * 1000:.1f} ms unsigned"
+        )
+    return {"signing": rows}
 
 
 # --- the running platform ----------------------------------------------------------------------
@@ -929,6 +953,18 @@ def table(results):
         lines += ["", *peers.table_lines(results["peers"])]
     lines += _fault_lines(results.get("faults") or {})
     lines += _scale_lines(results.get("scale") or {})
+    signing = (results.get("dnssec") or {}).get("signing") or []
+    if signing:
+        lines += [
+            "",
+            "dnssec: full signing and dnssec-verify; a failover's computation, signed vs unsigned",
+            f"{'services':>9} {'records':>8} {'sign s':>8} {'verify s':>9} {'failover signed ms':>19} {'unsigned ms':>12} {'sigs':>5}",
+        ]
+        for r in signing:
+            lines.append(
+                f"{r['services']:>9} {r['records']:>8} {r['sign_full_s']:>8.1f} {r['verify_s']:>9.1f} "
+                f"{r['failover_signed_s'] * 1000:>19.1f} {r['failover_unsigned_s'] * 1000:>12.1f} {r['failover_signatures']:>5}"
+            )
     if results.get("noop_highstate"):
         other = {
             (r["role"], r["services"]): r for r in results.get("noop_highstate_with_autoload", [])
@@ -1228,6 +1264,13 @@ def main(argv=None):
         help="customer zone counts of the scale part",
     )
     parser.add_argument(
+        "--signing-worker",
+        nargs=2,
+        type=int,
+        metavar=("SERVICES", "RECORDS"),
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
         "--render-worker",
         nargs=2,
         type=int,
@@ -1239,6 +1282,11 @@ def main(argv=None):
         from harness import render
 
         print(json.dumps(render.measure(*args.render_worker)))
+        return 0
+    if args.signing_worker:
+        from harness import signing
+
+        print(json.dumps(signing.measure(*args.signing_worker)))
         return 0
     parts = args.part or list(PARTS)
 
@@ -1280,6 +1328,8 @@ def main(argv=None):
         )
     if "scale" in parts:
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
+    if "dnssec" in parts:
+        attempt("dnssec", lambda: results.update(dnssec=bench_dnssec()))
     if "noop" in parts:
         attempt("noop", lambda: results.update(noop_highstate=bench_noop()))
         attempt(

@@ -84,6 +84,19 @@ def bench_doc():
                 },
             },
         },
+        "dnssec": {
+            "signing": [
+                {
+                    "services": 10000,
+                    "records": 10013,
+                    "sign_full_s": 40.0,
+                    "verify_s": 5.0,
+                    "failover_unsigned_s": 0.002,
+                    "failover_signed_s": 0.2,
+                    "failover_signatures": 3,
+                }
+            ]
+        },
         "machine": {"cpus": 2},
     }
 
@@ -181,6 +194,12 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
         (lambda d: d["client_errors"].pop("lb_kill"), "client_errors.lb_kill is missing"),
         (lambda d: d.update(client_errors=[0, 0]), "client_errors must be a mapping, got [0, 0]"),
         (lambda d: d.pop("peers"), "peers is missing"),
+        (lambda d: d.pop("dnssec"), "dnssec is missing"),
+        (lambda d: d["dnssec"].update(signing=[]), "signing must not be empty"),
+        (
+            lambda d: d["dnssec"]["signing"][0].update(failover_signatures=3.0),
+            "signing[0].failover_signatures must be an integer, got 3.0",
+        ),
         (lambda d: d["peers"]["systems"].pop("gdnsd"), "peers.systems.gdnsd is missing"),
         (
             lambda d: d["peers"]["systems"]["pdns"]["recovery"].pop("p95_s"),
@@ -206,6 +225,7 @@ def test_a_partial_bench_run_may_leave_lists_empty():
     doc.pop("peers")
     doc.pop("scale")
     doc.pop("faults")
+    doc.pop("dnssec")
     assert report.bench_problems(doc, complete=False) == []
 
 
