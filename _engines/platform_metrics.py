@@ -20,11 +20,10 @@ import logging
 import os
 import time
 
-import salt.pillar
 import salt.utils.event
-import salt.utils.minions
 
-from paphosting import metrics, platformcache, rotation
+from paphosting import metrics, pillarcompile, rotation
+from paphosting.errors import PapError
 from paphosting.push import Store
 
 try:
@@ -47,19 +46,17 @@ def __virtual__():
 
 def _platform(opts):
     """The platform from the pillar of the first accepted minion (the one platform of this
-    master's pillar tree, compiled without ext_pillars), or None while there is none."""
+    master's pillar tree, :func:`paphosting.pillarcompile.minion_platform`), or None while there
+    is none."""
     pki = os.path.join(opts["pki_dir"], "minions")
     accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
     if not accepted:
         return None
-    minion_id = accepted[0]
-    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, opts)
-    pillar = salt.pillar.Pillar(
-        dict(opts, ext_pillar=[]), grains or {"fqdn": minion_id}, minion_id, "base"
-    ).compile_pillar()
-    if pillar.get("_errors") or not pillar.get("paphosting"):
+    try:
+        return pillarcompile.minion_platform(opts, accepted[0])[0]
+    except PapError as exc:
+        log.debug("platform_metrics: no platform in %s's pillar: %s", accepted[0], exc)
         return None
-    return platformcache.load(pillar["paphosting"]).platform
 
 
 def _listener(platform, opts):
@@ -113,10 +110,14 @@ def start(refresh=30):
             due = refresh if current["platform"] is not None else min(refresh, 5)
             if time.monotonic() - looked >= due:
                 looked = time.monotonic()
-                try:
-                    current["platform"] = _platform(opts) or current["platform"]
-                except Exception as exc:  # noqa: BLE001 - keep serving the last one known
-                    log.warning("platform_metrics: the platform pillar does not load: %s", exc)
+                # A compile only when the pillar tree changed (megabytes at a hoster's size).
+                gen = pillarcompile.generation(opts)
+                if current["platform"] is None or gen != current.get("generation"):
+                    try:
+                        current["platform"] = _platform(opts) or current["platform"]
+                        current["generation"] = gen
+                    except Exception as exc:  # noqa: BLE001 - keep serving the last one known
+                        log.warning("platform_metrics: the platform pillar does not load: %s", exc)
                 platform = current["platform"]
                 if platform is not None:
                     observer.nameservers = set(platform.nameservers)

@@ -60,22 +60,8 @@ _configs_lock = threading.Lock()
 
 
 def _generation():
-    """What changes whenever this master's pillar can have changed: every file under its
-    ``pillar_roots`` (their paths, as symlinks resolve, sizes and modification times). A push or
-    sync swaps the ``live`` symlink to a new revision; a hand edit changes a file."""
-    seen = []
-    for root in (__opts__.get("pillar_roots") or {}).get("base", []):
-        real = os.path.realpath(root)
-        for folder, dirs, names in os.walk(real, followlinks=True):
-            dirs.sort()
-            for name in sorted(names):
-                path = os.path.join(folder, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue
-                seen.append((path, st.st_size, st.st_mtime_ns))
-    return tuple(seen)
+    """This master's pillar generation (:func:`paphosting.pillarcompile.generation`)."""
+    return pillarcompile.generation(__opts__)
 
 
 def _config(minion_id=None):

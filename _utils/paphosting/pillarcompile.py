@@ -21,6 +21,26 @@ from paphosting import model, platformcache, push
 from paphosting.errors import PapError
 
 
+def generation(opts):
+    """What changes whenever a master's pillar can have changed: every file under its
+    ``pillar_roots`` (their paths, as symlinks resolve, sizes and modification times). A push or
+    sync swaps the ``live`` symlink to a new revision; a hand edit changes a file. Cheap enough
+    to ask at every health report; a compile is not."""
+    seen = []
+    for root in (opts.get("pillar_roots") or {}).get("base", []):
+        real = os.path.realpath(root)
+        for folder, dirs, names in os.walk(real, followlinks=True):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                seen.append((path, st.st_size, st.st_mtime_ns))
+    return tuple(seen)
+
+
 def minion_platform(opts, minion_id):
     """The platform model from ``minion_id``'s pillar as the master serves it (compiled here,
     without ext_pillars; parsed once per pillar digest, :mod:`paphosting.platformcache`), and the
