@@ -1,0 +1,181 @@
+"""Certificates from an ACME CA (RFC 8555) through DNS-01, with certbot's ``acme`` library.
+
+No Salt here: :func:`issue` takes the CA's directory, the account key and the names, and two
+callables that publish and withdraw the challenge TXT records (the ``tls`` runner sends them to
+every nameserver and waits until each one serves them). Keys are ECDSA P-256.
+"""
+
+import datetime
+import hashlib
+
+import josepy as jose
+from acme import challenges as acme_challenges
+from acme import client, crypto_util, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from paphosting import challenges
+from paphosting.errors import PapError
+
+USER_AGENT = "paphosting-salt"
+
+
+class CaError(PapError):
+    """The CA could not be reached, refused a request, or a challenge failed."""
+
+
+def new_key():
+    """A new ECDSA P-256 private key, as PKCS#8 PEM text."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _load_key(pem):
+    return serialization.load_pem_private_key(pem.encode(), password=None)
+
+
+def key_fingerprint(pem):
+    """``sha256:<16 hex>`` of a private key's public half: what logs and status show."""
+    public = _load_key(pem).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()[:16]
+
+
+def certificate_info(chain_pem):
+    """What the status shows of a certificate chain (its first certificate): ``names``,
+    ``issuer``, ``not_before``, ``not_after`` (epoch seconds), ``fingerprint``, ``serial``."""
+    try:
+        cert = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    except (ValueError, IndexError) as exc:
+        raise CaError(f"not a PEM certificate chain: {exc}") from None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    issuer = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return {
+        "names": sorted(names),
+        "issuer": issuer[0].value if issuer else cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.timestamp(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+        "fingerprint": "sha256:" + cert.fingerprint(hashes.SHA256()).hex()[:16],
+        "serial": format(cert.serial_number, "x"),
+    }
+
+
+def renewal_due(info, now, fraction):
+    """Whether a certificate (:func:`certificate_info`) has less than ``fraction`` of its lifetime
+    left at ``now``."""
+    lifetime = info["not_after"] - info["not_before"]
+    return info["not_after"] - now < fraction * lifetime
+
+
+class Ca:
+    """One ACME CA, spoken to with one account key (registered on first use, found again after).
+
+    directory
+        The directory URL.
+    account_key
+        The account's private key, PEM (:func:`new_key`).
+    email
+        The account's contact, or None.
+    ca_bundle
+        A CA file to verify the directory's own HTTPS with (a test CA); None: the system's.
+    timeout
+        Seconds per HTTP request.
+    """
+
+    def __init__(self, directory, account_key, email=None, ca_bundle=None, timeout=30):
+        self.directory_url = directory
+        self.jwk = jose.JWKEC(key=_load_key(account_key))
+        self.email = email
+        net = client.ClientNetwork(
+            self.jwk,
+            alg=jose.ES256,
+            verify_ssl=ca_bundle or True,
+            user_agent=USER_AGENT,
+            timeout=timeout,
+        )
+        try:
+            self.client = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
+            self._register()
+        except (errors.Error, messages.Error, OSError) as exc:
+            raise CaError(f"the ACME CA at {directory} cannot be used: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - requests' connection errors and the like
+            raise CaError(f"the ACME CA at {directory} cannot be reached: {exc}") from None
+
+    def _register(self):
+        new = messages.NewRegistration.from_data(email=self.email, terms_of_service_agreed=True)
+        try:
+            self.client.new_account(new)
+        except errors.ConflictError as exc:
+            # The key is registered already: carry on with that account.
+            regr = messages.RegistrationResource(uri=exc.location, body=messages.Registration())
+            self.client.net.account = regr
+            self.client.net.account = self.client.query_registration(regr)
+
+    def issue(self, names, key, publish, withdraw, timeout=120):
+        """A certificate for ``names`` (the first is the subject) with private key ``key`` (PEM).
+
+        ``publish({owner fqdn: [TXT values]})`` must return only once every nameserver serves
+        the records; ``withdraw()`` is called afterwards whatever happened. Returns the full
+        chain, PEM. Raises :class:`CaError` naming the name and the CA's reason.
+        """
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
+        csr = crypto_util.make_csr(key.encode(), list(names))
+        try:
+            order = self.client.new_order(csr)
+            records, answers = {}, []
+            for authz in order.authorizations:
+                if authz.body.status == messages.STATUS_VALID:
+                    continue  # the CA reuses a recent validation
+                chall = next(
+                    (
+                        c
+                        for c in authz.body.challenges
+                        if isinstance(c.chall, acme_challenges.DNS01)
+                    ),
+                    None,
+                )
+                name = authz.body.identifier.value
+                if chall is None:
+                    raise CaError(f"the CA offers no dns-01 challenge for {name}")
+                owner = challenges.owner_of(name)
+                records.setdefault(owner, []).append(chall.chall.validation(self.jwk))
+                answers.append(chall)
+        except (errors.Error, messages.Error) as exc:
+            raise CaError(f"the CA refused the order for {', '.join(names)}: {exc}") from None
+        except CaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection errors
+            raise CaError(f"the CA at {self.directory_url} cannot be reached: {exc}") from None
+        try:
+            if records:
+                publish(records)
+            for chall in answers:
+                self.client.answer_challenge(chall, chall.chall.response(self.jwk))
+            order = self.client.poll_and_finalize(order, deadline)
+        except errors.ValidationError as exc:
+            raise CaError(f"the CA could not validate: {exc}") from None
+        except errors.TimeoutError as exc:
+            raise CaError(f"the CA did not finish within {timeout} s: {exc}") from None
+        except (errors.Error, messages.Error) as exc:
+            raise CaError(f"the CA refused: {exc}") from None
+        except CaError:
+            raise
+        except PapError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection errors
+            raise CaError(f"the CA at {self.directory_url} cannot be reached: {exc}") from None
+        finally:
+            if records:
+                withdraw()
+        return order.fullchain_pem
