@@ -48,7 +48,7 @@ from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
 from harness.wait import Timeout, wait_until
-from paphosting import daemon, dnsserver, haproxy, model
+from paphosting import daemon, dnsserver, haproxy, model, secrets
 from paphosting.paths import under
 
 BIN = pathlib.Path(sys.executable).parent
@@ -191,6 +191,11 @@ class Master:
         return self.conf_dir / "master"
 
     @property
+    def gpg_keydir(self):
+        """Where this master holds the platform's GPG key (docs/tls.md, "Secrets")."""
+        return self.root / "gpgkeys"
+
+    @property
     def log_file(self):
         return self.root / "log" / "master"
 
@@ -221,6 +226,7 @@ class Master:
                 "auto_accept": False,
                 "file_roots": {"base": [str(lab.file_root), *lab.extra_file_roots]},
                 "paphosting_rotation_state": str(self.cachedir / "paphosting" / "rotation.json"),
+                "gpg_keydir": str(self.gpg_keydir),
             }
         )
         if lab.svn is not None:
@@ -574,6 +580,7 @@ class Lab:
         else:
             self.write_pillar(self.pillar)
         self._keys()
+        self._gpg_keys()
         for m in self.masters.values():
             m.write()
             m.start()
@@ -624,6 +631,23 @@ class Lab:
             for m in self.masters.values():
                 (m.root / "pki" / "minions" / mid).write_text(public)
 
+    def _gpg_keys(self):
+        """One platform GPG key pair (the secrets' key), made once and held by every master, as
+        ``scripts/provision-second-master`` copies it in production."""
+        first, *others = self.masters.values()
+        self.gpg_fingerprint = secrets.generate_key(str(first.gpg_keydir))
+        secrets.stop_agent(str(first.gpg_keydir))
+        for m in others:
+            shutil.copytree(
+                first.gpg_keydir,
+                m.gpg_keydir,
+                ignore=shutil.ignore_patterns("S.*", "*.lock", ".#*"),
+            )
+
+    def encrypt(self, text):
+        """``text`` encrypted to the platform key: what a secret's file in Subversion holds."""
+        return secrets.encrypt(text, str(next(iter(self.masters.values())).gpg_keydir))
+
     def wait_minions(self, masters=None, minions=None, timeout=120):
         """Wait until every minion answers ``test.ping`` from every (running) master."""
         ids = sorted(minions or self.minions)
@@ -668,6 +692,9 @@ class Lab:
                 lines.append("stopped svnserve")
         if self.prometheus is not None and self.prometheus.stop():
             lines.append("stopped prometheus")
+        for m in self.masters.values():
+            if m.gpg_keydir.is_dir():
+                secrets.stop_agent(str(m.gpg_keydir))
         for pidfile, pid, cmd in processes.sweep(self.base):
             lines.append(
                 f"stopped pid {pid}: {os.path.basename(cmd.split()[0]) if cmd else '?'} ({os.path.relpath(pidfile, self.base)})"

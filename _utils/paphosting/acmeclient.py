@@ -6,7 +6,6 @@ every nameserver and waits until each one serves them). Keys are ECDSA P-256.
 """
 
 import datetime
-import hashlib
 
 import josepy as jose
 from acme import challenges as acme_challenges
@@ -39,15 +38,6 @@ def _load_key(pem):
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
-def key_fingerprint(pem):
-    """``sha256:<16 hex>`` of a private key's public half: what logs and status show."""
-    public = _load_key(pem).public_key()
-    der = public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(der).hexdigest()[:16]
-
-
 def certificate_info(chain_pem):
     """What the status shows of a certificate chain (its first certificate): ``names``,
     ``issuer``, ``not_before``, ``not_after`` (epoch seconds), ``fingerprint``, ``serial``."""
@@ -69,13 +59,6 @@ def certificate_info(chain_pem):
         "fingerprint": "sha256:" + cert.fingerprint(hashes.SHA256()).hex()[:16],
         "serial": format(cert.serial_number, "x"),
     }
-
-
-def renewal_due(info, now, fraction):
-    """Whether a certificate (:func:`certificate_info`) has less than ``fraction`` of its lifetime
-    left at ``now``."""
-    lifetime = info["not_after"] - info["not_before"]
-    return info["not_after"] - now < fraction * lifetime
 
 
 class Ca:

@@ -1,7 +1,8 @@
 """The Subversion client the masters use: the ``svn`` command line, wrapped.
 
 Salt ships no Subversion pillar and pysvn is not on PyPI, so the masters run ``svn`` itself
-(``svn info --xml``, ``svn log --xml``, ``svn export``, ``svn propset --revprop``). Every call is
+(``svn info --xml``, ``svn log --xml``, ``svn export``, ``svn propset --revprop``, ``svn lock``,
+and ``svnmucc`` to commit a file without a working copy). Every call is
 non-interactive, has a timeout, and turns svn's error codes into errors an admin can act on:
 
 * :class:`Unreachable`: the server does not answer (refused, unknown host, timeout);
@@ -14,6 +15,7 @@ non-interactive, has a timeout, and turns svn's error codes into errors an admin
 import os
 import re
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -62,6 +64,13 @@ class Denied(SvnError):
 
     def __str__(self):
         return f"Subversion refused to {self.what} {self.url}: {self.detail}"
+
+
+class Locked(SvnError):
+    """The file is locked by someone else (``svn lock``)."""
+
+    def __str__(self):
+        return f"Subversion: {self.url} is locked: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -201,8 +210,8 @@ class Client:
         self.config_dir = config_dir
         self.binary = binary
 
-    def _run(self, what, url, args, timeout=None):
-        cmd = [self.binary, "--non-interactive"]
+    def _run(self, what, url, args, timeout=None, binary=None):
+        cmd = [binary or self.binary, "--non-interactive"]
         if self.config_dir:
             cmd += ["--config-dir", self.config_dir]
         stdin = None
@@ -309,3 +318,74 @@ class Client:
             f"{self.url} r{rev}",
             ["propset", "--revprop", "-r", str(rev), PUSHED, value, self.url],
         )
+
+    def cat(self, path, rev=None):
+        """The text of the file ``path`` at ``rev`` (HEAD by default), or None when it does not
+        exist there."""
+        url = join(self.url, path)
+        try:
+            return self._run("read", url, ["cat", self._peg(url, rev)])
+        except NotFound:
+            return None
+
+    def put(self, texts, message, base=None):
+        """Commit ``texts`` (``{path: text}``) in one revision, without a working copy (``svnmucc``),
+        creating missing folders; the new revision's number. ``base``: the revision the change was
+        decided on; the commit fails (:class:`SvnError`) when a file it adds appeared since."""
+        args = ["-m", message]
+        if base is not None:
+            args += ["-r", str(base)]
+        folders = sorted({os.path.dirname(p) for p in texts if os.path.dirname(p)})
+        missing = []
+        for folder in folders:
+            parts = folder.split("/")
+            for i in range(1, len(parts) + 1):
+                sub = "/".join(parts[:i])
+                if sub in missing:
+                    continue
+                try:
+                    self.info(sub)
+                except NotFound:
+                    missing.append(sub)
+        for folder in missing:
+            args += ["mkdir", join(self.url, folder)]
+        with tempfile.TemporaryDirectory(prefix="paphosting-svn-") as tmp:
+            for i, (path, text) in enumerate(sorted(texts.items())):
+                src = os.path.join(tmp, str(i))
+                with open(src, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                args += ["put", src, join(self.url, path)]
+            out = self._run("commit to", self.url, args, binary="svnmucc")
+        match = re.search(r"^r(\d+) committed", out, re.MULTILINE)
+        return int(match.group(1)) if match else self.info().number
+
+    def lock_info(self, path):
+        """``{"owner", "comment", "created"}`` of the lock on ``path``, or None when unlocked."""
+        url = join(self.url, path)
+        out = self._run("read", url, ["info", "--xml", url])
+        try:
+            lock = ET.fromstring(out).find("./entry/lock")
+        except ET.ParseError as exc:
+            raise SvnError("read", url, f"unexpected answer from svn info: {exc}") from None
+        if lock is None:
+            return None
+        return {k: (lock.findtext(k) or "").strip() for k in ("owner", "comment", "created")}
+
+    def lock(self, path, comment, steal=False):
+        """Lock the file ``path`` (``svn lock``); ``steal`` takes another holder's lock over. Raises
+        :class:`Locked` when it is locked already (and not stolen)."""
+        url = join(self.url, path)
+        args = ["lock", "-m", comment] + (["--force"] if steal else []) + [url]
+        try:
+            out = self._run("lock", url, args)
+        except SvnError as exc:
+            if "already locked" in exc.detail:
+                raise Locked("lock", url, exc.detail) from None
+            raise
+        if "locked by user" not in out:
+            raise Locked("lock", url, out.strip() or "locked by someone else")
+
+    def unlock(self, path):
+        """Release the lock on ``path`` whoever holds it."""
+        url = join(self.url, path)
+        self._run("unlock", url, ["unlock", "--force", url])
