@@ -9,7 +9,7 @@ during an issuance keeps them and one after it removes them. See ``docs/tls.md``
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import challenges
+from paphosting import challenges, platformcache
 from paphosting.errors import PapError
 
 __virtualname__ = "acme_challenge"
@@ -48,15 +48,18 @@ def apply(challenge_set):
     except (OSError, PapError) as exc:
         raise CommandExecutionError(f"cannot hold the challenge set: {exc}") from exc
     now = challenges.live_records(held)
-    zones = __salt__["dns_zone.names"]()
+    # Compiled now, from the master that sent this job: the in-memory pillar may predate the
+    # last push (as for rotation.apply).
+    pillar = __salt__["pillar.items"](unmask=True)
     try:
+        zones = platformcache.load(pillar.get("paphosting"), __opts__["cachedir"]).zone_names
         touched = set(challenges.zones_of(zones, before)) | set(challenges.zones_of(zones, now))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     out = {"held": held["version"], "replaced": replaced, "records": now, "zones": {}}
     if not touched:
         return out
-    done = __salt__["dns_zone.apply_all"](zones=sorted(touched))
+    done = __salt__["dns_zone.apply_all"](zones=sorted(touched), pillar=pillar)
     errors = []
     for zone, entry in done.items():
         out["zones"][zone] = {k: entry.get(k) for k in ("serial", "written", "reloaded", "error")}

@@ -300,10 +300,10 @@ def _run(services, force, wait):
         now = time.time()
         due = []
         for service in wanted:
-            wait = certstate.waiting(state["services"].get(service), now)
-            if wait and not force:
+            backoff = certstate.waiting(state["services"].get(service), now)
+            if backoff and not force:
                 out[service] = (
-                    f"waiting {wait:.0f} s after: {state['services'][service]['last_error']}"
+                    f"waiting {backoff:.0f} s after: {state['services'][service]['last_error']}"
                 )
             else:
                 due.append(service)
@@ -366,6 +366,14 @@ def _run(services, force, wait):
     return {"result": ok, "comment": _lines(out)}
 
 
+def _finish(ret):
+    """The runner's return; ``salt-run`` exits non-zero on a failure."""
+    if not ret["result"]:
+        __context__["retcode"] = 1
+        ret["retcode"] = 1
+    return ret
+
+
 def _lines(out):
     return "\n".join(f"{k}: {v}" for k, v in out.items())
 
@@ -390,10 +398,7 @@ def issue(service=None, force=False):
         salt-run tls.issue service=www force=True
     """
     services = [s.strip() for s in str(service).split(",") if s.strip()] if service else None
-    ret = _run(services, bool(force), wait=True)
-    if not ret["result"]:
-        __context__["retcode"] = 1
-    return ret
+    return _finish(_run(services, bool(force), wait=True))
 
 
 def renew():
@@ -409,10 +414,7 @@ def renew():
 
         salt-run tls.renew
     """
-    ret = _run(None, False, wait=False)
-    if not ret["result"]:
-        __context__["retcode"] = 1
-    return ret
+    return _finish(_run(None, False, wait=False))
 
 
 def status():

@@ -4,7 +4,8 @@
 ``cryptography``: :attr:`Pebble.server_ca` is the file a client verifies the ACME server with,
 ``paphosting:acme:ca_bundle``), validating DNS-01 against one of the platform's own nameservers
 (``-dnsserver``). ``PEBBLE_VA_NOSLEEP=1`` takes out the artificial validation delays; nothing
-makes validation always succeed. Pebble makes a new root at every start: :meth:`Pebble.root` reads
+makes validation always succeed, and ``PEBBLE_AUTHZREUSE=0`` has every order validated afresh
+through our nameservers. Pebble makes a new root at every start: :meth:`Pebble.root` reads
 it from the management API, to verify issued chains with.
 
 .. code-block:: python
@@ -75,7 +76,14 @@ class Pebble:
         self.port = port
         self.management_port = port + 1
         self.dns = dns
-        self.env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", **(env or {})}
+        # Every order is validated afresh (Pebble otherwise reuses a valid authorization half the
+        # time, and an issuance would not always go through our nameservers).
+        self.env = {
+            "PEBBLE_VA_NOSLEEP": "1",
+            "PEBBLE_WFE_NONCEREJECT": "0",
+            "PEBBLE_AUTHZREUSE": "0",
+            **(env or {}),
+        }
         self.process = None
         self.server_ca = self.folder / "server.pem"
 

@@ -188,7 +188,11 @@ def test_status_table(platform):
 
 def test_keys_only_on_load_balancers(platform):
     lab = platform.lab
-    pillars = lab.salt(sorted(lab.minions), "pillar.get", "paphosting_secrets")
+    # Compiled now (pillar.items), not the in-memory pillar of before the push.
+    pillars = {
+        m: p.get("paphosting_secrets")
+        for m, p in lab.salt(sorted(lab.minions), "pillar.items", unmask=True).items()
+    }
     for minion, got in pillars.items():
         if minion in LBS:
             assert sorted(got["tls"]) == ["shop", "www"], minion
@@ -200,16 +204,17 @@ def test_keys_only_on_load_balancers(platform):
         assert "acme" not in (pillars[minion] or {})
 
 
-def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform):
+def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform, tmp_path):
     lab = platform.lab
     nl = lab.masters["nl"]
     old = platform.live_fingerprint("ch", "shop")
     # NL starts a forced renewal of shop; the machine dies (master and runner) as soon as its
     # challenge records reach a nameserver: in the middle of the issuance, holding the lock.
+    out = (tmp_path / "nl-runner.log").open("w")
     runner = subprocess.Popen(
         [str(BIN / "salt-run"), "-c", str(nl.conf_dir), "tls.issue", "service=shop", "force=True"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -219,9 +224,12 @@ def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform):
             interval=0.01,
             message="NL's challenge records on a nameserver",
         )
+    except AssertionError:
+        pytest.fail(f"NL's runner: {(tmp_path / 'nl-runner.log').read_text()}")
     finally:
         os.killpg(runner.pid, signal.SIGKILL)
         runner.wait()
+        out.close()
     nl.stop()
     lock = lab.svn._svn("info", f"{lab.svn.url}/pillar/secrets/acme/account.asc")
     assert "Lock Comment" in lock and "nl " in lock, lock
@@ -245,7 +253,7 @@ def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform):
         90,
         message="NL to make CH's certificate live by its sync",
     )
-    pillars = lab.salt(sorted(LBS), "pillar.items", master="nl")
+    pillars = lab.salt(sorted(LBS), "pillar.items", master="nl", unmask=True)
     for lb, pillar in pillars.items():
         bundle = pillar["paphosting_secrets"]["tls"]["shop"]
         assert acmeclient.certificate_info(bundle)["fingerprint"] == new, lb
