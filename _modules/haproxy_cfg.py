@@ -9,9 +9,11 @@ Salt's ``service`` module on the ``haproxy`` unit, ``process`` runs haproxy as a
 process with a pidfile under the minion option ``paphosting_root``.
 """
 
+import os
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from paphosting import files, model, platformcache
+from paphosting import files, model, platformcache, secrets, tls
 from paphosting import haproxy as core
 from paphosting.errors import PapError
 
@@ -48,6 +50,18 @@ def _loadbalancer(platform, lb=None):
 
 def _mode():
     return _loadbalancer(_platform()).service_mode
+
+
+def _published():
+    """This minion's bundles (``paphosting_secrets:tls``, load balancers only)."""
+    return (__pillar__.get(secrets.PILLAR_KEY) or {}).get(tls.KIND) or {}
+
+
+def _certificates(platform, name):
+    """The services ``name`` has a certificate for: known only on that load balancer itself."""
+    if name != __opts__["id"]:
+        return ()
+    return sorted(tls.wanted(platform, name, _published()))
 
 
 def layout():
@@ -97,7 +111,7 @@ def render(lb=None):
     platform = _platform()
     name = lb or __opts__["id"]
     try:
-        return core.render(platform, name, _root())
+        return core.render(platform, name, _root(), _certificates(platform, name))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -156,7 +170,7 @@ def validate(lb=None):
     out, errors = {}, []
     for name in names:
         try:
-            text = core.render(platform, name, _root())
+            text = core.render(platform, name, _root(), _certificates(platform, name))
             core.check_text(text)
             out[name] = f"valid ({len(text.splitlines())} lines, haproxy -c accepts it)"
         except PapError as exc:
@@ -395,3 +409,152 @@ def servers():
         return core.servers(layout()["admin_socket"])
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
+
+
+# --- certificates (docs/tls.md) ---------------------------------------------------------------
+
+
+def _deployed(root):
+    folder = core.layout(root)["certs_dir"]
+    out = {}
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return out
+    for fname in names:
+        if fname.endswith(".pem") and not fname.startswith("."):
+            out[fname[: -len(".pem")]] = files.read(os.path.join(folder, fname))
+    return out
+
+
+def _plan():
+    platform = _platform()
+    lb = _loadbalancer(platform)
+    root = _root()
+    try:
+        roots = tls.load_roots(platform.tls.get("trusted_roots", ()))
+        return tls.plan(platform, lb.name, _published(), _deployed(root), roots, root)
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def certificate_plan():
+    """
+    What this load balancer's certificates need, from its pillar (``paphosting_secrets:tls``)
+    and the bundles in place; nothing is written. Fingerprints only, never a key.
+
+    Returns ``{"changes": {service: {"old", "new"}}, "crt_list": diff, "errors": [...],
+    "unchanged": {service: fingerprint}}``. A bundle that would be written is checked first (key
+    matches, chain complete, names cover the service's hostnames, valid now): each refused one
+    is an error naming the service and its pillar path.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call haproxy_cfg.certificate_plan
+    """
+    plan = _plan()
+    path = layout()["crt_list"]
+    old = files.read(path)
+    return {
+        "changes": plan.changes(),
+        "crt_list": files.unified_diff(old, plan.crt_list, path) if old != plan.crt_list else "",
+        "errors": [str(e) for e in plan.errors],
+        "errors_text": plan.errors_text(),
+        "unchanged": plan.unchanged,
+    }
+
+
+def _in_running(paths, path):
+    """Whether the running haproxy loaded the bundle ``path`` (False when it does not run)."""
+    if not os.path.exists(paths["admin_socket"]):
+        return False
+    try:
+        return core.loaded_certificate(paths["admin_socket"], path) is not None
+    except PapError:
+        return False
+
+
+def deploy_certificates():
+    """
+    Put this load balancer's certificates in place: each changed bundle is checked
+    (:py:func:`certificate_plan`), then loaded by ``haproxy -c`` from a temporary file beside
+    its place, then, when the running haproxy already serves that file, swapped in its memory
+    through the runtime API (``set ssl cert`` and ``commit ssl cert`` on the admin socket: no
+    reload, no connection touched), and only then renamed into place (mode 0600). A new
+    service's bundle is loaded by the reload its haproxy.cfg change brings. The crt-list is
+    rewritten, bundles of services gone are removed.
+
+    Returns ``{"changes", "crt_list", "swapped", "errors"}``; a refused bundle leaves the one in
+    place (and in memory) as it was.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call haproxy_cfg.deploy_certificates
+    """
+    plan = _plan()
+    paths = layout()
+    root = _root()
+    errors = [str(e) for e in plan.errors]
+    swapped, done = [], {}
+    changes = plan.changes()
+    os.makedirs(paths["certs_dir"], mode=0o700, exist_ok=True)
+    for svc, cert in plan.updates.items():
+        path = core.certificate_path(root, svc)
+
+        def check(tmp, path=path, cert=cert, svc=svc):
+            core.check_certificate(tmp)
+            if _in_running(paths, path):
+                core.set_certificate(paths["admin_socket"], path, cert.bundle, cert.sha1)
+                swapped.append(svc)
+
+        try:
+            files.write_checked(path, cert.bundle, check=check, mode=0o600)
+            done[svc] = changes[svc]
+        except (PapError, OSError) as exc:
+            errors.append(
+                f"pillar {':'.join(tls.pillar_path(svc))}: service {svc}: {exc} "
+                "(the certificate in place is kept)"
+            )
+    old = files.read(paths["crt_list"])
+    diff = ""
+    if old != plan.crt_list:
+        files.write_checked(paths["crt_list"], plan.crt_list, mode=0o644)
+        diff = files.unified_diff(old, plan.crt_list, paths["crt_list"])
+    for svc in plan.removals:
+        try:
+            os.unlink(core.certificate_path(root, svc))
+            done[svc] = changes[svc]
+        except FileNotFoundError:
+            pass
+    return {"changes": done, "crt_list": diff, "swapped": sorted(swapped), "errors": errors}
+
+
+def certificates():
+    """
+    The certificate of each service on this load balancer: in place (fingerprint, names,
+    issuer, not after) and what the running haproxy serves (SHA-1, as ``show ssl cert``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call haproxy_cfg.certificates
+    """
+    paths = layout()
+    out = {}
+    for svc, text in _deployed(_root()).items():
+        path = core.certificate_path(_root(), svc)
+        info = tls.describe(text)
+        served = None
+        if os.path.exists(paths["admin_socket"]):
+            try:
+                served = core.loaded_certificate(paths["admin_socket"], path)
+            except PapError:
+                served = None
+        info["served_sha1"] = served
+        out[svc] = info
+    return out

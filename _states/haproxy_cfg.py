@@ -121,6 +121,86 @@ def managed(name, lb=None, user="root", group="root", mode="0644"):
     return ret
 
 
+def _certificate_lines(changes, swapped=()):
+    lines = []
+    for svc, change in changes.items():
+        if change["new"] is None:
+            lines.append(f"{svc}: certificate {change['old']} removed")
+            continue
+        how = (
+            "swapped in the running haproxy (runtime API)"
+            if svc in swapped
+            else "loaded by haproxy at its next (re)load"
+        )
+        old = f"{change['old']} -> " if change["old"] else ""
+        lines.append(f"{svc}: certificate {old}{change['new']} ({how})")
+    return lines
+
+
+def certificates(name):
+    """
+    Each service's certificate in place on this load balancer, from its pillar
+    (``paphosting_secrets:tls``, the bundles of ``secrets/tls/<service>.asc``; docs/tls.md).
+
+    name
+        A label.
+
+    A bundle that would change is checked first: the key matches the certificate, the chain is
+    complete up to a trusted root, the names cover every hostname of the service, it is valid
+    now, and ``haproxy -c`` loads it. A refused bundle fails the state with an error naming the
+    service and its pillar path, and the certificate in place (and the one haproxy serves) is
+    kept. A changed certificate haproxy already serves is swapped in its memory through the
+    runtime API, without a reload; a new one is loaded by the reload its configuration change
+    brings. ``changes`` show fingerprints, never a key.
+
+    .. code-block:: yaml
+
+        loadbalancer-tls-certificates:
+          haproxy_cfg.certificates:
+            - name: haproxy certificates
+    """
+    ret = {"name": name, "result": False, "changes": {}, "comment": ""}
+    try:
+        plan = __salt__["haproxy_cfg.certificate_plan"]()
+        changes = {}
+        if plan["changes"]:
+            changes["certificates"] = plan["changes"]
+        if plan["crt_list"]:
+            changes["crt_list"] = {"diff": plan["crt_list"]}
+        if not changes:
+            if plan["errors"]:
+                ret["comment"] = plan["errors_text"]
+            else:
+                ret.update(
+                    result=True,
+                    comment=f"{len(plan['unchanged'])} certificate(s) in place, up to date",
+                )
+            return ret
+        if __opts__["test"]:
+            lines = _certificate_lines(plan["changes"])
+            if plan["errors"]:
+                ret.update(changes=changes, comment="\n".join([plan["errors_text"], *lines]))
+                return ret
+            ret.update(result=None, changes=changes, comment="would change:\n" + "\n".join(lines))
+            return ret
+        done = __salt__["haproxy_cfg.deploy_certificates"]()
+        changes = {}
+        if done["changes"]:
+            changes["certificates"] = done["changes"]
+        if done["crt_list"]:
+            changes["crt_list"] = {"diff": done["crt_list"]}
+        lines = _certificate_lines(done["changes"], done["swapped"])
+        ret.update(
+            result=not done["errors"],
+            changes=changes,
+            comment="\n".join([*done["errors"], *lines]) or "crt-list updated",
+        )
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        # An invalid pillar or an unreadable bundle in place: nothing was written.
+        ret["comment"] = f"{name}: {exc}\nThe certificates in place were left unchanged."
+    return ret
+
+
 def running(name, enable=True):
     """
     haproxy runs, in the load balancer's ``service_mode`` (``systemd`` or a plain ``process``).

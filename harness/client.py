@@ -7,13 +7,17 @@
   session's request count there (``salt/webserver/files/webapp.py``).
 - :class:`Load` is a bounded background load (a few requests per second per worker) that counts
   every request a client would see fail.
-- :class:`Client` (and :func:`http_get`) underneath: plain HTTP with a cookie jar, any ``Host``
-  header, one connection per request; the tests use it too.
+- :class:`Client` (and :func:`http_get`) underneath: HTTP with a cookie jar, any ``Host``
+  header, one connection per request; the tests use it too. With ``tls`` (an ``ssl``
+  context), HTTPS to the address with the ``Host`` as SNI, verifying the chain against the
+  context's roots (:func:`tls_context`).
 """
 
 import http.client
 import json
 import random
+import socket
+import ssl
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
@@ -31,10 +35,12 @@ from paphosting import dnsserver
 
 
 class Response:
-    def __init__(self, status, headers, body):
+    def __init__(self, status, headers, body, tls=None):
         self.status = status
         self.headers = headers
         self.body = body
+        # HTTPS: {"version", "alpn", "peer"} of the connection (the leaf certificate, DER).
+        self.tls = tls
 
     def json(self):
         return json.loads(self.body)
@@ -60,8 +66,22 @@ class Client:
     def __init__(self, cookies=None):
         self.cookies = dict(cookies or {})
 
-    def get(self, address, port, path="/", host=None, timeout=5.0):
+    def get(self, address, port, path="/", host=None, timeout=5.0, tls=None):
         conn = http.client.HTTPConnection(address, port, timeout=timeout)
+        info = None
+        if tls is not None:
+            # HTTPS to the address, with the site's name as SNI and as the name to verify.
+            raw = socket.create_connection((address, port), timeout=timeout)
+            try:
+                conn.sock = tls.wrap_socket(raw, server_hostname=host)
+            except BaseException:
+                raw.close()
+                raise
+            info = {
+                "version": conn.sock.version(),
+                "alpn": conn.sock.selected_alpn_protocol(),
+                "peer": conn.sock.getpeercert(binary_form=True),
+            }
         headers = {"Connection": "close"}
         if host:
             headers["Host"] = host
@@ -79,15 +99,23 @@ class Client:
                     continue
                 for name, morsel in jar.items():
                     self.cookies[name] = morsel.value
-            return Response(resp.status, resp.headers, body)
+            return Response(resp.status, resp.headers, body, info)
         finally:
             conn.close()
 
 
-def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0):
-    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None."""
+def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0, tls=None):
+    """One GET; ``cookies`` is a :class:`Client` (its jar is used and updated) or a dict or None;
+    ``tls`` an ``ssl`` context for HTTPS (:func:`tls_context`)."""
     client = cookies if isinstance(cookies, Client) else Client(cookies)
-    return client.get(address, port, path, host, timeout)
+    return client.get(address, port, path, host, timeout, tls)
+
+
+def tls_context(root_pem, alpn=("http/1.1",)):
+    """A client's TLS context trusting ``root_pem`` only, verifying names, offering ``alpn``."""
+    ctx = ssl.create_default_context(cadata=root_pem)
+    ctx.set_alpn_protocols(list(alpn))
+    return ctx
 
 
 # --- DNS and browsing ------------------------------------------------------------------------

@@ -41,6 +41,18 @@ FAILOVER_STATES = {
 
 PEERS_SECTION = "paphosting"
 FRONTEND = "http"
+HTTPS_FRONTEND = "https"
+ALPN = "h2,http/1.1"
+# Mozilla's "intermediate" configuration (ssl-config.mozilla.org, guideline 5.7, for haproxy 2.6
+# with OpenSSL 3): TLS 1.2 and 1.3, forward-secret AEAD ciphers only. The DHE suites use the
+# 2048-bit group OpenSSL 3 picks (RFC 7919 ffdhe2048) when no DH parameters are given.
+TLS_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+TLS_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+TLS_OPTIONS = "prefer-client-ciphers ssl-min-ver TLSv1.2 no-tls-tickets"
 METRICS_FRONTEND = "metrics"
 # sun_path is 108 bytes; haproxy binds "<path>.<pid>.tmp" first and refuses paths over 97 bytes.
 SOCKET_PATH_MAX = 97
@@ -64,7 +76,9 @@ def layout(root="/"):
 
     ``config``, ``pidfile``, ``admin_socket`` (the ``stats socket``, level admin),
     ``master_socket`` (the master CLI, ``-S``), ``peers_socket`` (the local peer that carries the
-    stick tables across a reload) and ``log`` (haproxy's output in service mode ``process``).
+    stick tables across a reload), ``log`` (haproxy's output in service mode ``process``),
+    ``certs_dir`` (one PEM bundle per service, :func:`certificate_path`) and ``crt_list`` (which
+    bundle answers which SNI name, :func:`render_crt_list`).
     The systemd paths are those of Debian's haproxy.service.
     """
     return {
@@ -74,7 +88,14 @@ def layout(root="/"):
         "master_socket": under(root, "/run/haproxy-master.sock"),
         "peers_socket": under(root, "/run/haproxy/peers.sock"),
         "log": under(root, "/var/log/haproxy.log"),
+        "certs_dir": under(root, "/etc/haproxy/certs"),
+        "crt_list": under(root, "/etc/haproxy/crt-list"),
     }
+
+
+def certificate_path(root, service):
+    """The PEM bundle (chain, then key) of ``service`` on a load balancer."""
+    return os.path.join(layout(root)["certs_dir"], f"{service}.pem")
 
 
 def binary():
@@ -267,8 +288,72 @@ def _backend(svc, lb):
     return lines
 
 
-def render(platform, lb_name, root="/"):
-    """The haproxy.cfg of load balancer ``lb_name``: a pure, deterministic function of the pillar.
+def _https_services(platform, lb_name, certificates):
+    """The services ``lb_name`` serves over HTTPS: ``https`` not ``off`` and a certificate."""
+    have = set(certificates or ())
+    return [s for s in services_of(platform, lb_name) if s.https != "off" and s.name in have]
+
+
+def _routing(services):
+    lines = ["    http-request set-var(txn.host) req.hdr(host),field(1,:),lower"]
+    for svc in services:
+        hosts = " ".join(
+            _token(h, (ROOT, "services", svc.name, "hostnames", i))
+            for i, h in enumerate(svc.hostnames)
+        )
+        lines.append(f"    acl host_{svc.name} var(txn.host) -m str {hosts}")
+    return lines
+
+
+def render_crt_list(platform, lb_name, certificates, root="/"):
+    """The crt-list of ``lb_name``: per service served over HTTPS, its bundle and the SNI names
+    it answers (the service's hostnames). The first line is the certificate of a client that
+    sends no SNI. Empty when no service is served over HTTPS."""
+    lines = []
+    for svc in _https_services(platform, lb_name, certificates):
+        hosts = " ".join(
+            _token(h, (ROOT, "services", svc.name, "hostnames", i))
+            for i, h in enumerate(svc.hostnames)
+        )
+        lines.append(f"{certificate_path(root, svc.name)} {hosts}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _https_frontend(lb, lpath, paths, services, hsts):
+    out = [
+        "",
+        "# HTTPS: SNI picks each service's certificate from the crt-list (docs/tls.md).",
+        f"frontend {HTTPS_FRONTEND}",
+        f"    bind {_token(lb.address, lpath + ('address',))}:{int(lb.https_port)} ssl"
+        f" crt-list {_token(paths['crt_list'], lpath)} alpn {ALPN}",
+    ]
+    if lb.address6:
+        out.append(
+            f"    bind [{_token(lb.address6, lpath + ('address6',))}]:{int(lb.https_port)} v6only"
+            f" ssl crt-list {_token(paths['crt_list'], lpath)} alpn {ALPN}"
+        )
+    out += [
+        f"    monitor-uri {_token(lb.health_path, lpath + ('health_path',))}",
+        "    http-request set-header X-Forwarded-Proto https",
+        *_routing(services),
+        *[f"    use_backend {svc.name} if host_{svc.name}" for svc in services],
+    ]
+    for svc in hsts:
+        out.append(
+            f'    http-response set-header Strict-Transport-Security "{svc.hsts.header()}"'
+            f" if host_{svc.name}"
+        )
+    out.append("    # Any other host: no backend, haproxy answers 503.")
+    return out
+
+
+def render(platform, lb_name, root="/", certificates=()):
+    """The haproxy.cfg of load balancer ``lb_name``: a pure, deterministic function of the pillar
+    and of ``certificates``, the services that have a certificate (their bundles are in
+    ``paphosting_secrets:tls``, :func:`paphosting.tls.wanted`). Those, unless ``https: off``,
+    are served over HTTPS too, and with ``https: redirect`` plain HTTP answers them with a 301
+    to HTTPS (the health endpoint excepted). A service without a certificate is served over
+    plain HTTP only, whatever its ``https``: it stays reachable until its certificate comes.
 
     Raises :class:`PillarError` naming ``paphosting:loadbalancers`` when ``lb_name`` is not a load
     balancer, and :class:`PapError` when a socket path under ``root`` is too long.
@@ -285,6 +370,7 @@ def render(platform, lb_name, root="/"):
     services = services_of(platform, lb_name)
     manual = [s for s in services if _has_failover_table(s)]
     systemd = lb.service_mode == "systemd"
+    secure = _https_services(platform, lb_name, certificates)
 
     out = [
         f"# haproxy.cfg of load balancer {lb_name}, rendered by Salt from pillar {ROOT}",
@@ -305,6 +391,14 @@ def render(platform, lb_name, root="/"):
         out += ["    log /dev/log local0", "    user haproxy", "    group haproxy"]
     else:
         out.append("    log stdout format raw local0")
+    if secure:
+        out += [
+            '    # Mozilla "intermediate": TLS 1.2 and 1.3, forward-secret AEAD ciphers.',
+            f"    ssl-default-bind-ciphers {TLS_CIPHERS}",
+            f"    ssl-default-bind-ciphersuites {TLS_CIPHERSUITES}",
+            f"    ssl-default-bind-options {TLS_OPTIONS}",
+            "    tune.ssl.default-dh-param 2048",
+        ]
     if manual:
         bind_owner = " user haproxy group haproxy" if systemd else ""
         out += [
@@ -340,20 +434,26 @@ def render(platform, lb_name, root="/"):
         out.append(
             f"    bind [{_token(lb.address6, lpath + ('address6',))}]:{int(lb.http_port)} v6only"
         )
+    health = _token(lb.health_path, lpath + ("health_path",))
     out += [
         "    # Answered by haproxy itself: probed by the DNS failover.",
-        f"    monitor-uri {_token(lb.health_path, lpath + ('health_path',))}",
-        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        f"    monitor-uri {health}",
+        *_routing(services),
     ]
-    for svc in services:
-        hosts = " ".join(
-            _token(h, (ROOT, "services", svc.name, "hostnames", i))
-            for i, h in enumerate(svc.hostnames)
-        )
-        out.append(f"    acl host_{svc.name} var(txn.host) -m str {hosts}")
+    redirect = [s for s in secure if s.https == "redirect"]
+    if redirect:
+        port = "" if lb.https_port == 443 else f":{int(lb.https_port)}"
+        out.append("    # https: redirect, for the services that have a certificate.")
+        out += [
+            f"    http-request redirect location https://%[var(txn.host)]{port}%[capture.req.uri]"
+            f" code 301 if host_{svc.name} !{{ path {health} }}"
+            for svc in redirect
+        ]
     for svc in services:
         out.append(f"    use_backend {svc.name} if host_{svc.name}")
     out.append("    # Any other host: no backend, haproxy answers 503.")
+    if secure:
+        out += _https_frontend(lb, lpath, paths, secure, [s for s in secure if s.hsts])
     out += _metrics_frontend(platform, lb_name)
     for svc in services:
         out += [""] + _backend(svc, lb)
@@ -411,6 +511,33 @@ def check_text(text, haproxy="haproxy"):
         os.unlink(tmp)
 
 
+def check_certificate(path, haproxy="haproxy"):
+    """``haproxy -c`` of a configuration that loads the PEM bundle ``path`` on an HTTPS bind
+    line, as the load balancer's does: haproxy itself accepts the certificate, chain and key."""
+    text = "\n".join(
+        [
+            "global",
+            f"    ssl-default-bind-ciphers {TLS_CIPHERS}",
+            f"    ssl-default-bind-ciphersuites {TLS_CIPHERSUITES}",
+            f"    ssl-default-bind-options {TLS_OPTIONS}",
+            "    tune.ssl.default-dh-param 2048",
+            "defaults",
+            "    mode http",
+            "    timeout connect 1s",
+            "    timeout client 1s",
+            "    timeout server 1s",
+            "frontend certificate_check",
+            # haproxy -c parses and loads, never binds: any port will do.
+            f"    bind 127.0.0.1:1 ssl crt {path} alpn {ALPN}",
+            "",
+        ]
+    )
+    try:
+        return check_text(text, haproxy)
+    except CheckFailed as exc:
+        raise CheckFailed(exc.tool, "the certificate", exc.output) from None
+
+
 # --- talking to a running haproxy -------------------------------------------------------------
 
 
@@ -431,6 +558,35 @@ def cli(path, command, timeout=5.0):
         except OSError as exc:
             raise HaproxyError(f"haproxy CLI {path}: {command!r}: {exc}") from exc
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def parse_ssl_cert(text):
+    """The ``SHA1 FingerPrint`` in ``show ssl cert <file>`` (upper-case hex), or None."""
+    m = re.search(r"^SHA1 FingerPrint: ([0-9A-Fa-f]+)", text, re.M)
+    return m.group(1).upper() if m else None
+
+
+def loaded_certificate(admin_socket, path):
+    """The SHA-1 fingerprint of the certificate the running haproxy serves from ``path``, or None
+    when it did not load that file."""
+    return parse_ssl_cert(cli(admin_socket, f"show ssl cert {path}"))
+
+
+def set_certificate(admin_socket, path, bundle, sha1):
+    """Swap the certificate haproxy serves from ``path`` for ``bundle`` in memory, through the
+    runtime API (``set ssl cert`` then ``commit ssl cert``): new handshakes use it at once, no
+    connection is touched and no process replaced. Checks that haproxy then serves ``sha1``."""
+    answer = cli(admin_socket, f"set ssl cert {path} <<\n{bundle.rstrip()}\n", timeout=30.0)
+    if "Transaction created" not in answer and "Transaction updated" not in answer:
+        cli(admin_socket, f"abort ssl cert {path}")
+        raise HaproxyError(f"haproxy refused the certificate for {path}: {answer.strip()}")
+    answer = cli(admin_socket, f"commit ssl cert {path}", timeout=30.0)
+    if "Success!" not in answer:
+        cli(admin_socket, f"abort ssl cert {path}")
+        raise HaproxyError(f"haproxy could not commit the certificate for {path}: {answer.strip()}")
+    served = loaded_certificate(admin_socket, path)
+    if served != sha1:
+        raise HaproxyError(f"haproxy serves {served} from {path} after the commit, expected {sha1}")
 
 
 def parse_processes(text):

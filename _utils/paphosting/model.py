@@ -39,6 +39,10 @@ DNS_SERVERS = ("bind", "nsd", "knot")
 SERVICE_TYPES = ("stateless", "stateful")
 FAILBACK = ("auto", "manual")
 BALANCE = ("roundrobin", "leastconn", "first", "source")
+HTTPS_MODES = ("redirect", "both", "off")
+PEM_CERT_RE = re.compile(
+    r"^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$"
+)
 TTL_MAX = 2**31 - 1
 
 
@@ -60,6 +64,7 @@ class LoadBalancer:
     http_port: int
     health_path: str
     service_mode: str
+    https_port: int = 443
 
 
 @dataclass(frozen=True)
@@ -99,10 +104,28 @@ class Service:
     servers: tuple
     failback: str | None
     cookie_name: str | None
+    https: str = "redirect"  # redirect | both | off (docs/tls.md)
+    hsts: "Hsts | None" = None
 
     @property
     def stateful(self):
         return self.type == "stateful"
+
+
+@dataclass(frozen=True)
+class Hsts:
+    max_age: int
+    include_subdomains: bool = False
+    preload: bool = False
+
+    def header(self):
+        """The Strict-Transport-Security header value."""
+        parts = [f"max-age={self.max_age}"]
+        if self.include_subdomains:
+            parts.append("includeSubDomains")
+        if self.preload:
+            parts.append("preload")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -210,6 +233,7 @@ class Platform:
     haproxy: dict = field(default_factory=dict)
     schedule: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    tls: dict = field(default_factory=dict)
     acme: Acme | None = None
 
     def roles(self, minion_id):
@@ -430,9 +454,11 @@ def _haproxy_globals(raw, errs):
         "timeout_client",
         "timeout_server",
         "fd_limit",
+        "https_port",
     }
     raw = _mapping(raw, path, errs, keys)
     return {
+        "https_port": _int(raw.get("https_port"), path + ("https_port",), errs, 1, 65535, 443),
         # None: what each load balancer runs with (haproxy.default_fd_limit, docs/pillar.md).
         "fd_limit": _int(raw.get("fd_limit"), path + ("fd_limit",), errs, 1024, 2**31 - 1),
         "http_port": _int(raw.get("http_port"), path + ("http_port",), errs, 1, 65535, 80),
@@ -466,7 +492,7 @@ def _loadbalancers(raw, errs, settings, hap):
             item,
             p,
             errs,
-            {"address", "address6", "http_port", "health_path", "service_mode"},
+            {"address", "address6", "http_port", "https_port", "health_path", "service_mode"},
             ["address"],
         )
         out[name] = LoadBalancer(
@@ -491,7 +517,13 @@ def _loadbalancers(raw, errs, settings, hap):
                 SERVICE_MODES,
                 settings["service_mode"],
             ),
+            https_port=_int(
+                item.get("https_port"), p + ("https_port",), errs, 1, 65535, hap["https_port"]
+            ),
         )
+        lb = out[name]
+        if lb.https_port == lb.http_port:
+            errs.add(p + ("https_port",), f"{lb.https_port} is already the http_port")
     if not out:
         errs.add(path, "at least one load balancer is required")
     return out
@@ -589,13 +621,14 @@ def _listeners(loadbalancers, nameservers, errs):
     for name, lb in loadbalancers.items():
         for attr in ("address", "address6"):
             addr = getattr(lb, attr)
-            owner = taken.get((addr, lb.http_port))
-            if addr is not None and owner is not None:
-                errs.add(
-                    (ROOT, "loadbalancers", name, "http_port"),
-                    f"{addr}:{lb.http_port} is where nameserver {owner[0]!r} listens "
-                    f"({ROOT}:nameservers:{owner[0]}:{owner[1]})",
-                )
+            for key, port in (("http_port", lb.http_port), ("https_port", lb.https_port)):
+                owner = taken.get((addr, port))
+                if addr is not None and owner is not None:
+                    errs.add(
+                        (ROOT, "loadbalancers", name, key),
+                        f"{addr}:{port} is where nameserver {owner[0]!r} listens "
+                        f"({ROOT}:nameservers:{owner[0]}:{owner[1]})",
+                    )
 
 
 def _check(raw, path, errs):
@@ -644,6 +677,8 @@ def _services(raw, errs, webservers, rotations):
             "failback",
             "cookie_name",
             "port",
+            "https",
+            "hsts",
         }
         item = _mapping(item, p, errs, keys, ["type", "hostnames", "servers"])
         stype = _choice(item.get("type"), p + ("type",), errs, SERVICE_TYPES)
@@ -759,8 +794,48 @@ def _services(raw, errs, webservers, rotations):
             servers=tuple(servers),
             failback=failback,
             cookie_name=cookie_name,
+            https=_choice(item.get("https"), p + ("https",), errs, HTTPS_MODES, "redirect"),
+            hsts=_hsts(item.get("hsts"), p + ("hsts",), errs),
         )
+        if out[name].hsts is not None and out[name].https == "off":
+            errs.add(p + ("hsts",), "needs HTTPS: this service has https: off")
     return out
+
+
+def _hsts(raw, path, errs):
+    """``hsts: <max-age seconds>`` or ``{max_age, include_subdomains, preload}``; None: off."""
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"max_age": raw}
+    raw = _mapping(raw, path, errs, {"max_age", "include_subdomains", "preload"}, ["max_age"])
+    flags = {}
+    for key in ("include_subdomains", "preload"):
+        value = raw.get(key, False)
+        if not isinstance(value, bool):
+            errs.add(path + (key,), f"must be true or false, got {value!r}")
+            value = False
+        flags[key] = value
+    max_age = _int(raw.get("max_age"), path + ("max_age",), errs, 0, 2**31 - 1)
+    if max_age is None:
+        return None
+    if flags["preload"] and max_age < 31536000:
+        errs.add(path + ("max_age",), "preload needs a max_age of at least 31536000 (a year)")
+    return Hsts(max_age=max_age, **flags)
+
+
+def _tls(raw, errs):
+    """``paphosting:tls``: ``trusted_roots``, extra root certificates (PEM) a certificate's chain
+    may end at, beside the system's (a private CA, a test CA). See docs/tls.md."""
+    path = (ROOT, "tls")
+    raw = _mapping(raw, path, errs, {"trusted_roots"})
+    roots = []
+    for i, pem in enumerate(_list(raw.get("trusted_roots"), path + ("trusted_roots",), errs)):
+        if not isinstance(pem, str) or not PEM_CERT_RE.match(pem.strip() + "\n"):
+            errs.add(path + ("trusted_roots", i), "must be one PEM certificate")
+            continue
+        roots.append(pem.strip() + "\n")
+    return {"trusted_roots": tuple(roots)}
 
 
 def _rotations(raw, errs, loadbalancers):
@@ -1265,6 +1340,9 @@ def _metrics(raw, errs, loadbalancers, nameservers, masters):
     }
     known = {"loadbalancers": loadbalancers, "nameservers": nameservers, "masters": masters}
     taken = {(lb.address, lb.http_port): ("loadbalancers", n) for n, lb in loadbalancers.items()}
+    taken.update(
+        {(lb.address, lb.https_port): ("loadbalancers", n) for n, lb in loadbalancers.items()}
+    )
     taken.update({(ns.address, ns.port): ("nameservers", n) for n, ns in nameservers.items()})
     for role, default_port in METRICS_ROLES.items():
         rpath = path + (role,)
@@ -1395,6 +1473,7 @@ TOP_KEYS = {
     "masters",
     "dns",
     "schedule",
+    "tls",
 }
 
 
@@ -1441,6 +1520,7 @@ def parse(pillar):
         haproxy=hap,
         schedule=_schedule(raw.get("schedule"), errs),
         metrics=_metrics(raw.get("metrics"), errs, loadbalancers, nameservers, masters),
+        tls=_tls(raw.get("tls"), errs),
     )
     if raw.get("acme") is not None:
         platform = dataclasses.replace(

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from paphosting import dnsserver, haproxy, model, platformcache, svn, zone
+from paphosting import dnsserver, haproxy, model, platformcache, secrets, svn, tls, zone
 from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError, path_text
 from paphosting.files import write_checked
 
@@ -606,6 +606,36 @@ def checks(platform, minion):
     return out
 
 
+def check_certificates(platform, minion, published):
+    """``[(pillar path, relative file, message)]`` for the bundles load balancer ``minion`` would
+    serve (``published``: its ``paphosting_secrets:tls``): each checked as the state will
+    (:func:`paphosting.tls.check`), then its haproxy.cfg with all of them loaded, by
+    ``haproxy -c`` in a temporary root."""
+    roots = tls.load_roots(platform.tls.get("trusted_roots", ()))
+    good, out = {}, []
+    for svc, bundle in sorted(tls.wanted(platform, minion, published).items()):
+        try:
+            good[svc] = tls.check(platform.services[svc], bundle, roots)
+        except tls.CertificateError as exc:
+            out.append(
+                ((secrets.PILLAR_KEY, tls.KIND, svc), secrets.relpath(tls.KIND, svc), exc.reason)
+            )
+    if out or not good:
+        return out
+    with tempfile.TemporaryDirectory(prefix="pap-tls-") as root:
+        for svc, cert in good.items():
+            write_checked(haproxy.certificate_path(root, svc), cert.bundle, mode=0o600)
+        paths = haproxy.layout(root)
+        write_checked(paths["crt_list"], haproxy.render_crt_list(platform, minion, good, root))
+        text = haproxy.render(platform, minion, root, good)
+        try:
+            haproxy.check_text(text)
+        except CheckFailed as exc:
+            message = _checker_message(exc, text, "haproxy.cfg with its certificates")
+            out.append(((model.ROOT, "loadbalancers", minion), None, message))
+    return out
+
+
 def check_zones(platform, server):
     """``{zone: message}`` for every zone of ``platform`` the checker of ``server`` (bind, nsd,
     knot) refuses, checked in bulk (:func:`paphosting.dnsserver.check_zone_files`): thousands of
@@ -729,6 +759,18 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
                 problems.add(where, message, minion)
                 continue
             checked.append(label)
+    # Certificates (docs/tls.md): what each load balancer would serve, checked before it can go
+    # live, as its state will check them.
+    for minion in sorted(platforms):
+        platform = platforms[minion]
+        published = (compiled[minion].pillar.get(secrets.PILLAR_KEY) or {}).get(tls.KIND)
+        if minion not in platform.loadbalancers or not published:
+            continue
+        for path, rel, message in check_certificates(platform, minion, published):
+            problems.add(path, message, minion, files=(_svn_path(prefix, rel),) if rel else None)
+        checked += [
+            f"certificate {s} ({minion})" for s in sorted(tls.wanted(platform, minion, published))
+        ]
     # Zones are the same for every nameserver of one server type: check each once, in bulk.
     zones_done = {}
     for minion in sorted(platforms):

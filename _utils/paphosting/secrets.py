@@ -97,6 +97,36 @@ def export_public(gpghome):
     return _gpg(gpghome).export_keys(platform_key(gpghome))
 
 
+def copy_plan(source, dest, force=False):
+    """How to give the GPG home ``dest`` (the second master's) the platform key of ``source`` (a
+    copy of the first master's): ``None`` when it holds it already, else a callable doing it.
+    Raises :class:`SecretError` when ``dest`` holds another secret key and ``force`` is not given
+    (its secrets would no longer decrypt there)."""
+    wanted = platform_key(source)
+    present = [k["fingerprint"] for k in _gpg(dest).list_keys(secret=True)]
+    if present == [wanted]:
+        return None
+    others = [f for f in present if f != wanted]
+    if others and not force:
+        raise SecretError(
+            f"GPG home {dest} holds another secret key ({', '.join(others)}): it would be "
+            "replaced by the platform key. Use --force to replace it"
+        )
+
+    def copy():
+        gpg = _gpg(dest)
+        for fpr in others:
+            gpg.delete_keys(fpr, secret=True, passphrase="", expect_passphrase=False)
+            gpg.delete_keys(fpr)
+        armored = _gpg(source).export_keys(wanted, secret=True, expect_passphrase=False)
+        result = gpg.import_keys(armored)
+        if wanted not in (result.fingerprints or []):
+            raise SecretError(f"GPG home {dest}: importing the platform key failed")
+        gpg.trust_keys([wanted], "TRUST_ULTIMATE")
+
+    return copy
+
+
 def stop_agent(gpghome):
     """Stop the gpg-agent that decryption started for ``gpghome`` (tests and the lab stop what
     they start)."""

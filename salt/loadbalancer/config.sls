@@ -5,12 +5,25 @@
 include:
   - loadbalancer.package
 
+# The certificates first (docs/tls.md): each service's bundle from paphosting_secrets:tls,
+# checked, then swapped in the running haproxy or written for its next reload. haproxy.cfg's
+# own check loads them through the crt-list, and a refused certificate stops the configuration
+# change that would serve it.
+loadbalancer-tls-certificates:
+  haproxy_cfg.certificates:
+    - name: haproxy certificates
+{%- if service_mode == 'systemd' %}
+    - require:
+      - pkg: loadbalancer-haproxy-package
+{%- endif %}
+
 loadbalancer-haproxy-config:
   haproxy_cfg.managed:
     - user: root
     - group: root
     - mode: "0644"
-{%- if service_mode == 'systemd' %}
     - require:
+      - haproxy_cfg: loadbalancer-tls-certificates
+{%- if service_mode == 'systemd' %}
       - pkg: loadbalancer-haproxy-package
 {%- endif %}

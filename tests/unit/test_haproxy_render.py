@@ -37,6 +37,8 @@ def test_layout_places_every_file_under_the_root():
         "master_socket": "/run/haproxy-master.sock",
         "peers_socket": "/run/haproxy/peers.sock",
         "log": "/var/log/haproxy.log",
+        "certs_dir": "/etc/haproxy/certs",
+        "crt_list": "/etc/haproxy/crt-list",
     }
     rooted = haproxy.layout("/srv/lb1")
     assert rooted["config"] == "/srv/lb1/etc/haproxy/haproxy.cfg"

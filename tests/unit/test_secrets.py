@@ -3,6 +3,7 @@ ext_pillar (loaded by Salt's own pillar loader) publishing each kind only to its
 
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -144,3 +145,57 @@ def test_an_unreadable_secret_fails_the_pillar_rather_than_publish_less(ext_pill
         ext_pillar(LB, {"paphosting": example_pillar()})
     # A webserver's pillar does not depend on the load balancers' secrets.
     assert ext_pillar(WEB, {"paphosting": example_pillar()}) == {}
+
+
+# --- the second master gets the platform key --------------------------------------------------
+
+PROVISION = REPO / "scripts" / "provision-second-master"
+
+
+def provision(*args):
+    return subprocess.run(
+        [sys.executable, str(PROVISION), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bundle):
+    nl, ch = tmp_path / "nl", tmp_path / "ch"
+    (nl / "minions").mkdir(parents=True)
+    (nl / "master.pem").write_text("NL PRIVATE")
+    (nl / "master.pub").write_text("NL PUBLIC")
+    ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
+    try:
+        dry = provision("--dry-run", "--gpg", gpghome, ch_gpg, nl, ch)
+        assert dry.returncode == 0, dry.stderr
+        assert f"would change: platform GPG key {secrets.platform_key(gpghome)}" in dry.stdout
+        done = provision("--gpg", gpghome, ch_gpg, nl, ch)
+        assert done.returncode == 0, done.stderr
+        assert secrets.platform_key(ch_gpg) == secrets.platform_key(gpghome)
+        # What NL encrypted, CH decrypts.
+        assert secrets.decrypt(secrets.encrypt(bundle, gpghome), ch_gpg) == bundle
+        assert "nothing to do" in provision("--gpg", gpghome, ch_gpg, nl, ch).stdout
+    finally:
+        secrets.stop_agent(ch_gpg)
+        shutil.rmtree(ch_gpg, ignore_errors=True)
+
+
+def test_provision_refuses_to_replace_another_key_without_force(tmp_path, gpghome):
+    nl, ch = tmp_path / "nl", tmp_path / "ch"
+    (nl / "minions").mkdir(parents=True)
+    (nl / "master.pem").write_text("NL PRIVATE")
+    (nl / "master.pub").write_text("NL PUBLIC")
+    ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
+    try:
+        own = secrets.generate_key(ch_gpg)
+        refused = provision("--gpg", gpghome, ch_gpg, nl, ch)
+        assert refused.returncode == 1 and "--force" in refused.stderr
+        assert secrets.platform_key(ch_gpg) == own and not (ch / "master.pem").exists()
+        forced = provision("--force", "--gpg", gpghome, ch_gpg, nl, ch)
+        assert forced.returncode == 0, forced.stderr
+        assert secrets.platform_key(ch_gpg) == secrets.platform_key(gpghome)
+    finally:
+        secrets.stop_agent(ch_gpg)
+        shutil.rmtree(ch_gpg, ignore_errors=True)
