@@ -13,6 +13,7 @@
   context's roots (:func:`tls_context`).
 """
 
+import hashlib
 import http.client
 import json
 import random
@@ -261,8 +262,11 @@ class ZoneWatch:
 
 
 class Answer:
-    def __init__(self, lb, status, server=None, count=None, error=None, cookies=None):
+    def __init__(
+        self, lb, status, server=None, count=None, error=None, cookies=None, certificate=None
+    ):
         self.lb = lb
+        self.certificate = certificate  # HTTPS: sha256 of the leaf the load balancer served
         self.status = status
         self.server = server
         self.count = count
@@ -284,9 +288,10 @@ class Answer:
 class Browser:
     """One browser: a cookie jar kept across requests and across load balancers."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, tls=None):
         self.host = host
         self.port = port
+        self.tls = tls  # an ssl context (tls_context): HTTPS
         self.client = Client()
 
     @property
@@ -295,7 +300,9 @@ class Browser:
 
     def get(self, lb_address, path="/", timeout=3.0):
         try:
-            resp = self.client.get(lb_address, self.port, path, host=self.host, timeout=timeout)
+            resp = self.client.get(
+                lb_address, self.port, path, host=self.host, timeout=timeout, tls=self.tls
+            )
         except (OSError, http.client.HTTPException) as exc:
             return Answer(lb_address, None, error=f"{type(exc).__name__}: {exc}")
         if resp.status != 200:
@@ -304,19 +311,29 @@ class Browser:
             body = resp.json()
         except ValueError:
             return Answer(lb_address, resp.status, error="not the webapp's answer")
-        return Answer(lb_address, 200, body.get("server"), body.get("count"), cookies=self.cookies)
+        leaf = resp.tls["peer"] if resp.tls else None
+        return Answer(
+            lb_address,
+            200,
+            body.get("server"),
+            body.get("count"),
+            cookies=self.cookies,
+            certificate="sha256:" + hashlib.sha256(leaf).hexdigest() if leaf else None,
+        )
 
 
 class Load:
     """Background clients: ``workers`` threads, each a browser for ``host`` sending ``rate``
     requests per second. ``pick()`` gives, per request, the load balancer addresses to try in
     order; like a browser with several A records, a client tries the next address when it cannot
-    connect (``retry``; False: one attempt only). A request fails when no attempt got an answer or
+    connect (``retry``; False: one attempt only). With ``tls``, over HTTPS (a failed handshake is
+    a failed request). A request fails when no attempt got an answer or
     the answer was not a 200 from a webserver."""
 
-    def __init__(self, host, port, pick, workers=2, rate=10.0, timeout=3.0, retry=True):
+    def __init__(self, host, port, pick, workers=2, rate=10.0, timeout=3.0, retry=True, tls=None):
         self.host = host
         self.port = port
+        self.tls = tls  # an ssl context (tls_context): every request over HTTPS
         self.pick = pick
         self.workers = workers
         self.rate = rate
@@ -326,6 +343,7 @@ class Load:
         self.first_failed = 0  # requests whose first attempt could not connect
         self.failures = []  # (time.monotonic(), what the client saw)
         self.servers = {}
+        self.certificates = {}  # HTTPS: {leaf sha256: answers that carried it}
         self._stop = threading.Event()
         self._threads = []
         self._lock = threading.Lock()
@@ -345,7 +363,7 @@ class Load:
         return answer, first_failed
 
     def _run(self):
-        browser = Browser(self.host, self.port)
+        browser = Browser(self.host, self.port, self.tls)
         period = 1.0 / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -355,6 +373,10 @@ class Load:
                 self.first_failed += first_failed
                 if answer.ok:
                     self.servers[answer.server] = self.servers.get(answer.server, 0) + 1
+                    if answer.certificate:
+                        self.certificates[answer.certificate] = (
+                            self.certificates.get(answer.certificate, 0) + 1
+                        )
                 else:
                     self.failures.append((time.monotonic(), str(answer)))
             next_at += period

@@ -11,10 +11,10 @@ import josepy as jose
 from acme import challenges as acme_challenges
 from acme import client, crypto_util, errors, messages
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from paphosting import challenges
+from paphosting import challenges, secrets
 from paphosting.errors import PapError
 
 USER_AGENT = "paphosting-salt"
@@ -56,7 +56,7 @@ def certificate_info(chain_pem):
         "issuer": issuer[0].value if issuer else cert.issuer.rfc4514_string(),
         "not_before": cert.not_valid_before_utc.timestamp(),
         "not_after": cert.not_valid_after_utc.timestamp(),
-        "fingerprint": "sha256:" + cert.fingerprint(hashes.SHA256()).hex()[:16],
+        "fingerprint": secrets.fingerprint(chain_pem),
         "serial": format(cert.serial_number, "x"),
     }
 

@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from harness import client
 from harness.launcher import BIN, Lab
 from harness.pebble import Pebble
 from harness.wait import wait_until
@@ -40,7 +41,11 @@ PEBBLE_PORT = 14400
 def platform_pillar(pebble):
     return {
         "settings": {"service_mode": "process"},
-        "haproxy": {"http_port": HTTP_PORT, "health_path": "/haproxy-health"},
+        "haproxy": {
+            "http_port": HTTP_PORT,
+            "https_port": HTTPS_PORT,
+            "health_path": "/haproxy-health",
+        },
         "loadbalancers": {lb: {"address": a} for lb, a in LBS.items()},
         "webservers": {w: {"address": a} for w, a in WEBS.items()},
         "nameservers": {
@@ -110,6 +115,20 @@ class Platform:
         except ValueError:
             pytest.fail(f"salt-run {fun} on {master}: {res.returncode}\n{res.stdout}{res.stderr}")
 
+    def get(self, lb, host, path="/", browser=None):
+        """An HTTPS GET through load balancer ``lb`` (SNI ``host``, Pebble's root only)."""
+        browser = browser or client.Browser(host, HTTPS_PORT, self.tls())
+        return browser.get(LBS[lb], path)
+
+    def tls(self, alpn=("http/1.1",)):
+        return client.tls_context(self.root, alpn)
+
+    def served(self, lb, host):
+        """The fingerprint of the leaf ``lb`` serves for SNI ``host`` (verified)."""
+        answer = self.get(lb, host)
+        assert answer.ok, str(answer)
+        return answer.certificate
+
     def head_bundle(self, service):
         armored = self.lab.svn._svn("cat", f"{self.lab.svn.url}/pillar/secrets/tls/{service}.asc")
         return armored
@@ -175,6 +194,69 @@ def test_issue_www_and_shop_through_our_nameservers(platform):
     for ns in platform.lab.nameservers:
         resp = dnsserver.query(ns, challenges.owner_of(WWW) + ".", "TXT")
         assert resp is not None and not resp.answer, f"{ns.name} still serves a challenge"
+
+
+def test_both_load_balancers_serve_the_same_certificate_over_h2(platform, tmp_path):
+    root = tmp_path / "root.pem"
+    root.write_text(platform.root)
+    for host, service in ((WWW, "www"), (ZONE, "www"), (SHOP, "shop")):
+        want = platform.live_fingerprint("nl", service)
+        for lb, address in LBS.items():
+            wait_until(
+                lambda lb=lb, host=host, want=want: platform.served(lb, host) == want,
+                60,
+                message=f"{lb} to serve {service}'s certificate {want} for {host}",
+            )
+            # A real client: curl, verifying against Pebble's root only, HTTP/2.
+            res = subprocess.run(
+                ["curl", "-sS", "--http2", "--cacert", str(root), "-o", "/dev/null",
+                 "-w", "%{http_version} %{http_code}", "--resolve",
+                 f"{host}:{HTTPS_PORT}:{address}", f"https://{host}:{HTTPS_PORT}/"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert res.returncode == 0, res.stderr
+            assert res.stdout == "2 200", f"{lb} {host}: {res.stdout}"
+
+
+def test_stateful_cookie_across_load_balancers_over_https(platform):
+    browser = client.Browser(SHOP, HTTPS_PORT, platform.tls())
+    first = platform.get("lb1.acme.test", SHOP, browser=browser)
+    assert first.ok, str(first)
+    assert first.cookies, "no persistence cookie over HTTPS"
+    for lb in ("lb2.acme.test", "lb1.acme.test", "lb2.acme.test"):
+        answer = platform.get(lb, SHOP, browser=browser)
+        assert answer.ok and answer.server == first.server == "web1.acme.test", str(answer)
+
+
+def test_plain_http_redirects_to_https(platform):
+    for lb, address in LBS.items():
+        resp = client.http_get(address, HTTP_PORT, "/some/page?x=1", host=WWW)
+        assert resp.status == 301, lb
+        assert resp.headers["Location"].startswith(f"https://{WWW}"), resp.headers["Location"]
+        health = client.http_get(address, HTTP_PORT, "/haproxy-health", host=WWW)
+        assert health.status == 200
+
+
+def test_renewal_forced_under_load_fails_no_request(platform):
+    old = platform.live_fingerprint("nl", "www")
+    load = client.Load(WWW, HTTPS_PORT, lambda: sorted(LBS.values()), workers=2, rate=10,
+                       retry=False, tls=platform.tls())  # fmt: skip
+    with load:
+        assert load.wait_requests(20), "the load does not run"
+        ret = platform.run("tls.issue", "service=www", "force=True")
+        assert ret["result"] is True, ret["comment"]
+        new = platform.live_fingerprint("nl", "www")
+        assert new != old
+        for lb in LBS:
+            wait_until(
+                lambda lb=lb: platform.served(lb, WWW) == new,
+                60,
+                message=f"{lb} to serve the renewed certificate",
+            )
+        assert load.wait_requests(20)
+    assert load.failures == [], load.failures[:5]
+    assert old in load.certificates and new in load.certificates, load.certificates
+    print(f"renewal under load: {load.requests} requests, 0 failed, {load.certificates}")
 
 
 def test_status_table(platform):
@@ -257,6 +339,14 @@ def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform, tmp_path)
     for lb, pillar in pillars.items():
         bundle = pillar["paphosting_secrets"]["tls"]["shop"]
         assert acmeclient.certificate_info(bundle)["fingerprint"] == new, lb
+    for lb in LBS:
+        assert platform.served(lb, SHOP) == new, lb
+    ran = lab.highstate(sorted(LBS), master="nl")
+    for lb, r in ran.items():
+        assert not r["failed"], (lb, r["failed"])
+        assert not [c for c in r["changed"] if "certificates" in c], (lb, r["changed"])
+    for lb in LBS:
+        assert platform.served(lb, SHOP) == new, f"{lb} flipped after a highstate through NL"
     # NL's scheduled renewal finds the certificate at HEAD current and issues nothing.
     ret = platform.run("tls.renew", master="nl")
     assert ret["result"] is True, ret["comment"]
