@@ -58,10 +58,22 @@ def _published():
 
 
 def _certificates(platform, name):
-    """The services ``name`` has a certificate for: known only on that load balancer itself."""
+    """The services ``name`` serves over HTTPS: those with a bundle in its pillar and in place
+    (``haproxy_cfg.certificates`` runs first). A refused new bundle is not in place, so its
+    service stays on plain HTTP; a refused renewal leaves the old bundle in place, so HTTPS
+    goes on. Known only on that load balancer itself."""
     if name != __opts__["id"]:
         return ()
-    return sorted(tls.wanted(platform, name, _published()))
+    return _in_place(platform, name)
+
+
+def _in_place(platform, name):
+    root = _root()
+    return sorted(
+        svc
+        for svc in tls.wanted(platform, name, _published())
+        if os.path.exists(core.certificate_path(root, svc))
+    )
 
 
 def layout():
@@ -432,7 +444,10 @@ def _plan():
     lb = _loadbalancer(platform)
     root = _root()
     try:
-        roots = tls.load_roots(platform.tls.get("trusted_roots", ()))
+
+        def roots():
+            return tls.load_roots(platform.tls.get("trusted_roots", ()))
+
         return tls.plan(platform, lb.name, _published(), _deployed(root), roots, root)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
@@ -498,7 +513,7 @@ def deploy_certificates():
     plan = _plan()
     paths = layout()
     root = _root()
-    errors = [str(e) for e in plan.errors]
+    errors = plan.errors_text().splitlines() if plan.errors else []
     swapped, done = [], {}
     changes = plan.changes()
     os.makedirs(paths["certs_dir"], mode=0o700, exist_ok=True)
@@ -519,17 +534,22 @@ def deploy_certificates():
                 f"pillar {':'.join(tls.pillar_path(svc))}: service {svc}: {exc} "
                 "(the certificate in place is kept)"
             )
-    old = files.read(paths["crt_list"])
-    diff = ""
-    if old != plan.crt_list:
-        files.write_checked(paths["crt_list"], plan.crt_list, mode=0o644)
-        diff = files.unified_diff(old, plan.crt_list, paths["crt_list"])
     for svc in plan.removals:
         try:
             os.unlink(core.certificate_path(root, svc))
             done[svc] = changes[svc]
         except FileNotFoundError:
             pass
+    # The bundles really in place (a write haproxy refused left none for a new service).
+    platform = _platform()
+    crt_list = core.render_crt_list(
+        platform, __opts__["id"], _in_place(platform, __opts__["id"]), root
+    )
+    old = files.read(paths["crt_list"])
+    diff = ""
+    if old != crt_list:
+        files.write_checked(paths["crt_list"], crt_list, mode=0o644)
+        diff = files.unified_diff(old, crt_list, paths["crt_list"])
     return {"changes": done, "crt_list": diff, "swapped": sorted(swapped), "errors": errors}
 
 

@@ -31,12 +31,10 @@ import shutil
 import salt.cache
 import salt.client
 import salt.key
-import salt.pillar
-import salt.template
-from salt.exceptions import SaltException, SaltRenderError
+from salt.exceptions import SaltException
 
+from paphosting import pillarcompile, svn
 from paphosting import push as core
-from paphosting import svn
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -104,69 +102,12 @@ def _grains(cache, minion):
 
 
 def _compile(tree, prefix):
-    """Every minion's pillar compiled from ``tree``, and each SLS file rendered on its own.
-
-    The minions are the accepted ones plus every server the pillar names (iterated until no new
-    name appears). Returns ``(compiled, sources, files, render_lines)`` for
-    :func:`paphosting.push.validate`.
-    """
-    opts = dict(__opts__)
-    opts.update(
-        pillar_roots={"base": [tree]},
-        pillarenv=None,
-        pillarenv_from_saltenv=False,
-        pillar_safe_render_error=False,
-        pillar_cache=False,
+    """Every minion's pillar compiled from ``tree`` (:func:`paphosting.pillarcompile.compile_tree`):
+    the accepted minions and every server the pillar names, each with its cached grains."""
+    cache = salt.cache.factory(__opts__)
+    return pillarcompile.compile_tree(
+        __opts__, tree, prefix, _accepted(), grains_of=lambda minion: _grains(cache, minion)
     )
-    files = core.sls_files(tree)
-    first = salt.pillar.Pillar(opts, {"id": opts.get("id")}, opts.get("id"), "base")
-    try:
-        sources = {}
-        render_lines = {}
-        for rel in files:
-            try:
-                data = salt.template.compile_template(
-                    os.path.join(tree, rel),
-                    first.rend,
-                    opts["renderer"],
-                    opts["renderer_blacklist"],
-                    opts["renderer_whitelist"],
-                    "base",
-                    core.sls_name(rel),
-                    _pillar_rend=True,
-                )
-            except SaltRenderError as exc:
-                # The real compile below reports it; YAML's scanner errors lose their line on
-                # the way into the pillar's _errors, so keep it here.
-                if exc.line_num:
-                    render_lines[rel] = exc.line_num
-                continue
-            except Exception:  # pylint: disable=broad-except
-                continue  # the real compile below reports it
-            if isinstance(data, dict):
-                data.pop("include", None)
-                sources["/".join(p for p in (prefix, rel.replace(os.sep, "/")) if p)] = data
-        cache = salt.cache.factory(__opts__)
-        todo = set(_accepted())
-        for data in sources.values():
-            todo |= core.named_servers(data)
-        compiled = {}
-        while todo:
-            minion = min(todo)
-            todo.discard(minion)
-            pillar = salt.pillar.Pillar(
-                opts, _grains(cache, minion), minion, "base", functions=first.functions
-            )
-            try:
-                data = dict(pillar.compile_pillar())
-            finally:
-                pillar.destroy()
-            errors = list(data.pop("_errors", []) or [])
-            compiled[minion] = core.Compiled(minion, data, errors)
-            todo |= core.named_servers(data) - set(compiled)
-    finally:
-        first.destroy()
-    return compiled, sources, files, render_lines
 
 
 def _validate(conf, revision, tree):

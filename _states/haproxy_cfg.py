@@ -121,6 +121,16 @@ def managed(name, lb=None, user="root", group="root", mode="0644"):
     return ret
 
 
+def _certificate_changes(result):
+    """The state's ``changes`` from a plan or a deployment (fingerprints and the crt-list diff)."""
+    changes = {}
+    if result["changes"]:
+        changes["certificates"] = result["changes"]
+    if result["crt_list"]:
+        changes["crt_list"] = {"diff": result["crt_list"]}
+    return changes
+
+
 def _certificate_lines(changes, swapped=()):
     lines = []
     for svc, change in changes.items():
@@ -162,11 +172,7 @@ def certificates(name):
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     try:
         plan = __salt__["haproxy_cfg.certificate_plan"]()
-        changes = {}
-        if plan["changes"]:
-            changes["certificates"] = plan["changes"]
-        if plan["crt_list"]:
-            changes["crt_list"] = {"diff": plan["crt_list"]}
+        changes = _certificate_changes(plan)
         if not changes:
             if plan["errors"]:
                 ret["comment"] = plan["errors_text"]
@@ -184,11 +190,7 @@ def certificates(name):
             ret.update(result=None, changes=changes, comment="would change:\n" + "\n".join(lines))
             return ret
         done = __salt__["haproxy_cfg.deploy_certificates"]()
-        changes = {}
-        if done["changes"]:
-            changes["certificates"] = done["changes"]
-        if done["crt_list"]:
-            changes["crt_list"] = {"diff": done["crt_list"]}
+        changes = _certificate_changes(done)
         lines = _certificate_lines(done["changes"], done["swapped"])
         ret.update(
             result=not done["errors"],

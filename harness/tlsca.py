@@ -29,42 +29,40 @@ def _pem(cert):
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _ca(subject, issuer, key, signing_key, path_length):
+    """A CA certificate of ten years, for ``key``, signed with ``signing_key``."""
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .sign(signing_key, hashes.SHA256())
+    )
+
+
 class Authority:
     """A root CA and one intermediate; :meth:`issue` signs leaf certificates with the
     intermediate. ``root_pem`` is what clients trust."""
 
     def __init__(self, name="paphosting test CA"):
         self.root_key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} root")])
-        self.root = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self.root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-            )
-            .sign(self.root_key, hashes.SHA256())
-        )
+        root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} root")])
+        self.root = _ca(root_name, root_name, self.root_key, self.root_key, path_length=1)
         self.key = ec.generate_private_key(ec.SECP256R1())
-        self.intermediate = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} issuing")]))
-            .issuer_name(subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-            )
-            .sign(self.root_key, hashes.SHA256())
+        self.intermediate = _ca(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} issuing")]),
+            root_name,
+            self.key,
+            self.root_key,
+            path_length=0,
         )
         self.root_pem = _pem(self.root)
         self.intermediate_pem = _pem(self.intermediate)

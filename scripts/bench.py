@@ -449,17 +449,18 @@ def _floor_root():
 
 def _push_validation(lab):
     """Seconds for what a push does before anything goes live: Salt compiles every minion's
-    pillar, then :func:`paphosting.push.validate` checks it with the real checkers."""
-    import salt.pillar
+    pillar (:func:`paphosting.pillarcompile.compile_tree`, as ``svnpillar.push`` does), then
+    :func:`paphosting.push.validate` checks it with the real checkers."""
+    from paphosting import pillarcompile
 
     opts = dict(lab.master().opts(), ext_pillar=[])
+    tree = str(lab.pillar_dir)
     t0 = time.monotonic()
-    compiled = {}
-    for minion in sorted(lab.minions):
-        pillar = salt.pillar.Pillar(opts, {"id": minion}, minion, "base").compile_pillar()
-        compiled[minion] = push.Compiled(minion, pillar, list(pillar.get("_errors") or []))
+    compiled, sources, files, lines = pillarcompile.compile_tree(
+        opts, tree, "pillar", sorted(lab.minions)
+    )
     t1 = time.monotonic()
-    push.validate("bench", compiled, {})
+    push.validate("bench", compiled, sources, prefix="pillar", files=files, render_lines=lines)
     t2 = time.monotonic()
     return {
         "compile_s": round(t1 - t0, 2),

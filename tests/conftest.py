@@ -88,3 +88,33 @@ class Loopback:
 @pytest.fixture(scope="session")
 def loopback():
     return Loopback()
+
+
+@pytest.fixture(scope="module")
+def gpghome():
+    """A GPG home holding a platform key (``paphosting.secrets``), its agent stopped at the end.
+    Short: gpg-agent's socket lives in it (there is no /run/user here), 108 bytes at most."""
+    import tempfile  # noqa: PLC0415
+
+    from paphosting import secrets  # noqa: PLC0415
+
+    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
+    secrets.generate_key(home)
+    yield home
+    secrets.stop_agent(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def master_opts(tmp_path, **extra):
+    """A master's options that load the repository's ext_pillars (``salt.loader.pillars``)."""
+    import salt.config  # noqa: PLC0415
+
+    opts = salt.config.master_config(None)
+    opts.update(
+        cachedir=str(tmp_path / "cache"),
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+        extension_modules=str(tmp_path / "extmods"),
+        **extra,
+    )
+    return opts

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from paphosting import dnsserver, haproxy, model, platformcache, secrets, svn, tls, zone
+from paphosting import dnsserver, haproxy, model, platformcache, secrets, svn, tls
 from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError, path_text
 from paphosting.files import write_checked
 
@@ -636,30 +636,36 @@ def check_certificates(platform, minion, published):
     return out
 
 
-def check_zones(platform, server):
-    """``{zone: message}`` for every zone of ``platform`` the checker of ``server`` (bind, nsd,
-    knot) refuses, checked in bulk (:func:`paphosting.dnsserver.check_zone_files`): thousands of
-    zones in one or a few checker processes. A zone that cannot be rendered is refused too."""
-    renderer = zone.Renderer(platform)
-    refused = {}
+def check_zones(renderer, servers):
+    """``{server: {zone: message}}``: for each of ``servers`` (bind, nsd, knot), every zone its
+    checker refuses of the platform of ``renderer`` (a :class:`~paphosting.zone.Renderer`, from
+    :func:`paphosting.platformcache.load`). Each zone is rendered once (the text does not depend on the
+    server) and checked by every server's checker in bulk
+    (:func:`paphosting.dnsserver.check_zone_files`): thousands of zones in one or a few checker
+    processes. A zone that cannot be rendered is refused by every server."""
+    platform = renderer.platform
+    unrenderable = {}
+    refused = {server: {} for server in servers}
     with tempfile.TemporaryDirectory(prefix="paphosting-push-zones-") as d:
         paths = {}
         for zname in sorted(platform.zones):
             try:
                 text = renderer.render(zname, 1)
             except PapError as exc:
-                refused[zname] = f"cannot render zone {zname}: {exc}"
+                unrenderable[zname] = f"cannot render zone {zname}: {exc}"
                 continue
             paths[zname] = os.path.join(d, f"{zname}.zone")
             with open(paths[zname], "w", encoding="utf-8") as fh:
                 fh.write(text)
-        tool = dnsserver.CHECKZONE[server]
-        for zname, message in dnsserver.check_zone_files(server, paths).items():
-            with open(paths[zname], encoding="utf-8") as fh:
-                text = fh.read()
-            refused[zname] = _checker_message(
-                CheckFailed(tool, f"zone {zname}", message), text, f"zone {zname} ({server})"
-            )
+        for server in servers:
+            refused[server].update(unrenderable)
+            tool = dnsserver.CHECKZONE[server]
+            for zname, message in dnsserver.check_zone_files(server, paths).items():
+                with open(paths[zname], encoding="utf-8") as fh:
+                    text = fh.read()
+                refused[server][zname] = _checker_message(
+                    CheckFailed(tool, f"zone {zname}", message), text, f"zone {zname} ({server})"
+                )
     return refused
 
 
@@ -683,6 +689,7 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
     """
     problems = _Problems(sources, prefix, files)
     platforms = {}
+    renderers = {}
     named = {}
     render_lines = render_lines or {}
     by_sls = {sls_name(f): f for f in files}
@@ -701,7 +708,8 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
             continue
         try:
             # Every minion of one platform: one parse (platformcache keys it by the digest).
-            platforms[minion] = platformcache.load(item.pillar[model.ROOT]).platform
+            renderers[minion] = platformcache.load(item.pillar[model.ROOT])
+            platforms[minion] = renderers[minion].platform
         except InvalidPillar as exc:
             problems.pillar_errors(exc, minion)
             continue
@@ -771,18 +779,22 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
         checked += [
             f"certificate {s} ({minion})" for s in sorted(tls.wanted(platform, minion, published))
         ]
-    # Zones are the same for every nameserver of one server type: check each once, in bulk.
-    zones_done = {}
+    # Zones are the same for every nameserver of one platform: render each once, and check it
+    # once per server type, in bulk.
+    by_digest = {}
     for minion in sorted(platforms):
         ns = platforms[minion].nameservers.get(minion)
-        if ns is None:
-            continue
-        key = (model.digest(compiled[minion].pillar.get(model.ROOT)), ns.server)
-        if key not in zones_done:
-            zones_done[key] = check_zones(platforms[minion], ns.server)
-            checked += [f"zone {z} ({ns.server})" for z in sorted(platforms[minion].zones)]
-        for zname, message in zones_done[key].items():
-            problems.add((model.ROOT, "zones", zname), message, minion)
+        if ns is not None:
+            digest = model.digest(compiled[minion].pillar.get(model.ROOT))
+            by_digest.setdefault(digest, (renderers[minion], []))[1].append((minion, ns.server))
+    for renderer, members in by_digest.values():
+        platform = renderer.platform
+        servers = sorted({server for _, server in members})
+        refused = check_zones(renderer, servers)
+        checked += [f"zone {z} ({s})" for s in servers for z in sorted(platform.zones)]
+        for minion, server in members:
+            for zname, message in refused[server].items():
+                problems.add((model.ROOT, "zones", zname), message, minion)
     found = problems.list(everyone=[m for m, c in compiled.items() if model.ROOT in c.pillar])
     if found:
         raise Rejected(revision, found)

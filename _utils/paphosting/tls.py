@@ -280,21 +280,25 @@ def plan(platform, lb_name, published, deployed, roots, root="/", now=None):
     deployed
         ``{service: bundle}`` of the files in place (``certs_dir``).
     roots
-        The trusted roots (:func:`load_roots`).
+        The trusted roots (:func:`load_roots`), or a function returning them: called only when
+        a bundle is to be checked (a no-change run reads no trust store).
 
     Only a bundle that would be written is checked (:func:`check`): one in place was checked
     when it went in. A refused bundle never replaces the one in place.
     """
     want = wanted(platform, lb_name, published)
     updates, unchanged, errors = {}, {}, []
+    trusted = None
     for svc, bundle in sorted(want.items()):
         current = deployed.get(svc)
         chain, key = split_bundle(bundle)
         if current is not None and split_bundle(current) == (chain, key):
             unchanged[svc] = secrets.fingerprint(current)
             continue
+        if trusted is None:
+            trusted = roots() if callable(roots) else roots
         try:
-            updates[svc] = check(platform.services[svc], (chain, key), roots, now)
+            updates[svc] = check(platform.services[svc], (chain, key), trusted, now)
         except CertificateError as exc:
             errors.append(exc)
     removals = {

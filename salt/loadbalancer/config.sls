@@ -6,9 +6,10 @@ include:
   - loadbalancer.package
 
 # The certificates first (docs/tls.md): each service's bundle from paphosting_secrets:tls,
-# checked, then swapped in the running haproxy or written for its next reload. haproxy.cfg's
-# own check loads them through the crt-list, and a refused certificate stops the configuration
-# change that would serve it.
+# checked, then swapped in the running haproxy or written for its next reload. haproxy.cfg
+# follows the bundles in place (its haproxy -c loads them through the crt-list): a refused new
+# certificate leaves its service on plain HTTP, a refused renewal the old certificate serving.
+# No requisite between the two: the file order runs them in this order.
 loadbalancer-tls-certificates:
   haproxy_cfg.certificates:
     - name: haproxy certificates
@@ -22,8 +23,7 @@ loadbalancer-haproxy-config:
     - user: root
     - group: root
     - mode: "0644"
-    - require:
-      - haproxy_cfg: loadbalancer-tls-certificates
 {%- if service_mode == 'systemd' %}
+    - require:
       - pkg: loadbalancer-haproxy-package
 {%- endif %}

@@ -5,8 +5,6 @@ webserver, in a state's changes, in a log or in the master's job cache.
 """
 
 import pathlib
-import shutil
-import tempfile
 
 import pytest
 
@@ -18,15 +16,6 @@ from tests.integration.test_tls_live import Net13
 
 LB, WEB = "lb1.s.test", "web1.test"
 WWW = "www.example.test"
-
-
-@pytest.fixture(scope="module")
-def gpghome():
-    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
-    secrets.generate_key(home)
-    yield home
-    secrets.stop_agent(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ from saltfactories.utils.functional import Loaders
 
 from harness import services
 from harness.client import Client, http_get, tls_context
-from harness.saltenv import file_root
+from harness.saltenv import file_root, loader_dirs
 from harness.tlsca import Authority
 from harness.wait import wait_until
 from paphosting import haproxy as hap
 from paphosting import secrets, tls
-from tests.conftest import REPO, Loopback, require_binary
+from tests.conftest import Loopback, require_binary
 
 WWW, SHOP, LEGACY = "www.example.test", "shop.example.test", "legacy.example.test"
 WEB1, WEB2 = "web1.test", "web2.test"
@@ -93,9 +93,7 @@ class TlsLab:
                     "file_client": "local",
                     "pillar_roots": {"base": [str(self.pillar_dir)]},
                     "file_roots": {"base": [files]},
-                    "module_dirs": [str(REPO / "_modules")],
-                    "states_dirs": [str(REPO / "_states")],
-                    "utils_dirs": [str(REPO / "_utils")],
+                    **loader_dirs(),
                     "paphosting_root": str(root),
                 },
             ).config.copy()
@@ -192,9 +190,11 @@ def test_http2_is_negotiated(lab):
     for name in lab.names:
         address, port = lab.address(name)
         ctx = lab.ctx(alpn=("h2", "http/1.1"))
-        with socket.create_connection((address, port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname=WWW) as conn:
-                assert conn.selected_alpn_protocol() == "h2"
+        with (
+            socket.create_connection((address, port), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=WWW) as conn,
+        ):
+            assert conn.selected_alpn_protocol() == "h2"
         ca = pathlib.Path(lab.short / "ca.pem")
         ca.write_text(lab.ca.root_pem)
         out = subprocess.run(
@@ -230,8 +230,15 @@ def test_only_intermediate_protocols_and_ciphers(lab):
     cbc.set_ciphers("ECDHE-ECDSA-AES128-SHA")  # CBC with SHA-1: not in "intermediate"
     with pytest.raises(ssl.SSLError):
         lab.get(lab.names[0], WWW, ctx=cbc)
-    text = pathlib.Path(hap.layout(lab.roots[lab.names[0]])["config"]).read_text()
-    assert "ssl-min-ver TLSv1.2" in text
+    # A client that offers TLS 1.1 at most (allowed on this side: security level 0) is refused
+    # by the server: its alert says the protocol version, not that the client had none to offer.
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    legacy.check_hostname, legacy.verify_mode = False, ssl.CERT_NONE
+    legacy.set_ciphers("DEFAULT:@SECLEVEL=0")
+    legacy.minimum_version = ssl.TLSVersion.TLSv1
+    legacy.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ssl.SSLError, match="(?i)alert protocol version"):
+        lab.get(lab.names[0], WWW, ctx=legacy)
 
 
 def test_plain_http_redirects_except_health_and_https_off(lab):
@@ -395,7 +402,8 @@ def test_a_bad_certificate_is_refused_and_the_running_one_kept(lab, case, bad, m
             assert "service www" in certs.comment
             assert "paphosting_secrets:tls:www (secrets/tls/www.asc)" in certs.comment
             assert "the certificate in place is kept" in certs.comment
-            assert ret["loadbalancer-haproxy-config"].result is False  # its requisite failed
+            config_state = ret["loadbalancer-haproxy-config"]
+            assert config_state.result is True and not config_state.changes
             assert no_key_material(json.dumps([certs.changes, certs.comment]), text, good)
         assert path.read_text() == good
         assert lab.served(name, "www") == sha1_of(good)
@@ -419,3 +427,24 @@ def test_test_mode_predicts_a_change_and_writes_nothing(lab):
         assert pathlib.Path(hap.certificate_path(lab.roots[name], "shop")).read_text() == good
     finally:
         lab.set_bundle("shop", good)
+
+
+def test_a_refused_first_certificate_leaves_its_service_on_plain_http(lab):
+    """A new service's bad certificate: nothing in place, no redirect, other changes go out."""
+    name = lab.names[0]
+    address, port = lab.address(name, "http")
+    lab.pillar["services"]["legacy"]["https"] = "redirect"
+    lab.set_bundle("legacy", "".join(lab.ca.issue(["elsewhere.example.test"])))
+    try:
+        ret = lab.apply(name)
+        certs = ret["loadbalancer-tls-certificates"]
+        assert certs.result is False and "service legacy" in certs.comment
+        assert ret["loadbalancer-haproxy-config"].result is True
+        assert not pathlib.Path(hap.certificate_path(lab.roots[name], "legacy")).exists()
+        legacy = http_get(address, port, "/", LEGACY)
+        assert legacy.status == 200 and legacy.server == "web3.test"
+        assert http_get(address, port, "/", WWW).status == 301
+    finally:
+        lab.pillar["services"]["legacy"]["https"] = "off"
+        lab.set_bundle("legacy", "".join(lab.ca.issue([LEGACY])))
+    assert all(r.result is True for r in lab.apply(name))

@@ -1,11 +1,10 @@
 """The ``rotation`` ext_pillar, loaded by Salt's own pillar loader with the repository's folders."""
 
 import pytest
-import salt.config
 import salt.loader
 
 from paphosting import model, rotation
-from tests.conftest import REPO, example_pillar
+from tests.conftest import example_pillar, master_opts
 
 ROT = "http0.l.paphosting.nl"
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -13,14 +12,7 @@ LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 
 @pytest.fixture
 def opts(tmp_path):
-    opts = salt.config.master_config(None)
-    opts.update(
-        cachedir=str(tmp_path / "cache"),
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
-        extension_modules=str(tmp_path / "extmods"),
-    )
-    return opts
+    return master_opts(tmp_path)
 
 
 @pytest.fixture

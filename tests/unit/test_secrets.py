@@ -7,24 +7,13 @@ import sys
 import tempfile
 
 import pytest
-import salt.config
 import salt.loader
 
 from harness.tlsca import Authority
 from paphosting import secrets
-from tests.conftest import REPO, example_pillar
+from tests.conftest import REPO, example_pillar, master_opts
 
 LB, NS, WEB = "lb1.paphosting.net", "ns1.paphosting.net", "web1.paphosting.net"
-
-
-@pytest.fixture(scope="module")
-def gpghome():
-    # Short: gpg-agent's socket lives in the GPG home (no /run/user here), 108 bytes at most.
-    home = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
-    secrets.generate_key(home)
-    yield home
-    secrets.stop_agent(home)
-    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +99,8 @@ def test_fingerprint_is_the_certificates_and_never_shows_the_key(bundle):
 
 @pytest.fixture
 def ext_pillar(tmp_path, tree, gpghome):
-    opts = salt.config.master_config(None)
-    opts.update(
-        cachedir=str(tmp_path / "cache"),
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
-        extension_modules=str(tmp_path / "extmods"),
+    opts = master_opts(
+        tmp_path,
         pillar_roots={"base": [str(tmp_path / "elsewhere"), str(tree)]},
         gpg_keydir=gpghome,
     )
@@ -161,11 +146,16 @@ def provision(*args):
     )
 
 
-def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bundle):
-    nl, ch = tmp_path / "nl", tmp_path / "ch"
+def pki_of_nl(tmp_path):
+    nl = tmp_path / "nl"
     (nl / "minions").mkdir(parents=True)
     (nl / "master.pem").write_text("NL PRIVATE")
     (nl / "master.pub").write_text("NL PUBLIC")
+    return nl
+
+
+def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bundle):
+    nl, ch = pki_of_nl(tmp_path), tmp_path / "ch"
     ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
     try:
         dry = provision("--dry-run", "--gpg", gpghome, ch_gpg, nl, ch)
@@ -183,10 +173,7 @@ def test_provision_second_master_copies_the_platform_key(tmp_path, gpghome, bund
 
 
 def test_provision_refuses_to_replace_another_key_without_force(tmp_path, gpghome):
-    nl, ch = tmp_path / "nl", tmp_path / "ch"
-    (nl / "minions").mkdir(parents=True)
-    (nl / "master.pem").write_text("NL PRIVATE")
-    (nl / "master.pub").write_text("NL PUBLIC")
+    nl, ch = pki_of_nl(tmp_path), tmp_path / "ch"
     ch_gpg = tempfile.mkdtemp(prefix="pap-gpg-", dir="/tmp")
     try:
         own = secrets.generate_key(ch_gpg)

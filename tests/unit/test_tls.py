@@ -305,3 +305,13 @@ def test_push_checks_every_certificate_with_haproxy(ca):
     assert problem.path == "paphosting_secrets:tls:shop"
     assert "service shop: the private key" in problem.message
     assert "PRIVATE" not in str(problem)
+
+
+def test_an_ipv6_address_gets_its_https_bind_too(ca):
+    pillar = example_pillar()
+    pillar["loadbalancers"][LB1]["address6"] = "2001:db8::1"
+    text = haproxy.render(model.parse(pillar), LB1, "/r", certificates=["www"])
+    assert (
+        "    bind [2001:db8::1]:443 v6only ssl crt-list /r/etc/haproxy/crt-list alpn h2,http/1.1\n"
+        in text
+    )

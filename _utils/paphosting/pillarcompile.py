@@ -1,0 +1,100 @@
+"""
+Every minion's pillar of a revision, compiled as Salt compiles it, for the push's validation.
+
+A push must validate what each minion will really get, so each minion's pillar goes through
+Salt's own ``Pillar.compile_pillar`` (top file, matching, includes, renderers, merging), with
+the master's options: its ``yaml`` renderer (``_renderers/yaml.py``, loaded through the
+master's ``render_dirs``) parses the platform's megabytes of YAML once for all the minions
+instead of once per minion.
+
+Used by the ``svnpillar`` runner (the push) and by ``make bench`` (the push-validation figure).
+"""
+
+import os
+
+import salt.pillar
+import salt.template
+from salt.exceptions import SaltRenderError
+
+from paphosting import push
+
+
+def _pillar(opts, grains, minion, functions=None):
+    return salt.pillar.Pillar(opts, grains, minion, "base", functions=functions)
+
+
+def compile_tree(opts, tree, prefix, minions, grains_of=None):
+    """Every minion's pillar compiled from the pillar tree ``tree``, and each SLS file rendered
+    on its own (to name the file that holds a pillar path).
+
+    opts
+        The master's options (their renderers, ``render_dirs`` and ext_pillar apply).
+    tree
+        The directory of the revision's pillar tree (its ``top.sls`` included).
+    prefix
+        The Subversion path of that tree, for the names of the files.
+    minions
+        The minions to compile for; every server the pillar names is added, until no new name
+        appears.
+    grains_of
+        ``minion -> grains`` (a minion's cached grains); ``{"id": minion}`` when not given.
+
+    Returns ``(compiled, sources, files, render_lines)`` for :func:`paphosting.push.validate`.
+    """
+    opts = dict(opts)
+    opts.update(
+        pillar_roots={"base": [tree]},
+        pillarenv=None,
+        pillarenv_from_saltenv=False,
+        pillar_safe_render_error=False,
+        pillar_cache=False,
+    )
+    files = push.sls_files(tree)
+    first = _pillar(opts, {"id": opts.get("id")}, opts.get("id"))
+    try:
+        sources = {}
+        render_lines = {}
+        for rel in files:
+            try:
+                data = salt.template.compile_template(
+                    os.path.join(tree, rel),
+                    first.rend,
+                    opts["renderer"],
+                    opts["renderer_blacklist"],
+                    opts["renderer_whitelist"],
+                    "base",
+                    push.sls_name(rel),
+                    _pillar_rend=True,
+                )
+            except SaltRenderError as exc:
+                # The real compile below reports it; YAML's scanner errors lose their line on
+                # the way into the pillar's _errors, so keep it here.
+                if exc.line_num:
+                    render_lines[rel] = exc.line_num
+                continue
+            except Exception:  # pylint: disable=broad-except
+                continue  # the real compile below reports it
+            if isinstance(data, dict):
+                data = dict(data)
+                data.pop("include", None)
+                sources["/".join(p for p in (prefix, rel.replace(os.sep, "/")) if p)] = data
+        todo = set(minions)
+        for data in sources.values():
+            todo |= push.named_servers(data)
+        compiled = {}
+        while todo:
+            minion = min(todo)
+            todo.discard(minion)
+            grains = dict(grains_of(minion)) if grains_of else {}
+            grains.setdefault("id", minion)
+            pillar = _pillar(opts, grains, minion, functions=first.functions)
+            try:
+                data = dict(pillar.compile_pillar())
+            finally:
+                pillar.destroy()
+            errors = list(data.pop("_errors", []) or [])
+            compiled[minion] = push.Compiled(minion, data, errors)
+            todo |= push.named_servers(data) - set(compiled)
+    finally:
+        first.destroy()
+    return compiled, sources, files, render_lines
