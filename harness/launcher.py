@@ -23,6 +23,7 @@ web applications the highstates started, svnserve). It runs on exit, on failure 
 
 import concurrent.futures
 import contextlib
+import copy
 import getpass
 import json
 import logging
@@ -44,6 +45,7 @@ import salt.utils.event
 import yaml
 
 from harness import REPO, processes
+from harness.pebble import Pebble
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
@@ -415,6 +417,10 @@ class Lab:
     prometheus
         Also run a Prometheus scraping every exporter of ``paphosting:metrics`` with the alert
         rules (:mod:`harness.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
+    acme
+        ``(address, port)``: also run Pebble, the ACME test CA (:mod:`harness.pebble`), there,
+        validating DNS-01 against the lab's first NSD or Knot nameserver: :attr:`pebble`;
+        :meth:`acme_pillar` adds ``paphosting:acme`` and Pebble's root to a pillar.
     """
 
     def __init__(
@@ -433,6 +439,7 @@ class Lab:
         minion_overrides=None,
         extra_file_roots=(),
         prometheus=False,
+        acme=None,
     ):
         base = REPO / "build" / name
         if len(str(base)) > MAX_BASE:
@@ -481,6 +488,8 @@ class Lab:
             self.minions[mid] = Minion(self, mid, short)
         self.want_prometheus = prometheus
         self.prometheus = None
+        self.want_acme = acme
+        self.pebble = None
         self.started = False
 
     # --- the platform's data ---------------------------------------------------------------------
@@ -529,6 +538,9 @@ class Lab:
         ]
         for svc in p.services.values():
             wanted += [(s.address, s.port) for s in svc.servers if s.name in self.minions]
+        if self.want_acme:
+            address, port = self.want_acme
+            wanted += [(address, port), (address, port + 1)]  # Pebble: ACME, management
         # The exporters (paphosting:metrics) and BIND's statistics channel.
         for role, listeners in p.metrics.items():
             if not isinstance(listeners, dict):
@@ -599,6 +611,16 @@ class Lab:
         self.say(
             f"{len(self.minions)} salt-minions connected to every master: {', '.join(m.short for m in self.minions.values())}"
         )
+        if self.want_acme:
+            # Not BIND: it listens on 127.0.0.1 only, which Pebble's address may not be.
+            ns = next(n for n in self.nameservers if n.server in ("nsd", "knot"))
+            self.pebble = Pebble(
+                self.base / "pebble", self.want_acme[0], (ns.address, ns.port), self.want_acme[1]
+            ).start()
+            self.say(
+                f"Pebble, the ACME test CA, on {self.pebble.directory}, validating DNS-01 "
+                f"against {ns.name} ({ns.server}, {ns.address}:{ns.port})"
+            )
         if self.want_prometheus:
             self.prometheus = Prometheus(
                 self.base / "prometheus", self.platform, "127.0.0.1", free_port("127.0.0.1")
@@ -692,6 +714,8 @@ class Lab:
                 lines.append("stopped svnserve")
         if self.prometheus is not None and self.prometheus.stop():
             lines.append("stopped prometheus")
+        if self.pebble is not None and self.pebble.stop():
+            lines.append("stopped pebble")
         for m in self.masters.values():
             if m.gpg_keydir.is_dir():
                 secrets.stop_agent(str(m.gpg_keydir))
@@ -725,6 +749,23 @@ class Lab:
                 data, sort_keys=False
             )
         return {"pillar/top.sls": top or self.top, "pillar/paphosting.sls": text}
+
+    def acme_pillar(self, pillar=None, services=None, **settings):
+        """A copy of ``pillar`` (default: the lab's) with ``paphosting:acme`` pointing at the lab's
+        Pebble for ``services`` (``{name: None or {"names": [...]}}``; default: every service)
+        and Pebble's current root in ``paphosting:tls:trusted_roots``; ``settings`` go over the
+        rest of ``paphosting:acme``."""
+        out = copy.deepcopy(pillar if pillar is not None else self.pillar)
+        out["acme"] = {
+            "directory": self.pebble.directory,
+            "ca_bundle": str(self.pebble.server_ca),
+            "services": services or dict.fromkeys(sorted(out["services"])),
+            **settings,
+        }
+        tls = out.setdefault("tls", {})
+        root = self.pebble.root()
+        tls["trusted_roots"] = [r for r in tls.get("trusted_roots", []) if r != root] + [root]
+        return out
 
     def write_pillar(self, pillar):
         """``svn=False``: make ``pillar`` what the masters serve (read at every request)."""

@@ -23,7 +23,6 @@ import pytest
 
 from harness import client
 from harness.launcher import BIN, Lab
-from harness.pebble import Pebble
 from harness.wait import wait_until
 from paphosting import acmeclient, challenges, dnsserver, secrets
 from tests.conftest import require_binary
@@ -38,7 +37,7 @@ WWW, SHOP = f"www.{ZONE}", f"shop.{ZONE}"
 PEBBLE_PORT = 14400
 
 
-def platform_pillar(pebble):
+def platform_pillar():
     return {
         "settings": {"service_mode": "process"},
         "haproxy": {
@@ -90,15 +89,6 @@ def platform_pillar(pebble):
         },
         "masters": {"nl": {"address": f"{NET}.41"}, "ch": {"address": f"{NET}.42"}},
         "schedule": {"enabled": False},
-        "acme": {
-            "directory": pebble.directory,
-            "email": f"hostmaster@{ZONE}",
-            "ca_bundle": str(pebble.server_ca),
-            "services": {"www": None, "shop": {"names": [SHOP, f"*.{SHOP}"]}},
-            "retry": {"min": 30, "max": 600},
-            "lock_timeout": 15,
-            "propagation_timeout": 30,
-        },
     }
 
 
@@ -145,20 +135,21 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
+def platform():
     require_binary("pebble")
     require_binary("svnmucc")
-    folder = tmp_path_factory.mktemp("pebble")
-    ns1 = NSS["ns1.acme.test"][0]
-    with Pebble(folder, f"{NET}.1", (ns1, DNS_PORT), port=PEBBLE_PORT) as pebble:
-        root = pebble.root()
-        pillar = platform_pillar(pebble)
-        with Lab("acme-test", pillar=pillar) as lab:
-            lab.pillar["tls"] = {"trusted_roots": [root]}
-            rev = lab.commit(lab.pillar_files(lab.pillar), "the ACME test platform")
-            res = lab.push("nl")
-            assert res.returncode == 0, f"push of r{rev} failed:\n{res.stdout}{res.stderr}"
-            yield Platform(lab, pebble, root)
+    with Lab("acme-test", pillar=platform_pillar(), acme=(f"{NET}.1", PEBBLE_PORT)) as lab:
+        lab.pillar = lab.acme_pillar(
+            services={"www": None, "shop": {"names": [SHOP, f"*.{SHOP}"]}},
+            email=f"hostmaster@{ZONE}",
+            retry={"min": 30, "max": 600},
+            lock_timeout=15,
+            propagation_timeout=30,
+        )
+        rev = lab.commit(lab.pillar_files(lab.pillar), "the ACME test platform")
+        res = lab.push("nl")
+        assert res.returncode == 0, f"push of r{rev} failed:\n{res.stdout}{res.stderr}"
+        yield Platform(lab, lab.pebble, lab.pebble.root())
 
 
 def held(platform):
