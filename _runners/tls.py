@@ -118,7 +118,7 @@ def _info(bundle):
     if bundle is None:
         return None
     try:
-        return acmeclient.certificate_info(bundle)
+        return certstate.certificate_info(bundle)
     except PapError:
         return None
 

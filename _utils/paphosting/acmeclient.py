@@ -10,11 +10,10 @@ import datetime
 import josepy as jose
 from acme import challenges as acme_challenges
 from acme import client, crypto_util, errors, messages
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from paphosting import challenges, secrets
+from paphosting import challenges
 from paphosting.errors import PapError
 
 USER_AGENT = "paphosting-salt"
@@ -36,29 +35,6 @@ def new_key():
 
 def _load_key(pem):
     return serialization.load_pem_private_key(pem.encode(), password=None)
-
-
-def certificate_info(chain_pem):
-    """What the status shows of a certificate chain (its first certificate): ``names``,
-    ``issuer``, ``not_before``, ``not_after`` (epoch seconds), ``fingerprint``, ``serial``."""
-    try:
-        cert = x509.load_pem_x509_certificates(chain_pem.encode())[0]
-    except (ValueError, IndexError) as exc:
-        raise CaError(f"not a PEM certificate chain: {exc}") from None
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = san.value.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    issuer = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return {
-        "names": sorted(names),
-        "issuer": issuer[0].value if issuer else cert.issuer.rfc4514_string(),
-        "not_before": cert.not_valid_before_utc.timestamp(),
-        "not_after": cert.not_valid_after_utc.timestamp(),
-        "fingerprint": secrets.fingerprint(chain_pem),
-        "serial": format(cert.serial_number, "x"),
-    }
 
 
 class Ca:

@@ -10,9 +10,39 @@ import datetime
 import json
 import os
 
-from paphosting import files
+from cryptography import x509
+
+from paphosting import files, secrets
+from paphosting.errors import PapError
 
 STATE_FILE = "tls.json"
+
+
+class CertInfoError(PapError):
+    """A bundle whose certificate cannot be read."""
+
+
+def certificate_info(chain_pem):
+    """What the status shows of a certificate chain (its first certificate): ``names``,
+    ``issuer``, ``not_before``, ``not_after`` (epoch seconds), ``fingerprint``, ``serial``."""
+    try:
+        cert = x509.load_pem_x509_certificates(chain_pem.encode())[0]
+    except (ValueError, IndexError) as exc:
+        raise CertInfoError(f"not a PEM certificate chain: {exc}") from None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    issuer = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return {
+        "names": sorted(names),
+        "issuer": issuer[0].value if issuer else cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.timestamp(),
+        "not_after": cert.not_valid_after_utc.timestamp(),
+        "fingerprint": secrets.fingerprint(chain_pem),
+        "serial": format(cert.serial_number, "x"),
+    }
 
 
 def state_path(cachedir):
@@ -67,7 +97,7 @@ def record(state, service, now, error=None, fingerprint=None, retry_min=300, ret
 
 def need(names, info, now, fraction):
     """Why a service whose certificate should cover ``names`` needs a new one: a sentence, or None
-    when the current one (``info``: :func:`paphosting.acmeclient.certificate_info`, None when
+    when the current one (``info``: :func:`certificate_info`, None when
     there is none) is good."""
     if info is None:
         return "it has no certificate yet"

@@ -24,7 +24,7 @@ import pytest
 from harness import client
 from harness.launcher import BIN, Lab
 from harness.wait import wait_until
-from paphosting import acmeclient, challenges, dnsserver, secrets
+from paphosting import certstate, challenges, dnsserver, secrets
 from tests.conftest import require_binary
 
 NET = "127.0.14"
@@ -131,7 +131,7 @@ class Platform:
             bundle = secrets.read(str(live), "tls", service, str(m.gpg_keydir))
         except secrets.SecretError:
             return None
-        return acmeclient.certificate_info(bundle)["fingerprint"]
+        return certstate.certificate_info(bundle)["fingerprint"]
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +329,7 @@ def test_nl_stopped_mid_issuance_ch_completes_and_nl_follows(platform, tmp_path)
     pillars = lab.salt(sorted(LBS), "pillar.items", master="nl", unmask=True)
     for lb, pillar in pillars.items():
         bundle = pillar["paphosting_secrets"]["tls"]["shop"]
-        assert acmeclient.certificate_info(bundle)["fingerprint"] == new, lb
+        assert certstate.certificate_info(bundle)["fingerprint"] == new, lb
     for lb in LBS:
         assert platform.served(lb, SHOP) == new, lb
     ran = lab.highstate(sorted(LBS), master="nl")
