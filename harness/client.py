@@ -19,6 +19,7 @@ import json
 import random
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
@@ -110,6 +111,18 @@ def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0, tls=
     ``tls`` an ``ssl`` context for HTTPS (:func:`tls_context`)."""
     client = cookies if isinstance(cookies, Client) else Client(cookies)
     return client.get(address, port, path, host, timeout, tls)
+
+
+def curl_h2(address, port, host, root_path, path="/", timeout=30):
+    """``curl --http2`` of ``https://host:port/path`` connected to ``address``, verifying against
+    the root in ``root_path`` only: ``"<HTTP version> <status>"`` (``"2 200"``), or curl's error."""
+    res = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", str(root_path), "-o", "/dev/null",
+         "-w", "%{http_version} %{http_code}", "--resolve", f"{host}:{port}:{address}",
+         f"https://{host}:{port}{path}"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return res.stdout.strip() if res.returncode == 0 else f"curl: {res.stderr.strip()}"
 
 
 def tls_context(root_pem, alpn=("http/1.1",)):

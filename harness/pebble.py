@@ -1,7 +1,7 @@
 """Pebble, the ACME test CA (Debian's ``pebble``), for the tests, the demo and the benchmark.
 
-:class:`Pebble` runs it on one loopback address with its own HTTPS certificate (made here with
-``cryptography``: :attr:`Pebble.server_ca` is the file a client verifies the ACME server with,
+:class:`Pebble` runs it on one loopback address with its own HTTPS certificate (from a test CA of
+:mod:`harness.tlsca`: :attr:`Pebble.server_ca` is the root a client verifies the ACME server with,
 ``paphosting:acme:ca_bundle``), validating DNS-01 against one of the platform's own nameservers
 (``-dnsserver``). ``PEBBLE_VA_NOSLEEP=1`` takes out the artificial validation delays; nothing
 makes validation always succeed, and ``PEBBLE_AUTHZREUSE=0`` has every order validated afresh
@@ -14,56 +14,27 @@ it from the management API, to verify issued chains with.
         pillar["acme"] = {"directory": ca.directory, "ca_bundle": str(ca.server_ca)}
 """
 
-import datetime
-import ipaddress
 import json
 import pathlib
 import shutil
 import ssl
 import urllib.request
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from harness import processes
+from harness import processes, tlsca
 from harness.wait import port_open, wait_until
 
 
 def _server_certificate(address, folder):
-    """A self-signed certificate for ``address`` (Pebble's own HTTPS); ``(cert path, key path)``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"pebble {address}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(address)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "server.pem", folder / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
+    """Pebble's own HTTPS certificate for ``address``, from a test CA of ours
+    (:mod:`harness.tlsca`); ``(chain path, key path, that CA's root path)``."""
+    ca = tlsca.Authority("pebble server")
+    chain, key = ca.issue([address, "localhost"], days=7)
+    paths = folder / "server.pem", folder / "server.key", folder / "server-ca.pem"
+    paths[0].write_text(chain)
+    paths[1].write_text(key)
+    paths[1].chmod(0o600)
+    paths[2].write_text(ca.root_pem)
+    return paths
 
 
 class Pebble:
@@ -85,14 +56,14 @@ class Pebble:
             **(env or {}),
         }
         self.process = None
-        self.server_ca = self.folder / "server.pem"
+        self.server_ca = self.folder / "server-ca.pem"
 
     @property
     def directory(self):
         return f"https://{self.address}:{self.port}/dir"
 
     def _config(self):
-        cert, key = _server_certificate(self.address, self.folder)
+        cert, key, _ = _server_certificate(self.address, self.folder)
         config = {
             "pebble": {
                 "listenAddress": f"{self.address}:{self.port}",

@@ -33,7 +33,6 @@ import copy
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -571,17 +570,6 @@ class Demo:
         answer = client.Browser(host, self.https_port(lb), ctx).get(self.addr[lb])
         return answer, answer.certificate
 
-    def curl_h2(self, lb, host, root):
-        """``curl --http2`` verifying against ``root`` only: ``"<http version> <status>"``."""
-        port = self.https_port(lb)
-        res = subprocess.run(
-            ["curl", "-sS", "--http2", "--cacert", str(root), "-o", "/dev/null",
-             "-w", "%{http_version} %{http_code}", "--resolve",
-             f"{host}:{port}:{self.addr[lb]}", f"https://{host}:{port}/"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        return (res.stdout or res.stderr).strip()
-
     def https_issue(self, step):
         lab = self.lab
         step.say(
@@ -630,7 +618,7 @@ class Demo:
             )
         for host in (WWW, "paphosting.nl", SHOP):
             for lb in self.lbs:
-                got = self.curl_h2(lb, host, root)
+                got = client.curl_h2(self.addr[lb], self.https_port(lb), host, root)
                 step.say(
                     f"curl --http2 --cacert pebble-root.pem https://{host}:{self.https_port(lb)}/ via {self.short(lb)}: HTTP/{got}"
                 )

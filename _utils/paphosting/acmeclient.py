@@ -5,6 +5,7 @@ callables that publish and withdraw the challenge TXT records (the ``tls`` runne
 every nameserver and waits until each one serves them). Keys are ECDSA P-256.
 """
 
+import contextlib
 import datetime
 
 import josepy as jose
@@ -37,6 +38,24 @@ def _load_key(pem):
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
+@contextlib.contextmanager
+def _talking(directory, refused):
+    """Turn what the CA or the network raises into a :class:`CaError`: ``refused`` says what the
+    CA refused; our own errors (a nameserver that does not serve the records) pass through."""
+    try:
+        yield
+    except PapError:
+        raise
+    except errors.ValidationError as exc:
+        raise CaError(f"the CA could not validate: {exc}") from None
+    except errors.TimeoutError as exc:
+        raise CaError(f"the CA did not finish in time: {exc}") from None
+    except (errors.Error, messages.Error) as exc:
+        raise CaError(f"{refused}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - requests' connection errors and the like
+        raise CaError(f"the ACME CA at {directory} cannot be reached: {exc}") from None
+
+
 class Ca:
     """One ACME CA, spoken to with one account key (registered on first use, found again after).
 
@@ -63,13 +82,9 @@ class Ca:
             user_agent=USER_AGENT,
             timeout=timeout,
         )
-        try:
+        with _talking(directory, f"the ACME CA at {directory} cannot be used"):
             self.client = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
             self._register()
-        except (errors.Error, messages.Error, OSError) as exc:
-            raise CaError(f"the ACME CA at {directory} cannot be used: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - requests' connection errors and the like
-            raise CaError(f"the ACME CA at {directory} cannot be reached: {exc}") from None
 
     def _register(self):
         new = messages.NewRegistration.from_data(email=self.email, terms_of_service_agreed=True)
@@ -90,7 +105,7 @@ class Ca:
         """
         deadline = datetime.datetime.now() + datetime.timedelta(seconds=timeout)
         csr = crypto_util.make_csr(key.encode(), list(names))
-        try:
+        with _talking(self.directory_url, f"the CA refused the order for {', '.join(names)}"):
             order = self.client.new_order(csr)
             records, answers = {}, []
             for authz in order.authorizations:
@@ -110,30 +125,13 @@ class Ca:
                 owner = challenges.owner_of(name)
                 records.setdefault(owner, []).append(chall.chall.validation(self.jwk))
                 answers.append(chall)
-        except (errors.Error, messages.Error) as exc:
-            raise CaError(f"the CA refused the order for {', '.join(names)}: {exc}") from None
-        except CaError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - connection errors
-            raise CaError(f"the CA at {self.directory_url} cannot be reached: {exc}") from None
         try:
-            if records:
-                publish(records)
-            for chall in answers:
-                self.client.answer_challenge(chall, chall.chall.response(self.jwk))
-            order = self.client.poll_and_finalize(order, deadline)
-        except errors.ValidationError as exc:
-            raise CaError(f"the CA could not validate: {exc}") from None
-        except errors.TimeoutError as exc:
-            raise CaError(f"the CA did not finish within {timeout} s: {exc}") from None
-        except (errors.Error, messages.Error) as exc:
-            raise CaError(f"the CA refused: {exc}") from None
-        except CaError:
-            raise
-        except PapError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - connection errors
-            raise CaError(f"the CA at {self.directory_url} cannot be reached: {exc}") from None
+            with _talking(self.directory_url, "the CA refused"):
+                if records:
+                    publish(records)
+                for chall in answers:
+                    self.client.answer_challenge(chall, chall.chall.response(self.jwk))
+                order = self.client.poll_and_finalize(order, deadline)
         finally:
             if records:
                 withdraw()

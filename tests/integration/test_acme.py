@@ -199,14 +199,8 @@ def test_both_load_balancers_serve_the_same_certificate_over_h2(platform, tmp_pa
                 message=f"{lb} to serve {service}'s certificate {want} for {host}",
             )
             # A real client: curl, verifying against Pebble's root only, HTTP/2.
-            res = subprocess.run(
-                ["curl", "-sS", "--http2", "--cacert", str(root), "-o", "/dev/null",
-                 "-w", "%{http_version} %{http_code}", "--resolve",
-                 f"{host}:{HTTPS_PORT}:{address}", f"https://{host}:{HTTPS_PORT}/"],
-                capture_output=True, text=True, timeout=30, check=False,
-            )  # fmt: skip
-            assert res.returncode == 0, res.stderr
-            assert res.stdout == "2 200", f"{lb} {host}: {res.stdout}"
+            got = client.curl_h2(address, HTTPS_PORT, host, root)
+            assert got == "2 200", f"{lb} {host}: {got}"
 
 
 def test_stateful_cookie_across_load_balancers_over_https(platform):
