@@ -509,7 +509,7 @@ def bench_tls(renewals=3, seconds=10):
     renewals of www under a loop of TLS handshakes (each: until every load balancer serves the
     new one, the handshakes that failed meanwhile); HTTPS beside plain HTTP requests per second
     through each load balancer (``www`` with ``https: both``, a new connection per request)."""
-    pillar = _own_addresses(bench_pillar(), octet=TLS_OCTET)
+    pillar = _own_addresses(bench_pillar(), octet=TLS_OCTET, port_shift=TLS_OCTET + 100)
     pillar["services"]["www"]["https"] = "both"  # plain HTTP serves the page too, to compare
     lab = Lab("bench-tls", pillar=pillar, svn=True, say=log, acme=PEBBLE)
     out = {"renewals": []}
@@ -608,10 +608,11 @@ def scale_pillar(customers):
     return _own_addresses(synthetic.customers(customers, base=bench_pillar()))
 
 
-def _own_addresses(pillar, octet=77):
+def _own_addresses(pillar, octet=77, port_shift=100):
     """``pillar`` moved to addresses and ports no other lab of this machine uses (``scripts/lab
     up``, the demo or the monitoring test may be running): 127.0.x.y becomes 127.<octet>.x.y, the
-    metrics listeners included; BIND, which listens on 127.0.0.1 only, gets other ports."""
+    metrics listeners included; BIND, which listens on 127.0.0.1 only, gets its ports shifted by
+    ``port_shift``."""
     metrics = pillar.get("metrics") or {}
     groups = [pillar.get(g, {}) for g in ("loadbalancers", "webservers", "nameservers", "masters")]
     groups += [metrics.get(g, {}) for g in ("loadbalancers", "nameservers", "masters")]
@@ -620,11 +621,11 @@ def _own_addresses(pillar, octet=77):
             if item.get("address", "").startswith("127.0.") and item["address"] != "127.0.0.1":
                 item["address"] = f"127.{octet}." + item["address"].split(".", 2)[2]
             elif item.get("address") == "127.0.0.1":
-                item["port"] = item.get("port", 53) + 100
+                item["port"] = item.get("port", 53) + port_shift
                 if "control_port" in item:
-                    item["control_port"] += 100
+                    item["control_port"] += port_shift
             if "stats_port" in item:  # BIND's statistics channel, on 127.0.0.1
-                item["stats_port"] += 100
+                item["stats_port"] += port_shift
     return pillar
 
 
