@@ -115,6 +115,11 @@ def highstate(**kwargs):
         salt-call drift.highstate
     """
     functions, master, revision = _functions()
+    # The project's modules are not synced at every highstate (autoload_dynamic_modules: False,
+    # conf/minion.d/paphosting.conf): the scheduled correction brings code drift back too. As
+    # Salt's autoload did: onto disk, where the state run loads them, without refreshing the
+    # minion's pillar (refresh=True would recompile it, and reset what the pillar schedules).
+    functions["saltutil.sync_all"](refresh=False)
     ret = functions["state.highstate"](**kwargs)
     if isinstance(ret, list) and any("is running as PID" in str(line) for line in ret):
         return {

@@ -20,7 +20,12 @@ Master configuration (``conf/master.d/paphosting.conf``):
 
 import salt.renderers.yaml as salt_yaml
 
-from paphosting import parsememo
+try:
+    from paphosting import parsememo
+except ImportError:
+    # Masterless runs (``salt-call --local --module-dirs``, scripts/validate-pillar) load the
+    # renderers before the project's utils are importable: render as Salt does, without memo.
+    parsememo = None
 
 
 def render(yaml_data, saltenv="base", sls="", argline="", **kws):
@@ -34,4 +39,6 @@ def render(yaml_data, saltenv="base", sls="", argline="", **kws):
         salt_yaml.__opts__ = __opts__
         return salt_yaml.render(text, saltenv, sls, argline, **kws)
 
+    if parsememo is None:
+        return parse()
     return parsememo.YAML.parse((argline, bool(__opts__.get("use_yamlloader_old"))), text, parse)

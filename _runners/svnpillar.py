@@ -165,6 +165,16 @@ def _apply(minions, test, timeout, pillarenv=None):
         kwarg["pillarenv"] = pillarenv
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
     try:
+        # The minions load the project's modules only when synced (autoload_dynamic_modules:
+        # False, conf/minion.d/paphosting.conf): bring them what this master serves first.
+        # Onto disk, where the state run loads them (as Salt's autoload did: no pillar refresh).
+        client.cmd(
+            list(minions),
+            "saltutil.sync_all",
+            kwarg={"refresh": False},
+            tgt_type="list",
+            timeout=timeout,
+        )
         ret = client.cmd(
             list(minions),
             "state.apply",

@@ -227,23 +227,31 @@ class DnsWatch:
 
 
 class ZoneWatch:
-    """Asks each nameserver, from a thread of its own, for the A records of every name in
-    ``names`` (pipelined: :func:`paphosting.dnsserver.query_many`), again and again for those not
-    yet answering exactly ``want``, and notes when each nameserver answered ``want`` for all of
-    them. With thousands of names one round takes a fraction of a second: the time noted is the
-    end of the round that saw the last name right (``rounds`` says how long rounds took)."""
+    """Notes when each nameserver serves the new version of every zone in ``names`` (zone
+    names), and checks that the new version answers exactly ``want`` for each name's A records.
+
+    Made before the change: it reads the SOA serial each nameserver serves for each zone. Then,
+    from a thread per nameserver, it asks for the serials again and again (pipelined, read off the
+    wire without dnspython: :func:`paphosting.dnsserver.served_serials`, thousands of zones in a
+    few milliseconds), until every zone's serial changed; the time noted is the end of that round
+    (``rounds`` says how long rounds took). Only then it asks for the A records, once; a name that
+    does not answer ``want`` yet is asked again and again (:func:`paphosting.dnsserver.query_many`)
+    and the time noted is when the last one did (else the time the serials changed). A watch that parsed every A answer at every
+    round would note the time late by a round (seconds at 5,000 zones, three nameservers' threads
+    sharing one interpreter)."""
 
     def __init__(self, nameservers, names, want, interval=0.02):
         self.nameservers = list(nameservers)
+        self.names = list(names)
         self.want = sorted(want)
         self.interval = interval
         self.at = {}
-        self.left = {ns.name: len(names) for ns in self.nameservers}
+        self.left = {ns.name: len(self.names) for ns in self.nameservers}
         self.rounds = {ns.name: [] for ns in self.nameservers}
+        self.before = {ns.name: dnsserver.served_serials(ns, self.names) for ns in self.nameservers}
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, args=(ns, list(names)), daemon=True)
-            for ns in self.nameservers
+            threading.Thread(target=self._run, args=(ns,), daemon=True) for ns in self.nameservers
         ]
         for t in self._threads:
             t.start()
@@ -253,16 +261,29 @@ class ZoneWatch:
             return None
         return sorted(rd.address for rr in resp.answer if rr.rdtype == dns.rdatatype.A for rd in rr)
 
-    def _run(self, ns, pending):
+    def _run(self, ns):
+        before = self.before[ns.name]
+        pending = list(self.names)
         while pending and not self._stop.is_set():
             t0 = time.monotonic()
-            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=1)
-            pending = [n for n in pending if self._addresses(got[n]) != self.want]
+            got = dnsserver.served_serials(ns, pending, timeout=0.5, tries=1)
+            pending = [n for n in pending if got[n] is None or got[n] == before[n]]
             self.rounds[ns.name].append(time.monotonic() - t0)
             self.left[ns.name] = len(pending)
+            if pending:
+                self._stop.wait(self.interval)
+        served = time.monotonic()
+        pending = list(self.names)
+        first = True
+        while pending and not self._stop.is_set():
+            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=1)
+            pending = [n for n in pending if self._addresses(got[n]) != self.want]
+            self.left[ns.name] = len(pending)
             if not pending:
-                self.at[ns.name] = time.monotonic()
+                # Right at the first look: the new serials were the new answer.
+                self.at[ns.name] = served if first else time.monotonic()
                 return
+            first = False
             self._stop.wait(self.interval)
 
     def wait(self, timeout):

@@ -608,8 +608,10 @@ class Lab:
         for minion in self.minions.values():
             minion.start()
         self.wait_minions(timeout=180)
+        self.sync_modules()
         self.say(
-            f"{len(self.minions)} salt-minions connected to every master: {', '.join(m.short for m in self.minions.values())}"
+            f"{len(self.minions)} salt-minions connected to every master, the project's modules "
+            f"synced: {', '.join(m.short for m in self.minions.values())}"
         )
         if self.want_acme:
             # Not BIND: it listens on 127.0.0.1 only, which Pebble's address may not be.
@@ -780,6 +782,17 @@ class Lab:
         return self.svn.commit(files, message)
 
     # --- Salt ---------------------------------------------------------------------------------------
+
+    def sync_modules(self, minions=None, master=None):
+        """``saltutil.sync_all`` on ``minions`` (default: every one): the minions do not load the
+        project's modules at each highstate (``autoload_dynamic_modules: False``,
+        conf/minion.d/paphosting.conf), a sync brings them, as the push does."""
+        ids = sorted(minions or self.minions)
+        ret = self.salt(ids, "saltutil.sync_all", master=master, timeout=180)
+        missing = [mid for mid in ids if not isinstance(ret.get(mid), dict)]
+        if missing:
+            raise RuntimeError(f"saltutil.sync_all did not return on {missing}: {ret}")
+        return ret
 
     def salt(self, tgt, fun, *args, master=None, timeout=120, **kwargs):
         """``fun`` on one minion id or a list of ids, through ``master``; ``{id: return}``."""

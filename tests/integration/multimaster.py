@@ -305,6 +305,10 @@ def environment(
         provision(masters["nl"], masters["ch"])
         pair.wait_connected("nl")
         pair.wait_connected("ch")
+        # The minions load the project's modules only when synced (autoload_dynamic_modules:
+        # False in conf/minion.d/paphosting.conf), as the push and the minion-start reactor do.
+        synced = pair.views["nl"].salt(sorted(minions), "saltutil.sync_all", timeout=180)
+        assert sorted(synced) == sorted(minions), f"saltutil.sync_all: {synced}"
         yield pair
 
 
