@@ -45,7 +45,10 @@ def _renderer(pillar=None, digest=None):
     records = challenges.live_records(
         challenges.load_held(challenges.held_path(__opts__["cachedir"]))
     )
-    if records:
+    # Not on the failover's fast path (no pillar, the master's digest: rotation.apply renders the
+    # platform it has cached, and the in-memory pillar may predate it): there the records wait
+    # for the issuing master's next apply or the next highstate rather than render a stale pillar.
+    if records and not (pillar is None and digest is not None):
         paphosting, digest = challenges.merge(paphosting, records), None
     try:
         return platformcache.load(paphosting, __opts__["cachedir"], digest=digest)
