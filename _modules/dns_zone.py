@@ -15,7 +15,7 @@ from paphosting import challenges, files, overlay, platformcache
 from paphosting.errors import PapError
 
 try:
-    from paphosting import dnsserver, zonesync
+    from paphosting import dnssec, dnsserver, zonesync
     from paphosting import zone as pzone
 
     HAS_DNSPYTHON = True
@@ -85,6 +85,25 @@ def _members(members, renderer, pillar=None):
                 "members must be a mapping of rotation name to load balancer ids"
             )
         return overlay.members_of({"rotations": {k: {"members": v} for k, v in members.items()}})
+    except PapError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def _keysets(renderer, pillar=None):
+    """The DNSSEC key sets of the signed zones, from the secrets pillar the masters publish to
+    nameservers only (``paphosting_secrets:dnssec``, docs/dnssec.md)."""
+    signed = getattr(renderer, "dnssec", {})
+    if not signed:
+        return {}
+    secrets = (__pillar__ if pillar is None else pillar).get("paphosting_secrets") or {}
+    try:
+        found = zonesync.keysets_of(secrets.get("dnssec"), signed)
+        if pillar is None and len(found) < len(signed):
+            # The in-memory pillar may predate the keys (a failover renders from the cached
+            # platform and this minion's pillar): ask the master for the current one.
+            fresh = __salt__["pillar.items"](unmask=True).get("paphosting_secrets") or {}
+            found = zonesync.keysets_of(fresh.get("dnssec"), signed)
+        return found
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -344,6 +363,14 @@ def apply_all(
                 wanted,
                 _running(ns),
             )
+            zonesync.sign_plans(
+                renderer,
+                plans,
+                entries,
+                list(plans),
+                _keysets(renderer, pillar),
+                wanted,
+            )
             return zonesync.predict(ns, plans, entries)
         with _lock():
             out = zonesync.sync(
@@ -358,6 +385,7 @@ def apply_all(
                 failover=failover,
                 timings=timings,
                 describe=not failover,  # the failover reports no file diffs: thousands of them
+                keysets=_keysets(renderer, pillar),
             )
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:
@@ -416,12 +444,59 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None, reload=
                 force=force,
                 running=_running(ns),
                 reload=reload,
+                keysets=_keysets(renderer, pillar),
             )[zname]
     except (PapError, OSError) as exc:
         raise CommandExecutionError(f"zone {zname} was not written: {exc}") from exc
     if entry["error"] and not entry["written"] and entry["changed"]:
         raise CommandExecutionError(entry["error"])
     return entry
+
+
+def signatures(zones=None, nameserver=None):
+    """
+    What this nameserver serves of its signed zones, from the signer's record in each zone file
+    (its first line) and the serial the running server answers: ``{zone: {"serial", "served",
+    "expires", "dnskey", "sign", "cds"}}``; ``expires`` is the earliest expiry (epoch seconds)
+    of every signature in the zone. Key tags only, never key material. ``salt-run dnssec.status``
+    shows it for every nameserver.
+
+    zones
+        A list of zone names; default: every zone in pillar signed here.
+
+    nameserver
+        The nameserver's minion id in pillar; defaults to this minion's id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call dns_zone.signatures
+    """
+    # Compiled now: the in-memory pillar may predate the last push (a push's highstate compiles
+    # its own), and this answers an operator's question about what is served now.
+    renderer = _renderer(__salt__["pillar.items"](unmask=True))
+    ns = _nameserver(renderer, nameserver)
+    names = [_zone_name(renderer, z) for z in zones] if zones else sorted(renderer.dnssec)
+    served = dnsserver.served_serials(ns, names) if names and _running(ns) else {}
+    out = {}
+    for name in names:
+        path = dnsserver.zone_path(ns, name, _root())
+        try:
+            with open(path, encoding="utf-8") as fh:
+                head = dnssec.header(fh.readline())
+        except OSError:
+            head = {}
+        text = files.read(path) or ""
+        out[name] = {
+            "serial": pzone.quick_serial(name, text),
+            "served": served.get(name),
+            "expires": int(head["expires"]) if head.get("expires", "").isdigit() else None,
+            "dnskey": head.get("dnskey"),
+            "sign": head.get("sign"),
+            "cds": head.get("cds"),
+        }
+    return out
 
 
 def import_zone(path=None, text=None, origin=None, dest=None):

@@ -98,12 +98,13 @@ def _functions():
 def highstate(**kwargs):
     """
     Run a highstate through the master that serves the newest pillar revision among those of the
-    minion's ``master`` list that answer (this job's master among equals); when it had to change
-    something, or something failed, report it on the event bus with the tag
-    ``paphosting/drift/<minion id>`` and the data ``{"report": <text>, "sig": <signature>}``: the
-    text names this minion and holds the summary ``{"changed": [...], "failed": [...], "master":
-    <master>, "revision": <pillar revision>}`` (see ``paphosting.drift.summarize``), signed with
-    this minion's key (``paphosting.drift.signed_report``). The revision is None when only one
+    minion's ``master`` list that answer (this job's master among equals); report the run on the
+    event bus with the tag ``paphosting/drift/<minion id>`` and the data ``{"report": <text>,
+    "sig": <signature>}``: the text names this minion and holds the summary ``{"changed": [...],
+    "failed": [...], "master": <master>, "revision": <pillar revision>, "schedule": {"interval",
+    "splay"}}`` (see ``paphosting.drift.summarize``), signed with this minion's key
+    (``paphosting.drift.signed_report``). The masters record a run that changed or failed
+    something as drift, and every run as the minion's last run. The revision is None when only one
     master answered (nothing to compare) or none serves one.
 
     Returns the summary. A run skipped because another state run is in progress reports nothing.
@@ -131,10 +132,27 @@ def highstate(**kwargs):
         }
     summary = drift.summarize(ret)
     summary.update(master=master, revision=revision)
-    if summary["changed"] or summary["failed"]:
-        # Signed with this minion's key: the masters trust the minion id the signature proves,
-        # not the event's (see paphosting.drift).
-        with open(os.path.join(__opts__["pki_dir"], "minion.pem"), "rb") as fh:
-            data = drift.signed_report(__opts__["id"], summary, fh.read())
-        __salt__["event.send"](drift.TAG_PREFIX + __opts__["id"], data)
+    sched = __salt__["paphosting.schedule"]()
+    summary["schedule"] = {"interval": sched["highstate_interval"], "splay": sched["splay"]}
+    # Every run is reported, a run that changed nothing too: the masters list a minion whose
+    # runs stopped (drift.report, drift.heal). Signed with this minion's key: the masters trust
+    # the minion id the signature proves, not the event's (see paphosting.drift).
+    with open(os.path.join(__opts__["pki_dir"], "minion.pem"), "rb") as fh:
+        data = drift.signed_report(__opts__["id"], summary, fh.read())
+    __salt__["event.send"](drift.TAG_PREFIX + __opts__["id"], data)
     return summary
+
+
+def scheduled():
+    """
+    Whether this minion's drift-correction job is in its schedule: ``{"present": bool}``. Asked
+    by the masters' ``drift.heal`` (which knows from the pillar it serves whether it should be).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' drift.scheduled
+    """
+    jobs = __salt__["schedule.list"](show_all=True, return_yaml=False) or {}
+    return {"present": drift.SCHEDULE_JOB in jobs}

@@ -18,13 +18,12 @@ import logging
 import os
 import threading
 import time
+import types
 
 import salt.client
-import salt.pillar
 import salt.utils.event
-import salt.utils.minions
 
-from paphosting import files, model, platformcache, rotation
+from paphosting import dnsserver, files, pillarcompile, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -49,18 +48,9 @@ def _fire(data, tag):
 
 
 def _platform(minion_id):
-    """The platform model from ``minion_id``'s pillar (compiled here, without ext_pillars), and
-    the digest of that ``paphosting`` pillar value (:func:`paphosting.model.digest`)."""
-    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, __opts__)
-    opts = dict(__opts__, ext_pillar=[])
-    pillar = salt.pillar.Pillar(
-        opts, grains or {"fqdn": minion_id}, minion_id, "base"
-    ).compile_pillar()
-    errors = pillar.get("_errors")
-    if errors:
-        raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
-    digest = model.digest(pillar.get("paphosting"))
-    return platformcache.load(pillar.get("paphosting"), digest=digest).platform, digest
+    """The platform model from ``minion_id``'s pillar, and its digest
+    (:func:`paphosting.pillarcompile.minion_platform`)."""
+    return pillarcompile.minion_platform(__opts__, minion_id)
 
 
 # The decision's configuration per pillar generation (see _generation): a report must not cost a
@@ -386,12 +376,17 @@ def _operator(action, lb, **kwargs):
     }
 
 
-def drain(lb, reason="", force=False):
+def drain(lb, reason="", force=False, wait=30):
     """
     Take a load balancer out of every rotation (maintenance) until :func:`restore`. The drain is
     stored on this master, survives highstates and restarts, and is pushed to every nameserver.
     Refused when it would leave a rotation with fewer members up than its minimum, unless
     ``force=True``. Run it on both masters.
+
+    It then asks every nameserver (for up to ``wait`` seconds) until none serves the load
+    balancer's address any more, and reports when the last cached answer naming it expires: the
+    time the last nameserver stopped serving it plus the rotation's TTL. Power it off after that
+    (:func:`status` shows it too). Run again on a drained load balancer, it only checks again.
 
     lb
         The load balancer's minion id.
@@ -399,6 +394,8 @@ def drain(lb, reason="", force=False):
         Shown by :func:`status`.
     force
         Drain even below a rotation's minimum.
+    wait
+        Seconds to wait for every nameserver to stop serving its address.
 
     CLI Example:
 
@@ -406,7 +403,55 @@ def drain(lb, reason="", force=False):
 
         salt-run rotation.drain lb=lb1.paphosting.net reason="kernel upgrade"
     """
-    return _operator(rotation.drain, lb, reason=reason, force=force)
+    ret = _operator(rotation.drain, lb, reason=reason, force=force)
+    if ret["result"] is False:
+        return ret
+    config = _config()
+    path = _state_path()
+    known = rotation.load(path)["drains"].get(lb, {})
+    if known.get("expires") is None:
+        stopped = _unserved(config, lb, float(wait))
+        with rotation.locked(path):
+            state = rotation.load(path)
+            known = rotation.note_drain_expiry(state, config, lb, stopped, time.time())
+            if known is None:  # restored meanwhile
+                return ret
+            rotation.save(path, state)
+    ret["comment"] += f"; {lb}: " + rotation.drain_expiry_text(known, time.time())
+    ret["expires"] = known.get("expires")
+    ret["pending"] = known.get("pending", [])
+    return ret
+
+
+def _unserved(config, lb, wait):
+    """``{nameserver: time it was first seen answering none of lb's rotation names with lb's
+    address, or None}``, asking each every 0.1 s for up to ``wait`` seconds."""
+    target = config["loadbalancers"][lb]
+    wanted = [(n, "A", target["address"]) for n in rotation.drained_names(config, lb)]
+    if target.get("address6"):
+        wanted += [(n, "AAAA", target["address6"]) for n, _t, _a in list(wanted)]
+    stopped = {ns: None for ns in config["nameservers"]}
+    deadline = time.monotonic() + wait
+    while True:
+        for ns, (address, port) in config["nameserver_addresses"].items():
+            if stopped.get(ns) is None and not _serves(address, port, wanted):
+                stopped[ns] = time.time()
+        if all(stopped.values()) or time.monotonic() >= deadline:
+            return stopped
+        time.sleep(0.1)
+
+
+def _serves(address, port, wanted):
+    """True when the nameserver at ``address:port`` serves any ``(name, type, address)`` of
+    ``wanted``, or does not answer (not seen to stop)."""
+    server = types.SimpleNamespace(address=address, port=port)
+    for name, rdtype, addr in wanted:
+        resp = dnsserver.query(server, name + ".", rdtype, timeout=0.5)
+        if resp is None:
+            return True
+        if any(getattr(rd, "address", None) == addr for rrset in resp.answer for rd in rrset):
+            return True
+    return False
 
 
 def restore(lb):

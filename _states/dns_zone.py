@@ -25,8 +25,9 @@ def _one(entry, test, force):
     zone, serial = entry["zone"], entry["serial"]
     if entry["changed"] and entry["refused"] and not force:
         return False, None, entry["refused"]
-    if entry["error"] and not entry["written"] and entry["changed"] and not test:
-        return False, None, entry["error"]  # the checker refused it: nothing was written
+    if entry["error"] and not entry["written"] and (not entry["changed"] or not test):
+        # The checker or dnssec-verify refused it, or a signed zone has no keys: nothing written.
+        return False, None, entry["error"]
     if not entry["changed"] and not entry["stale"]:
         return True, None, f"Zone {zone} is up to date (serial {serial['live']})"
     if entry["changed"]:
@@ -36,6 +37,15 @@ def _one(entry, test, force):
             "serial": {"old": serial["live"], "new": serial["new"]},
         }
         what = f"Zone {zone}: serial {serial['live']} -> {serial['new']}, {_summary(entry)}"
+        signed = entry.get("dnssec")
+        if signed and "signatures" in signed:
+            # Key tags and counts only: never key material.
+            changes["dnssec"] = signed
+            what += (
+                f", signed ({signed['signatures']} new signatures, {signed['reused']} kept"
+                + (f"; re-signed because {signed['resigned']}" if signed["resigned"] else "")
+                + ")"
+            )
     else:
         changes = {"served_serial": {"old": serial["served"], "new": serial["live"]}}
         what = f"Zone {zone}: the server served serial {serial['served']}, the file has {serial['live']}"
@@ -100,6 +110,11 @@ def managed(name, zones=None, members=None, force=False, nameserver=None):
     lines, failed, current = [], [], 0
     for zone in sorted(entries):
         ok, changes, line = _one(entries[zone], test, force)
+        pending = (entries[zone].get("dnssec") or {}).get("pending")
+        if pending:
+            line += f"; not signed yet: {pending}"
+            if ok and not changes:
+                lines.append(line)
         if changes:
             ret["changes"][zone] = changes
         if not ok:

@@ -15,6 +15,7 @@
 
 import hashlib
 import http.client
+import itertools
 import json
 import random
 import socket
@@ -376,6 +377,7 @@ class Load:
         self.requests = 0
         self.first_failed = 0  # requests whose first attempt could not connect
         self.failures = []  # (time.monotonic(), what the client saw)
+        self.latencies = []  # seconds of every request, failed or not, in order
         self.servers = {}
         self.certificates = {}  # HTTPS: {leaf sha256: answers that carried it}
         self._stop = threading.Event()
@@ -401,8 +403,10 @@ class Load:
         period = 1.0 / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
+            t0 = time.monotonic()
             answer, first_failed = self._one(browser)
             with self._lock:
+                self.latencies.append(time.monotonic() - t0)
                 self.requests += 1
                 self.first_failed += first_failed
                 if answer.ok:
@@ -488,3 +492,80 @@ def dns_picker(nameservers, name, rng=None):
         return addresses
 
     return pick
+
+
+def cached_picker(nameservers, name, seed=11):
+    """A ``pick()`` for :class:`Load`: each worker thread is a browser with a resolver cache of
+    its own. It resolves ``name`` through a random nameserver, holds that answer for its TTL (as a
+    browser and its stub resolver do), and tries its addresses in one random order fixed for the
+    answer's lifetime (each thread its own: ``seed`` plus the thread's number)."""
+    local = threading.local()
+    threads = itertools.count()
+
+    def pick():
+        if not hasattr(local, "rng"):
+            local.rng = random.Random(seed + next(threads))
+            local.addresses, local.until = [], 0.0
+        now = time.monotonic()
+        if now >= local.until or not local.addresses:
+            ns = local.rng.choice(nameservers)
+            addresses, ttl = resolve(ns, name, timeout=0.5)
+            local.addresses = list(addresses or [])
+            local.rng.shuffle(local.addresses)
+            local.until = now + (ttl or 0)
+        return list(local.addresses)
+
+    return pick
+
+
+class DnsRecorder:
+    """Asks every nameserver for ``name`` every ``interval`` seconds from a background thread and
+    keeps every answer: ``(time.monotonic(), nameserver, sorted addresses)``, the addresses
+    ``None`` when the nameserver did not answer, ``[]`` when it answered without one."""
+
+    def __init__(self, nameservers, name, interval=0.1):
+        self.nameservers = list(nameservers)
+        self.name = name
+        self.interval = interval
+        self.samples = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="dns-recorder")
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            for ns in self.nameservers:
+                got, _ = resolve(ns, self.name, timeout=0.3)
+                with self._lock:
+                    self.samples.append((time.monotonic(), ns.name, got))
+            self._stop.wait(self.interval)
+
+    def since(self, t0):
+        with self._lock:
+            return [s for s in self.samples if s[0] >= t0]
+
+    def empty_since(self, t0):
+        """The answers since ``t0`` that named no address at all."""
+        return [s for s in self.since(t0) if s[2] == []]
+
+    def switches(self, t0, address):
+        """``{nameserver: how often the answers since t0 gained or lost address}``."""
+        last, out = {}, {}
+        for _t, ns, got in self.since(t0):
+            if got is None:
+                continue
+            has = address in got
+            if ns in last and last[ns] != has:
+                out[ns] = out.get(ns, 0) + 1
+            last[ns] = has
+            out.setdefault(ns, 0)
+        return out
+
+    def addresses_since(self, t0):
+        """Every address any nameserver answered since ``t0``."""
+        return sorted({a for _t, _ns, got in self.since(t0) for a in got or []})
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)

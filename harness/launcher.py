@@ -45,6 +45,7 @@ import salt.utils.event
 import yaml
 
 from harness import REPO, processes
+from harness import netns as harness_netns
 from harness.pebble import Pebble
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
@@ -182,7 +183,7 @@ class Master:
         self.cachedir = self.root / "cache"
         self.process = processes.Process(
             f"salt-master {name}",
-            [BIN / "salt-master", "-c", self.conf_dir, "-l", "warning"],
+            lab.host_command(name, [BIN / "salt-master", "-c", self.conf_dir, "-l", "warning"]),
             lab.base / "pids" / f"master-{name}.pid",
             self.root / "log" / "stdout.log",
         )
@@ -301,7 +302,9 @@ class Minion:
         self.conf_dir = self.root / "conf"
         self.process = processes.Process(
             f"salt-minion {minion_id}",
-            [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"],
+            lab.host_command(
+                minion_id, [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"]
+            ),
             lab.base / "pids" / f"minion-{short}.pid",
             self.root / "log" / "stdout.log",
         )
@@ -414,6 +417,11 @@ class Lab:
         Where progress lines go (a callable taking one string).
     extra_file_roots
         Folders served after the repository's ``salt://`` tree (the benchmark's empty SLS).
+    netns
+        A subnet of 198.18.0.0/15 (``"198.18.17.0/24"``): every host (master, load balancer,
+        nameserver, webserver) runs in a network namespace of its own on an address of that
+        subnet (the pillar's addresses moved there: :func:`harness.netns.relocate`), for the
+        faults of :mod:`harness.faults`. Needs root and nftables; ``None`` (the default): loopback.
     prometheus
         Also run a Prometheus scraping every exporter of ``paphosting:metrics`` with the alert
         rules (:mod:`harness.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
@@ -439,6 +447,7 @@ class Lab:
         minion_overrides=None,
         extra_file_roots=(),
         prometheus=False,
+        netns=None,
         acme=None,
     ):
         base = REPO / "build" / name
@@ -453,6 +462,12 @@ class Lab:
             else yaml.safe_load((REPO / "pillar" / "paphosting.sls").read_text())["paphosting"]
         )
         self.top = top if top is not None else (REPO / "pillar" / "top.sls").read_text()
+        self.net = None
+        if netns is not None:
+            # Every host on an address of its own in the subnet, in a namespace of its own.
+            self.pillar = harness_netns.relocate(self.pillar, netns)[0]
+            self.example = False
+            self.net = harness_netns.Network(netns)
         self.platform = model.parse(self.pillar)
         self.use_svn = svn
         self.svn = None
@@ -491,6 +506,23 @@ class Lab:
         self.want_acme = acme
         self.pebble = None
         self.started = False
+
+    def host_command(self, host, argv):
+        """``argv`` as ``host`` runs it: inside its namespace when the lab has them (planned here,
+        made by :meth:`start`), as it is on loopback."""
+        if self.net is None:
+            return argv
+        if host not in self.net.hosts:
+            addresses = harness_netns.host_addresses(self.platform).get(host)
+            if not addresses:
+                raise LabError(f"{host} has no address in the pillar: it cannot have a namespace")
+            self.net.add(host, addresses)
+        return self.net.wrap(host, argv)
+
+    @property
+    def admin_address(self):
+        """Where the lab's own services (svnserve, Prometheus) listen: every host reaches it."""
+        return self.net.gateway if self.net is not None else "127.0.0.1"
 
     # --- the platform's data ---------------------------------------------------------------------
 
@@ -553,6 +585,8 @@ class Lab:
         return sorted(set(wanted))
 
     def _check_ports(self):
+        if self.net is not None:
+            return  # fresh namespaces: nothing else listens there (Network.create checks the subnet)
         busy = [f"{a}:{p}" for a, p in self._ports() if port_in_use(a, p)]
         if busy:
             raise LabError(
@@ -569,6 +603,17 @@ class Lab:
         for _pidfile, pid, cmd in leftovers:
             self.say(f"stopped a leftover of an earlier run: pid {pid} ({cmd[:80]})")
         self._check_ports()
+        if self.net is not None:
+            problem = harness_netns.available()
+            if problem:
+                raise LabError(f"the lab in network namespaces cannot run here: {problem}")
+            self.started = True
+            for name in self.net.create():
+                self.say(f"removed a leftover of a dead lab: {name}")
+            self.say(
+                f"{len(self.net.hosts)} hosts, each in its own network namespace on "
+                f"{self.net.subnet} (bridge {self.net.bridge} at {self.net.gateway})"
+            )
         shutil.rmtree(self.base, ignore_errors=True)
         self.base.mkdir(parents=True)
         self.report_dir.mkdir(parents=True, exist_ok=True)
@@ -585,10 +630,9 @@ class Lab:
         file_root(self.file_root)
         if self.use_svn:
             (self.base / "svn").mkdir()
-            self.svn = SvnServer(self.base / "svn", free_port("127.0.0.1")).create().start()
-            self.say(
-                f"Subversion repository {self.svn.url} (svnadmin create, svnserve on 127.0.0.1)"
-            )
+            addr = self.admin_address
+            self.svn = SvnServer(self.base / "svn", free_port(addr), address=addr).create().start()
+            self.say(f"Subversion repository {self.svn.url} (svnadmin create, svnserve on {addr})")
         else:
             self.write_pillar(self.pillar)
         self._keys()
@@ -624,8 +668,9 @@ class Lab:
                 f"against {ns.name} ({ns.server}, {ns.address}:{ns.port})"
             )
         if self.want_prometheus:
+            addr = self.admin_address
             self.prometheus = Prometheus(
-                self.base / "prometheus", self.platform, "127.0.0.1", free_port("127.0.0.1")
+                self.base / "prometheus", self.platform, addr, free_port(addr)
             ).start()
             self.say(
                 f"Prometheus on {self.prometheus.url} (targets: {self.prometheus.url}/targets, "
@@ -725,6 +770,9 @@ class Lab:
             lines.append(
                 f"stopped pid {pid}: {os.path.basename(cmd.split()[0]) if cmd else '?'} ({os.path.relpath(pidfile, self.base)})"
             )
+        if self.net is not None and self.net.created:
+            self.net.delete()
+            lines.append(f"deleted {len(self.net.hosts)} network namespaces and {self.net.bridge}")
         self.started = False
         return lines
 

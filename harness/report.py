@@ -15,6 +15,17 @@ import sys
 LATENCY_KEYS = ("trials", "p50_s", "p95_s", "floor_s")
 
 
+def percentile(values, q):
+    """The ``q`` quantile (0..1) of ``values``, interpolated between the closest ranks."""
+    data = sorted(values)
+    if not data:
+        return 0.0
+    pos = q * (len(data) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
 def _type_name(kind):
     return {
         bool: "a boolean",
@@ -144,9 +155,84 @@ def bench_problems(doc, complete=True):
         _peers(doc, problems)
     if "scale" in doc or complete:
         _scale(doc, problems)
+    if "faults" in doc or complete:
+        _faults(doc, problems)
+    if "dnssec" in doc or complete:
+        _dnssec(doc, problems)
     if "tls" in doc or complete:
         _tls(doc, problems)
     return problems
+
+
+FAULT_CLIENT_KEYS = (
+    "requests",
+    "failed",
+    "p50_ms",
+    "p99_ms",
+    "baseline_p50_ms",
+    "baseline_p99_ms",
+    "added_p50_ms",
+    "added_p99_ms",
+)
+
+
+def _faults(doc, problems):
+    """``"faults": {"power_off_failover": {latency keys}, "kill_failover": {same},
+    "connect_timeout_s": float, "window_s": float, "clients_per_kind": int, "clients":
+    {<fault kind>: {"fault": str, "browser": {client keys, "baseline_p50_ms", "baseline_p99_ms",
+    "added_p50_ms", "added_p99_ms"}, "one_address": {same}}}}``; at least one fault kind."""
+    part = _field(doc, "faults", dict, "", problems)
+    if part is None:
+        return
+    for key in ("power_off_failover", "kill_failover"):
+        _latency(_field(part, key, dict, "faults", problems), f"faults.{key}", problems)
+    _field(part, "connect_timeout_s", float, "faults", problems)
+    _field(part, "window_s", float, "faults", problems)
+    _field(part, "clients_per_kind", int, "faults", problems)
+    clients = _field(part, "clients", dict, "faults", problems)
+    if clients is None:
+        return
+    if not clients:
+        problems.append("faults.clients needs at least one fault kind")
+    for kind, row in clients.items():
+        path = f"faults.clients.{kind}"
+        if not isinstance(row, dict):
+            problems.append(f"{path} is not a mapping")
+            continue
+        _field(row, "fault", str, path, problems)
+        for who in ("browser", "one_address"):
+            figures = _field(row, who, dict, path, problems)
+            if figures is None:
+                continue
+            keys = FAULT_CLIENT_KEYS
+            for key in keys:
+                _field(
+                    figures,
+                    key,
+                    int if key in ("requests", "failed") else float,
+                    f"{path}.{who}",
+                    problems,
+                )
+
+
+DNSSEC_ROW = (
+    ("services", int),
+    ("records", int),
+    ("sign_full_s", float),
+    ("verify_s", float),
+    ("failover_unsigned_s", float),
+    ("failover_signed_s", float),
+    ("failover_signatures", int),
+)
+
+
+def _dnssec(doc, problems):
+    """``"dnssec": {"signing": [{"services", "records", "sign_full_s", "verify_s",
+    "failover_unsigned_s", "failover_signed_s", "failover_signatures"}]}``."""
+    part = _field(doc, "dnssec", dict, "", problems)
+    if part is None:
+        return
+    _rows(part, "signing", DNSSEC_ROW, problems, True)
 
 
 def _tls(doc, problems):

@@ -50,14 +50,16 @@ def _run(args, cwd=None, stdin=None):
 
 
 class SvnServer:
-    """One repository under ``root``, served by svnserve on ``127.0.0.1:port``."""
+    """One repository under ``root``, served by svnserve on ``address:port`` (the lab in network
+    namespaces: the bridge's address, which every host reaches)."""
 
-    def __init__(self, root, port, name="platform"):
+    def __init__(self, root, port, name="platform", address="127.0.0.1"):
         self.root = str(root)
         self.port = port
         self.name = name
+        self.address = address
         self.repo = os.path.join(self.root, name)
-        self.url = f"svn://127.0.0.1:{port}/{name}"
+        self.url = f"svn://{address}:{port}/{name}"
         self.config_dir = os.path.join(self.root, "client-config")
         self.wc = os.path.join(self.root, "wc")
         self.daemon = daemon.Daemon(
@@ -66,7 +68,7 @@ class SvnServer:
                 "svnserve",
                 "-d",
                 "--listen-host",
-                "127.0.0.1",
+                address,
                 "--listen-port",
                 str(port),
                 "-r",
@@ -100,7 +102,7 @@ class SvnServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.address, self.port), timeout=1):
                     return self
             except OSError:
                 if time.monotonic() > deadline:

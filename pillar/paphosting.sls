@@ -89,6 +89,9 @@ paphosting:
       ttl: 3600
       # ns defaults to every nameserver above; here the public names are spelled out.
       ns: [ns1.paphosting.net, ns2.paphosting.net, ns3.paphosting.net]
+      # Signed by every nameserver with one key set the masters make (docs/dnssec.md); off here
+      # so that the demo needs no platform GPG key: `dnssec: true`, or {algorithm: 13, nsec3: true}.
+      # dnssec: true
       soa:
         rname: hostmaster.paphosting.nl
         refresh: 3600

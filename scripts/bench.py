@@ -23,6 +23,17 @@ scale
     until it serves the new answer for every zone and for the rotation name; the no-change
     highstate of each nameserver beside Salt's floor; the push's validation (Salt's pillar
     compile and the real checkers, for every minion); the master's CPU per health report.
+faults
+    Every host in its own network namespace (needs root and nftables; harness/faultbench.py):
+    per fault kind of harness/faults.py (load balancer killed or powered off, backend killed or
+    powered off, one watcher cut off from one load balancer, 30 % loss on a load balancer's link,
+    a master unreachable from the minions), what a browser-like client (every address in turn)
+    and a one-address client see while holding their DNS answer: failed requests and added
+    latency p50/p99; and the failover after a power-off beside the one after a kill.
+dnssec
+    Signing (docs/dnssec.md): the zone of 10,000 services and a zone of 100,000 records signed in
+    full, checked with ``dnssec-verify``, and what a nameserver computes for a failover of that
+    zone signed (plan, re-signing the changed RRsets, validating them) beside unsigned (the plan).
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
     harness/peers.py) started beside the platform's nameservers: the same kills, the same
@@ -56,14 +67,22 @@ import traceback
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import client, peers, report, synthetic  # noqa: E402 - harness puts _utils on sys.path
+from harness import (  # noqa: E402 - harness puts _utils on sys.path
+    client,
+    faultbench,
+    peers,
+    report,
+    synthetic,
+)
 from harness.launcher import Events, Lab, wait_for  # noqa: E402
+from harness.report import percentile  # noqa: E402
 from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors", "scale", "peers", "tls")
+PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers", "dnssec", "tls")
+SIGNING_CASES = ((10000, 0), (0, ZONE_RECORDS))
 ZONE_SIZES = (0, 100, 1000, 5000)
 TARGET_RENDER_S = 5.0
 
@@ -106,6 +125,25 @@ def bench_render(repeat):
     return rows
 
 
+def bench_dnssec():
+    """One row per case of :data:`SIGNING_CASES`, each in a fresh process (harness/signing.py)."""
+    rows = []
+    for services, records in SIGNING_CASES:
+        argv = [sys.executable, __file__, "--signing-worker", str(services), str(records)]
+        res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"signing worker {services}/{records} failed:\n{res.stderr[-3000:]}")
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        log(
+            f"dnssec {row['records']} records: signed in {row['sign_full_s']:.1f} s, "
+            f"dnssec-verify {row['verify_s']:.1f} s; failover computed in "
+            f"{row['failover_signed_s'] * 1000:.0f} ms signed, "
+            f"{row['failover_unsigned_s'] * 1000:.1f} ms unsigned"
+        )
+    return {"signing": rows}
+
+
 # --- the running platform ----------------------------------------------------------------------
 
 
@@ -131,17 +169,6 @@ def bench_pillar(services=0, watchers=True, lean=False):
     if not watchers:
         pillar["health"]["watchers"] = []
     return pillar
-
-
-def percentile(values, q):
-    """The ``q`` quantile (0..1) of ``values``, interpolated between the closest ranks."""
-    data = sorted(values)
-    if not data:
-        return 0.0
-    pos = q * (len(data) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summary(samples, floor):
@@ -930,6 +957,7 @@ def _targets(results):
                 )
             )
     out += _scale_targets(results.get("scale") or {})
+    out += _fault_targets(results.get("faults") or {})
     tls = results.get("tls") or {}
     if tls.get("renewals"):
         shakes = sum(r["handshakes"] for r in tls["renewals"])
@@ -947,6 +975,58 @@ def _targets(results):
                 "no failed stateless request while a backend dies",
                 ce["backend_kill"] == 0,
                 f"{ce['backend_kill']} failed",
+            )
+        )
+    return out
+
+
+def _fault_lines(faults):
+    """The faults part as a table: per fault kind, each client's failed requests and added latency."""
+    if not faults:
+        return []
+    lines = [""]
+    for key, what in (("power_off_failover", "powered off"), ("kill_failover", "killed")):
+        fo = faults[key]
+        lines.append(
+            f"load balancer {what}: out of every answer p50 {fo['p50_s']:.2f} s, p95 {fo['p95_s']:.2f} s "
+            f"({fo['trials']} trials, floor {fo['floor_s']:.1f} s)"
+        )
+    lines += [
+        "",
+        f"what clients see under each fault ({faults['window_s']:.0f} s, {faults['clients_per_kind']} clients of each kind "
+        f"holding their DNS answer, connect timeout {faults['connect_timeout_s']:.0f} s; added: against the same "
+        "clients just before the fault)",
+        f"{'fault':<22} {'browser: failed/requests':>25} {'+p50 ms':>8} {'+p99 ms':>8}   {'one address: failed/requests':>28} {'+p50 ms':>8} {'+p99 ms':>8}",
+    ]
+    for kind, row in faults["clients"].items():
+        b, o = row["browser"], row["one_address"]
+        lines.append(
+            f"{kind:<22} {b['failed']:>12}/{b['requests']:<12} {b['added_p50_ms']:>8.0f} {b['added_p99_ms']:>8.0f}   "
+            f"{o['failed']:>14}/{o['requests']:<13} {o['added_p50_ms']:>8.0f} {o['added_p99_ms']:>8.0f}"
+        )
+    return lines
+
+
+def _fault_targets(faults):
+    """The targets of issue 17."""
+    if not faults:
+        return []
+    fo = faults["power_off_failover"]
+    backend = faults["clients"].get("backend_power_off", {}).get("browser", {})
+    out = [
+        (
+            "a powered-off load balancer out of every answer within floor + 1 s (p50)",
+            fo["p50_s"] <= fo["floor_s"] + 1,
+            f"p50 {fo['p50_s']:.2f} s, floor {fo['floor_s']:.1f} s",
+        )
+    ]
+    if backend:
+        out.append(
+            (
+                "no failed stateless request to a powered-off backend",
+                backend["failed"] == 0,
+                f"{backend['failed']} of {backend['requests']} failed, added p50 "
+                f"{backend['added_p50_ms']:.0f} ms, p99 {backend['added_p99_ms']:.0f} ms",
             )
         )
     return out
@@ -1070,7 +1150,20 @@ def table(results):
             ]
     if (results.get("peers") or {}).get("trials"):
         lines += ["", *peers.table_lines(results["peers"])]
+    lines += _fault_lines(results.get("faults") or {})
     lines += _scale_lines(results.get("scale") or {})
+    signing = (results.get("dnssec") or {}).get("signing") or []
+    if signing:
+        lines += [
+            "",
+            "dnssec: full signing and dnssec-verify; a failover's computation, signed vs unsigned",
+            f"{'services':>9} {'records':>8} {'sign s':>8} {'verify s':>9} {'failover signed ms':>19} {'unsigned ms':>12} {'sigs':>5}",
+        ]
+        for r in signing:
+            lines.append(
+                f"{r['services']:>9} {r['records']:>8} {r['sign_full_s']:>8.1f} {r['verify_s']:>9.1f} "
+                f"{r['failover_signed_s'] * 1000:>19.1f} {r['failover_unsigned_s'] * 1000:>12.1f} {r['failover_signatures']:>5}"
+            )
     if results.get("noop_highstate"):
         other = {
             (r["role"], r["services"]): r for r in results.get("noop_highstate_with_autoload", [])
@@ -1386,6 +1479,13 @@ def main(argv=None):
         help="customer zone counts of the scale part",
     )
     parser.add_argument(
+        "--signing-worker",
+        nargs=2,
+        type=int,
+        metavar=("SERVICES", "RECORDS"),
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument(
         "--render-worker",
         nargs=2,
         type=int,
@@ -1397,6 +1497,11 @@ def main(argv=None):
         from harness import render
 
         print(json.dumps(render.measure(*args.render_worker)))
+        return 0
+    if args.signing_worker:
+        from harness import signing
+
+        print(json.dumps(signing.measure(*args.signing_worker)))
         return 0
     parts = args.part or list(PARTS)
 
@@ -1431,8 +1536,15 @@ def main(argv=None):
         attempt("render", lambda: results.update(render=bench_render(args.repeat)))
     if {"failover", "errors", "peers"} & set(parts):
         attempt("platform", lambda: results.update(bench_platform(args.trials, parts)))
+    if "faults" in parts:
+        attempt(
+            "faults",
+            lambda: results.update(faults=faultbench.measure(min(args.trials, 6), log)),
+        )
     if "scale" in parts:
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
+    if "dnssec" in parts:
+        attempt("dnssec", lambda: results.update(dnssec=bench_dnssec()))
     if "tls" in parts:
         attempt("tls", lambda: results.update(tls=bench_tls()))
     if "noop" in parts:

@@ -16,6 +16,9 @@ nameservers: BIND, NSD, Knot, 3 webservers) as plain processes under ``build/dem
  7. the shop's primary webserver dies under load: haproxy fails over, no stateless request fails;
  8. a load balancer dies: the nameservers drop it (the time is measured), clients go on;
  9. it comes back: the nameservers hand it out again;
+    (as root with nftables, every host in its own network namespace: the other load balancer
+    loses power, no reset: the nameservers drop it, clients trying every address go on;
+    ``--loopback`` runs on 127.0.0.0/8 without this step)
 10. master NL stops: the other load balancer dies and CH alone fails over; it comes back;
 11. a bad commit is pushed (through CH) and refused, nothing changes; the revert is pushed;
 12. NL comes back and converges on CH's rotation and revision by itself;
@@ -39,7 +42,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import client, processes, report  # noqa: E402
+from harness import client, netns, processes, report  # noqa: E402
+from harness import faults as faultlib  # noqa: E402
 from harness.launcher import Events, Lab, LabError, wait_for  # noqa: E402
 from harness.timeline import Abort, Timeline  # noqa: E402
 
@@ -49,12 +53,17 @@ ROTATION = "http0.l.paphosting.nl"
 WWW = "www.paphosting.nl"
 SHOP = "shop.paphosting.nl"
 EVENT_PREFIXES = ("salt/beacon/", "paphosting/", "salt/job/")
+# The demo's hosts, each in its own network namespace (when root and nftables are here).
+SUBNET = "198.18.19.0/24"
 
 
 class Demo:
-    def __init__(self, timeline):
+    def __init__(self, timeline, subnet=None):
         self.tl = timeline
-        self.lab = Lab("demo", say=lambda m: timeline.say(m), prometheus=True, acme=PEBBLE)
+        self.lab = Lab(
+            "demo", say=lambda m: timeline.say(m), prometheus=True, netns=subnet, acme=PEBBLE
+        )
+        self.faults = faultlib.Faults(self.lab)
         p = self.lab.platform
         self.p = p
         self.lbs = sorted(p.loadbalancers)
@@ -335,10 +344,8 @@ class Demo:
         with www, shop:
             www.wait_requests(20)
             t0 = time.monotonic()
-            pids = self.lab.kill_webapp(self.primary)
-            step.say(
-                f"SIGKILL the web application on {self.short(self.primary)} (pid {', '.join(map(str, pids))}) while 4 clients browse www and shop"
-            )
+            fault = self.faults.kill(self.primary, "webapp")
+            step.say(f"{fault} while 4 clients browse www and shop (SIGKILL)")
 
             def down_everywhere():
                 for lb in self.lbs:
@@ -375,24 +382,21 @@ class Demo:
             f"the shop's sessions moved to {self.short(self.backup)} (the backup) and stick there on both load balancers"
         )
 
+    def browsing(self, picker, rate):
+        """Two browser-like clients of www (every address in turn), ``rate`` requests/s each."""
+        return client.Load(WWW, self.port, picker, workers=2, rate=rate, retry=True)
+
     def lb_kill(self, step, lb, master_names, key):
         """Kill ``lb``'s haproxy; every nameserver must drop it. Returns the latency."""
         other = [self.addr[x] for x in self.lbs if x != lb]
-        load = client.Load(
-            WWW,
-            self.port,
-            client.dns_picker(self.lab.nameservers, ROTATION),
-            workers=2,
-            rate=10,
-            retry=True,
-        )
+        load = self.browsing(client.dns_picker(self.lab.nameservers, ROTATION), 10)
         with load:
             load.wait_requests(10)
             watch = self.dns_watch(other)
             t0 = time.monotonic()
-            pids = self.lab.kill_machine(lb)
+            fault = self.faults.kill(lb, "machine")
             step.say(
-                f"{self.short(lb)} ({self.addr[lb]}) dies: SIGKILL its salt-minion and haproxy (pids {', '.join(map(str, pids))})"
+                f"{self.short(lb)} ({self.addr[lb]}) dies: SIGKILL its salt-minion and haproxy ({fault})"
             )
             latency = self.dns_result(step, watch, t0, f"the kill of {self.short(lb)}")
             load.wait_requests(10)
@@ -449,6 +453,44 @@ class Demo:
         step.say(
             f"every nameserver hands out {self.short(lb)} again {latency:.2f} s after it came back (floor rise x interval = {self.p.health.rise * self.p.health.interval:.0f} s)"
         )
+
+    def lb_power_off(self, step):
+        """A load balancer loses power: its packets vanish, nobody gets a reset (network
+        namespaces only). Browser-like clients holding their DNS answer, and the nameservers."""
+        lb = self.lbs[1]
+        other = [self.addr[x] for x in self.lbs if x != lb]
+        load = self.browsing(client.cached_picker(self.lab.nameservers, ROTATION), 5)
+        with load:
+            load.wait_requests(10)
+            watch = self.dns_watch(other)
+            t0 = time.monotonic()
+            fault = self.faults.power_off(lb)
+            step.say(
+                f"{self.short(lb)} ({self.addr[lb]}) loses power: every packet to and from it dropped, no reset"
+            )
+            latency = self.dns_result(step, watch, t0, f"the power cut of {self.short(lb)}")
+            load.wait_requests(10)
+        self.narrate_failover_events(step, "nl", t0)
+        self.latencies["lb_power_off"] = latency
+        step.measure("lb_power_off_s", round(latency, 2))
+        step.say(
+            f"every nameserver dropped {self.short(lb)} {latency:.2f} s after the power cut (floor {self.floor:.0f} s)"
+        )
+        slow = sum(x > 1.0 for x in load.latencies)
+        step.say(
+            f"browser-like clients holding their answer for its TTL: {load.summary()}; {slow} requests "
+            f"waited for a connect timeout on the dead address first (the client-side floor: the TTL)"
+        )
+        self.client_errors += load.errors
+        step.check(
+            load.errors == 0, f"no request failed for a client trying every address ({load.errors})"
+        )
+        dns = self.dns_watch(self.addr.values())
+        fault.heal()
+        t1 = time.monotonic()
+        step.say(f"{self.short(lb)} has power again")
+        back = self.dns_result(step, dns, t1, f"{self.short(lb)} came back")
+        step.say(f"every nameserver hands out {self.short(lb)} again {back:.2f} s later")
 
     def master_down(self, step):
         nl = self.lab.masters["nl"]
@@ -732,11 +774,27 @@ STEPS = (
 )
 
 
-def main():
+POWER_OFF_STEP = (
+    "a load balancer loses power (no reset): every nameserver drops it, clients go on",
+    "lb_power_off",
+    False,
+)
+
+
+def main(argv=None):
+    loopback = "--loopback" in (sys.argv[1:] if argv is None else argv)
     OUT.mkdir(parents=True, exist_ok=True)
     tl = Timeline()
-    tl.say(f"make demo: the paphosting platform on 127.0.0.0/8, under {OUT.relative_to(REPO)}/")
-    demo = Demo(tl)
+    why = "asked for (--loopback)" if loopback else netns.available()
+    subnet = None if why else SUBNET
+    where = f"each host in its own network namespace on {SUBNET}" if subnet else "127.0.0.0/8"
+    tl.say(f"make demo: the paphosting platform on {where}, under {OUT.relative_to(REPO)}/")
+    if why:
+        tl.say(f"loopback lab ({why}): the power-cut step needs network namespaces")
+    steps = list(STEPS)
+    if subnet:
+        steps.insert(steps.index(next(s for s in STEPS if s[1] == "master_down")), POWER_OFF_STEP)
+    demo = Demo(tl, subnet)
     actions = {
         "lb1_kill": lambda step: demo.lb_kill(step, demo.lbs[0], ["nl", "ch"], "lb_failover"),
         "lb1_back": lambda step: demo.lb_back(step, demo.lbs[0], "nl", "lb_recovery"),
@@ -745,7 +803,7 @@ def main():
     t_start = time.monotonic()
     try:
         aborted = None
-        for name, action, critical in STEPS:
+        for name, action, critical in steps:
             if aborted:
                 tl.skip(name, f"'{aborted}' failed")
                 continue

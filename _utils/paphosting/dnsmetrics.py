@@ -14,6 +14,10 @@ scrape, asks the server for the SOA serial of every zone it should serve, and re
     The SOA serial served (absent for a zone the server does not answer for).
 ``paphosting_dns_rotation_version``
     The rotation version the nameserver holds (:mod:`paphosting.overlay`).
+``paphosting_dnssec_signature_expiry_seconds{zone}``
+    For each signed zone, the seconds until the earliest signature in the zone file the server
+    loaded expires (the signer's first line, :mod:`paphosting.dnssec`); renewal keeps it above
+    the refresh margin (7 days by default), so an alert well above zero catches a stalled signer.
 
 The exporter is a small process (:func:`main`, ``python -m paphosting.dnsmetrics CONFIG``)
 started by the ``dns_exporter`` state: with a pidfile in service mode ``process``
@@ -35,7 +39,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, overlay
+from paphosting import dnssec, dnsserver, overlay
 from paphosting.errors import PapError
 from paphosting.paths import under
 
@@ -163,6 +167,30 @@ class Collector:
         )
         version.add_metric([], held.get("version", 0))
         yield version
+        expiry = GaugeMetricFamily(
+            "paphosting_dnssec_signature_expiry_seconds",
+            "Seconds until the earliest signature of the signed zone expires.",
+            labels=["zone"],
+        )
+        for zone, seconds in sorted(signature_expiry(self.conf.get("signed") or {}).items()):
+            expiry.add_metric([zone], seconds)
+        yield expiry
+
+
+def signature_expiry(paths, now=None):
+    """``{zone: seconds until its earliest signature expires}`` for the signed zone files
+    ``{zone: path}``; a file that is missing or not signed is left out."""
+    now = dnssec.now_epoch() if now is None else now
+    out = {}
+    for zone, path in paths.items():
+        try:
+            with open(path, encoding="utf-8") as fh:
+                expires = dnssec.header(fh.readline()).get("expires", "")
+        except OSError:
+            continue
+        if expires.isdigit():
+            out[zone] = int(expires) - int(now)
+    return out
 
 
 # --- the exporter process ---------------------------------------------------------------------
@@ -182,6 +210,11 @@ def exporter_config(platform, ns_id, root="/", cachedir=None):
         "listen": [listener.address, listener.port],
         "dns": [ns.address, ns.port],
         "zones": sorted(platform.zones),
+        "signed": {
+            z: dnsserver.zone_path(ns, z, root)
+            for z in sorted(platform.zones)
+            if platform.zones[z].dnssec
+        },
         "held": overlay.held_path(cachedir or under(root, "/var/cache/salt/minion")),
     }
     if ns.server == "bind":

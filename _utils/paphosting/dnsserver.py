@@ -35,7 +35,12 @@ from paphosting.paths import under
 
 SERVERS = ("bind", "nsd", "knot")
 UNITS = {"bind": "named", "nsd": "nsd", "knot": "knot"}
-PACKAGES = {"bind": ["bind9", "bind9-utils"], "nsd": ["nsd"], "knot": ["knot", "knot-dnssecutils"]}
+# bind9-utils everywhere: dnssec-verify checks every signed zone before it is served.
+PACKAGES = {
+    "bind": ["bind9", "bind9-utils"],
+    "nsd": ["nsd", "bind9-utils"],
+    "knot": ["knot", "knot-dnssecutils", "bind9-utils"],
+}
 DAEMONS = {"bind": "named", "nsd": "nsd", "knot": "knotd"}
 CHECKCONF = {"bind": "named-checkconf", "nsd": "nsd-checkconf", "knot": "knotc"}
 CHECKZONE = {"bind": "named-checkzone", "nsd": "nsd-checkzone", "knot": "kzonecheck"}

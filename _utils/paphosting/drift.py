@@ -21,6 +21,7 @@ from paphosting import files, health
 from paphosting.errors import PapError
 
 TAG_PREFIX = "paphosting/drift/"
+SCHEDULE_JOB = "paphosting-drift"  # the minion's scheduled job (salt/minion/init.sls)
 HISTORY_LIMIT = 500
 REPORT_FORMAT = 1
 MAX_AGE = 3600.0
@@ -91,6 +92,17 @@ def authenticate(text, signature, public_key_for, now=None, max_age=MAX_AGE):
     ):
         raise Rejected(f"malformed drift summary from {minion!r}: {report!r:.200}")
     summary = {"changed": report["changed"], "failed": report["failed"]}
+    sched = report.get("schedule")
+    if (
+        isinstance(sched, dict)
+        and all(
+            isinstance(sched.get(k), int) and not isinstance(sched.get(k), bool)
+            for k in ("interval", "splay")
+        )
+        and sched["interval"] > 0
+        and sched["splay"] >= 0
+    ):
+        summary["schedule"] = {"interval": sched["interval"], "splay": sched["splay"]}
     if isinstance(report.get("master"), str):
         summary["master"] = report["master"]  # the master the highstate ran through
     if isinstance(report.get("revision"), int) and not isinstance(report["revision"], bool):
@@ -192,26 +204,89 @@ def summarize(highstate_return):
     return {"changed": changed, "failed": failed}
 
 
-def record(path, minion, summary, when=None):
-    """Append one minion's drift report to the history file at ``path`` (bounded, atomic write).
+def runs_path(path):
+    """Where the last run of each minion is kept, beside the history at ``path``."""
+    return (path[:-5] if path.endswith(".json") else path) + ".runs.json"
 
-    ``when`` is the report's own time (signed): a second report of one minion at the same time
-    is a replay and raises :class:`Rejected`.
+
+def record(path, minion, summary, when=None):
+    """Record one minion's drift report: its run in the last-runs file (:func:`runs_path`), and,
+    when it changed or failed something, an entry in the history file at ``path`` (bounded, atomic
+    writes). Returns the history entry, or None for a run that changed nothing.
+
+    ``when`` is the report's own time (signed): a report of one minion not newer than the last
+    one recorded is a replay and raises :class:`Rejected`.
 
     Read, append and write happen under ``<path>.lock``: the reactor runs one runner per event,
     in parallel, and two reports read at once would otherwise both write, losing one.
     """
+    when = when if when is not None else time.time()
     with files.locked(path + ".lock"):
+        runs = load_runs(path)
+        last = runs.get(minion, {}).get("time")
         history = load(path)
-        if when is not None and any(
+        if (isinstance(last, (int, float)) and when <= last) or any(
             h.get("minion") == minion and h.get("time") == when for h in history
         ):
-            raise Rejected(f"the report of {minion!r} at {when} is already recorded (a replay)")
-        entry = {"minion": minion, "time": when if when is not None else time.time(), **summary}
+            raise Rejected(
+                f"the report of {minion!r} at {when} is not newer than the last one (a replay)"
+            )
+        runs[minion] = {
+            "time": when,
+            "schedule": summary.get("schedule"),
+            "changed": len(summary.get("changed") or []),
+            "failed": len(summary.get("failed") or []),
+        }
+        files.write_checked(runs_path(path), json.dumps(runs, indent=1, sort_keys=True), mode=0o600)
+        if not summary.get("changed") and not summary.get("failed"):
+            return None
+        entry = {"minion": minion, "time": when, **summary}
         history.append(entry)
         history = history[-HISTORY_LIMIT:]
         files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
     return entry
+
+
+def load_runs(path):
+    """``{minion: {"time", "schedule", "changed", "failed"}}``: each minion's last drift run."""
+    try:
+        with open(runs_path(path), encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+GRACE = 120.0  # seconds a run may come after interval + splay before it counts as overdue
+
+
+def schedule_rows(runs, minions, now=None, grace=GRACE):
+    """One row per minion of ``minions`` (and of ``runs``): ``(minion, last run time or None,
+    due time or None, state)``; state is ``ok``, ``OVERDUE`` (no run within its own reported
+    interval + splay + ``grace`` after the last) or ``no run yet``."""
+    now = now if now is not None else time.time()
+    rows = []
+    for minion in sorted(set(minions) | set(runs)):
+        run = runs.get(minion) or {}
+        last = run.get("time")
+        sched = run.get("schedule") or {}
+        if not isinstance(last, (int, float)):
+            rows.append((minion, None, None, "no run yet"))
+            continue
+        due = None
+        if sched.get("interval"):
+            due = last + sched["interval"] + sched.get("splay", 0) + grace
+        rows.append((minion, last, due, "OVERDUE" if due is not None and now > due else "ok"))
+    return rows
+
+
+def schedule_table(runs, minions, now=None, grace=GRACE):
+    """A text table of :func:`schedule_rows`: when each minion's drift correction last ran."""
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) if t else "-"  # noqa: E731
+    lines = [f"{'minion':<24} {'last run (UTC)':<20} {'due by (UTC)':<20} state"]
+    for minion, last, due, state in schedule_rows(runs, minions, now, grace):
+        lines.append(f"{minion:<24} {stamp(last):<20} {stamp(due):<20} {state}")
+    return "\n".join(lines)
 
 
 def load(path):

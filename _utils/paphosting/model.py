@@ -167,6 +167,7 @@ class Zone:
     soa: Soa
     ns: tuple
     records: tuple
+    dnssec: dict | None = None  # {"algorithm": 13, "nsec3": False} when signed (docs/dnssec.md)
 
 
 @dataclass(frozen=True)
@@ -472,7 +473,7 @@ def _haproxy_globals(raw, errs):
         ),
         "maxconn": _int(raw.get("maxconn"), path + ("maxconn",), errs, 1, 10_000_000, 4096),
         "timeout_connect": _int(
-            raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 5000
+            raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 1000
         ),
         "timeout_client": _int(
             raw.get("timeout_client"), path + ("timeout_client",), errs, 1, 3_600_000, 30000
@@ -1000,7 +1001,7 @@ def _zones(raw, errs, nameservers, owner_keys=None):
             errs.add(p, f"zone {zname} is listed twice")
             continue
         origin = dns.name.from_text(zname)
-        item = _mapping(item, p, errs, {"ttl", "soa", "ns", "records"})
+        item = _mapping(item, p, errs, {"ttl", "soa", "ns", "records", "dnssec"})
         ttl = _int(item.get("ttl"), p + ("ttl",), errs, 0, TTL_MAX, 3600)
         ns = []
         rawns = item.get("ns")
@@ -1102,8 +1103,53 @@ def _zones(raw, errs, nameservers, owner_keys=None):
                     f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})"
                     + same,
                 )
-        out[zname] = Zone(name=zname, ttl=ttl, soa=soa, ns=tuple(ns), records=tuple(records))
+        out[zname] = Zone(
+            name=zname,
+            ttl=ttl,
+            soa=soa,
+            ns=tuple(ns),
+            records=tuple(records),
+            dnssec=_zone_dnssec(item.get("dnssec"), p + ("dnssec",), errs, records),
+        )
     return out
+
+
+DNSSEC_ALGORITHMS = (13, 14, 15)
+DNSSEC_TYPES = {"DNSKEY", "RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY"}
+
+
+def _zone_dnssec(raw, path, errs, records):
+    """A zone's ``dnssec``: None (not signed, the default), or ``{"algorithm", "nsec3"}`` for
+    ``true`` or a mapping of those keys."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        errs.add(path, f"must be true, false or a mapping (algorithm, nsec3), got {raw!r}")
+        return None
+    raw = _mapping(raw, path, errs, {"algorithm", "nsec3"})
+    algorithm = raw.get("algorithm", 13)
+    if algorithm not in DNSSEC_ALGORITHMS or isinstance(algorithm, bool):
+        errs.add(
+            path + ("algorithm",),
+            f"{algorithm!r} is not one of {', '.join(map(str, DNSSEC_ALGORITHMS))} "
+            "(13 ECDSAP256SHA256, 14 ECDSAP384SHA384, 15 ED25519)",
+        )
+        algorithm = 13
+    nsec3 = raw.get("nsec3", False)
+    if not isinstance(nsec3, bool):
+        errs.add(
+            path + ("nsec3",), f"must be true (NSEC3, no opt-out) or false (NSEC), got {nsec3!r}"
+        )
+        nsec3 = False
+    for r in records:
+        if r.type in DNSSEC_TYPES:
+            errs.add(
+                path[:-1] + ("records", r.owner),
+                f"a {r.type} record is made by the signer of a signed zone, not by the pillar",
+            )
+    return {"algorithm": algorithm or 13, "nsec3": nsec3}
 
 
 def _record_key(owner_keys, zname, rel):
@@ -1297,8 +1343,9 @@ def _masters(raw, errs):
 
 def _dns_settings(raw, errs):
     path = (ROOT, "dns")
-    raw = _mapping(raw, path, errs, {"max_change_share", "min_records_for_share"})
+    raw = _mapping(raw, path, errs, {"max_change_share", "min_records_for_share", "dnssec"})
     return {
+        "dnssec": _dnssec_policy(raw.get("dnssec"), path + ("dnssec",), errs),
         "max_change_share": _number(
             raw.get("max_change_share"), path + ("max_change_share",), errs, 0, 1, 0.3
         ),
@@ -1306,6 +1353,53 @@ def _dns_settings(raw, errs):
             raw.get("min_records_for_share"), path + ("min_records_for_share",), errs, 0, 10**9, 10
         ),
     }
+
+
+DNSSEC_POLICY = {  # seconds; paphosting.dnssec.Policy's fields (docs/dnssec.md)
+    "validity": (3600, 366 * 86400, 14 * 86400),
+    "refresh": (600, 365 * 86400, 7 * 86400),
+    "zsk_lifetime": (3600, 10 * 366 * 86400, 90 * 86400),
+    "parent_ds_ttl": (0, 7 * 86400, 86400),
+    "propagation": (0, 7 * 86400, None),  # None: the drift schedule's interval + splay
+    "safety": (0, 7 * 86400, 3600),  # RFC 7583's safety margins
+}
+
+
+def _dnssec_policy(raw, path, errs):
+    raw = _mapping(raw, path, errs, set(DNSSEC_POLICY))
+    out = {
+        k: _int(raw.get(k), path + (k,), errs, lo, hi, default)
+        for k, (lo, hi, default) in DNSSEC_POLICY.items()
+    }
+    if (
+        out["refresh"] is not None
+        and out["validity"] is not None
+        and out["refresh"] >= out["validity"]
+    ):
+        errs.add(
+            path + ("refresh",),
+            f"must be shorter than the signature validity ({out['validity']} s): signatures "
+            "are renewed when they expire sooner than this",
+        )
+    return out
+
+
+def _dnssec_schedule_check(platform, errs):
+    """Signatures are renewed by drift correction: its interval (with splay) must come round
+    well within the refresh margin, or a signature could expire before the next run."""
+    if not any(z.dnssec for z in platform.zones.values()):
+        return
+    policy = (platform.dns or {}).get("dnssec") or {}
+    refresh = policy.get("refresh")
+    sched = platform.schedule or {}
+    every = (sched.get("highstate_interval") or 0) + (sched.get("splay") or 0)
+    if refresh is not None and sched.get("enabled", True) and refresh < 2 * every:
+        errs.add(
+            (ROOT, "dns", "dnssec", "refresh"),
+            f"{refresh} s is less than twice the drift schedule ({every} s: "
+            f"{ROOT}:schedule highstate_interval + splay): a signature could expire before the "
+            "run that renews it",
+        )
 
 
 def _schedule(raw, errs):
@@ -1529,6 +1623,7 @@ def parse(pillar):
     _rotation_zones(rotations, services, zones, platform.zone_of, errs, owner_keys)
     _shadowed_records(zones, platform.zone_of, errs, owner_keys)
     _fd_budget(platform, errs)
+    _dnssec_schedule_check(platform, errs)
     for i, w in enumerate(health.watchers):
         if w not in nameservers and w not in loadbalancers and w not in webservers:
             errs.add(

@@ -14,9 +14,30 @@ import os
 
 import salt.pillar
 import salt.template
+import salt.utils.minions
 from salt.exceptions import SaltRenderError
 
-from paphosting import push
+from paphosting import model, platformcache, push
+from paphosting.errors import PapError
+
+
+def minion_platform(opts, minion_id):
+    """The platform model from ``minion_id``'s pillar as the master serves it (compiled here,
+    without ext_pillars; parsed once per pillar digest, :mod:`paphosting.platformcache`), and the
+    digest of that ``paphosting`` pillar value (:func:`paphosting.model.digest`). Raises
+    :class:`~paphosting.errors.PapError` when the pillar does not render."""
+    _, grains, _ = salt.utils.minions.get_minion_data(minion_id, opts)
+    opts = dict(opts, ext_pillar=[])
+    pillar = salt.pillar.Pillar(opts, grains or {"fqdn": minion_id}, minion_id, "base")
+    try:
+        data = pillar.compile_pillar()
+    finally:
+        pillar.destroy()
+    errors = data.get("_errors")
+    if errors:
+        raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
+    digest = model.digest(data.get(model.ROOT))
+    return platformcache.load(data.get(model.ROOT), digest=digest).platform, digest
 
 
 def _pillar(opts, grains, minion, functions=None):

@@ -230,21 +230,7 @@ class SvnConfig:
             )
         self.url = str(conf["url"])
         self.path = str(conf.get("path", "pillar")).strip("/")
-        password = conf.get("password")
-        if conf.get("password_file"):
-            try:
-                with open(conf["password_file"], encoding="utf-8") as fh:
-                    password = fh.read().strip()
-            except OSError as exc:
-                raise PapError(f"paphosting_svn:password_file: {exc}") from None
-        self.client = svn.Client(
-            self.url,
-            username=conf.get("username"),
-            password=password,
-            timeout=float(conf.get("timeout", 10)),
-            export_timeout=float(conf.get("export_timeout", 120)),
-            config_dir=conf.get("config_dir"),
-        )
+        self.client = svn.Client.from_options(conf)
         self.keep = int(conf.get("keep", 5))
         self.apply_timeout = int(conf.get("apply_timeout", 300))
         self.store = Store(conf.get("store") or os.path.join(opts["cachedir"], "paphosting"))

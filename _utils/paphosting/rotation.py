@@ -61,8 +61,12 @@ def config_of(platform):
             for name, lb in sorted(platform.loadbalancers.items())
         },
         "nameservers": sorted(platform.nameservers),
+        # Where each nameserver answers: a drain asks them when they stopped serving an address.
+        "nameserver_addresses": {
+            name: [ns.address, ns.port] for name, ns in sorted(platform.nameservers.items())
+        },
         "rotations": {
-            name: {"members": list(r.members), "min_members": r.min_members}
+            name: {"members": list(r.members), "min_members": r.min_members, "ttl": r.ttl}
             for name, r in sorted(platform.rotations.items())
         },
     }
@@ -383,6 +387,58 @@ def drain(state, config, lb, now, reason="", force=False):
     return _commit(state, config, verdicts(state, config, now), now, f"drain {lb}")
 
 
+def drained_names(config, lb):
+    """``{rotation name: ttl}`` of the rotations ``lb`` is configured in (its address leaves them
+    when it is drained)."""
+    return {
+        name: int(r.get("ttl", 300))
+        for name, r in config["rotations"].items()
+        if lb in r["members"]
+    }
+
+
+def note_drain_expiry(state, config, lb, stopped, now):
+    """Record on ``lb``'s drain when the last cached answer naming it expires: the time the last
+    nameserver stopped serving its address plus the longest TTL of its rotations (a resolver or
+    browser that cached the answer just before keeps it that long). ``stopped`` is ``{nameserver:
+    time it was first seen not serving the address, or None when it was not seen to stop}``;
+    while one is None the expiry is unknown and the drain names those nameservers as pending.
+    Returns the drain record (None when ``lb`` is not drained)."""
+    drain = state["drains"].get(lb)
+    if drain is None:
+        return None
+    pending = sorted(ns for ns, t in stopped.items() if t is None)
+    ttl = max(drained_names(config, lb).values(), default=0)
+    drain["checked"] = now
+    drain["ttl"] = ttl
+    if pending:
+        drain["pending"] = pending
+        drain.pop("stopped", None)
+        drain.pop("expires", None)
+    else:
+        last = max(stopped.values(), default=now)
+        drain.pop("pending", None)
+        drain["stopped"] = last
+        drain["expires"] = last + ttl
+    return drain
+
+
+def drain_expiry_text(drain, now):
+    """One line on when a drained load balancer stops being used by clients' caches."""
+    if drain.get("expires") is not None:
+        left = drain["expires"] - now
+        when = _when(drain["expires"])
+        if left > 0:
+            return f"cached answers naming it expire at {when} (in {left:.0f} s): power it off after that"
+        return f"no cached answer names it since {when}: safe to power off"
+    if drain.get("pending"):
+        return (
+            f"still served by {', '.join(drain['pending'])} when last checked "
+            f"({_when(drain['checked'])}): run rotation.drain again to learn when caches expire"
+        )
+    return "not yet checked whether the nameservers stopped serving it"
+
+
 def restore(state, config, lb, now):
     """Undo :func:`drain`; return the change or None."""
     if lb not in state["drains"]:
@@ -476,6 +532,7 @@ def status_text(state, config, now):
         lines.append(
             f"Drained: {lb} since {_when(d['since'])}"
             + (f" ({d['reason']})" if d.get("reason") else "")
+            + f"; {drain_expiry_text(d, now)}"
         )
     ch = state.get("last_change")
     if ch:

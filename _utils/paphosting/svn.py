@@ -210,8 +210,28 @@ class Client:
         self.config_dir = config_dir
         self.binary = binary
 
-    def _run(self, what, url, args, timeout=None, binary=None):
-        cmd = [binary or self.binary, "--non-interactive"]
+    @classmethod
+    def from_options(cls, conf):
+        """The client of the master option ``paphosting_svn`` (``url``, ``username``,
+        ``password`` or ``password_file``, ``timeout``, ``export_timeout``, ``config_dir``)."""
+        password = conf.get("password")
+        if conf.get("password_file"):
+            try:
+                with open(conf["password_file"], encoding="utf-8") as fh:
+                    password = fh.read().strip()
+            except OSError as exc:
+                raise PapError(f"paphosting_svn:password_file: {exc}") from None
+        return cls(
+            str(conf["url"]),
+            username=conf.get("username"),
+            password=password,
+            timeout=float(conf.get("timeout", 10)),
+            export_timeout=float(conf.get("export_timeout", 120)),
+            config_dir=conf.get("config_dir"),
+        )
+
+    def _run(self, what, url, args, timeout=None):
+        cmd = [self.binary, "--non-interactive"]
         if self.config_dir:
             cmd += ["--config-dir", self.config_dir]
         stdin = None
@@ -308,6 +328,40 @@ class Client:
             timeout=self.export_timeout,
         )
 
+    def put(self, files, message, base=None):
+        """Commit ``files`` (``{path: text}``, paths relative to the repository URL) in one new
+        revision without a working copy (``svnmucc``), creating missing folders; the revision.
+        ``base``: the revision the texts were computed from; a file changed since (the other
+        master committed first) makes the commit fail as out of date (:class:`SvnError`).
+
+        What a master's runner commits (a DNSSEC key set after a rollover): the admins see it in
+        the log like any other commit, and the push validates it like any other revision."""
+        ops, made = [], set()
+        with tempfile.TemporaryDirectory(prefix="paphosting-svn-") as tmp:
+            for i, (path, text) in enumerate(sorted(files.items())):
+                parts = path.strip("/").split("/")
+                for depth in range(1, len(parts)):
+                    folder = "/".join(parts[:depth])
+                    if folder in made:
+                        continue
+                    try:
+                        self.info(folder)
+                    except NotFound:
+                        ops += ["mkdir", join(self.url, folder)]
+                    made.add(folder)
+                local = os.path.join(tmp, str(i))
+                with open(local, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                ops += ["put", local, join(self.url, path)]
+            binary, self.binary = self.binary, "svnmucc"
+            try:
+                base_args = ["-r", str(base)] if base is not None else []
+                out = self._run("commit to", self.url, [*base_args, "-m", message, *ops])
+            finally:
+                self.binary = binary
+        match = re.search(r"r(\d+) committed", out)
+        return int(match.group(1)) if match else None
+
     def mark_pushed(self, rev, value):
         """Set the ``paphosting:pushed`` revision property of ``rev`` to ``value``.
 
@@ -327,37 +381,6 @@ class Client:
             return self._run("read", url, ["cat", self._peg(url, rev)])
         except NotFound:
             return None
-
-    def put(self, texts, message, base=None):
-        """Commit ``texts`` (``{path: text}``) in one revision, without a working copy (``svnmucc``),
-        creating missing folders; the new revision's number. ``base``: the revision the change was
-        decided on; the commit fails (:class:`SvnError`) when a file it adds appeared since."""
-        args = ["-m", message]
-        if base is not None:
-            args += ["-r", str(base)]
-        folders = sorted({os.path.dirname(p) for p in texts if os.path.dirname(p)})
-        missing = []
-        for folder in folders:
-            parts = folder.split("/")
-            for i in range(1, len(parts) + 1):
-                sub = "/".join(parts[:i])
-                if sub in missing:
-                    continue
-                try:
-                    self.info(sub)
-                except NotFound:
-                    missing.append(sub)
-        for folder in missing:
-            args += ["mkdir", join(self.url, folder)]
-        with tempfile.TemporaryDirectory(prefix="paphosting-svn-") as tmp:
-            for i, (path, text) in enumerate(sorted(texts.items())):
-                src = os.path.join(tmp, str(i))
-                with open(src, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                args += ["put", src, join(self.url, path)]
-            out = self._run("commit to", self.url, args, binary="svnmucc")
-        match = re.search(r"^r(\d+) committed", out, re.MULTILINE)
-        return int(match.group(1)) if match else self.info().number
 
     def lock_info(self, path):
         """``{"owner", "comment", "created"}`` of the lock on ``path``, or None when unlocked."""

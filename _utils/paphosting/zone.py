@@ -263,6 +263,14 @@ class Renderer:
         self.nameservers = platform.nameservers
         self.address_owners = platform.address_owners
         self.zone_names = tuple(sorted(platform.zones))
+        # The signed zones and how they are signed (paphosting.dnssec.policy), for the signer.
+        self.dnssec = {
+            name: z.dnssec for name, z in platform.zones.items() if getattr(z, "dnssec", None)
+        }
+        self.dnssec_settings = {
+            "dnssec": (platform.dns or {}).get("dnssec") or {},
+            "schedule": platform.schedule or {},
+        }
         self._templates = {}
         self._address_text = {}
 
@@ -548,6 +556,8 @@ class Plan:
     records: dict  # {"added": [...], "removed": [...]}
     problems: list  # change-safety reasons; empty when safe
     rotation_only: bool = False  # the change is confined to the rotation owners' A/AAAA records
+    signed_live: str | None = None  # the live file when it is DNSSEC-signed (``live`` is unsigned)
+    verify: bool = False  # the signed text must pass dnssec-verify before it is written
 
     @property
     def stale(self):

@@ -24,7 +24,7 @@ import os
 import tempfile
 import time
 
-from paphosting import dnsserver, files
+from paphosting import dnssec, dnsserver, files
 from paphosting import zone as pzone
 from paphosting.errors import PapError
 
@@ -67,7 +67,10 @@ def plan_all(renderer, ns, root, names, members=None, running=True, today=None, 
     plans, entries = {}, {}
     for name in names:
         path = dnsserver.zone_path(ns, name, root)
-        live = files.read(path)
+        signed_live = files.read(path)
+        # A signed zone is planned on the zone inside it: serials, diffs and change safety are
+        # those of the rendered zone; signing is a step of its own (sign_plans).
+        live = dnssec.unsigned_text(signed_live)
         plan = pzone.plan(
             None,
             name,
@@ -77,9 +80,111 @@ def plan_all(renderer, ns, root, names, members=None, running=True, today=None, 
             served_serial=served.get(name),
             renderer=renderer,
         )
+        if live is not signed_live:
+            plan.signed_live = signed_live
         plans[name] = plan
         entries[name] = _entry(plan, path, live, describe)
     return plans, entries
+
+
+def keysets_of(secrets, zone_names):
+    """``{zone: paphosting.dnssec.KeySet}`` from the nameservers' secrets pillar
+    (``paphosting_secrets:dnssec``), for ``zone_names``; a zone without keys is left out (its
+    apply says so), an invalid key set raises naming its pillar path."""
+    out = {}
+    for name in zone_names:
+        data = (secrets or {}).get(name)
+        if data is not None:
+            out[name] = dnssec.KeySet.from_text(name, data)
+    return out
+
+
+def sign_plans(renderer, plans, entries, group, keysets, members=None, now=None, today=None):
+    """Sign the planned text of every signed zone of ``group`` (``renderer.dnssec``), in place.
+
+    A zone whose rendered content is current is signed again (with a new serial) when
+    :func:`paphosting.dnssec.resign_reason` says so: a key changed state, signatures expire within
+    the refresh margin, the signed file was edited. Signatures of unchanged RRsets are reused, so
+    a failover signs the rotation's A/AAAA RRsets and the SOA only; those new signatures are
+    validated here, in Python (``plan.verify`` False); any other signing is verified with
+    ``dnssec-verify`` before it is written (``plan.verify`` True, :func:`_write`). A zone signed
+    live that the pillar no longer signs is a change-safety problem (turning DNSSEC off needs the
+    DS removed first, and ``force``). A zone that cannot be signed gets its ``error`` and keeps
+    its live file.
+    """
+    now = dnssec.now_epoch() if now is None else int(now)
+    settings = getattr(renderer, "dnssec", {})
+    common = getattr(renderer, "dnssec_settings", {})
+    for z in group:
+        plan, entry = plans[z], entries[z]
+        plan.verify = False
+        wanted = settings.get(z)
+        if wanted is None:
+            if plan.signed_live is not None:
+                _bump(renderer, plan, entry, members, today)
+                plan.problems.append(
+                    "it turns DNSSEC off for a zone that is signed live: remove the DS at the "
+                    "registrar first and wait for the parent's DS TTL (docs/dnssec.md, 'Turning "
+                    "DNSSEC off')"
+                )
+                entry["refused"] = plan.refusal()
+                entry["dnssec"] = {"off": True}
+            continue
+        keyset = keysets.get(z)
+        if keyset is None:
+            missing = (
+                f"zone {z} is signed (pillar paphosting:zones:{z}:dnssec) but this nameserver has "
+                f"no keys for it in pillar paphosting_secrets:dnssec:{z} (salt-run dnssec.keygen; "
+                "the masters' dnssec.maintain makes them on its schedule)"
+            )
+            if plan.signed_live is None:
+                # Never signed yet (keys come after the pillar says dnssec: true): it is served
+                # unsigned until they come, as before.
+                entry["dnssec"] = {"pending": missing}
+            else:
+                # Signed live: serving it unsigned would break validation for every resolver
+                # that has our DS. Keep it (the keys may be missing from this pillar only).
+                entry["error"] = f"{missing}; the live signed zone was kept"
+            continue
+        pol = dnssec.policy(wanted, common.get("dnssec"), common.get("schedule"))
+        reason = None
+        if not plan.changed:
+            reason = dnssec.resign_reason(plan.signed_live, keyset, now, pol)
+            if reason is None:
+                continue
+            _bump(renderer, plan, entry, members, today)
+        try:
+            signed = dnssec.sign(plan.text, z, keyset, now, pol, previous=plan.signed_live)
+            fast = plan.rotation_only and signed.reused > 0 and reason is None
+            if fast:
+                dnssec.verify_new(signed, z, keyset, now)
+        except PapError as exc:
+            entry["error"] = f"zone {z} was not written: {exc}"
+            plan.changed = entry["changed"] = False
+            continue
+        plan.text = signed.text
+        plan.verify = not fast
+        entry["dnssec"] = {
+            "signatures": len(signed.made),
+            "reused": signed.reused,
+            "keys": " ".join(keyset.fingerprint(now)),
+            "resigned": reason,
+        }
+    return entries
+
+
+def _bump(renderer, plan, entry, members, today):
+    """Turn a no-change plan into a change of the serial only (re-signing, unsigning)."""
+    if plan.changed:
+        return
+    serial = pzone.next_serial(
+        pzone.newest_serial(plan.serial_live, plan.serial_served), today or pzone.today_utc()
+    )
+    plan.text = renderer.render(plan.zone, serial, members)
+    plan.changed = entry["changed"] = True
+    plan.rotation_only = entry["rotation_only"] = True  # the records are what was checked before
+    plan.serial_new = serial
+    entry["serial"]["new"] = serial
 
 
 def predict(ns, plans, entries):
@@ -89,7 +194,10 @@ def predict(ns, plans, entries):
     todo = {
         z: p
         for z, p in plans.items()
-        if p.changed and not p.rotation_only and not entries[z]["refused"]
+        if p.changed
+        and (not p.rotation_only or p.verify)
+        and not entries[z]["refused"]
+        and not entries[z]["error"]
     }
     if not todo:
         return entries
@@ -100,9 +208,12 @@ def predict(ns, plans, entries):
             with open(paths[z], "w", encoding="utf-8") as fh:
                 fh.write(plan.text)
         refused = dnsserver.check_zone_files(ns, paths)
-    tool = dnsserver.CHECKZONE[ns.server]
-    for z, message in refused.items():
-        entries[z]["error"] = f"{tool} would reject zone {z}:\n{message}"
+        tool = dnsserver.CHECKZONE[ns.server]
+        for z, message in refused.items():
+            entries[z]["error"] = f"{tool} would reject zone {z}:\n{message}"
+        signed = {z: p for z, p in paths.items() if todo[z].verify}
+        for z, message in dnssec.verify_files(signed).items():
+            entries[z]["error"] = f"dnssec-verify would reject zone {z}:\n{message}"
     return entries
 
 
@@ -110,7 +221,7 @@ def _patch(renderer, plan, entry):
     """Turn ``plan`` (a zone whose live file differs in more than the rotation's records) into the
     failover's patch: only the rotation's records and the serial change. A zone whose rotation
     records are already right is left to drift correction (not written)."""
-    live = files.read(entry["path"])
+    live = dnssec.unsigned_text(files.read(entry["path"]))
     try:
         text = pzone.patch_rotation(
             plan.zone, live, plan.text, renderer.address_owners, plan.serial_new
@@ -140,12 +251,22 @@ def _write(ns, plans, entries, keep_old=None):
     try:
         to_check = {z: temps[entries[z]["path"]] for z in plans if not plans[z].rotation_only}
         refused = dnsserver.check_zone_files(ns, to_check)
+        tool = dnsserver.CHECKZONE[ns.server]
+        for z, message in refused.items():
+            entries[z]["error"] = f"zone {z} was not written: {tool} rejected zone {z}:\n{message}"
+        # A signed zone is served only once it validates: dnssec-verify on the staged file (the
+        # failover's fast path was validated in Python when it was signed: sign_plans).
+        to_verify = {
+            z: temps[entries[z]["path"]] for z in plans if plans[z].verify and z not in refused
+        }
+        for z, message in dnssec.verify_files(to_verify).items():
+            refused[z] = message
+            entries[z]["error"] = (
+                f"zone {z} was not written: dnssec-verify rejected its signed text:\n{message}"
+            )
     except BaseException:
         files.discard(temps)
         raise
-    tool = dnsserver.CHECKZONE[ns.server]
-    for z, message in refused.items():
-        entries[z]["error"] = f"zone {z} was not written: {tool} rejected zone {z}:\n{message}"
     files.discard({entries[z]["path"]: temps[entries[z]["path"]] for z in refused})
     written = [z for z in plans if z not in refused]
     files.commit(
@@ -211,6 +332,8 @@ def sync(
     reload=True,
     failover=False,
     timings=None,
+    keysets=None,
+    now=None,
 ):
     """Bring ``names`` (default: every zone) up to date on nameserver ``ns`` and make its running
     server serve them; see the module docstring. Returns ``{zone: entry}`` for every zone, each
@@ -225,6 +348,9 @@ def sync(
     whose live file differs from the pillar in more than the rotation's records gets only its
     rotation records (and serial) changed (:func:`paphosting.zone.patch_rotation`), checked by
     the server's checker, and is marked ``patched``; drift correction repairs the rest.
+
+    ``keysets``: ``{zone: paphosting.dnssec.KeySet}`` of the signed zones (:func:`keysets_of`);
+    ``now``: the signing time (epoch seconds; default: the clock).
     """
     timings = {} if timings is None else timings
     clock = time.monotonic()
@@ -265,6 +391,12 @@ def sync(
                 and plan.serial_live is not None
             ):
                 _patch(renderer, plan, entry)
+        sign_plans(renderer, plans, entries, group, keysets or {}, members, now, today)
+        lap("sign")
+        for z in group:
+            plan, entry = plans[z], entries[z]
+            if entry["error"]:
+                continue
             if plan.changed and entry["refused"] and not force:
                 entry["error"] = entry["refused"]
             elif plan.changed:

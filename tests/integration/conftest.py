@@ -38,6 +38,7 @@ import salt.runner
 import yaml
 
 from harness.saltenv import file_root, loader_dirs, master_config
+from tests.conftest import example_pillar
 
 MINION_LOOP_INTERVAL = 0.05
 
@@ -293,3 +294,25 @@ def sites(loopback):
     yield make
     for s in made:
         s.stop()
+
+
+def example_on_loopback(loopback):
+    """The example platform (the value of ``paphosting``) on fresh loopback addresses and ports,
+    without its exporters and without the drift schedule (tests apply when they mean to)."""
+    pillar = example_pillar()
+    pillar.pop("metrics")  # the exporters of the example's own servers
+    for lb in pillar["loadbalancers"].values():
+        lb["address"] = loopback.address()
+        lb["http_port"] = loopback.port(lb["address"])
+    for web in pillar["webservers"].values():
+        web["address"] = loopback.address()
+    for ns in pillar["nameservers"].values():
+        # BIND listens only on addresses of an interface: 127.0.0.1, with a port of its own.
+        ns["address"] = "127.0.0.1" if ns["server"] == "bind" else loopback.address()
+        ns["port"] = loopback.udp_tcp_port(ns["address"])
+        if ns["server"] == "bind":
+            ns["control_port"] = loopback.port("127.0.0.1")
+    for master in pillar["masters"].values():
+        master["address"] = loopback.address()
+    pillar["schedule"]["enabled"] = False
+    return pillar

@@ -118,6 +118,20 @@ def test_schedule_is_configured_by_the_minion_sls(pair, scheduled):
             assert job["run_on_start"] is False
 
 
+def test_a_lost_drift_schedule_is_found_and_scheduled_again(pair, scheduled):
+    """The drift job disappears from one minion (as Salt 3008 loses it on some minions when a
+    master restarts): ``drift.heal`` on either master finds it and schedules it again; where
+    nothing is missing it does nothing."""
+    gone = pair.nl.salt(LB1, "schedule.delete", "paphosting-drift", persist=True)
+    assert gone["result"] is True, gone
+    assert pair.nl.salt(LB1, "drift.scheduled") == {"present": False}
+    healed = pair.ch.run("drift.heal")
+    assert healed["missing"] == [LB1] and healed["repaired"] == {LB1: "scheduled again"}, healed
+    for view in pair.views.values():
+        assert view.salt(LB1, "drift.scheduled") == {"present": True}
+    assert pair.nl.run("drift.heal")["missing"] == []
+
+
 def test_scheduled_highstate_restores_edits_and_services(
     pair, parsed, paphosting, scheduled, event_listener
 ):
@@ -190,6 +204,9 @@ def test_scheduled_highstate_restores_edits_and_services(
         ret = view.run_cli("drift.report")
         assert ret.returncode == 0
         text = ret.stdout
+        # Every minion's last run is listed, the ones that changed nothing too.
+        for mid in MINIONS:
+            assert re.search(rf"^{re.escape(mid)}\s+\d{{4}}-\d\d-\d\d .*\bok$", text, re.M), text
         assert re.search(
             rf"{re.escape(LB1)}\s+changed\s+haproxy_cfg.managed loadbalancer-haproxy-config", text
         ), text

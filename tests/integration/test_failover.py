@@ -382,6 +382,9 @@ def test_highstate_after_a_failover_keeps_the_dead_lb_out(platform, pillar, lbs,
 def test_drain_highstate_restart_master_restore(platform, pillar, healthy):
     ret = platform.run("rotation.drain", lb=LB2, reason="maintenance")
     assert ret["result"] is True and f"-{LB2}" in ret["comment"]
+    # It returns once no nameserver serves lb2, with when the last cached answer expires.
+    assert ret["pending"] == [] and ret["expires"] is not None, ret
+    assert answers(pillar) == {ns: addresses(pillar, LB1) for ns in NS}
     wait_answers(platform, pillar, [LB1])
     platform.highstate(NS)
     assert answers(pillar) == {ns: addresses(pillar, LB1) for ns in NS}
@@ -400,6 +403,8 @@ def test_drain_highstate_restart_master_restore(platform, pillar, healthy):
     status = platform.run_cli("rotation.status")
     assert status.returncode == 0
     assert "Drained: lb2.fo.test" in status.stdout and "(maintenance)" in status.stdout
+    # When the last answer a client may have cached naming lb2 expires (or that it has).
+    assert "cached answer" in status.stdout.split("Drained: lb2.fo.test")[1].splitlines()[0]
     ret = platform.run("rotation.restore", lb=LB2)
     assert ret["result"] is True and f"+{LB2}" in ret["comment"]
     wait_answers(platform, pillar, [LB1, LB2])

@@ -16,7 +16,7 @@ import yaml
 
 from harness.svn import SHORT, USER, master_options, served
 from paphosting import daemon, dnsserver, haproxy, model
-from tests.conftest import example_pillar
+from tests.integration.conftest import example_on_loopback
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 NS1 = "ns1.paphosting.net"
@@ -30,25 +30,10 @@ TOP = "base:\n  '*':\n    - paphosting\n"
 @pytest.fixture(scope="module")
 def platform(loopback):
     """The example platform on fresh loopback addresses and ports (the value of ``paphosting``)."""
-    pillar = example_pillar()
-    pillar.pop("metrics")  # the exporters of the example's own servers
-    for lb in pillar["loadbalancers"].values():
-        lb["address"] = loopback.address()
-        lb["http_port"] = loopback.port(lb["address"])
-    for web in pillar["webservers"].values():
-        web["address"] = loopback.address()
-    for ns in pillar["nameservers"].values():
-        # BIND listens only on addresses of an interface: 127.0.0.1, with a port of its own.
-        ns["address"] = "127.0.0.1" if ns["server"] == "bind" else loopback.address()
-        ns["port"] = loopback.udp_tcp_port(ns["address"])
-        if ns["server"] == "bind":
-            ns["control_port"] = loopback.port("127.0.0.1")
+    pillar = example_on_loopback(loopback)
     pillar["zones"]["paphosting.nl"]["records"]["mail"] = [
         {"type": "A", "data": pillar["webservers"]["web3.paphosting.net"]["address"]}
     ]
-    for master in pillar["masters"].values():
-        master["address"] = loopback.address()
-    pillar["schedule"]["enabled"] = False
     return pillar
 
 

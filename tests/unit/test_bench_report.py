@@ -59,6 +59,44 @@ def bench_doc():
             ],
             "report_cpu": [{"services": 100, "first_report_cpu_s": 0.2, "report_cpu_p50_s": 0.004}],
         },
+        "faults": {
+            "power_off_failover": dict(latency, trials=6),
+            "kill_failover": dict(latency, trials=6),
+            "connect_timeout_s": 3.0,
+            "window_s": 15.0,
+            "clients_per_kind": 6,
+            "clients": {
+                "lb_power_off": {
+                    "fault": "power-off lb2.paphosting.net",
+                    **{
+                        who: {
+                            "requests": 200,
+                            "failed": 40 if who == "one_address" else 0,
+                            "p50_ms": 5.0,
+                            "p99_ms": 3020.0,
+                            "baseline_p50_ms": 4.0,
+                            "baseline_p99_ms": 20.0,
+                            "added_p50_ms": 1.0,
+                            "added_p99_ms": 3000.0,
+                        }
+                        for who in ("browser", "one_address")
+                    },
+                },
+            },
+        },
+        "dnssec": {
+            "signing": [
+                {
+                    "services": 10000,
+                    "records": 10013,
+                    "sign_full_s": 40.0,
+                    "verify_s": 5.0,
+                    "failover_unsigned_s": 0.002,
+                    "failover_signed_s": 0.2,
+                    "failover_signatures": 3,
+                }
+            ]
+        },
         "tls": {
             "issue_to_every_lb_s": 41.2,
             "renewals": [
@@ -129,6 +167,18 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
             lambda d: d["scale"]["sizes"][0]["push_validation"].update(total_s="3"),
             "scale.sizes[0].push_validation.total_s must be a number, got '3'",
         ),
+        (
+            lambda d: d["faults"]["clients"]["lb_power_off"]["browser"].pop("added_p99_ms"),
+            "faults.clients.lb_power_off.browser.added_p99_ms is missing",
+        ),
+        (
+            lambda d: d["faults"]["clients"].pop("lb_power_off"),
+            "faults.clients needs at least one fault kind",
+        ),
+        (
+            lambda d: d["faults"]["power_off_failover"].pop("p50_s"),
+            "faults.power_off_failover.p50_s is missing",
+        ),
         (lambda d: d["recovery"].pop("floor_s"), "recovery.floor_s is missing"),
         (
             lambda d: d["failover"].update(trials=10.0),
@@ -155,6 +205,12 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
         (lambda d: d["client_errors"].pop("lb_kill"), "client_errors.lb_kill is missing"),
         (lambda d: d.update(client_errors=[0, 0]), "client_errors must be a mapping, got [0, 0]"),
         (lambda d: d.pop("peers"), "peers is missing"),
+        (lambda d: d.pop("dnssec"), "dnssec is missing"),
+        (lambda d: d["dnssec"].update(signing=[]), "signing must not be empty"),
+        (
+            lambda d: d["dnssec"]["signing"][0].update(failover_signatures=3.0),
+            "signing[0].failover_signatures must be an integer, got 3.0",
+        ),
         (lambda d: d["peers"]["systems"].pop("gdnsd"), "peers.systems.gdnsd is missing"),
         (
             lambda d: d["peers"]["systems"]["pdns"]["recovery"].pop("p95_s"),
@@ -189,6 +245,8 @@ def test_a_partial_bench_run_may_leave_lists_empty():
     assert report.bench_problems(doc) == ["noop_highstate must not be empty"]
     doc.pop("peers")
     doc.pop("scale")
+    doc.pop("faults")
+    doc.pop("dnssec")
     doc.pop("tls")
     assert report.bench_problems(doc, complete=False) == []
 

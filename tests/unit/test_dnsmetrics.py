@@ -1,6 +1,7 @@
 """A nameserver's statistics under common metric names, whatever its server."""
 
 import json
+import os
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -122,3 +123,33 @@ def test_exposition_parses():
     # The collector's families go through prometheus_client's own writer and parser unchanged.
     fam = list(text_string_to_metric_families("paphosting_dns_queries_total 3\n"))
     assert fam[0].samples[0].value == 3
+
+
+def test_the_collector_reports_how_long_until_a_signed_zone_expires(tmp_path, monkeypatch):
+    from paphosting import dnssec, zone  # noqa: PLC0415
+
+    pillar = example_pillar()
+    pillar["zones"]["paphosting.nl"]["dnssec"] = True
+    platform = model.parse(pillar)
+    conf = dnsmetrics.exporter_config(platform, "ns2.paphosting.net", str(tmp_path))
+    path = conf["signed"]["paphosting.nl"]
+    now = dnssec.now_epoch()
+    text = zone.Renderer(platform).render("paphosting.nl", 2026120400)
+    signed = dnssec.sign(
+        text, "paphosting.nl", dnssec.initial_keyset("paphosting.nl", now), now, dnssec.Policy()
+    )
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(signed.text)
+    expires = int(dnssec.header(signed.text)["expires"])
+    assert dnsmetrics.signature_expiry(conf["signed"], now) == {"paphosting.nl": expires - now}
+    assert dnsmetrics.signature_expiry({"x.nl": str(tmp_path / "missing")}, now) == {}
+    monkeypatch.setattr(dnsmetrics, "read_stats", lambda c: dnsmetrics.parse_nsd(NSD))
+    monkeypatch.setattr(dnsserver, "served_serials", lambda ns, zones, timeout: {})
+    samples = {
+        (s.name, tuple(s.labels.items())): s.value
+        for f in dnsmetrics.Collector(conf).collect()
+        for s in f.samples
+    }
+    seconds = samples[("paphosting_dnssec_signature_expiry_seconds", (("zone", "paphosting.nl"),))]
+    assert 13 * 86400 < seconds <= 14 * 86400

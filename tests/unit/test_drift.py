@@ -71,9 +71,11 @@ def test_summarize_render_error_is_a_failure():
 def test_record_load_table(tmp_path):
     path = str(tmp_path / "cache" / "drift.json")
     drift.record(path, "lb1", drift.summarize(HIGHSTATE), when=0)
-    drift.record(path, "ns1", {"changed": [], "failed": []}, when=3600)
+    # A run that changed nothing is a run, not drift: kept as ns1's last run only.
+    assert drift.record(path, "ns1", {"changed": [], "failed": []}, when=3600) is None
     history = drift.load(path)
-    assert [h["minion"] for h in history] == ["lb1", "ns1"]
+    assert [h["minion"] for h in history] == ["lb1"]
+    assert sorted(drift.load_runs(path)) == ["lb1", "ns1"]
     text = drift.table(history)
     assert "1970-01-01 00:00:00  lb1" in text
     assert "file.managed lb-config (diff)" in text and "FAILED" in text
@@ -83,8 +85,9 @@ def test_record_load_table(tmp_path):
 
 def test_history_is_bounded(tmp_path):
     path = str(tmp_path / "drift.json")
+    changed = {"changed": [{"state": "file.managed", "id": "x"}], "failed": []}
     for i in range(drift.HISTORY_LIMIT + 5):
-        drift.record(path, f"m{i}", {"changed": [], "failed": []}, when=i)
+        drift.record(path, f"m{i}", changed, when=i)
     history = drift.load(path)
     assert (
         len(history) == drift.HISTORY_LIMIT
@@ -137,15 +140,20 @@ def test_concurrent_records_are_all_kept(tmp_path):
 
     path = str(tmp_path / "drift.json")
     ctx = multiprocessing.get_context("fork")
+    changed = {"changed": [{"state": "file.managed", "id": "x"}], "failed": []}
     procs = [
-        ctx.Process(target=drift.record, args=(path, f"m{i}", {"changed": [], "failed": []}))
+        ctx.Process(
+            target=drift.record,
+            args=(path, f"m{i}", changed if i % 2 else {"changed": [], "failed": []}),
+        )
         for i in range(12)
     ]
     for p in procs:
         p.start()
     for p in procs:
         p.join(30)
-    assert sorted(h["minion"] for h in drift.load(path)) == sorted(f"m{i}" for i in range(12))
+    assert sorted(h["minion"] for h in drift.load(path)) == sorted(f"m{i}" for i in range(1, 12, 2))
+    assert sorted(drift.load_runs(path)) == sorted(f"m{i}" for i in range(12))
 
 
 # ------------------------------------------------------------------ signed reports
@@ -233,6 +241,33 @@ def test_a_replayed_report_is_recorded_once(tmp_path, keys):
         drift.record(path, "lb1", SUMMARY, when=1000.0)
     drift.record(path, "lb1", SUMMARY, when=1001.0)
     assert len(drift.load(path)) == 2
+    # An older report of the same minion, replayed after a newer one, is refused too.
+    with pytest.raises(drift.Rejected, match="replay"):
+        drift.record(path, "lb1", SUMMARY, when=1000.5)
+
+
+def test_the_schedule_table_flags_overdue_and_silent_minions(tmp_path):
+    path = str(tmp_path / "drift.json")
+    nothing = {"changed": [], "failed": []}
+    drift.record(path, "lb1", {**nothing, "schedule": {"interval": 1800, "splay": 300}}, when=0.0)
+    drift.record(path, "ns1", {**nothing, "schedule": {"interval": 60, "splay": 0}}, when=0.0)
+    runs = drift.load_runs(path)
+    rows = {m: state for m, _, _, state in drift.schedule_rows(runs, ["lb1", "ns1", "web1"], 1000)}
+    # lb1 is due by 1800 + 300 + grace; ns1 by 60 + grace; web1 never reported.
+    assert rows == {"lb1": "ok", "ns1": "OVERDUE", "web1": "no run yet"}
+    text = drift.schedule_table(runs, ["lb1", "ns1", "web1"], now=1000)
+    assert "ns1" in text and "OVERDUE" in text and "no run yet" in text
+
+
+def test_a_schedule_that_is_not_two_counts_is_dropped(keys):
+    bad = {"changed": [], "failed": [], "schedule": {"interval": "1800", "splay": 300}}
+    data = drift.signed_report("lb1", bad, keys["lb1"][0], now=1000.0)
+    _, _, summary = drift.authenticate(data["report"], data["sig"], _public(keys), 1000.0)
+    assert "schedule" not in summary
+    good = {"changed": [], "failed": [], "schedule": {"interval": 1800, "splay": 300}}
+    data = drift.signed_report("lb1", good, keys["lb1"][0], now=1000.0)
+    _, _, summary = drift.authenticate(data["report"], data["sig"], _public(keys), 1000.0)
+    assert summary["schedule"] == {"interval": 1800, "splay": 300}
 
 
 def _runner(tmp_path, keys):

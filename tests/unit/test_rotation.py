@@ -334,6 +334,35 @@ def test_drain_and_restore(config):
     assert rotation.restore(state, config, LB1, NOW) is None
 
 
+def test_a_drain_knows_when_the_last_cached_answer_naming_it_expires(config):
+    state = rotation.new_state()
+    rotation.drain(state, config, LB1, NOW)
+    ttl = config["rotations"][ROT]["ttl"]
+    assert ttl == 300
+    stopped = {NS1: NOW + 0.4, NS2: NOW + 1.5, NS3: NOW + 0.9}
+    d = rotation.note_drain_expiry(state, config, LB1, stopped, NOW + 2)
+    # The last nameserver to stop, plus the TTL: a client may have cached its answer just before.
+    assert d["stopped"] == NOW + 1.5 and d["expires"] == NOW + 1.5 + ttl
+    assert "(in 300 s)" in rotation.drain_expiry_text(d, NOW + 2)
+    assert "safe to power off" in rotation.drain_expiry_text(d, NOW + 1.5 + ttl)
+    text = rotation.status_text(state, config, NOW + 2)
+    assert f"Drained: {LB1}" in text and "expire at" in text
+
+
+def test_a_drain_still_served_somewhere_has_no_expiry_yet(config):
+    state = rotation.new_state()
+    rotation.drain(state, config, LB1, NOW)
+    d = rotation.note_drain_expiry(state, config, LB1, {NS1: NOW, NS2: None, NS3: None}, NOW + 30)
+    assert d["pending"] == [NS2, NS3] and "expires" not in d
+    assert f"still served by {NS2}, {NS3}" in rotation.status_text(state, config, NOW + 31)
+    # A later check that sees every nameserver stopped gives the expiry.
+    d = rotation.note_drain_expiry(
+        state, config, LB1, {NS1: NOW, NS2: NOW + 40, NS3: NOW + 41}, NOW + 42
+    )
+    assert "pending" not in d and d["expires"] == NOW + 41 + 300
+    assert rotation.note_drain_expiry(state, config, LB2, {NS1: NOW}, NOW) is None
+
+
 def test_drain_refused_below_minimum_unless_forced(config):
     state = rotation.new_state()
     feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))

@@ -1,0 +1,252 @@
+"""The failover's invariants under network faults, every host in its own network namespace
+(issue 17): the lab of ``make demo`` (two masters, the load balancers, BIND, NSD and Knot as
+watchers, the webservers) on 198.18.17.0/24, faults from :mod:`harness.faults`.
+
+Under every fault: no nameserver ever answers the rotation name with no address (checked over
+every answer a recorder saw during the test, ten a second per nameserver). Then per fault:
+
+- a powered-off load balancer (no reset: probes time out) leaves every rotation with the same
+  addresses as when its haproxy is killed (a reset at once);
+- one watcher cut off from one load balancer (both ways, or only one way) never removes it;
+- a master unreachable from the minions while it runs: the other master still takes a
+  powered-off load balancer out;
+- a stateful client (cookie) keeps its webserver while a load balancer is off and while the
+  backup webserver is cut off;
+- a drain reports when the last cached answer naming the load balancer expires (the last
+  nameserver's last answer with it, plus the TTL), and ``rotation.status`` shows it;
+- a load balancer losing 30 % of its packets: each watcher reports it switching no more often
+  than the flap damping allows (``max_transitions`` + 1 within the window), and the rotation
+  changes only when their reports do (it has no damping of its own).
+
+Three load balancers, each for its own faults, so that one test's flap history does not hold
+another's load balancer (:func:`harness.faults.platform_pillar`).
+"""
+
+import json
+import time
+
+import pytest
+
+from harness import faults as faultlib
+from harness import netns
+from harness.client import Browser, DnsRecorder, resolve_all
+from harness.launcher import Events, Lab
+from harness.wait import wait_until
+
+SUBNET = "198.18.17.0/24"
+ROT = "http0.l.paphosting.nl"
+LB1, LB2, LB3 = (f"lb{i}.paphosting.net" for i in (1, 2, 3))
+WEB1, WEB2 = "web1.paphosting.net", "web2.paphosting.net"
+NS1 = "ns1.paphosting.net"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    problem = netns.available()
+    if problem:
+        pytest.fail(f"the namespace fault suite cannot run: {problem}", pytrace=False)
+    with Lab(
+        "netns-test", pillar=faultlib.platform_pillar(), svn=False, netns=SUBNET, loop_interval=0.05
+    ) as lab:
+        ret = lab.highstate(list(lab.minions))
+        failed = {m: r["failed"] for m, r in ret.items() if r["failed"]}
+        assert not failed, failed
+        lab.faults = faultlib.Faults(lab)
+        lab.recorder = DnsRecorder(lab.nameservers, ROT)
+        try:
+            wait_every_answer(lab, all_lbs(lab), timeout=60)
+            yield lab
+        finally:
+            lab.recorder.stop()
+            lab.faults.heal_all()
+
+
+def address(lab, lb):
+    return lab.platform.loadbalancers[lb].address
+
+
+def all_lbs(lab):
+    return sorted(address(lab, lb) for lb in (LB1, LB2, LB3))
+
+
+def wait_every_answer(lab, want, timeout=30):
+    """Wait until every nameserver answers exactly ``want``; the seconds it took."""
+    t0 = time.monotonic()
+    wait_until(
+        lambda: all(v == sorted(want) for v in resolve_all(lab.nameservers, ROT).values()),
+        timeout,
+        0.05,
+        f"every nameserver to answer {ROT} with {sorted(want)}",
+    )
+    return time.monotonic() - t0
+
+
+@pytest.fixture
+def never_empty(lab):
+    """The invariant of every test here: no answer without an address."""
+    t0 = time.monotonic()
+    yield t0
+    time.sleep(0.3)
+    empty = lab.recorder.empty_since(t0)
+    assert not empty, f"{len(empty)} empty answers, the first: {empty[:3]}"
+    assert len(lab.recorder.since(t0)) > 0, "the recorder saw no answer at all"
+
+
+def restart_haproxy(lab, lb):
+    ret = lab.highstate([lb], sls="loadbalancer")
+    assert not ret[lb]["failed"], ret[lb]["failed"]
+
+
+def test_a_powered_off_lb_leaves_the_same_targets_as_a_killed_one(lab, never_empty):
+    others = sorted(set(all_lbs(lab)) - {address(lab, LB1)})
+    with lab.faults.kill(LB1, "haproxy"):
+        t_kill = wait_every_answer(lab, others)
+        t0 = time.monotonic()
+        time.sleep(2)
+        killed = lab.recorder.addresses_since(t0)
+    restart_haproxy(lab, LB1)
+    wait_every_answer(lab, all_lbs(lab))
+
+    with lab.faults.power_off(LB1):
+        t_off = wait_every_answer(lab, others)
+        t0 = time.monotonic()
+        time.sleep(2)
+        powered_off = lab.recorder.addresses_since(t0)
+    wait_every_answer(lab, all_lbs(lab))
+    print(f"out of every answer: killed {t_kill:.2f} s, powered off {t_off:.2f} s")
+    assert powered_off == killed == others
+
+
+@pytest.mark.parametrize("one_way", [False, True], ids=["symmetric", "one-way"])
+def test_one_watcher_cut_off_from_one_lb_never_removes_it(lab, never_empty, one_way):
+    lb3 = address(lab, LB3)
+    # One way: the watcher's packets to the load balancer are lost; its probes time out all the same.
+    with lab.faults.partition(NS1, LB3, one_way=one_way):
+
+        def ns1_sees_it_down():
+            views = lab.run("rotation.show", master="ch")["views"]
+            return views.get(NS1, {}).get("lbs", {}).get(LB3) == "down"
+
+        wait_until(ns1_sees_it_down, 60, 0.5, f"{NS1} to report {LB3} down")
+        t0 = time.monotonic()
+        time.sleep(3)
+        shown = lab.run("rotation.show", master="nl")
+    assert LB3 in shown["rotations"][ROT]["members"], shown["rotations"]
+    samples = lab.recorder.since(never_empty)
+    missing = [s for s in samples if s[2] is not None and lb3 not in s[2]]
+    assert not missing, f"{LB3} left an answer: {missing[:3]}"
+    assert [s for s in samples if s[0] >= t0], "no answer recorded while partitioned"
+    wait_until(
+        lambda: lab.run("rotation.show", master="ch")["views"][NS1]["lbs"][LB3] == "up",
+        60,
+        0.5,
+        f"{NS1} to see {LB3} up again",
+    )
+
+
+def test_a_master_unreachable_from_the_minions_leaves_the_failover_to_the_other(lab, never_empty):
+    lb2 = address(lab, LB2)
+    others = sorted(set(all_lbs(lab)) - {lb2})
+    with lab.faults.master_unreachable("nl"):
+        with lab.faults.power_off(LB2):
+            wait_every_answer(lab, others, timeout=60)
+            assert LB2 not in lab.run("rotation.show", master="ch")["rotations"][ROT]["members"]
+            # NL heard nothing of it: its rotation still has the load balancer.
+            assert LB2 in lab.run("rotation.show", master="nl")["rotations"][ROT]["members"]
+        wait_every_answer(lab, all_lbs(lab), timeout=60)
+    wait_until(
+        lambda: LB2 in lab.run("rotation.show", master="nl")["rotations"][ROT]["members"],
+        60,
+        0.5,
+        "NL to have the load balancer back once the minions reach it",
+    )
+
+
+def test_a_stateful_client_keeps_its_webserver(lab, never_empty):
+    browser = Browser("shop.paphosting.nl", lab.platform.loadbalancers[LB1].http_port)
+    first = browser.get(address(lab, LB1))
+    assert first.ok and first.server == WEB1, first
+
+    def browse(n=6):
+        servers = []
+        for _ in range(n):
+            for lb in all_lbs(lab):  # a browser tries every address of the answer in turn
+                answer = browser.get(lb, timeout=1.0)
+                if answer.error is None:
+                    break
+            assert answer.ok, answer
+            servers.append(answer.server)
+        return servers
+
+    with lab.faults.power_off(LB1):
+        assert set(browse()) == {WEB1}
+    with lab.faults.partition(LB1, WEB2), lab.faults.partition(LB3, WEB2):
+        assert set(browse()) == {WEB1}
+    wait_every_answer(lab, all_lbs(lab), timeout=60)
+
+
+def test_a_drain_says_when_the_last_cached_answer_naming_it_expires(lab, never_empty):
+    lb2 = address(lab, LB2)
+    ttl = lab.platform.rotations[ROT].ttl
+    wall = time.time() - time.monotonic()
+    ret = lab.run("rotation.drain", f"lb={LB2}", "reason=maintenance", master="nl")
+    try:
+        assert ret["result"] is True and ret["pending"] == [], ret
+        assert all(lb2 not in v for v in resolve_all(lab.nameservers, ROT).values())
+        # The last answer naming it that any nameserver gave (the recorder's): the expiry is at
+        # least that plus the TTL, and at most the drain's return plus the TTL.
+        served = [t for t, _ns, got in lab.recorder.since(never_empty) if got and lb2 in got]
+        assert served, "the recorder never saw the load balancer before the drain"
+        assert wall + max(served) + ttl <= ret["expires"] <= time.time() + ttl, ret
+        status = lab.salt_run("rotation.status", master="nl").stdout
+        assert f"Drained: {LB2}" in status and "power it off after that" in status, status
+        again = lab.run("rotation.drain", f"lb={LB2}", master="nl")
+        assert again["expires"] == ret["expires"], again
+    finally:
+        restored = lab.run("rotation.restore", f"lb={LB2}", master="nl")
+        assert restored["result"] is True, restored
+    wait_every_answer(lab, all_lbs(lab), timeout=60)
+
+
+def reported_switches(events, t0, lb):
+    """``{watcher: how often its reported state of lb changed}`` in the reports a master received
+    since ``t0`` (a held load balancer counts as down, as the watchers report it)."""
+    last, out = {}, {}
+    for _dt, _tag, data in events.since(t0):
+        try:
+            body = json.loads(data["report"])
+            view = body["lbs"][lb]
+        except (KeyError, TypeError, ValueError):
+            continue
+        state = "down" if view.get("flapping") else view["state"]
+        w = body["watcher"]
+        out.setdefault(w, 0)
+        if w in last and last[w] != state:
+            out[w] += 1
+        last[w] = state
+    return out
+
+
+def test_a_lossy_lb_flaps_no_more_than_the_damping_allows(lab, never_empty):
+    flap = lab.platform.health
+    lb3 = address(lab, LB3)
+    events = Events(lab.masters["ch"], ["salt/beacon/"])
+    try:
+        t0 = time.monotonic()
+        with lab.faults.loss(LB3, 30):
+            time.sleep(min(flap.flap_window, 30))
+        time.sleep(2)  # the last reports
+        reported = reported_switches(events, t0, LB3)
+    finally:
+        events.stop()
+    answers = lab.recorder.switches(t0, lb3)
+    print(f"under 30 % loss, switches of {LB3}: reported {reported}, in the answers {answers}")
+    # The damping: a watcher reports at most max_transitions + 1 switches within the window (the
+    # last one puts it on hold).
+    assert set(reported) == set(flap.watchers), reported
+    assert all(n <= flap.flap_max_transitions + 1 for n in reported.values()), reported
+    # The rotation has no damping of its own: it changes only when the watchers' reports do.
+    assert answers and all(n <= sum(reported.values()) for n in answers.values()), (
+        answers,
+        reported,
+    )
