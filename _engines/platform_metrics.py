@@ -5,7 +5,8 @@ Runs inside the salt-master (``engines: [platform_metrics: {}]``, conf/master.d/
 and serves ``/metrics`` on this master's listener of ``paphosting:metrics:masters`` (the entry
 named like this master's id or its ``paphosting_svn:name``, or holding its ``interface``
 address). The metrics are computed by :mod:`paphosting.metrics` from the rotation state file, the
-push record and the events of this master's bus; see docs/monitoring.md.
+push record, the certificates of the live revision and the events of this master's bus; see
+docs/monitoring.md.
 
 Configuration (all optional):
 
@@ -22,7 +23,7 @@ import time
 
 import salt.utils.event
 
-from paphosting import metrics, pillarcompile, rotation
+from paphosting import certstate, metrics, pillarcompile, rotation, secrets
 from paphosting.errors import PapError
 from paphosting.push import Store
 
@@ -98,7 +99,23 @@ def start(refresh=30):
                 {*platform.loadbalancers, *platform.nameservers, *platform.webservers}
             ),
             "drift_interval": platform.schedule["highstate_interval"] + platform.schedule["splay"],
+            "certificates": certificates(platform),
         }
+
+    def certificates(platform):
+        """``{service: info or None}`` of the services of ``paphosting:acme``, from the live
+        revision (decrypted texts are cached by the secrets module: a scrape costs no gpg run
+        once each bundle was read)."""
+        if platform.acme is None or store.live_revision() is None:
+            return {}
+        out = {}
+        for service in platform.acme.services:
+            try:
+                bundle = secrets.read(store.live, "tls", service, secrets.keydir(opts))
+                out[service] = certstate.certificate_info(bundle)
+            except PapError:
+                out[service] = None
+        return out
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics.MasterCollector(observer, sources))

@@ -1,16 +1,17 @@
 """Zones of the platform: render from pillar, diff against the live zone, check, write, import.
 
-The zone text is a pure function of the ``paphosting`` pillar and of the rotation membership the
+The zone text is a pure function of the ``paphosting`` pillar, of the rotation membership the
 DNS failover publishes under the pillar key ``paphosting_rotation`` (absent: the configured
-members). Serials are date based and computed from the live zone on this nameserver, so they never
-go backwards. See ``docs/dns.md``.
+members) and of the ACME challenge records this nameserver holds (``acme_challenge.apply``).
+Serials are date based and computed from the live zone on this nameserver, so they never go
+backwards. See ``docs/dns.md``.
 """
 
 import os
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import files, overlay, platformcache
+from paphosting import challenges, files, overlay, platformcache
 from paphosting.errors import PapError
 
 try:
@@ -37,13 +38,20 @@ def _root():
 def _renderer(pillar=None, digest=None):
     """The platform's zone renderer (``.platform``: the parsed platform), parsed once per pillar
     digest (:mod:`paphosting.platformcache`, kept in the minion's cachedir across jobs).
-    ``digest``: the pillar's digest, when the caller knows it."""
+    ``digest``: the pillar's digest, when the caller knows it. The ACME challenge records this
+    nameserver holds (:mod:`paphosting.challenges`) are laid into the zones first: every render,
+    the highstate's included, serves them until the issuing master takes them back."""
+    paphosting = (__pillar__ if pillar is None else pillar).get("paphosting")
+    records = challenges.live_records(
+        challenges.load_held(challenges.held_path(__opts__["cachedir"]))
+    )
+    # Not on the failover's fast path (no pillar, the master's digest: rotation.apply renders the
+    # platform it has cached, and the in-memory pillar may predate it): there the records wait
+    # for the issuing master's next apply or the next highstate rather than render a stale pillar.
+    if records and not (pillar is None and digest is not None):
+        paphosting, digest = challenges.merge(paphosting, records), None
     try:
-        return platformcache.load(
-            (__pillar__ if pillar is None else pillar).get("paphosting"),
-            __opts__["cachedir"],
-            digest=digest,
-        )
+        return platformcache.load(paphosting, __opts__["cachedir"], digest=digest)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 

@@ -27,7 +27,6 @@ Master configuration (``conf/master.d/svnpillar.conf``):
 import logging
 import os
 import shutil
-import socket
 
 import salt.cache
 import salt.client
@@ -49,22 +48,8 @@ def __virtual__():
     return __virtualname__
 
 
-class _Config:
-    """The ``paphosting_svn`` master option, checked."""
-
-    def __init__(self, opts):
-        conf = opts.get("paphosting_svn") or {}
-        if not isinstance(conf, dict) or not conf.get("url"):
-            raise PapError(
-                "the master option paphosting_svn:url is not set: see conf/master.d/svnpillar.conf and docs/push.md"
-            )
-        self.url = str(conf["url"])
-        self.path = str(conf.get("path", "pillar")).strip("/")
-        self.client = svn.Client.from_options(conf)
-        self.keep = int(conf.get("keep", 5))
-        self.apply_timeout = int(conf.get("apply_timeout", 300))
-        self.store = core.Store(conf.get("store") or os.path.join(opts["cachedir"], "paphosting"))
-        self.master = str(conf.get("name") or opts.get("id") or socket.getfqdn())
+# The ``paphosting_svn`` master option, checked (shared with the ``tls`` runner).
+_Config = core.SvnConfig
 
 
 def _progress(message):

@@ -13,12 +13,14 @@
   context's roots (:func:`tls_context`).
 """
 
+import hashlib
 import http.client
 import itertools
 import json
 import random
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
@@ -110,6 +112,18 @@ def http_get(address, port, path="/", host=None, cookies=None, timeout=5.0, tls=
     ``tls`` an ``ssl`` context for HTTPS (:func:`tls_context`)."""
     client = cookies if isinstance(cookies, Client) else Client(cookies)
     return client.get(address, port, path, host, timeout, tls)
+
+
+def curl_h2(address, port, host, root_path, path="/", timeout=30):
+    """``curl --http2`` of ``https://host:port/path`` connected to ``address``, verifying against
+    the root in ``root_path`` only: ``"<HTTP version> <status>"`` (``"2 200"``), or curl's error."""
+    res = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", str(root_path), "-o", "/dev/null",
+         "-w", "%{http_version} %{http_code}", "--resolve", f"{host}:{port}:{address}",
+         f"https://{host}:{port}{path}"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    return res.stdout.strip() if res.returncode == 0 else f"curl: {res.stderr.strip()}"
 
 
 def tls_context(root_pem, alpn=("http/1.1",)):
@@ -283,8 +297,11 @@ class ZoneWatch:
 
 
 class Answer:
-    def __init__(self, lb, status, server=None, count=None, error=None, cookies=None):
+    def __init__(
+        self, lb, status, server=None, count=None, error=None, cookies=None, certificate=None
+    ):
         self.lb = lb
+        self.certificate = certificate  # HTTPS: sha256 of the leaf the load balancer served
         self.status = status
         self.server = server
         self.count = count
@@ -306,9 +323,10 @@ class Answer:
 class Browser:
     """One browser: a cookie jar kept across requests and across load balancers."""
 
-    def __init__(self, host, port):
+    def __init__(self, host, port, tls=None):
         self.host = host
         self.port = port
+        self.tls = tls  # an ssl context (tls_context): HTTPS
         self.client = Client()
 
     @property
@@ -317,7 +335,9 @@ class Browser:
 
     def get(self, lb_address, path="/", timeout=3.0):
         try:
-            resp = self.client.get(lb_address, self.port, path, host=self.host, timeout=timeout)
+            resp = self.client.get(
+                lb_address, self.port, path, host=self.host, timeout=timeout, tls=self.tls
+            )
         except (OSError, http.client.HTTPException) as exc:
             return Answer(lb_address, None, error=f"{type(exc).__name__}: {exc}")
         if resp.status != 200:
@@ -326,19 +346,29 @@ class Browser:
             body = resp.json()
         except ValueError:
             return Answer(lb_address, resp.status, error="not the webapp's answer")
-        return Answer(lb_address, 200, body.get("server"), body.get("count"), cookies=self.cookies)
+        leaf = resp.tls["peer"] if resp.tls else None
+        return Answer(
+            lb_address,
+            200,
+            body.get("server"),
+            body.get("count"),
+            cookies=self.cookies,
+            certificate="sha256:" + hashlib.sha256(leaf).hexdigest() if leaf else None,
+        )
 
 
 class Load:
     """Background clients: ``workers`` threads, each a browser for ``host`` sending ``rate``
     requests per second. ``pick()`` gives, per request, the load balancer addresses to try in
     order; like a browser with several A records, a client tries the next address when it cannot
-    connect (``retry``; False: one attempt only). A request fails when no attempt got an answer or
+    connect (``retry``; False: one attempt only). With ``tls``, over HTTPS (a failed handshake is
+    a failed request). A request fails when no attempt got an answer or
     the answer was not a 200 from a webserver."""
 
-    def __init__(self, host, port, pick, workers=2, rate=10.0, timeout=3.0, retry=True):
+    def __init__(self, host, port, pick, workers=2, rate=10.0, timeout=3.0, retry=True, tls=None):
         self.host = host
         self.port = port
+        self.tls = tls  # an ssl context (tls_context): every request over HTTPS
         self.pick = pick
         self.workers = workers
         self.rate = rate
@@ -349,6 +379,7 @@ class Load:
         self.failures = []  # (time.monotonic(), what the client saw)
         self.latencies = []  # seconds of every request, failed or not, in order
         self.servers = {}
+        self.certificates = {}  # HTTPS: {leaf sha256: answers that carried it}
         self._stop = threading.Event()
         self._threads = []
         self._lock = threading.Lock()
@@ -368,7 +399,7 @@ class Load:
         return answer, first_failed
 
     def _run(self):
-        browser = Browser(self.host, self.port)
+        browser = Browser(self.host, self.port, self.tls)
         period = 1.0 / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -380,6 +411,10 @@ class Load:
                 self.first_failed += first_failed
                 if answer.ok:
                     self.servers[answer.server] = self.servers.get(answer.server, 0) + 1
+                    if answer.certificate:
+                        self.certificates[answer.certificate] = (
+                            self.certificates.get(answer.certificate, 0) + 1
+                        )
                 else:
                     self.failures.append((time.monotonic(), str(answer)))
             next_at += period

@@ -23,6 +23,7 @@ web applications the highstates started, svnserve). It runs on exit, on failure 
 
 import concurrent.futures
 import contextlib
+import copy
 import getpass
 import json
 import logging
@@ -45,11 +46,12 @@ import yaml
 
 from harness import REPO, processes
 from harness import netns as harness_netns
+from harness.pebble import Pebble
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
 from harness.wait import Timeout, wait_until
-from paphosting import daemon, dnsserver, haproxy, model
+from paphosting import daemon, dnsserver, haproxy, model, secrets
 from paphosting.paths import under
 
 BIN = pathlib.Path(sys.executable).parent
@@ -192,6 +194,11 @@ class Master:
         return self.conf_dir / "master"
 
     @property
+    def gpg_keydir(self):
+        """Where this master holds the platform's GPG key (docs/tls.md, "Secrets")."""
+        return self.root / "gpgkeys"
+
+    @property
     def log_file(self):
         return self.root / "log" / "master"
 
@@ -222,6 +229,7 @@ class Master:
                 "auto_accept": False,
                 "file_roots": {"base": [str(lab.file_root), *lab.extra_file_roots]},
                 "paphosting_rotation_state": str(self.cachedir / "paphosting" / "rotation.json"),
+                "gpg_keydir": str(self.gpg_keydir),
             }
         )
         if lab.svn is not None:
@@ -417,6 +425,10 @@ class Lab:
     prometheus
         Also run a Prometheus scraping every exporter of ``paphosting:metrics`` with the alert
         rules (:mod:`harness.prometheus`), on 127.0.0.1 and a free port: :attr:`prometheus`.
+    acme
+        ``(address, port)``: also run Pebble, the ACME test CA (:mod:`harness.pebble`), there,
+        validating DNS-01 against the lab's first NSD or Knot nameserver: :attr:`pebble`;
+        :meth:`acme_pillar` adds ``paphosting:acme`` and Pebble's root to a pillar.
     """
 
     def __init__(
@@ -436,6 +448,7 @@ class Lab:
         extra_file_roots=(),
         prometheus=False,
         netns=None,
+        acme=None,
     ):
         base = REPO / "build" / name
         if len(str(base)) > MAX_BASE:
@@ -490,6 +503,8 @@ class Lab:
             self.minions[mid] = Minion(self, mid, short)
         self.want_prometheus = prometheus
         self.prometheus = None
+        self.want_acme = acme
+        self.pebble = None
         self.started = False
 
     def host_command(self, host, argv):
@@ -555,6 +570,9 @@ class Lab:
         ]
         for svc in p.services.values():
             wanted += [(s.address, s.port) for s in svc.servers if s.name in self.minions]
+        if self.want_acme:
+            address, port = self.want_acme
+            wanted += [(address, port), (address, port + 1)]  # Pebble: ACME, management
         # The exporters (paphosting:metrics) and BIND's statistics channel.
         for role, listeners in p.metrics.items():
             if not isinstance(listeners, dict):
@@ -618,6 +636,7 @@ class Lab:
         else:
             self.write_pillar(self.pillar)
         self._keys()
+        self._gpg_keys()
         for m in self.masters.values():
             m.write()
             m.start()
@@ -638,6 +657,16 @@ class Lab:
             f"{len(self.minions)} salt-minions connected to every master, the project's modules "
             f"synced: {', '.join(m.short for m in self.minions.values())}"
         )
+        if self.want_acme:
+            # Not BIND: it listens on 127.0.0.1 only, which Pebble's address may not be.
+            ns = next(n for n in self.nameservers if n.server in ("nsd", "knot"))
+            self.pebble = Pebble(
+                self.base / "pebble", self.want_acme[0], (ns.address, ns.port), self.want_acme[1]
+            ).start()
+            self.say(
+                f"Pebble, the ACME test CA, on {self.pebble.directory}, validating DNS-01 "
+                f"against {ns.name} ({ns.server}, {ns.address}:{ns.port})"
+            )
         if self.want_prometheus:
             addr = self.admin_address
             self.prometheus = Prometheus(
@@ -670,6 +699,23 @@ class Lab:
             self.minions[mid].write(private, public, master_public)
             for m in self.masters.values():
                 (m.root / "pki" / "minions" / mid).write_text(public)
+
+    def _gpg_keys(self):
+        """One platform GPG key pair (the secrets' key), made once and held by every master, as
+        ``scripts/provision-second-master`` copies it in production."""
+        first, *others = self.masters.values()
+        self.gpg_fingerprint = secrets.generate_key(str(first.gpg_keydir))
+        secrets.stop_agent(str(first.gpg_keydir))
+        for m in others:
+            shutil.copytree(
+                first.gpg_keydir,
+                m.gpg_keydir,
+                ignore=shutil.ignore_patterns("S.*", "*.lock", ".#*"),
+            )
+
+    def encrypt(self, text):
+        """``text`` encrypted to the platform key: what a secret's file in Subversion holds."""
+        return secrets.encrypt(text, str(next(iter(self.masters.values())).gpg_keydir))
 
     def wait_minions(self, masters=None, minions=None, timeout=120):
         """Wait until every minion answers ``test.ping`` from every (running) master."""
@@ -715,6 +761,11 @@ class Lab:
                 lines.append("stopped svnserve")
         if self.prometheus is not None and self.prometheus.stop():
             lines.append("stopped prometheus")
+        if self.pebble is not None and self.pebble.stop():
+            lines.append("stopped pebble")
+        for m in self.masters.values():
+            if m.gpg_keydir.is_dir():
+                secrets.stop_agent(str(m.gpg_keydir))
         for pidfile, pid, cmd in processes.sweep(self.base):
             lines.append(
                 f"stopped pid {pid}: {os.path.basename(cmd.split()[0]) if cmd else '?'} ({os.path.relpath(pidfile, self.base)})"
@@ -748,6 +799,23 @@ class Lab:
                 data, sort_keys=False
             )
         return {"pillar/top.sls": top or self.top, "pillar/paphosting.sls": text}
+
+    def acme_pillar(self, pillar=None, services=None, **settings):
+        """A copy of ``pillar`` (default: the lab's) with ``paphosting:acme`` pointing at the lab's
+        Pebble for ``services`` (``{name: None or {"names": [...]}}``; default: every service)
+        and Pebble's current root in ``paphosting:tls:trusted_roots``; ``settings`` go over the
+        rest of ``paphosting:acme``."""
+        out = copy.deepcopy(pillar if pillar is not None else self.pillar)
+        out["acme"] = {
+            "directory": self.pebble.directory,
+            "ca_bundle": str(self.pebble.server_ca),
+            "services": services or dict.fromkeys(sorted(out["services"])),
+            **settings,
+        }
+        tls = out.setdefault("tls", {})
+        root = self.pebble.root()
+        tls["trusted_roots"] = [r for r in tls.get("trusted_roots", []) if r != root] + [root]
+        return out
 
     def write_pillar(self, pillar):
         """``svn=False``: make ``pillar`` what the masters serve (read at every request)."""

@@ -116,7 +116,7 @@ def bench_problems(doc, complete=True):
     "peak_mb": float}], "noop_highstate": [{"role": str, "services": int, "seconds": float,
     "floor_seconds": float}], "client_errors": {"backend_kill": int, "lb_kill": int}, "peers":
     {"trials": int, "systems": {"paphosting" | "gdnsd" | "pdns": {"failover": {same keys as
-    failover}, "recovery": {same keys}}}}}``.
+    failover}, "recovery": {same keys}}}}, "tls": see :func:`_tls`}``.
     ``complete``: the lists must not be empty (a run of some parts only may leave them so).
     """
     problems = []
@@ -159,6 +159,8 @@ def bench_problems(doc, complete=True):
         _faults(doc, problems)
     if "dnssec" in doc or complete:
         _dnssec(doc, problems)
+    if "tls" in doc or complete:
+        _tls(doc, problems)
     return problems
 
 
@@ -231,6 +233,38 @@ def _dnssec(doc, problems):
     if part is None:
         return
     _rows(part, "signing", DNSSEC_ROW, problems, True)
+
+
+def _tls(doc, problems):
+    """``"tls": {"issue_to_every_lb_s": float, "renewals": [{"to_every_lb_s": float,
+    "handshakes": int, "failed_handshakes": int}], "swap_failed_handshakes": int,
+    "requests_per_s": {lb: {"http": float, "https": float, "ratio": float}}}``: the certificate
+    figures of issue 13 (docs/bench.md)."""
+    part = _field(doc, "tls", dict, "", problems)
+    if part is None:
+        return
+    _field(part, "issue_to_every_lb_s", float, "tls", problems)
+    failed = _field(part, "swap_failed_handshakes", int, "tls", problems)
+    renewals = _field(part, "renewals", list, "tls", problems)
+    if renewals is not None:
+        if not renewals:
+            problems.append("tls.renewals is empty")
+        for i, row in enumerate(renewals):
+            _field(row, "to_every_lb_s", float, f"tls.renewals[{i}]", problems)
+            _field(row, "handshakes", int, f"tls.renewals[{i}]", problems)
+            _field(row, "failed_handshakes", int, f"tls.renewals[{i}]", problems)
+        total = sum(r.get("failed_handshakes", 0) for r in renewals if isinstance(r, dict))
+        if failed is not None and all(isinstance(r, dict) for r in renewals) and total != failed:
+            problems.append(
+                f"tls.swap_failed_handshakes is {failed}, the renewals add up to {total}"
+            )
+    rates = _field(part, "requests_per_s", dict, "tls", problems)
+    if rates is not None:
+        if not rates:
+            problems.append("tls.requests_per_s is empty")
+        for lb, row in rates.items():
+            for key in ("http", "https", "ratio"):
+                _field(row, key, float, f"tls.requests_per_s.{lb}", problems)
 
 
 def _latency(part, path, problems):

@@ -38,19 +38,29 @@ peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
     harness/peers.py) started beside the platform's nameservers: the same kills, the same
     clock, p50/p95 per system; and one watcher of three cut off from a load balancer.
+tls
+    Certificates through ACME DNS-01 with Pebble: the time from ``tls.issue`` until every load
+    balancer serves the certificates; forced renewals under a loop of TLS handshakes (failed
+    handshakes during the swap, target 0); HTTPS beside plain HTTP requests per second per load
+    balancer.
 
 Writes ``build/bench/results.json`` (shape: docs/bench.md, checked by harness/report.py), a
 PNG chart ``build/bench/results.png``, and prints a table.
 """
 
 import argparse
+import hashlib
+import http.client
 import json
 import os
 import pathlib
 import platform as host
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -71,7 +81,7 @@ from paphosting import haproxy, push  # noqa: E402
 OUT = REPO / "build" / "bench"
 SIZES = (100, 1000, 10000)
 ZONE_RECORDS = 100_000
-PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers", "dnssec")
+PARTS = ("render", "failover", "noop", "errors", "faults", "scale", "peers", "dnssec", "tls")
 SIGNING_CASES = ((10000, 0), (0, ZONE_RECORDS))
 ZONE_SIZES = (0, 100, 1000, 5000)
 TARGET_RENDER_S = 5.0
@@ -441,16 +451,195 @@ def bench_peers(lab, trials):
     return peers.results(lab.platform.health, systems, details, described, quorum, trials)
 
 
+# --- tls: certificates through ACME (issue 13) --------------------------------------------------
+
+TLS_OCTET = 79  # the tls part's lab lives on 127.79.0.0/16 (_own_addresses)
+PEBBLE = (f"127.{TLS_OCTET}.7.1", 14000)
+
+
+class Handshakes:
+    """TLS handshakes in a loop against every load balancer (SNI ``host``, the test CA's root
+    only, a new connection each), ``workers`` threads: how many, how many failed and why, and
+    which leaf certificates were served."""
+
+    def __init__(self, addresses, port, host, ctx, workers=2):
+        self.addresses, self.port, self.host, self.ctx = list(addresses), port, host, ctx
+        self.workers = workers
+        self.count = 0
+        self.failures = []
+        self.leaves = {}
+        self._stop = threading.Event()
+        self._threads = []
+        self._lock = threading.Lock()
+
+    def _run(self):
+        i = 0
+        while not self._stop.is_set():
+            address = self.addresses[i % len(self.addresses)]
+            i += 1
+            try:
+                with (
+                    socket.create_connection((address, self.port), timeout=5) as raw,
+                    self.ctx.wrap_socket(raw, server_hostname=self.host) as conn,
+                ):
+                    leaf = conn.getpeercert(binary_form=True)
+                error = None
+            except (OSError, ssl.SSLError) as exc:
+                leaf, error = None, f"{address}: {type(exc).__name__}: {exc}"
+            with self._lock:
+                self.count += 1
+                if error:
+                    self.failures.append(error)
+                else:
+                    key = hashlib.sha256(leaf).hexdigest()[:16]
+                    self.leaves[key] = self.leaves.get(key, 0) + 1
+
+    def __enter__(self):
+        for _ in range(self.workers):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+
+def _closed_loop(get, seconds, workers=4):
+    """Requests per second of ``get()`` (True when it succeeded) over ``seconds`` in ``workers``
+    threads, each sending its next request when the last one answered; ``(rate, failed)``."""
+    done, failed = [0], [0]
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run():
+        while time.monotonic() < stop:
+            ok = get()
+            with lock:
+                done[0] += 1
+                failed[0] += not ok
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.monotonic() - t0), failed[0]
+
+
+def bench_tls(renewals=3, seconds=10):
+    """Issue 13's figures on a lab with Subversion and Pebble (docs/bench.md): the time from
+    ``tls.issue`` until every load balancer serves every new certificate; ``renewals`` forced
+    renewals of www under a loop of TLS handshakes (each: until every load balancer serves the
+    new one, the handshakes that failed meanwhile); HTTPS beside plain HTTP requests per second
+    through each load balancer (``www`` with ``https: both``, a new connection per request)."""
+    pillar = _own_addresses(bench_pillar(), octet=TLS_OCTET, port_shift=TLS_OCTET + 100)
+    pillar["services"]["www"]["https"] = "both"  # plain HTTP serves the page too, to compare
+    lab = Lab("bench-tls", pillar=pillar, svn=True, say=log, acme=PEBBLE)
+    out = {"renewals": []}
+    with lab:
+        pillar = lab.acme_pillar(lab.pillar)
+        lab.commit(lab.pillar_files(pillar), "HTTPS from the ACME CA")
+        res = lab.push("nl")
+        if res.returncode != 0:
+            raise RuntimeError(f"push failed: {res.stdout}{res.stderr}")
+        _prepare(lab)
+        p = lab.platform
+        lbs = sorted(p.loadbalancers)
+        addresses = [p.loadbalancers[lb].address for lb in lbs]
+        port = p.loadbalancers[lbs[0]].https_port
+        ctx = client.tls_context(lab.pebble.root())
+
+        def served(lb, host):
+            answer = client.Browser(host, port, ctx).get(p.loadbalancers[lb].address)
+            return answer.certificate
+
+        t0 = time.monotonic()
+        ret = lab.run("tls.issue", master="nl", timeout=900)
+        if not ret.get("result"):
+            raise RuntimeError(f"tls.issue failed: {ret}")
+        for host in (WWW, SHOP):
+            for lb in lbs:
+                wait_for(lambda lb=lb, host=host: served(lb, host), 300, f"{lb} serving {host}")
+        out["issue_to_every_lb_s"] = round(time.monotonic() - t0, 2)
+        log(
+            f"tls: issued www and shop, every load balancer serves them {out['issue_to_every_lb_s']} s after tls.issue"
+        )
+        for i in range(renewals):
+            old = served(lbs[0], WWW)
+            with Handshakes(addresses, port, WWW, ctx) as shakes:
+                time.sleep(1)
+                t0 = time.monotonic()
+                ret = lab.run("tls.issue", "service=www", "force=True", master="nl", timeout=900)
+                if not ret.get("result"):
+                    raise RuntimeError(f"tls.issue force=True failed: {ret}")
+                for lb in lbs:
+                    wait_for(
+                        lambda lb=lb, old=old: served(lb, WWW) not in (None, old),
+                        300,
+                        f"{lb} renewed",
+                    )
+                took = time.monotonic() - t0
+                time.sleep(1)
+            row = {
+                "to_every_lb_s": round(took, 2),
+                "handshakes": shakes.count,
+                "failed_handshakes": len(shakes.failures),
+                "leaves": shakes.leaves,
+                "first_failures": shakes.failures[:5],
+            }
+            out["renewals"].append(row)
+            log(
+                f"tls: renewal {i + 1}: {took:.1f} s until every load balancer served it; {shakes.count} handshakes, {len(shakes.failures)} failed"
+            )
+        out["swap_failed_handshakes"] = sum(r["failed_handshakes"] for r in out["renewals"])
+        plain = client.Client()
+        rates = {}
+        for lb, address in zip(lbs, addresses, strict=True):
+            http_port = p.loadbalancers[lb].http_port
+
+            def get_http(address=address, http_port=http_port):
+                try:
+                    return plain.get(address, http_port, "/", host=WWW, timeout=5).status == 200
+                except (OSError, http.client.HTTPException):
+                    return False
+
+            def get_https(address=address):
+                try:
+                    resp = client.Client().get(address, port, "/", host=WWW, timeout=5, tls=ctx)
+                    return resp.status == 200
+                except (OSError, http.client.HTTPException, ssl.SSLError):
+                    return False
+
+            http_rate, http_failed = _closed_loop(get_http, seconds)
+            https_rate, https_failed = _closed_loop(get_https, seconds)
+            rates[lb] = {
+                "http": round(http_rate, 1),
+                "https": round(https_rate, 1),
+                "ratio": round(https_rate / http_rate, 3) if http_rate else 0.0,
+                "failed": http_failed + https_failed,
+            }
+            log(
+                f"tls: {lb}: {http_rate:.0f} HTTP req/s, {https_rate:.0f} HTTPS req/s (ratio {rates[lb]['ratio']})"
+            )
+        out["requests_per_s"] = rates
+    return out
+
+
 def scale_pillar(customers):
     """The bench platform with ``customers`` customer zones, each with its apex (and ``www``) on
     the rotation (harness/synthetic.py), on addresses of its own (:func:`_own_addresses`)."""
     return _own_addresses(synthetic.customers(customers, base=bench_pillar()))
 
 
-def _own_addresses(pillar, octet=77):
+def _own_addresses(pillar, octet=77, port_shift=100):
     """``pillar`` moved to addresses and ports no other lab of this machine uses (``scripts/lab
     up``, the demo or the monitoring test may be running): 127.0.x.y becomes 127.<octet>.x.y, the
-    metrics listeners included; BIND, which listens on 127.0.0.1 only, gets other ports."""
+    metrics listeners included; BIND, which listens on 127.0.0.1 only, gets its ports shifted by
+    ``port_shift``."""
     metrics = pillar.get("metrics") or {}
     groups = [pillar.get(g, {}) for g in ("loadbalancers", "webservers", "nameservers", "masters")]
     groups += [metrics.get(g, {}) for g in ("loadbalancers", "nameservers", "masters")]
@@ -459,11 +648,11 @@ def _own_addresses(pillar, octet=77):
             if item.get("address", "").startswith("127.0.") and item["address"] != "127.0.0.1":
                 item["address"] = f"127.{octet}." + item["address"].split(".", 2)[2]
             elif item.get("address") == "127.0.0.1":
-                item["port"] = item.get("port", 53) + 100
+                item["port"] = item.get("port", 53) + port_shift
                 if "control_port" in item:
-                    item["control_port"] += 100
+                    item["control_port"] += port_shift
             if "stats_port" in item:  # BIND's statistics channel, on 127.0.0.1
-                item["stats_port"] += 100
+                item["stats_port"] += port_shift
     return pillar
 
 
@@ -769,6 +958,16 @@ def _targets(results):
             )
     out += _scale_targets(results.get("scale") or {})
     out += _fault_targets(results.get("faults") or {})
+    tls = results.get("tls") or {}
+    if tls.get("renewals"):
+        shakes = sum(r["handshakes"] for r in tls["renewals"])
+        out.append(
+            (
+                "no failed TLS handshake during a certificate swap under load",
+                tls["swap_failed_handshakes"] == 0,
+                f"{tls['swap_failed_handshakes']} of {shakes} in {len(tls['renewals'])} renewals",
+            )
+        )
     ce = results.get("client_errors") or {}
     if "backend_kill" in ce and results.get("errors_measured"):
         out.append(
@@ -985,6 +1184,22 @@ def table(results):
             "",
             f"client errors: backend kill {ce['backend_kill']}, load balancer kill {ce['lb_kill']}",
         ]
+    tls = results.get("tls") or {}
+    if tls.get("renewals"):
+        lines += [
+            "",
+            f"certificates (ACME DNS-01, Pebble): tls.issue -> every load balancer serving www and "
+            f"shop {tls['issue_to_every_lb_s']:.1f} s",
+        ]
+        for i, r in enumerate(tls["renewals"], 1):
+            lines.append(
+                f"  renewal {i} under a handshake loop: {r['to_every_lb_s']:.1f} s to every load "
+                f"balancer, {r['failed_handshakes']} of {r['handshakes']} handshakes failed"
+            )
+        for lb, r in sorted(tls.get("requests_per_s", {}).items()):
+            lines.append(
+                f"  {lb}: {r['http']:.0f} HTTP req/s, {r['https']:.0f} HTTPS req/s (ratio {r['ratio']:.2f})"
+            )
     targets = _targets(results)
     if targets:
         lines += ["", "targets"]
@@ -1330,6 +1545,8 @@ def main(argv=None):
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
     if "dnssec" in parts:
         attempt("dnssec", lambda: results.update(dnssec=bench_dnssec()))
+    if "tls" in parts:
+        attempt("tls", lambda: results.update(tls=bench_tls()))
     if "noop" in parts:
         attempt("noop", lambda: results.update(noop_highstate=bench_noop()))
         attempt(

@@ -23,7 +23,11 @@ nameservers: BIND, NSD, Knot, 3 webservers) as plain processes under ``build/dem
 11. a bad commit is pushed (through CH) and refused, nothing changes; the revert is pushed;
 12. NL comes back and converges on CH's rotation and revision by itself;
 13. everything is restored: the webserver, the shop's manual failback, every answer;
-14. everything is stopped, and nothing is left running.
+14. HTTPS: Pebble (the ACME test CA) validates DNS-01 against our own nameservers; ``tls.issue``
+    gets certificates for www and shop, both load balancers serve them (curl, HTTP/2, the chain
+    verified against Pebble's root only), the shop's cookie sticks over HTTPS;
+15. a renewal forced under HTTPS load: the certificate is swapped, no request fails;
+16. everything is stopped, and nothing is left running.
 
 Writes ``build/demo/report.json`` (shape in docs/demo.md); exits 0 only when every step passed.
 """
@@ -44,6 +48,7 @@ from harness.launcher import Events, Lab, LabError, wait_for  # noqa: E402
 from harness.timeline import Abort, Timeline  # noqa: E402
 
 OUT = REPO / "build" / "demo"
+PEBBLE = ("127.0.7.1", 14000)  # the ACME test CA: ACME on this port, its management API next
 ROTATION = "http0.l.paphosting.nl"
 WWW = "www.paphosting.nl"
 SHOP = "shop.paphosting.nl"
@@ -55,7 +60,9 @@ SUBNET = "198.18.19.0/24"
 class Demo:
     def __init__(self, timeline, subnet=None):
         self.tl = timeline
-        self.lab = Lab("demo", say=lambda m: timeline.say(m), prometheus=True, netns=subnet)
+        self.lab = Lab(
+            "demo", say=lambda m: timeline.say(m), prometheus=True, netns=subnet, acme=PEBBLE
+        )
         self.faults = faultlib.Faults(self.lab)
         p = self.lab.platform
         self.p = p
@@ -72,6 +79,7 @@ class Demo:
         self.events = {}
         self.good_rev = None
         self.shop_browser = client.Browser(SHOP, self.port)
+        self.ctx = None
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -594,6 +602,130 @@ class Demo:
         self.lab.wait_minions(timeout=60)
         step.say(f"all {len(self.lab.minions)} minions answer both masters")
 
+    # --- HTTPS: certificates through ACME DNS-01 on our own nameservers (docs/tls.md) ---------
+
+    def https_port(self, lb):
+        return self.p.loadbalancers[lb].https_port
+
+    def served(self, lb, host, ctx):
+        """``(answer, leaf fingerprint)`` of one HTTPS request through ``lb`` for ``host``."""
+        answer = client.Browser(host, self.https_port(lb), ctx).get(self.addr[lb])
+        return answer, answer.certificate
+
+    def https_issue(self, step):
+        lab = self.lab
+        step.say(
+            f"Pebble, the ACME test CA, runs on {lab.pebble.directory} since the start, "
+            "validating DNS-01 against our own NSD (its -dnsserver)"
+        )
+        pillar = lab.acme_pillar(email="hostmaster@paphosting.nl")
+        rev = lab.commit(lab.pillar_files(pillar), "HTTPS: certificates from the ACME CA")
+        step.say(
+            f"an admin adds paphosting:acme (the CA's directory, every service) and the test CA's "
+            f"root to paphosting:tls:trusted_roots: r{rev}, pushed from NL"
+        )
+        res = lab.push("nl")
+        if res.returncode != 0:
+            step.fail(f"the push failed: {(res.stdout + res.stderr).strip()[-1500:]}")
+        lab.pillar = pillar
+        self.good_rev = rev
+        root = OUT / "pebble-root.pem"
+        root.write_text(lab.pebble.root())
+        self.ctx = client.tls_context(root.read_text())
+        t0 = time.monotonic()
+        step.say(
+            "salt-run tls.issue on NL: order, DNS-01 on every nameserver, validate, commit encrypted, push"
+        )
+        ret = lab.run("tls.issue", master="nl", timeout=600)
+        for line in str(ret.get("comment", ret)).splitlines():
+            step.timeline.say(f"  | {line}")
+        if not ret.get("result"):
+            step.fail("tls.issue failed")
+        fingerprints = {}
+        for service, host in (("www", WWW), ("shop", SHOP)):
+            for lb in self.lbs:
+                got = wait_for(
+                    lambda lb=lb, host=host: self.served(lb, host, self.ctx)[1],
+                    120,
+                    f"{lb} to serve {host} over HTTPS",
+                )
+                fingerprints.setdefault(service, set()).add(got)
+        took = time.monotonic() - t0
+        step.measure("issuance_to_every_lb_s", round(took, 1))
+        step.say(f"both load balancers serve www and shop over HTTPS: {took:.1f} s after tls.issue")
+        for service, fps in fingerprints.items():
+            step.check(
+                len(fps) == 1,
+                f"{service}: the same certificate on both load balancers ({', '.join(fps)[:30]}...)",
+            )
+        for host in (WWW, "paphosting.nl", SHOP):
+            for lb in self.lbs:
+                got = client.curl_h2(self.addr[lb], self.https_port(lb), host, root)
+                step.say(
+                    f"curl --http2 --cacert pebble-root.pem https://{host}:{self.https_port(lb)}/ via {self.short(lb)}: HTTP/{got}"
+                )
+                step.check(got == "2 200", f"{host} via {self.short(lb)}: valid chain, HTTP/2, 200")
+        browser = client.Browser(SHOP, self.https_port(self.lbs[0]), self.ctx)
+        servers = {browser.get(self.addr[lb]).server for lb in self.lbs + self.lbs}
+        step.check(
+            len(servers) == 1,
+            f"the shop's HTTPS session sticks to {', '.join(map(str, servers))} across both load balancers",
+        )
+        plain = client.http_get(self.addr[self.lbs[0]], self.port, "/", host=WWW)
+        step.check(
+            plain.status == 301 and plain.headers.get("Location", "").startswith("https://"),
+            f"plain HTTP answers {plain.status} -> {plain.headers.get('Location')}",
+        )
+        status = lab.salt_run("tls.status", master="ch")
+        for line in status.stdout.rstrip().splitlines():
+            step.timeline.say(f"  | {line}")
+        step.check(
+            status.returncode == 0 and "Pebble" in status.stdout,
+            "salt-run tls.status on CH: the table",
+        )
+
+    def https_renew(self, step):
+        lab = self.lab
+        load = client.Load(
+            WWW,
+            self.https_port(self.lbs[0]),
+            client.rotating([self.addr[lb] for lb in self.lbs]),
+            workers=2,
+            rate=10,
+            retry=False,
+            tls=self.ctx,
+        )
+        old = self.served(self.lbs[0], WWW, self.ctx)[1]
+        with load:
+            load.wait_requests(20)
+            t0 = time.monotonic()
+            step.say(
+                "salt-run tls.issue service=www force=True on NL while 2 clients browse https://www.paphosting.nl/"
+            )
+            ret = lab.run("tls.issue", "service=www", "force=True", master="nl", timeout=600)
+            if not ret.get("result"):
+                step.fail(f"tls.issue failed: {ret}")
+            for lb in self.lbs:
+                wait_for(
+                    lambda lb=lb: self.served(lb, WWW, self.ctx)[1] not in (None, old),
+                    120,
+                    f"{lb} to serve the renewed certificate",
+                )
+            took = time.monotonic() - t0
+            load.wait_requests(20)
+        step.measure("renewal_to_every_lb_s", round(took, 1))
+        step.say(
+            f"both load balancers serve the renewed certificate {took:.1f} s after the request"
+        )
+        step.say(
+            f"https://www.paphosting.nl under load: {load.summary()}; certificates seen: {len(load.certificates)}"
+        )
+        self.client_errors += load.errors
+        step.check(load.errors == 0, f"no request failed during the renewal ({load.errors} failed)")
+        step.check(
+            len(load.certificates) == 2, "the clients saw the old certificate, then the new one"
+        )
+
 
 def stopped_check(tl, demo):
     with tl.step("everything is stopped") as step:
@@ -633,6 +765,12 @@ STEPS = (
     ("a bad commit is pushed through CH and refused; the revert is pushed", "bad_commit", False),
     ("master NL comes back and converges by itself", "master_back", False),
     ("everything is restored", "restore", False),
+    (
+        "HTTPS: certificates through ACME DNS-01 on our nameservers, served by both load balancers (h2)",
+        "https_issue",
+        False,
+    ),
+    ("a certificate renewal under HTTPS load: no request fails", "https_renew", False),
 )
 
 

@@ -240,6 +240,27 @@ def push_families(record):
     return [live, revision, when, ok, result, synced]
 
 
+def tls_families(certificates):
+    """The certificates live on this master: ``{service: certstate.certificate_info or None}``
+    (None: the service has no certificate yet)."""
+    not_after = _gauge(
+        "tls_certificate_not_after_seconds",
+        "When the certificate of a service, live on this master, expires (seconds since the epoch).",
+        ["service"],
+    )
+    missing = _gauge(
+        "tls_certificate_missing",
+        "1 for a service of paphosting:acme without a certificate on this master.",
+        ["service"],
+    )
+    for service, info in sorted(certificates.items()):
+        if info is None:
+            missing.add_metric([service], 1)
+        else:
+            not_after.add_metric([service], info["not_after"])
+    return [not_after, missing]
+
+
 class Observer:
     """What the master's event bus tells, kept as Prometheus counters and histograms.
 
@@ -419,7 +440,8 @@ class MasterCollector:
     """A Prometheus collector of everything above, read at every scrape.
 
     ``sources()`` returns ``{"state", "config", "heartbeat", "record", "minions",
-    "drift_interval"}`` (see :func:`rotation_families`, :func:`push_families`,
+    "drift_interval", "certificates"}`` (see :func:`rotation_families`, :func:`push_families`,
+    :func:`tls_families`,
     :meth:`Observer.drift_families`), or None while the master knows no platform yet.
     """
 
@@ -445,6 +467,7 @@ class MasterCollector:
                 self.observer.started,
             )
             yield from push_families(src["record"])
+            yield from tls_families(src.get("certificates") or {})
             yield from self.observer.drift_families(src["minions"], src["drift_interval"])
         yield from self.observer.registry.collect()
 

@@ -6,6 +6,7 @@ Everything lives under one pillar key, ``paphosting`` (see ``docs/pillar.md`` an
 keys are errors: a typo must never be silently ignored.
 """
 
+import dataclasses
 import functools
 import hashlib
 import ipaddress
@@ -199,6 +200,22 @@ class Listener:
     stats_port: int = 8053  # nameservers: BIND's statistics channel, on 127.0.0.1
 
 
+@dataclass(frozen=True)
+class Acme:
+    """``paphosting:acme``: certificates from an ACME CA through DNS-01 on the platform's own
+    nameservers (docs/tls.md)."""
+
+    directory: str  # the CA's ACME directory URL
+    email: str | None
+    ca_bundle: str | None  # a CA file for the directory's own HTTPS (a test CA); None: the system's
+    renew_fraction: float  # renew when less than this share of the lifetime is left
+    retry_min: int  # seconds before the first retry after a failure; doubles up to retry_max
+    retry_max: int
+    lock_timeout: int  # seconds after which another master's issuance lock is taken over
+    propagation_timeout: int  # seconds every nameserver has to serve the challenge records
+    services: dict  # {service name: (certificate names, ...)}
+
+
 # The exporters of paphosting:metrics, each with its default port.
 METRICS_ROLES = {"loadbalancers": 8405, "nameservers": 9119, "masters": 9120}
 
@@ -218,6 +235,7 @@ class Platform:
     schedule: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     tls: dict = field(default_factory=dict)
+    acme: Acme | None = None
 
     def roles(self, minion_id):
         """The roles (``loadbalancer``, ``nameserver``, ``webserver``) of one minion."""
@@ -1444,7 +1462,98 @@ def _metrics(raw, errs, loadbalancers, nameservers, masters):
     return out
 
 
+ACME_NAME_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}$")
+
+
+def _covers(name, host):
+    """Whether certificate name ``name`` (possibly ``*.zone``) covers hostname ``host``."""
+    if name.startswith("*."):
+        return host.split(".", 1)[-1] == name[2:] and "." in host
+    return name == host
+
+
+def _acme(raw, errs, services, zone_of):
+    """``paphosting:acme`` as an :class:`Acme`, or None when absent. Every certificate name must
+    lie in a managed zone (the CA's DNS-01 query must reach our nameservers), and a service's
+    names must cover each of its hostnames."""
+    if raw is None:
+        return None
+    path = (ROOT, "acme")
+    keys = {
+        "directory", "email", "ca_bundle", "renew_fraction", "retry", "lock_timeout",
+        "propagation_timeout", "services",
+    }  # fmt: skip
+    raw = _mapping(raw, path, errs, keys, ["directory"])
+    directory = _str(
+        raw.get("directory"), path + ("directory",), errs, re.compile(r"^https?://\S+$"), "URL"
+    )
+    retry = _mapping(raw.get("retry"), path + ("retry",), errs, {"min", "max"})
+    retry_min = _int(retry.get("min"), path + ("retry", "min"), errs, 1, 86400, 300)
+    retry_max = _int(retry.get("max"), path + ("retry", "max"), errs, 1, 7 * 86400, 6 * 3600)
+    if retry_min is not None and retry_max is not None and retry_max < retry_min:
+        errs.add(path + ("retry", "max"), f"must be at least retry:min ({retry_min})")
+    chosen = {}
+    for name, item in _named(
+        raw.get("services"), path + ("services",), errs, SERVICE_RE, "service"
+    ).items():
+        p = path + ("services", name)
+        if name not in services:
+            errs.add(p, f"{name!r} is not a service in {ROOT}:services")
+            continue
+        item = _mapping(item, p, errs, {"names"})
+        hosts = services[name].hostnames
+        names = []
+        for i, n in enumerate(
+            _list(item.get("names"), p + ("names",), errs) if "names" in item else hosts
+        ):
+            text = _str(n, p + ("names", i), errs)
+            if text is None:
+                continue
+            text = text.rstrip(".").lower()
+            if not ACME_NAME_RE.match(text):
+                errs.add(p + ("names", i), f"{n!r} is not a hostname or a wildcard (*.name)")
+                continue
+            base = text[2:] if text.startswith("*.") else text
+            if zone_of(base) is None:
+                errs.add(
+                    p + ("names", i) if "names" in item else p,
+                    f"service {name}: {text} is in no zone of {ROOT}:zones, so our nameservers "
+                    "cannot answer its ACME DNS-01 challenge",
+                )
+                continue
+            if text not in names:
+                names.append(text)
+        for host in hosts:
+            if names and not any(_covers(n, host) for n in names):
+                errs.add(p + ("names",), f"service {name}: no name covers its hostname {host}")
+        if not names and not any(e.path[: len(p)] == p for e in errs.errors):
+            errs.add(p + ("names",), f"service {name}: at least one name is required")
+        chosen[name] = tuple(names)
+    return Acme(
+        directory=directory,
+        email=_str(
+            raw.get("email"),
+            path + ("email",),
+            errs,
+            re.compile(r"^[^@\s]+@[^@\s]+$"),
+            "e-mail address",
+        ),
+        ca_bundle=_str(raw.get("ca_bundle"), path + ("ca_bundle",), errs),
+        renew_fraction=_number(
+            raw.get("renew_fraction"), path + ("renew_fraction",), errs, 0.01, 0.99, 1 / 3
+        ),
+        retry_min=retry_min,
+        retry_max=retry_max,
+        lock_timeout=_int(raw.get("lock_timeout"), path + ("lock_timeout",), errs, 5, 86400, 900),
+        propagation_timeout=_int(
+            raw.get("propagation_timeout"), path + ("propagation_timeout",), errs, 1, 3600, 120
+        ),
+        services=chosen,
+    )
+
+
 TOP_KEYS = {
+    "acme",
     "metrics",
     "settings",
     "haproxy",
@@ -1507,6 +1616,10 @@ def parse(pillar):
         metrics=_metrics(raw.get("metrics"), errs, loadbalancers, nameservers, masters),
         tls=_tls(raw.get("tls"), errs),
     )
+    if raw.get("acme") is not None:
+        platform = dataclasses.replace(
+            platform, acme=_acme(raw.get("acme"), errs, services, platform.zone_of)
+        )
     _rotation_zones(rotations, services, zones, platform.zone_of, errs, owner_keys)
     _shadowed_records(zones, platform.zone_of, errs, owner_keys)
     _fd_budget(platform, errs)

@@ -23,11 +23,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-from paphosting import dnsserver, haproxy, model, platformcache, secrets, tls
+from paphosting import dnsserver, haproxy, model, platformcache, secrets, svn, tls
 from paphosting.errors import CheckFailed, InvalidPillar, PapError, PillarError, path_text
 from paphosting.files import write_checked
 
@@ -216,6 +217,24 @@ class Store:
             yield
         finally:
             os.close(fd)
+
+
+class SvnConfig:
+    """The ``paphosting_svn`` master option, checked."""
+
+    def __init__(self, opts):
+        conf = opts.get("paphosting_svn") or {}
+        if not isinstance(conf, dict) or not conf.get("url"):
+            raise PapError(
+                "the master option paphosting_svn:url is not set: see conf/master.d/svnpillar.conf and docs/push.md"
+            )
+        self.url = str(conf["url"])
+        self.path = str(conf.get("path", "pillar")).strip("/")
+        self.client = svn.Client.from_options(conf)
+        self.keep = int(conf.get("keep", 5))
+        self.apply_timeout = int(conf.get("apply_timeout", 300))
+        self.store = Store(conf.get("store") or os.path.join(opts["cachedir"], "paphosting"))
+        self.master = str(conf.get("name") or opts.get("id") or socket.getfqdn())
 
 
 def _alive_export(path, max_age=3600):

@@ -1,7 +1,8 @@
 """The Subversion client the masters use: the ``svn`` command line, wrapped.
 
 Salt ships no Subversion pillar and pysvn is not on PyPI, so the masters run ``svn`` itself
-(``svn info --xml``, ``svn log --xml``, ``svn export``, ``svn propset --revprop``). Every call is
+(``svn info --xml``, ``svn log --xml``, ``svn export``, ``svn propset --revprop``, ``svn lock``,
+and ``svnmucc`` to commit a file without a working copy). Every call is
 non-interactive, has a timeout, and turns svn's error codes into errors an admin can act on:
 
 * :class:`Unreachable`: the server does not answer (refused, unknown host, timeout);
@@ -63,6 +64,13 @@ class Denied(SvnError):
 
     def __str__(self):
         return f"Subversion refused to {self.what} {self.url}: {self.detail}"
+
+
+class Locked(SvnError):
+    """The file is locked by someone else (``svn lock``)."""
+
+    def __str__(self):
+        return f"Subversion: {self.url} is locked: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -364,3 +372,43 @@ class Client:
             f"{self.url} r{rev}",
             ["propset", "--revprop", "-r", str(rev), PUSHED, value, self.url],
         )
+
+    def cat(self, path, rev=None):
+        """The text of the file ``path`` at ``rev`` (HEAD by default), or None when it does not
+        exist there."""
+        url = join(self.url, path)
+        try:
+            return self._run("read", url, ["cat", self._peg(url, rev)])
+        except NotFound:
+            return None
+
+    def lock_info(self, path):
+        """``{"owner", "comment", "created"}`` of the lock on ``path``, or None when unlocked."""
+        url = join(self.url, path)
+        out = self._run("read", url, ["info", "--xml", url])
+        try:
+            lock = ET.fromstring(out).find("./entry/lock")
+        except ET.ParseError as exc:
+            raise SvnError("read", url, f"unexpected answer from svn info: {exc}") from None
+        if lock is None:
+            return None
+        return {k: (lock.findtext(k) or "").strip() for k in ("owner", "comment", "created")}
+
+    def lock(self, path, comment, steal=False):
+        """Lock the file ``path`` (``svn lock``); ``steal`` takes another holder's lock over. Raises
+        :class:`Locked` when it is locked already (and not stolen)."""
+        url = join(self.url, path)
+        args = ["lock", "-m", comment] + (["--force"] if steal else []) + [url]
+        try:
+            out = self._run("lock", url, args)
+        except SvnError as exc:
+            if "already locked" in exc.detail:
+                raise Locked("lock", url, exc.detail) from None
+            raise
+        if "locked by user" not in out:
+            raise Locked("lock", url, out.strip() or "locked by someone else")
+
+    def unlock(self, path):
+        """Release the lock on ``path`` whoever holds it."""
+        url = join(self.url, path)
+        self._run("unlock", url, ["unlock", "--force", url])

@@ -27,7 +27,7 @@ import dns.serial
 import dns.zone
 import yaml
 
-from paphosting import overlay
+from paphosting import challenges, overlay
 from paphosting.errors import ChangeRefused, InvalidPillar, PapError, PillarError
 from paphosting.model import ROOT
 
@@ -493,6 +493,8 @@ def safety_problems(live, wanted, max_share=0.3, min_records=10):
     - deleting or changing more than ``max_share`` of the live zone's records (SOA not counted),
       for zones of at least ``min_records`` records. RRsets that rotations own (``wanted.exempt``:
       the rotation names and apex service hostnames) are exempt: the failover bounds those itself.
+      So are ACME challenge TXT records (:mod:`paphosting.challenges`): they come and go with
+      every certificate issuance.
     A new zone (``live`` None) is always safe.
     """
     if live is None:
@@ -525,7 +527,10 @@ def safety_problems(live, wanted, max_share=0.3, min_records=10):
         gone = sorted(
             line
             for line, key in old.items()
-            if line not in new and key not in wanted.exempt and key != apex_ns
+            if line not in new
+            and key not in wanted.exempt
+            and key != apex_ns
+            and not (key[1] == dns.rdatatype.TXT and challenges.is_owner(key[0]))
         )
         share = len(gone) / total
         if share > max_share:

@@ -7,7 +7,7 @@ import dns.zone
 import pytest
 import yaml
 
-from paphosting import model
+from paphosting import challenges, model
 from paphosting import zone as pzone
 from tests.conftest import REPO, example_pillar
 
@@ -259,6 +259,39 @@ def test_rotation_membership_comes_from_the_failover_pillar_key(
     pillar_with(None)
     assert loaders.states.dns_zone.managed(name=ZONE).result is True
     assert rotation_addresses(zone_file) == ["127.0.1.1", "127.0.1.2"]
+
+
+def test_held_acme_challenges_are_in_every_render_until_taken_back_or_expired(
+    set_pillar, ns_id, zone_file
+):
+    loaders = set_pillar(dns_pillar(ns_id, hosts=10))
+    assert loaders.states.dns_zone.managed(name=ZONE).result is True
+    held = challenges.held_path(loaders.opts["cachedir"])
+    owner = f"_acme-challenge.www.{ZONE}"
+
+    def txt():
+        z = dns.zone.from_text(zone_file.read_text(), origin=ZONE, relativize=False)
+        rds = z.get_rdataset(owner + ".", "TXT")
+        return sorted(s.decode() for rd in rds for s in rd.strings) if rds else []
+
+    challenges.hold(held, challenges.value({owner: ["tok-a", "tok-b"]}, version=10))
+    ret = loaders.states.dns_zone.managed(name=ZONE)  # a highstate during an issuance
+    assert ret.result is True, ret.comment
+    assert txt() == ["tok-a", "tok-b"]
+    assert loaders.states.dns_zone.managed(name=ZONE).changes == {}
+    # Taken back by the issuing master (a newer, empty set): removed, never refused by the
+    # change-safety share rule.
+    challenges.hold(held, challenges.value({}, version=11))
+    ret = loaders.states.dns_zone.managed(name=ZONE)
+    assert ret.result is True, ret.comment
+    assert txt() == []
+    # A set whose master died mid-issuance expires by itself.
+    challenges.hold(held, challenges.value({owner: ["tok-c"]}, version=12, ttl_seconds=3600))
+    assert loaders.states.dns_zone.managed(name=ZONE).result is True
+    assert txt() == ["tok-c"]
+    challenges.hold(held, dict(challenges.load_held(held), version=13, expires=0.0))
+    assert loaders.states.dns_zone.managed(name=ZONE).result is True
+    assert txt() == []
 
 
 def test_execution_functions(set_pillar, ns_id, zone_file):

@@ -97,6 +97,17 @@ def bench_doc():
                 }
             ]
         },
+        "tls": {
+            "issue_to_every_lb_s": 41.2,
+            "renewals": [
+                {"to_every_lb_s": 30.1, "handshakes": 800, "failed_handshakes": 0},
+                {"to_every_lb_s": 29.0, "handshakes": 790, "failed_handshakes": 0},
+            ],
+            "swap_failed_handshakes": 0,
+            "requests_per_s": {
+                "lb1.paphosting.net": {"http": 400.0, "https": 150.0, "ratio": 0.38}
+            },
+        },
         "machine": {"cpus": 2},
     }
 
@@ -209,6 +220,16 @@ def test_bench_results_of_the_promised_shape_have_no_problem():
             lambda d: d["peers"]["systems"]["pdns"]["failover"].update(trials=9),
             "peers.systems.pdns.failover.trials is 9, not the 10 trials run",
         ),
+        (lambda d: d.pop("tls"), "tls is missing"),
+        (lambda d: d["tls"].update(renewals=[]), "tls.renewals is empty"),
+        (
+            lambda d: d["tls"]["renewals"][1].update(failed_handshakes=3),
+            "tls.swap_failed_handshakes is 0, the renewals add up to 3",
+        ),
+        (
+            lambda d: d["tls"]["requests_per_s"]["lb1.paphosting.net"].pop("ratio"),
+            "tls.requests_per_s.lb1.paphosting.net.ratio is missing",
+        ),
     ],
 )
 def test_bench_results_of_another_shape_are_reported(change, problem):
@@ -226,6 +247,7 @@ def test_a_partial_bench_run_may_leave_lists_empty():
     doc.pop("scale")
     doc.pop("faults")
     doc.pop("dnssec")
+    doc.pop("tls")
     assert report.bench_problems(doc, complete=False) == []
 
 

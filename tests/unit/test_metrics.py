@@ -115,6 +115,19 @@ def test_push_record():
     assert ("paphosting_push_last_success", frozenset()) not in samples(metrics.push_families({}))
 
 
+def test_certificate_expiry_per_service():
+    got = samples(
+        metrics.tls_families({"www": {"not_after": 1954183963.0, "names": []}, "shop": None})
+    )
+    key = ("paphosting_tls_certificate_not_after_seconds", frozenset({("service", "www")}))
+    assert got[key] == 1954183963.0
+    assert got[("paphosting_tls_certificate_missing", frozenset({("service", "shop")}))] == 1
+    assert (
+        "paphosting_tls_certificate_not_after_seconds",
+        frozenset({("service", "shop")}),
+    ) not in got
+
+
 @pytest.mark.parametrize(
     ("reason", "label"),
     [

@@ -216,3 +216,48 @@ def test_hook_refusal_is_denied(repo):
             repo.url,
             ["propset", "--revprop", "-r", "1", "svn:log", "x", repo.url],
         )
+
+
+@pytest.fixture
+def empty_repo(tmp_path):
+    """An empty repository over file://, for the commands that commit (svnmucc) and lock."""
+    require_binary("svnmucc")
+    path = tmp_path / "repo"
+    subprocess.run(["svnadmin", "create", str(path)], check=True)
+    return svn.Client(f"file://{path}", config_dir=str(tmp_path / "cfg"), timeout=20)
+
+
+def test_put_commits_without_a_working_copy_and_cat_reads_it_back(empty_repo):
+    rev = empty_repo.put({"pillar/secrets/tls/www.asc": "one\n"}, "the www certificate")
+    assert rev == 1
+    assert empty_repo.cat("pillar/secrets/tls/www.asc") == "one\n"
+    assert empty_repo.cat("pillar/secrets/tls/shop.asc") is None
+    rev = empty_repo.put(
+        {"pillar/secrets/tls/www.asc": "two\n", "pillar/secrets/acme/account.asc": "key\n"},
+        "both at once",
+    )
+    assert rev == 2
+    assert empty_repo.cat("pillar/secrets/tls/www.asc", rev=1) == "one\n"
+    assert empty_repo.info("pillar/secrets/tls").number == 2
+
+
+def test_put_decided_on_an_old_revision_fails_when_the_file_appeared_since(empty_repo):
+    empty_repo.put({"pillar/top.sls": "base: {}\n"}, "r1")
+    empty_repo.put({"pillar/secrets/acme/account.asc": "first\n"}, "r2: one master's key")
+    with pytest.raises(svn.SvnError):
+        empty_repo.put({"pillar/secrets/acme/account.asc": "second\n"}, "the other's", base=1)
+    assert empty_repo.cat("pillar/secrets/acme/account.asc") == "first\n"
+
+
+def test_a_lock_is_exclusive_until_released_or_stolen(empty_repo):
+    path = "pillar/secrets/acme/account.asc"
+    empty_repo.put({path: "key\n"}, "the account key")
+    assert empty_repo.lock_info(path) is None
+    empty_repo.lock(path, "nl 100.0 tls issuance")
+    assert empty_repo.lock_info(path)["comment"] == "nl 100.0 tls issuance"
+    with pytest.raises(svn.Locked):
+        empty_repo.lock(path, "ch 101.0 tls issuance")
+    empty_repo.lock(path, "ch 102.0 tls issuance", steal=True)
+    assert empty_repo.lock_info(path)["comment"] == "ch 102.0 tls issuance"
+    empty_repo.unlock(path)
+    assert empty_repo.lock_info(path) is None
