@@ -230,7 +230,10 @@ def _prepare(lab):
                     return False
         return True
 
-    wait_for(backends_up, 90, "every backend up", interval=0.2)
+    # A new backend is UP after `rise` (2) checks; haproxy spreads the first checks over the
+    # interval, and the generated services check every 60 s: up to about two intervals.
+    inter = max([svc.check.inter / 1000 for svc in p.services.values()] or [2])
+    wait_for(backends_up, max(90, 3 * inter), "every backend up", interval=0.2)
     _wait_rotation(lab, {x.address for x in p.loadbalancers.values()})
 
 
