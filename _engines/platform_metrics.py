@@ -49,8 +49,7 @@ def _platform(opts):
     """The platform from the pillar of the first accepted minion (the one platform of this
     master's pillar tree, :func:`paphosting.pillarcompile.minion_platform`), or None while there
     is none."""
-    pki = os.path.join(opts["pki_dir"], "minions")
-    accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    accepted = pillarcompile.accepted_minions(opts)
     if not accepted:
         return None
     try:

@@ -25,7 +25,7 @@ import salt.client
 import salt.pillar
 import salt.utils.minions
 
-from paphosting import dnssec, model, platformcache, secrets, svn
+from paphosting import dnssec, model, pillarcompile, platformcache, secrets, svn
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ def _finish(ok, text):
 
 
 def _accepted():
-    pki = os.path.join(__opts__["pki_dir"], "minions")
-    return sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    return pillarcompile.accepted_minions(__opts__)
 
 
 def _minion():

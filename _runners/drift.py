@@ -101,8 +101,7 @@ def report(minion=None, hours=None):
 
 
 def _accepted():
-    pki = os.path.join(__opts__["pki_dir"], "minions")
-    return sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+    return pillarcompile.accepted_minions(__opts__)
 
 
 def heal(timeout=60):

@@ -74,8 +74,7 @@ def _context(minion_id=None):
     if minion_id is None:
         state = rotation.load(_state_path())
         known = list(state.get("views", {}))
-        pki = os.path.join(__opts__["pki_dir"], "minions")
-        accepted = sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+        accepted = pillarcompile.accepted_minions(__opts__)
         candidates = known + [m for m in accepted if m not in known]
         if not candidates:
             raise PapError("no accepted minion to compile the platform pillar for")

@@ -21,6 +21,12 @@ from paphosting import model, platformcache, push
 from paphosting.errors import PapError
 
 
+def accepted_minions(opts):
+    """The ids of the minions whose keys this master accepted (``pki_dir/minions``), sorted."""
+    pki = os.path.join(opts["pki_dir"], "minions")
+    return sorted(os.listdir(pki)) if os.path.isdir(pki) else []
+
+
 def generation(opts):
     """What changes whenever a master's pillar can have changed: every file under its
     ``pillar_roots`` (their paths, as symlinks resolve, sizes and modification times). A push or
