@@ -82,6 +82,10 @@ class Handler(BaseHTTPRequestHandler):
 class App(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: with thousands of services, the load balancers'
+    # health checks arrive in bursts larger than that, the kernel drops the SYNs beyond the
+    # backlog and haproxy sees connect timeouts (L4TOUT) from a server that is up.
+    request_queue_size = 1024
 
     def __init__(self, name, address, port, verbose=False):
         super().__init__((address, port), Handler)
