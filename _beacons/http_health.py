@@ -63,7 +63,8 @@ otherwise. Data:
 ``state`` is ``up``, ``down`` or ``unknown`` (before the first ``fall``/``rise`` run);
 a flapping target is ``down`` with ``flapping: true``. A nameserver's heartbeat also carries
 ``serving: {"digest": ...}``: the membership its own DNS server answers for the rotation names
-(anti-entropy, ``docs/failover.md``). ``rotation`` is the newest published
+(anti-entropy, ``docs/failover.md``), and ``actions: {"digest": ...}``: the operator actions'
+journal it keeps (:mod:`paphosting.actions`). ``rotation`` is the newest published
 rotation this minion holds: its pillar's (``paphosting_rotation``) or the one a master recorded
 with ``rotation.hold`` (:mod:`paphosting.overlay`) (``<cachedir>/paphosting/rotation_held.json``), or null. The masters trust
 only the signed text: the beacon's event ``id`` can be set by any minion, the signature cannot.
@@ -83,9 +84,9 @@ import dns.query
 import dns.rdatatype
 
 try:
-    from paphosting import health, overlay
+    from paphosting import actions, health, overlay
 except ImportError:
-    health = overlay = None
+    actions = health = overlay = None
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_ru
 def _import_core():
     """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
     synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
-    global health, overlay  # noqa: PLW0603
+    global actions, health, overlay  # noqa: PLW0603
     if health is not None:
         return
     for folder in [
@@ -122,6 +123,7 @@ def _import_core():
             sys.path.append(folder)
     health = importlib.import_module("paphosting.health")
     overlay = importlib.import_module("paphosting.overlay")
+    actions = importlib.import_module("paphosting.actions")
 
 
 def __virtual__():
@@ -237,6 +239,17 @@ def _held_rotation():
     return None if held is None else {"version": held["version"], "digest": held["digest"]}
 
 
+def _actions():
+    """``{"digest": ...}`` of the operator actions' journal this minion keeps (see
+    ``paphosting.actions``), or None when it cannot be read."""
+    try:
+        journal = actions.load_journal(actions.journal_path(__opts__["cachedir"]))
+    except actions.BadRecord as exc:
+        log.warning("http_health: %s", exc)
+        return None
+    return {"digest": actions.digest(journal)}
+
+
 def _serving(serves, timeout=0.5):
     """``{"digest": ...}`` of the membership this nameserver's own DNS server answers for the
     rotation names now (``serves``, from the beacon config), or None when it does not answer:
@@ -282,7 +295,8 @@ def beacon(config):
         log.info("http_health: %s is now %s (%s)", lb, t.state, t.detail)
     key_path = conf.get("key") or os.path.join(__opts__["pki_dir"], "minion.pem")
     serving = _serving(conf["serves"]) if kind == "heartbeat" and conf.get("serves") else None
-    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation(), serving)
+    acts = _actions() if kind == "heartbeat" else None
+    text = watch.report(__opts__["id"], kind, changed, now, _held_rotation(), serving, acts)
     with open(key_path, "rb") as fh:
         sig = health.sign(text, fh.read())
     return [{"tag": kind, "report": text, "sig": sig}]

@@ -17,14 +17,17 @@ Why not ``state.apply``: a state run waits for (or fails on) any other state run
 including one a master that has since died left queued; the failover must not wait for that.
 """
 
+import json
+import os
 import time
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import model, overlay, platformcache
+from paphosting import actions, files, model, overlay, platformcache
 from paphosting.errors import PapError
 
 __virtualname__ = "rotation"
+__func_alias__ = {"actions_": "actions"}
 
 
 def __virtual__():
@@ -173,3 +176,82 @@ def held():
         salt ns1.paphosting.net rotation.held
     """
     return overlay.load_held(overlay.held_path(__opts__["cachedir"]))
+
+
+# --- operator actions (paphosting.actions): this minion keeps the masters' journal and relays ---
+
+ACTION_TAG = "paphosting/operator/action"
+
+
+def _actions_path():
+    return actions.journal_path(__opts__["cachedir"])
+
+
+def _load_actions(path):
+    try:
+        return actions.load_journal(path)
+    except actions.BadRecord as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def keep_actions(entries=None, fire=True):
+    """
+    Keep the masters' operator actions (``{slot: {"record": text, "sig": signature}}``, see
+    ``paphosting.actions``) that are newer than this minion's, and with ``fire`` send each to
+    every master this minion is connected to (tag ``paphosting/operator/action``) every record it
+    holds: that is how an action taken on one master reaches the other, and how a master whose
+    journal differs from this minion's (seen in its heartbeat) learns what it lacks. Records not
+    signed with the master key this minion trusts are refused. Returns the slots kept.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ns1.paphosting.net rotation.keep_actions entries='{...}'
+    """
+    if not isinstance(entries, dict):
+        raise CommandExecutionError(
+            f"entries: a mapping of slot to record and sig, got {entries!r}"
+        )
+    try:
+        with open(os.path.join(__opts__["pki_dir"], "minion_master.pub"), "rb") as fh:
+            public = fh.read()
+    except OSError as exc:
+        raise CommandExecutionError(f"cannot read the master's public key: {exc}") from exc
+    path = _actions_path()
+    kept, refused, fired = [], [], []
+    with files.locked(path + ".lock"):
+        journal = _load_actions(path)
+        for entry in entries.values():
+            try:
+                if not isinstance(entry, dict):
+                    raise actions.BadRecord("an entry must be a mapping of record and sig")
+                record = actions.verify(entry.get("record"), entry.get("sig"), public)
+            except actions.BadRecord as exc:
+                refused.append(str(exc))
+                continue
+            if actions.merge(journal, entry["record"], entry["sig"], record):
+                kept.append(actions.slot(record))
+        if kept:
+            files.write_checked(path, json.dumps(journal, sort_keys=True), mode=0o600)
+        if fire:
+            fired = list(journal.values())  # all: a master that missed one learns it here
+    for entry in fired:
+        __salt__["event.send"](ACTION_TAG, {"record": entry["record"], "sig": entry["sig"]})
+    if refused:
+        raise CommandExecutionError("refused operator actions: " + "; ".join(refused))
+    return {"kept": kept, "fired": len(fired)}
+
+
+def actions_():
+    """
+    The operator actions this minion keeps (``{slot: {"record", "sig"}}``): a master that was
+    down while the other took one learns it from here (``salt-run rotation.sync_actions``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ns1.paphosting.net rotation.actions
+    """
+    return _load_actions(_actions_path())

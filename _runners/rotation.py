@@ -10,7 +10,10 @@ rotation: the minion holds it and a nameserver applies its zones) and the event
 ``paphosting/rotation/changed``. Refused reports are logged and fired as
 ``paphosting/rotation/rejected``; they change nothing.
 
-Operators use :func:`status`, :func:`drain` and :func:`restore`. See ``docs/failover.md``.
+Operators use :func:`status`, :func:`drain`, :func:`restore` and :func:`failback`, on either
+master: each action is signed with the masters' key and relayed to the other master through the
+minions (:mod:`paphosting.actions`, :func:`take_action`, :func:`sync_actions`). See
+``docs/failover.md``.
 """
 
 import json
@@ -23,7 +26,7 @@ import types
 import salt.client
 import salt.utils.event
 
-from paphosting import dnsserver, files, pillarcompile, rotation
+from paphosting import actions, dnsserver, files, pillarcompile, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -273,8 +276,11 @@ def report(report=None, sig=None, sender=None):
             lag = rotation.lagging(state, config, body["watcher"], now)
             if lag is not None:
                 state.setdefault("resyncs", {})[body["watcher"]] = now
+        compare = _actions_differ(state, body, now)
         rotation.save(path, state)
         published = rotation.publish(state, config)
+    if compare is not None:
+        _relay(config, compare, targets=[body["watcher"]])
     if dropped:
         log.warning(
             "rotation: %s reported unknown load balancers, ignored: %s",
@@ -335,22 +341,85 @@ def resync(minion=None):
     }
 
 
-def _operator(action, lb, **kwargs):
+ACTION_TAG = "paphosting/operator/action"
+
+
+def _master_key(name):
+    with open(os.path.join(__opts__["pki_dir"], name), "rb") as fh:
+        return fh.read()
+
+
+def _relay_targets(config):
+    return sorted(set(config["nameservers"]) | set(config["watchers"]))
+
+
+def _relay(config, entries, targets=None):
+    """Have the nameservers and watchers (or ``targets``) keep ``entries`` (``{slot: {"record",
+    "sig"}}``) and fire their journals to every master they are connected to (the other master
+    learns of the action within a second; :func:`take_action` there). Returns the job id."""
+    targets = _relay_targets(config) if targets is None else targets
+    if not targets:
+        return None
+    client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
+    return client.cmd_async(
+        targets,
+        "rotation.keep_actions",
+        [],
+        tgt_type="list",
+        kwarg={"entries": entries, "fire": True},
+    )
+
+
+# A watcher whose heartbeat says its journal differs from this master's is asked to compare at
+# most this often (the comparison itself is one small job; the next heartbeat shows the result).
+ACTIONS_COMPARE_EVERY = 2.0
+
+
+def _actions_differ(state, body, now):
+    """The journal to hand ``body``'s watcher when its heartbeat's actions digest differs from
+    this master's (it keeps what is newer and fires its whole journal back), else None."""
+    theirs = (body.get("actions") or {}).get("digest")
+    journal = state.setdefault("actions", {})
+    if theirs is None or theirs == actions.digest(journal):
+        return None
+    checks = state.setdefault("action_checks", {})
+    if now - checks.get(body["watcher"], 0) < ACTIONS_COMPARE_EVERY:
+        return None
+    checks[body["watcher"]] = now
+    return dict(journal)
+
+
+def _record(state, kind, target, reason="", force=False):
+    """Sign and keep in ``state`` the record of an operator action taken on this master; return
+    the journal entries to relay."""
+    text = actions.record_text(kind, target, __opts__["id"], time.time(), reason, force)
+    sig = actions.sign(text, _master_key("master.pem"))
+    record = actions.parse(text)
+    actions.merge(state.setdefault("actions", {}), text, sig, record)
+    return {actions.slot(record): {"record": text, "sig": sig}}
+
+
+def _operator(action, lb, kind, reason="", force=False):
     config, digest = _context()
     path = _state_path()
+    kwargs = {"reason": reason, "force": force} if kind == "drain" else {}
     with rotation.locked(path):
         state = rotation.load(path)
         try:
             change = action(state, config, lb, time.time(), **kwargs)
         except rotation.Rejected as exc:
             return {"result": False, "comment": str(exc)}
+        # Recorded even when nothing changed here: the other master may not be so yet.
+        entries = _record(state, kind, lb, reason, force)
         rotation.save(path, state)
         published = rotation.publish(state, config)
+    relay = _relay(config, entries)
     if change is None:
         return {
             "result": True,
-            "comment": f"nothing to do: {lb} is already so",
+            "comment": f"nothing to do on this master: {lb} is already so (sent to the other)",
             "version": state["version"],
+            "relay": relay,
         }
     jid = _publish_change(config, change, published, digest)
     return {
@@ -358,6 +427,184 @@ def _operator(action, lb, **kwargs):
         "comment": rotation.describe(change),
         "version": change["version"],
         "jid": jid,
+        "relay": relay,
+    }
+
+
+def _take(config, digest, entries, sender):
+    """Verify and apply journal entries another master signed; ``{"taken": [...], "refused":
+    [...]}``. Idempotent: an entry not newer than the slot's is ignored."""
+    public = _master_key("master.pub")
+    taken, refused, changes = [], [], []
+    path = _state_path()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        journal = state.setdefault("actions", {})
+        for entry in entries.values() if isinstance(entries, dict) else []:
+            try:
+                if not isinstance(entry, dict):
+                    raise actions.BadRecord("a journal entry must be a mapping of record and sig")
+                record = actions.verify(entry.get("record"), entry.get("sig"), public)
+                if not actions.newer(journal, record):
+                    continue
+                change = None
+                if record["kind"] != "failback":
+                    change = rotation.apply_action(state, config, record, time.time())
+                actions.merge(journal, entry["record"], entry["sig"], record)
+            except (actions.BadRecord, rotation.Rejected) as exc:
+                refused.append(str(exc))
+                continue
+            taken.append(f"{record['kind']} {record['target']} (from {record['master']})")
+            if change is not None:
+                changes.append(change)
+        if taken:
+            rotation.save(path, state)
+        published = rotation.publish(state, config)
+    for reason in refused:
+        _reject(f"operator action: {reason}", sender)
+    if changes:
+        # Several records (a catch-up): one push of the final rotation, one event per change.
+        for change in changes[:-1]:
+            _fire(
+                dict(change, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
+            )
+        _publish_change(config, changes[-1], published, digest)
+    for what in taken:
+        log.warning("rotation: took the operator action %s", what)
+    return {"taken": taken, "refused": refused}
+
+
+def take_action(record=None, sig=None, sender=None):
+    """
+    Take an operator action the other master (or this one) took: the reactor runs this for every
+    ``paphosting/operator/action`` event, which the nameservers and watchers fire to both masters
+    when a master relays an action (see :func:`drain`). The record must be signed with the
+    masters' key; a record older than the one held for its load balancer or service, or already
+    held, changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.take_action record='{"at":...}' sig=...
+    """
+    now = time.time()
+    if not _allowed(f"event:{sender}", now):
+        return _reject("rate limited: more operator actions than operators take", sender, now, True)
+    try:
+        config, digest = _context()
+    except PapError as exc:
+        return {"result": False, "comment": str(exc)}
+    out = _take(config, digest, {"relayed": {"record": record, "sig": sig}}, sender)
+    return dict(out, result=not out["refused"])
+
+
+def sync_actions(timeout=10):
+    """
+    Catch up on operator actions (anti-entropy): ask the nameservers and watchers for the
+    journals they keep, take every record newer than this master's, and hand every minion the
+    records it lacks. Scheduled on the masters at start and every minute (``schedule`` in the
+    master configuration), so a master that was down when the other took an action takes it
+    within a minute of coming back.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.sync_actions
+    """
+    try:
+        config, digest = _context()
+    except PapError as exc:
+        return {"result": False, "comment": str(exc)}
+    targets = _relay_targets(config)
+    client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
+    answers = client.cmd(targets, "rotation.actions", [], tgt_type="list", timeout=timeout)
+    taken, refused = [], []
+    for minion, journal in sorted((answers or {}).items()):
+        if not isinstance(journal, dict):
+            refused.append(f"{minion}: {journal}")
+            continue
+        out = _take(config, digest, journal, minion)
+        taken += out["taken"]
+        refused += [f"{minion}: {r}" for r in out["refused"]]
+    mine = rotation.load(_state_path()).get("actions", {})
+    behind = {}
+    for minion in targets:
+        journal = (answers or {}).get(minion)
+        if isinstance(journal, dict):
+            lacking = actions.missing(
+                mine, {k: v for k, v in journal.items() if isinstance(v, dict)}
+            )
+            if lacking:
+                behind[minion] = lacking
+    for minion, lacking in behind.items():
+        client.cmd_async(
+            [minion],
+            "rotation.keep_actions",
+            [],
+            tgt_type="list",
+            kwarg={"entries": lacking, "fire": False},
+        )
+    return {
+        "result": not refused,
+        "taken": taken,
+        "refused": refused,
+        "answered": sorted(answers or {}),
+        "silent": sorted(set(targets) - set(answers or {})),
+        "handed": {m: sorted(v) for m, v in behind.items()},
+    }
+
+
+def failback(service, timeout=30):
+    """
+    Manual failback of a stateful service (``failback: manual``), on every load balancer: each
+    sends every request back to the primary while it is up (``haproxy_cfg.failback`` there). The
+    action is recorded and relayed like a drain, so :func:`status` on either master shows it.
+    Load balancers that refuse (the primary is down there) or do not answer are listed.
+
+    service
+        The service's name in pillar ``paphosting:services``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run rotation.failback shop
+    """
+    config, _digest = _context()
+    lbs = sorted(config["loadbalancers"])
+    client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
+    answers = client.cmd(
+        lbs, "haproxy_cfg.failback", [service], tgt_type="list", timeout=timeout, full_return=True
+    )
+    done, refused = {}, {}
+    for lb in lbs:
+        ans = (answers or {}).get(lb)
+        if ans is None:
+            refused[lb] = "did not answer"
+        elif ans.get("retcode", 0) == 0 and isinstance(ans.get("ret"), dict):
+            done[lb] = ans["ret"]
+        else:
+            refused[lb] = str(ans.get("ret"))
+    if not done:
+        return {
+            "result": False,
+            "comment": f"no load balancer failed {service} back",
+            "refused": refused,
+        }
+    path = _state_path()
+    with rotation.locked(path):
+        state = rotation.load(path)
+        entries = _record(state, "failback", service, reason=f"done on {', '.join(sorted(done))}")
+        rotation.save(path, state)
+    _relay(config, entries)
+    return {
+        "result": not refused,
+        "comment": f"{service} failed back on {', '.join(sorted(done))}"
+        + (f"; not on {', '.join(sorted(refused))}" if refused else ""),
+        "done": done,
+        "refused": refused,
     }
 
 
@@ -366,7 +613,9 @@ def drain(lb, reason="", force=False, wait=30):
     Take a load balancer out of every rotation (maintenance) until :func:`restore`. The drain is
     stored on this master, survives highstates and restarts, and is pushed to every nameserver.
     Refused when it would leave a rotation with fewer members up than its minimum, unless
-    ``force=True``. Run it on both masters.
+    ``force=True``. Run it on either master: the action is signed with the masters' key and
+    relayed through the nameservers and watchers to the other master, which takes it within a
+    second (or, when it was down, within a minute of starting: :func:`sync_actions`).
 
     It then asks every nameserver (for up to ``wait`` seconds) until none serves the load
     balancer's address any more, and reports when the last cached answer naming it expires: the
@@ -388,7 +637,7 @@ def drain(lb, reason="", force=False, wait=30):
 
         salt-run rotation.drain lb=lb1.paphosting.net reason="kernel upgrade"
     """
-    ret = _operator(rotation.drain, lb, reason=reason, force=force)
+    ret = _operator(rotation.drain, lb, "drain", reason=reason, force=force)
     if ret["result"] is False:
         return ret
     config = _config()
@@ -442,7 +691,7 @@ def _serves(address, port, wanted):
 def restore(lb):
     """
     Undo :func:`drain`: the load balancer rejoins its rotations when it is healthy. Run it on
-    both masters.
+    either master; it reaches the other as a drain does.
 
     lb
         The load balancer's minion id.
@@ -453,7 +702,7 @@ def restore(lb):
 
         salt-run rotation.restore lb=lb1.paphosting.net
     """
-    return _operator(rotation.restore, lb)
+    return _operator(rotation.restore, lb, "restore")
 
 
 def status():
@@ -501,6 +750,7 @@ def show():
         "rotations": published_["rotations"],
         "verdicts": state["verdicts"],
         "drains": state["drains"],
+        "actions": [dict(r) for r in actions.records(state.get("actions") or {})],
         "views": {
             w: {
                 "seq": v["seq"],

@@ -185,12 +185,12 @@ class Watch:
             return HEARTBEAT
         return None
 
-    def report(self, watcher, kind, changed, now, rotation=None, serving=None):
+    def report(self, watcher, kind, changed, now, rotation=None, serving=None, actions=None):
         """The next report text (bumps the sequence number and the heartbeat clock)."""
         self.seq += 1
         self.last_report = now
         views = {name: t.view() for name, t in self.trackers.items()}
-        return report_text(watcher, self.seq, now, kind, views, changed, rotation, serving)
+        return report_text(watcher, self.seq, now, kind, views, changed, rotation, serving, actions)
 
 
 # The watches of this process. Salt rebuilds the beacon loader (and its __context__) on every
@@ -232,7 +232,9 @@ def probe(url, timeout):
         conn.close()
 
 
-def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None, serving=None):
+def report_text(
+    watcher, seq, ts, kind, views, changed=(), rotation=None, serving=None, actions=None
+):
     """The canonical JSON text of one report (what is signed and sent).
 
     ``rotation`` is what the watcher currently holds of the published rotation, as
@@ -240,6 +242,9 @@ def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None, servin
     ``serving``, on a nameserver's heartbeat: ``{"digest": "..."}``, the digest of the membership
     its own DNS server answers for the rotation names right now (the masters push the current
     rotation again to a nameserver that serves another); absent otherwise.
+    ``actions``, on a heartbeat: ``{"digest": "..."}`` of the operator actions' journal the
+    watcher keeps (:func:`paphosting.actions.digest`); a master whose journal differs has the two
+    compared at once.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -255,6 +260,8 @@ def report_text(watcher, seq, ts, kind, views, changed=(), rotation=None, servin
     }
     if serving is not None:
         body["serving"] = serving
+    if actions is not None:
+        body["actions"] = actions
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
@@ -293,6 +300,9 @@ def parse_report(text):
         isinstance(serving, dict) and isinstance(serving.get("digest"), str)
     ):
         raise BadReport("the report's serving is not {digest}")
+    acts = body.get("actions")
+    if acts is not None and not (isinstance(acts, dict) and isinstance(acts.get("digest"), str)):
+        raise BadReport("the report's actions is not {digest}")
     lbs = body.get("lbs")
     if not isinstance(lbs, dict):
         raise BadReport("the report has no load balancer views")

@@ -90,6 +90,8 @@ def new_state():
         "last_change": None,
         "history": [],
         "resyncs": {},
+        # The operator actions' journal (paphosting.actions): {slot: {"record", "sig"}}.
+        "actions": {},
     }
 
 
@@ -449,6 +451,24 @@ def restore(state, config, lb, now):
     return _commit(state, config, verdicts(state, config, now), now, f"restore {lb}")
 
 
+def apply_action(state, config, record, now):
+    """Bring ``state`` to what an operator's drain or restore record (:mod:`paphosting.actions`)
+    asks; return the change or None. A record taken on the other master is applied as it was
+    decided there (the minimum was checked where the operator ran it): a drain is forced here, so
+    both masters end with the same drains whatever their verdicts were at that moment."""
+    lb = record["target"]
+    if lb not in config["loadbalancers"]:
+        raise Rejected(f"{lb!r} is not a load balancer (paphosting:loadbalancers)")
+    if record["kind"] == "drain":
+        if lb in state["drains"]:
+            state["drains"][lb]["reason"] = record["reason"]
+            return None
+        return drain(state, config, lb, now, reason=record["reason"], force=True)
+    if record["kind"] == "restore":
+        return restore(state, config, lb, now)
+    return None
+
+
 # ---------------------------------------------------------------------------- persistence
 
 
@@ -534,6 +554,21 @@ def status_text(state, config, now):
             + (f" ({d['reason']})" if d.get("reason") else "")
             + f"; {drain_expiry_text(d, now)}"
         )
+    acts = state.get("actions") or {}
+    if acts:
+        lines.append(
+            "Operator actions (the newest per load balancer and service, on both masters):"
+        )
+        for key in sorted(acts):
+            try:
+                r = json.loads(acts[key]["record"])
+                lines.append(
+                    f"  {r['kind']} {r['target']} at {_when(r['at'])} on {r['master']}"
+                    + (f" ({r['reason']})" if r.get("reason") else "")
+                    + (" [forced]" if r.get("force") else "")
+                )
+            except (KeyError, TypeError, ValueError):
+                lines.append(f"  {key}: unreadable record")
     ch = state.get("last_change")
     if ch:
         lines.append(f"Last change: version {ch['version']} at {_when(ch['at'])} ({ch['cause']})")

@@ -433,3 +433,94 @@ def test_nl_comes_back_and_converges_without_anyone_acting(
     assert serials(parsed) == before
     watched.poll()
     assert all(seq == [addresses(parsed, LB1, LB2)] for seq in watched.seen.values()), watched.seen
+
+
+# --- operator actions hold on both masters (issue 11) -------------------------------------------
+
+
+def drains(view):
+    return sorted(view.failover_state()["drains"])
+
+
+def test_a_drain_on_one_master_holds_on_both_and_a_restore_on_the_other_undoes_it(
+    pair, parsed, published, healthy
+):
+    version, _ = agreed(published)
+    ret = pair.nl.run("rotation.drain", lb=LB2, reason="kernel upgrade", wait=10)
+    assert ret["result"] is True and f"-{LB2}" in ret["comment"], ret
+    # CH takes it from the record the minions relay: the same drain, the same members.
+    pair.ch.wait(lambda: drains(pair.ch) == [LB2], "CH to hold NL's drain of lb2", timeout=30)
+    pair.ch.wait(lambda: published()["ch"][1] == [LB1], "CH to publish lb1 alone", timeout=30)
+    assert published()["nl"][1] == [LB1]
+    assert pair.ch.failover_state()["drains"][LB2]["reason"] == "kernel upgrade"
+    status = pair.ch.run_cli("rotation.status")
+    assert f"drain {LB2} at" in status.stdout and "kernel upgrade" in status.stdout, status.stdout
+    # Reports saying lb2 is up change nothing on either master.
+    time.sleep(HEARTBEAT + 1)
+    assert {m: p[1] for m, p in published().items()} == {"nl": [LB1], "ch": [LB1]}
+    assert everywhere(parsed, LB1)
+    # The operator restores it on the other master.
+    ret = pair.ch.run("rotation.restore", lb=LB2)
+    assert ret["result"] is True, ret
+    pair.nl.wait(lambda: drains(pair.nl) == [], "NL to take CH's restore", timeout=30)
+    pair.nl.wait(
+        lambda: agreed(published) is not None and agreed(published)[1] == [LB1, LB2],
+        "both masters to publish both load balancers again",
+        timeout=30,
+    )
+    pair.nl.wait(lambda: everywhere(parsed, LB1, LB2), "every nameserver to hand out both")
+    assert agreed(published)[0] > version
+
+
+def test_a_master_that_was_down_takes_the_drain_it_missed(pair, parsed, published, healthy):
+    pair.quiesce()
+    pair.stop("ch")
+    try:
+        ret = pair.nl.run("rotation.drain", lb=LB1, reason="while CH was down", wait=10)
+        assert ret["result"] is True, ret
+        pair.nl.wait(lambda: everywhere(parsed, LB2), "every nameserver to drop lb1")
+    finally:
+        pair.start("ch")
+    # CH asks the minions' journals when it starts (and every minute): it takes the drain.
+    pair.ch.wait(lambda: drains(pair.ch) == [LB1], "CH to take the drain it missed", timeout=90)
+    pair.ch.wait(lambda: published()["ch"][1] == [LB2], "CH to publish lb2 alone", timeout=30)
+    assert everywhere(parsed, LB2)
+    ret = pair.nl.run("rotation.restore", lb=LB1)
+    assert ret["result"] is True, ret
+    pair.ch.wait(lambda: drains(pair.ch) == [], "CH to take the restore", timeout=30)
+
+
+def test_a_forged_operator_action_is_refused_and_changes_nothing(pair, parsed, published, healthy):
+    """A minion fires an action signed with its own key (not the masters'), and replays a real
+    drain older than the restore that followed it: both masters refuse or ignore them."""
+    from paphosting import actions
+
+    with open(os.path.join(pair.minions[NS1].config["pki_dir"], "minion.pem"), "rb") as fh:
+        minion_key = fh.read()
+    text = actions.record_text("drain", LB1, "nl", time.time(), "forged")
+    forged = {"record": text, "sig": actions.sign(text, minion_key)}
+    pair.nl.run("rotation.drain", lb=LB2, reason="then restored", wait=5)
+    old = pair.nl.failover_state()["actions"][f"loadbalancer:{LB2}"]
+    pair.nl.run("rotation.restore", lb=LB2)
+    for name in ("nl", "ch"):
+        pair.views[name].wait(
+            lambda name=name: drains(pair.views[name]) == [], f"{name} to hold no drain"
+        )
+    before = published()
+    pair.nl.salt(NS1, "event.send", "paphosting/operator/action", data=forged)
+    pair.nl.salt(NS1, "event.send", "paphosting/operator/action", data=old)
+    # Through the minion's own journal too: it refuses what the masters' key did not sign.
+    ret = pair.nl.local.cmd(
+        NS1, "rotation.keep_actions", [], kwarg={"entries": {"x": forged}, "fire": True}
+    )
+    assert "bad signature on the drain of lb1" in str(ret[NS1]), ret
+    for name in ("nl", "ch"):
+        status = pair.views[name]
+        status.wait(
+            lambda status=status: "operator action [" in status.run_cli("rotation.status").stdout,
+            f"{name} to count the forged action among the refused",
+            timeout=30,
+        )
+    assert published() == before
+    assert drains(pair.nl) == drains(pair.ch) == []
+    assert everywhere(parsed, LB1, LB2)
