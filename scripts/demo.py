@@ -22,7 +22,8 @@ nameservers: BIND, NSD, Knot, 3 webservers) as plain processes under ``build/dem
 10. master NL stops: the other load balancer dies and CH alone fails over; it comes back;
 11. a bad commit is pushed (through CH) and refused, nothing changes; the revert is pushed;
 12. NL comes back and converges on CH's rotation and revision by itself;
-13. everything is restored: the webserver, the shop's manual failback, every answer;
+13. everything is restored: the webserver, the shop's manual failback (run on CH, recorded on
+    both masters), every answer;
 14. HTTPS: Pebble (the ACME test CA) validates DNS-01 against our own nameservers; ``tls.issue``
     gets certificates for www and shop, both load balancers serve them (curl, HTTP/2, the chain
     verified against Pebble's root only), the shop's cookie sticks over HTTPS;
@@ -586,9 +587,22 @@ class Demo:
         step.say(f"{self.short(self.primary)} is UP again on both load balancers")
         self.browse_shop(step, self.lbs[0], expect_server=self.backup)
         step.say(f"the shop stays on {self.short(self.backup)}: its failback is manual")
-        ret = self.lab.salt(self.lbs, "haproxy_cfg.failback", "shop", master="nl")
-        for lb in self.lbs:
-            step.say(f"salt {self.short(lb)} haproxy_cfg.failback shop: {ret.get(lb)}")
+        # The operator's failback, on CH: it runs on every load balancer and NL records it too.
+        ret = self.lab.run("rotation.failback", "shop", master="ch")
+        step.say(f"salt-run rotation.failback shop (on CH): {ret.get('comment')}")
+        step.check(
+            ret.get("result") is True and sorted(ret.get("done", {})) == sorted(self.lbs),
+            "the failback ran on every load balancer",
+        )
+
+        def nl_knows():
+            shown = self.lab.run("rotation.show", master="nl")
+            return any(
+                a["kind"] == "failback" and a["target"] == "shop" for a in shown.get("actions", [])
+            )
+
+        wait_for(nl_knows, 30, "NL to record CH's failback", interval=0.5)
+        step.say("NL's rotation.status lists it too: operator actions hold on both masters")
         self.browse_shop(step, self.lbs[1], expect_server=self.primary, expect_count=1)
         self.browse_shop(step, self.lbs[0], expect_server=self.primary, expect_count=2)
         want = sorted(self.addr.values())
