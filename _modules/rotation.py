@@ -129,7 +129,6 @@ def apply(published=None, pillar_digest=None):
         except PapError as exc:
             raise CommandExecutionError(f"the pillar of this minion is invalid: {exc}") from exc
     if __opts__["id"] not in nameservers or "dns_zone.apply_all" not in __salt__:
-        __salt__["saltutil.refresh_pillar"]()
         return out
     # Explicit members: what this minion holds now (the newest version any master sent).
     members = {n: r["members"] for n, r in (held or {}).get("rotations", {}).items()} or None
@@ -155,9 +154,11 @@ def apply(published=None, pillar_digest=None):
             }
         if entry["error"]:
             errors.append(f"{zone}: {entry['error']}")
-    # Last, so the zones do not wait for it: bring the in-memory pillar (what `pillar.item` shows,
-    # what the beacons read) up to date. Asynchronous; the minion reloads its beacons meanwhile.
-    __salt__["saltutil.refresh_pillar"]()
+    # No pillar refresh: what reads the rotation on a minion (the zones, the beacon's reports)
+    # takes the newer of the in-memory pillar's and the held one recorded above. A refresh after
+    # every change had each master compile every nameserver's and watcher's whole pillar again
+    # (megabytes at a hoster's size: seconds of master CPU per minion, twice per change) and
+    # reload the minion's beacons, for nothing the failover needs.
     if errors:
         raise CommandExecutionError(
             "the rotation was not applied to every zone: " + "; ".join(errors), info=out

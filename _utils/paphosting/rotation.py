@@ -20,7 +20,9 @@ functions here, so the decision is plain Python, the same on both masters:
   :func:`restore`); it is one more than the highest version seen, on this master or reported by a
   watcher, so a master that comes back after missing changes never publishes an older number.
 * Flapping is damped in the watchers (:mod:`paphosting.health`): a flapping load balancer is
-  reported ``down`` until stable, so it stays out by the same quorum rule.
+  reported ``down`` until stable, so it stays out by the same quorum rule; and again on the
+  quorum's verdict (:func:`_damp`), which several undamped watchers could still switch back and
+  forth. The damping is the one place where history, not only the fresh views, decides.
 """
 
 import copy
@@ -56,6 +58,12 @@ def config_of(platform):
         "quorum": h.quorum,
         "stale_after": stale_after(h),
         "min_members": h.min_members,
+        # The watchers' flap damping, applied again to the quorum's verdicts (see _damp).
+        "flap": {
+            "window": h.flap_window,
+            "max_transitions": h.flap_max_transitions,
+            "hold": h.flap_hold,
+        },
         "loadbalancers": {
             name: {"address": lb.address, "address6": lb.address6}
             for name, lb in sorted(platform.loadbalancers.items())
@@ -267,8 +275,50 @@ def _seen_version(state):
     return max(versions, default=0)
 
 
+def _damp(state, config, raw, now):
+    """The verdicts after the masters' own flap damping: the watchers damp what each of them
+    sees, but a quorum of undamped watchers can still switch a load balancer in and out (one
+    flips while another's view goes stale, 30 % packet loss). Like a watcher (:mod:`health`),
+    more than ``max_transitions`` switches of the quorum's verdict within ``window`` hold the load
+    balancer out until its verdict has been up for ``hold`` seconds without a switch; a held load
+    balancer counts as down (the rotation fails open as for any down member). Switches are
+    counted in ``state["flaps"]``."""
+    flap = config.get("flap")
+    if not flap:
+        return raw
+    flaps = state.setdefault("flaps", {})
+    out = {}
+    for lb, v in raw.items():
+        rec = flaps.setdefault(lb, {"raw": None, "switches": [], "held": False, "last": None})
+        if rec["raw"] is not None and v["verdict"] != rec["raw"]:
+            rec["switches"].append(now)
+            rec["last"] = now
+        rec["raw"] = v["verdict"]
+        rec["switches"] = [t for t in rec["switches"] if t >= now - flap["window"]]
+        if len(rec["switches"]) > flap["max_transitions"]:
+            rec["held"] = True
+        if rec["held"] and v["verdict"] == health.UP and now - rec["last"] >= flap["hold"]:
+            rec["held"] = False
+            rec["switches"] = []
+        if rec["held"] and v["verdict"] == health.UP:
+            v = {
+                "verdict": health.DOWN,
+                "reason": (
+                    f"flapping: the watchers' verdict switched more than "
+                    f"{flap['max_transitions']} times within {flap['window']:g} s; held out "
+                    f"until up for {flap['hold']:g} s without a switch (up since "
+                    f"{_when(rec['last'])})"
+                ),
+            }
+        out[lb] = v
+    for lb in [x for x in flaps if x not in raw]:
+        del flaps[lb]
+    return out
+
+
 def _commit(state, config, new_verdicts, now, cause):
     """Store verdicts, recompute the membership; record and return the change, or None."""
+    new_verdicts = _damp(state, config, new_verdicts, now)
     for lb, v in new_verdicts.items():
         old = state["verdicts"].get(lb)
         v["since"] = old["since"] if old and old["verdict"] == v["verdict"] else now

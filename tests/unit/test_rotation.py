@@ -689,3 +689,51 @@ def test_a_lagging_nameserver_is_pushed_again_at_most_once_per_heartbeat(config)
     assert rotation.lagging(state, config, "lb1.paphosting.net", later) is None  # no nameserver
     text = rotation.status_text(state, config, later)
     assert "NAMESERVER" in text and ns in text
+
+
+# --- the masters' own flap damping ---------------------------------------------------------------
+
+
+def test_a_quorum_verdict_that_switches_too_often_is_held_out_until_stable():
+    """Watchers whose own damping does not trip (each sees few switches) can still switch the
+    quorum's verdict back and forth: more than max_transitions switches within the window hold
+    the load balancer out until its verdict has been up for ``hold`` seconds."""
+    config = rotation.config_of(platform(flap={"window": 60, "max_transitions": 3, "hold": 20}))
+    state = rotation.new_state()
+    seq = itertools.count(1)
+    changes = []
+    t = NOW
+    for i in range(8):  # down, up, down, up, ... every 2 s
+        s = "down" if i % 2 == 0 else "up"
+        t += 2
+        reports = [report(w, next(seq), ts=t, lb1=s) for w in (NS1, NS2, NS3)]
+        changes += [c for c in feed(state, config, *reports, now=t) if c]
+    members = [c["changes"][ROT]["members"] for c in changes]
+    # Out, in, out; the fourth switch (in) is one more than max_transitions: held, it stays out.
+    assert len(members) == 3, members
+    assert LB1 not in state["rotations"][ROT]["members"]
+    assert state["verdicts"][LB1]["reason"].startswith("flapping: the watchers' verdict switched")
+    # Up without a switch for less than `hold`: still out; then back in.
+    t += 10
+    feed(state, config, *[report(w, next(seq), ts=t, lb1="up") for w in (NS1, NS2, NS3)], now=t)
+    assert LB1 not in state["rotations"][ROT]["members"]
+    t += 11
+    ch = feed(
+        state, config, *[report(w, next(seq), ts=t, lb1="up") for w in (NS1, NS2, NS3)], now=t
+    )
+    assert any(c and LB1 in c["changes"][ROT]["added"] for c in ch), ch
+    assert state["verdicts"][LB1]["verdict"] == "up"
+
+
+def test_a_load_balancer_that_goes_down_is_never_held_in():
+    """The damping only ever keeps a load balancer out: a down verdict always takes effect."""
+    config = rotation.config_of(platform(flap={"window": 60, "max_transitions": 2, "hold": 30}))
+    state = rotation.new_state()
+    seq = itertools.count(1)
+    t = NOW
+    for i in range(7):
+        s = "down" if i % 2 == 0 else "up"
+        t += 1
+        feed(state, config, *[report(w, next(seq), ts=t, lb1=s) for w in (NS1, NS2, NS3)], now=t)
+        if s == "down":
+            assert LB1 not in state["rotations"][ROT]["members"]
