@@ -692,7 +692,7 @@ def _zone_trial(lab, names, want, act):
     """Run ``act`` (returns its start time), then time until every nameserver answers ``want``
     for the rotation name and for every one of ``names``: ``({ns: s}, {ns: s})``."""
     rot = client.DnsWatch(lab.nameservers, ROTATION, want)
-    zones = client.ZoneWatch(lab.nameservers, names, want)
+    zones = client.ZoneWatch(lab.nameservers, names, want, first=ROTATION)
     t0 = act()
     at_rot = rot.wait(120)
     at_zones = zones.wait(300)
