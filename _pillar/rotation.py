@@ -35,8 +35,10 @@ def ext_pillar(minion_id, pillar, **kwargs):
     if not pillar.get("paphosting"):
         return {}  # not a minion of the platform
     try:
-        # Parsed once per pillar digest in this (long-lived) master worker, not once per compile.
-        config = rotation.config_of(platformcache.load(pillar.get("paphosting")).platform)
+        # Parsed once per pillar digest for all of this master's processes (platformcache.platform).
+        config = rotation.config_of(
+            platformcache.platform(pillar.get("paphosting"), __opts__["cachedir"])
+        )
     except PapError as exc:
         log.error(
             "rotation ext_pillar: the paphosting pillar of %s is invalid, publishing nothing: %s",

@@ -60,7 +60,7 @@ def ext_pillar(minion_id, pillar, tree=None, **kwargs):
     if not pillar.get(model.ROOT):
         return {}  # not a minion of the platform
     try:
-        platform = platformcache.load(pillar.get(model.ROOT)).platform
+        platform = platformcache.platform(pillar.get(model.ROOT), __opts__["cachedir"])
     except PapError as exc:
         log.error(
             "secrets ext_pillar: the pillar of %s is invalid, publishing nothing: %s",

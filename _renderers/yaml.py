@@ -18,6 +18,8 @@ Master configuration (``conf/master.d/paphosting.conf``):
       - /srv/paphosting/_renderers
 """
 
+import os
+
 import salt.renderers.yaml as salt_yaml
 
 try:
@@ -41,4 +43,9 @@ def render(yaml_data, saltenv="base", sls="", argline="", **kws):
 
     if parsememo is None:
         return parse()
-    return parsememo.YAML.parse((argline, bool(__opts__.get("use_yamlloader_old"))), text, parse)
+    # On a master the processes share long texts' results through its cache folder.
+    disk = None
+    if __opts__.get("__role") == "master" and __opts__.get("cachedir"):
+        disk = os.path.join(__opts__["cachedir"], "paphosting", "parsememo")
+    key = (argline, bool(__opts__.get("use_yamlloader_old")))
+    return parsememo.YAML.parse(key, text, parse, disk=disk)

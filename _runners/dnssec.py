@@ -66,7 +66,7 @@ def _platform():
     ).compile_pillar()
     if pillar.get("_errors"):
         raise PapError(f"the pillar does not render: {'; '.join(map(str, pillar['_errors']))}")
-    return platformcache.load(pillar.get(model.ROOT)).platform
+    return platformcache.platform(pillar.get(model.ROOT), __opts__["cachedir"])
 
 
 def _tree():

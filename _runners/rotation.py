@@ -503,9 +503,10 @@ def sync_actions(timeout=10):
     """
     Catch up on operator actions (anti-entropy): ask the nameservers and watchers for the
     journals they keep, take every record newer than this master's, and hand every minion the
-    records it lacks. Scheduled on the masters at start and every minute (``schedule`` in the
+    records it lacks. Scheduled on the masters at start and every 5 minutes (``schedule`` in the
     master configuration), so a master that was down when the other took an action takes it
-    within a minute of coming back.
+    then at the latest (the watchers' heartbeats carry their journal's digest: a master whose
+    journal differs compares at once, :func:`report`).
 
     CLI Example:
 
@@ -615,7 +616,7 @@ def drain(lb, reason="", force=False, wait=30):
     Refused when it would leave a rotation with fewer members up than its minimum, unless
     ``force=True``. Run it on either master: the action is signed with the masters' key and
     relayed through the nameservers and watchers to the other master, which takes it within a
-    second (or, when it was down, within a minute of starting: :func:`sync_actions`).
+    second (or, when it was down, within a heartbeat of starting, from the watchers' journals).
 
     It then asks every nameserver (for up to ``wait`` seconds) until none serves the load
     balancer's address any more, and reports when the last cached answer naming it expires: the

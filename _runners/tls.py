@@ -88,7 +88,7 @@ def _platform():
             opts, grains or {"fqdn": minion}, minion, "base"
         ).compile_pillar()
         if pillar.get("paphosting"):
-            return platformcache.load(pillar["paphosting"]).platform
+            return platformcache.platform(pillar["paphosting"], __opts__["cachedir"])
     raise PapError("no accepted minion has a paphosting pillar on this master")
 
 

@@ -288,6 +288,9 @@ def _scale(doc, problems):
     for i, row in enumerate(rows):
         where = f"scale.sizes[{i}]"
         _field(row, "zones", int, where, problems)
+        if "error" in row:  # the bench keeps the smaller sizes' figures and says why this failed
+            problems.append(f"{where} ({row.get('zones')} zones) was not measured: {row['error']}")
+            continue
         for key in ("failover", "recovery"):
             servers = _field(row, key, dict, where, problems) or {}
             for server in ("bind", "nsd", "knot"):

@@ -720,82 +720,88 @@ def bench_scale(trials, sizes=ZONE_SIZES, repeat=2):
     rows = []
     with lab:
         for n in sizes:
-            pillar = scale_pillar(n)
-            lab.write_pillar(pillar)
-            t0 = time.monotonic()
-            _prepare(lab)
-            log(f"scale: {n} customer zones, platform highstated in {time.monotonic() - t0:.1f} s")
-            names = sorted(z for z in lab.platform.zones if z.startswith("customer")) + [
-                synthetic.ZONE
-            ]
-            row = {"zones": n, "names_checked": len(names)}
-            row["push_validation"] = _push_validation(lab)
-            log(f"scale: push validation at {n} zones: {row['push_validation']}")
-            noop = {}
-            for ns in lab.nameservers:
-                runs, floors, states = [], [], {}
-                for _ in range(repeat):
-                    secs, res = _timed_apply(lab, ns.name)
-                    if res["failed"] or res["changed"]:
-                        raise RuntimeError(f"no-change highstate of {ns.name}: {res}")
-                    runs.append(secs)
-                    for sid, ms in res["durations"].items():
-                        states.setdefault(sid, []).append(ms)
-                    floors.append(_timed_apply(lab, ns.name, "bench.floor")[0])
-                noop[ns.server] = {
-                    "seconds": round(percentile(runs, 0.5), 3),
-                    "floor_seconds": round(percentile(floors, 0.5), 3),
-                    "state_ms": {
-                        sid: round(percentile(v, 0.5))
-                        for sid, v in sorted(
-                            states.items(), key=lambda kv: -percentile(kv[1], 0.5)
-                        )[:4]
-                    },
-                }
-            row["noop"] = noop
-            log(f"scale: no-change highstate at {n} zones: {noop}")
-            p = lab.platform
-            lbs = sorted(p.loadbalancers)
-            addr = {lb: p.loadbalancers[lb].address for lb in lbs}
-            kinds = {ns.name: ns.server for ns in lab.nameservers}
-            fail = {k: [] for k in kinds.values()}
-            recover = {k: [] for k in kinds.values()}
-            fail_rot, recover_rot, rounds = [], [], []
-            for i in range(trials):
-                lb = lbs[i % len(lbs)]
-                lab.wait_idle()
-                at_rot, at_zones, rnd = _zone_trial(
-                    lab,
-                    names,
-                    {a for x, a in addr.items() if x != lb},
-                    lambda lb=lb: (time.monotonic(), lab.kill_haproxy(lb))[0],
-                )
-                for ns, t in at_zones.items():
-                    fail[kinds[ns]].append(t)
-                fail_rot.append(max(at_rot.values()))
-                rounds.append(max(rnd.values()))
-                lab.wait_idle()
-                r_rot, r_zones, _ = _zone_trial(
-                    lab, names, set(addr.values()), lambda lb=lb: _restart_haproxy(lab, lb)
-                )
-                for ns, t in r_zones.items():
-                    recover[kinds[ns]].append(t)
-                recover_rot.append(max(r_rot.values()))
-                log(
-                    f"scale {n} zones, trial {i + 1}/{trials} {lb}: every zone "
-                    + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
-                    + f" (rotation name {max(at_rot.values()):.2f} s); recovery "
-                    + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(r_zones.items()))
-                )
-            h = p.health
-            row["failover"] = {k: summary(v, h.fall * h.interval) for k, v in fail.items()}
-            row["recovery"] = {k: summary(v, h.rise * h.interval) for k, v in recover.items()}
-            row["failover_rotation_name"] = summary(fail_rot, h.fall * h.interval)
-            row["recovery_rotation_name"] = summary(recover_rot, h.rise * h.interval)
-            row["query_round_max_s"] = round(max(rounds), 3) if rounds else None
-            rows.append(row)
+            try:
+                rows.append(_scale_size(lab, n, trials, repeat))
+            except Exception as exc:  # noqa: BLE001 - keep the smaller sizes' figures
+                log(f"scale: {n} customer zones FAILED: {type(exc).__name__}: {exc}")
+                rows.append({"zones": n, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                break  # a larger size would fail the same way
         row_cpu = bench_report_cpu(lab)
     return {"sizes": rows, "report_cpu": row_cpu}
+
+
+def _scale_size(lab, n, trials, repeat):
+    """One size of the ``scale`` part: its row."""
+    pillar = scale_pillar(n)
+    lab.write_pillar(pillar)
+    t0 = time.monotonic()
+    _prepare(lab)
+    log(f"scale: {n} customer zones, platform highstated in {time.monotonic() - t0:.1f} s")
+    names = sorted(z for z in lab.platform.zones if z.startswith("customer")) + [synthetic.ZONE]
+    row = {"zones": n, "names_checked": len(names)}
+    row["push_validation"] = _push_validation(lab)
+    log(f"scale: push validation at {n} zones: {row['push_validation']}")
+    noop = {}
+    for ns in lab.nameservers:
+        runs, floors, states = [], [], {}
+        for _ in range(repeat):
+            secs, res = _timed_apply(lab, ns.name)
+            if res["failed"] or res["changed"]:
+                raise RuntimeError(f"no-change highstate of {ns.name}: {res}")
+            runs.append(secs)
+            for sid, ms in res["durations"].items():
+                states.setdefault(sid, []).append(ms)
+            floors.append(_timed_apply(lab, ns.name, "bench.floor")[0])
+        noop[ns.server] = {
+            "seconds": round(percentile(runs, 0.5), 3),
+            "floor_seconds": round(percentile(floors, 0.5), 3),
+            "state_ms": {
+                sid: round(percentile(v, 0.5))
+                for sid, v in sorted(states.items(), key=lambda kv: -percentile(kv[1], 0.5))[:4]
+            },
+        }
+    row["noop"] = noop
+    log(f"scale: no-change highstate at {n} zones: {noop}")
+    p = lab.platform
+    lbs = sorted(p.loadbalancers)
+    addr = {lb: p.loadbalancers[lb].address for lb in lbs}
+    kinds = {ns.name: ns.server for ns in lab.nameservers}
+    fail = {k: [] for k in kinds.values()}
+    recover = {k: [] for k in kinds.values()}
+    fail_rot, recover_rot, rounds = [], [], []
+    for i in range(trials):
+        lb = lbs[i % len(lbs)]
+        lab.wait_idle()
+        at_rot, at_zones, rnd = _zone_trial(
+            lab,
+            names,
+            {a for x, a in addr.items() if x != lb},
+            lambda lb=lb: (time.monotonic(), lab.kill_haproxy(lb))[0],
+        )
+        for ns, t in at_zones.items():
+            fail[kinds[ns]].append(t)
+        fail_rot.append(max(at_rot.values()))
+        rounds.append(max(rnd.values()))
+        lab.wait_idle()
+        r_rot, r_zones, _ = _zone_trial(
+            lab, names, set(addr.values()), lambda lb=lb: _restart_haproxy(lab, lb)
+        )
+        for ns, t in r_zones.items():
+            recover[kinds[ns]].append(t)
+        recover_rot.append(max(r_rot.values()))
+        log(
+            f"scale {n} zones, trial {i + 1}/{trials} {lb}: every zone "
+            + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
+            + f" (rotation name {max(at_rot.values()):.2f} s); recovery "
+            + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(r_zones.items()))
+        )
+    h = p.health
+    row["failover"] = {k: summary(v, h.fall * h.interval) for k, v in fail.items()}
+    row["recovery"] = {k: summary(v, h.rise * h.interval) for k, v in recover.items()}
+    row["failover_rotation_name"] = summary(fail_rot, h.fall * h.interval)
+    row["recovery_rotation_name"] = summary(recover_rot, h.rise * h.interval)
+    row["query_round_max_s"] = round(max(rounds), 3) if rounds else None
+    return row
 
 
 def bench_report_cpu(lab, reports=30, sizes=(100, 10000)):
@@ -1041,6 +1047,9 @@ def _scale_targets(scale):
     rows = scale.get("sizes") or []
     for row in rows:
         n = row["zones"]
+        if "error" in row:
+            out.append((f"the {n}-zone step measured", False, row["error"][:300]))
+            continue
         for server, fo in sorted(row.get("failover", {}).items()):
             floor = fo["floor_s"]
             if n == max(r["zones"] for r in rows):
@@ -1103,6 +1112,9 @@ def _scale_lines(scale):
     head += " " + " ".join(f"{s + ' noop/floor':>17}" for s in servers) + f" {'push s':>7}"
     lines = ["", "scale: customer apex zones (every zone asked of every nameserver)", head]
     for r in rows:
+        if "error" in r:
+            lines.append(f"{r['zones']:>6} not measured: {r['error'][:300]}")
+            continue
         fo, rec, noop = r.get("failover", {}), r.get("recovery", {}), r.get("noop", {})
         line = f"{r['zones']:>6} " + " ".join(
             f"{fo[s]['p50_s']:>8.2f} /{fo[s]['p95_s']:>6.2f} s" if s in fo else f"{'-':>18}"
@@ -1386,7 +1398,9 @@ def chart(results, path):
 def _draw_scale(ax_fail, ax_cost, scale):
     """Growth curves: failover per server and for the rotation name against the number of zones;
     the no-change highstate beside Salt's floor and the push's validation."""
-    rows = scale["sizes"]
+    rows = [r for r in scale["sizes"] if "error" not in r]  # a failed size has no figures
+    if not rows:
+        return
     xs = [max(r["zones"], 1) for r in rows]
     labels = [str(r["zones"]) for r in rows]
     servers = sorted({k for r in rows for k in r.get("failover", {})})

@@ -15,7 +15,8 @@ master may see it twice (both masters receive every event).
 The records travel through the minions (see ``_runners/rotation.py``): the master that took the
 action has the nameservers and watchers keep it (``rotation.keep_actions``) and fire it to every
 master they are connected to; a master that was down learns every record it missed from their
-journals when it starts and every minute after (``rotation.sync_actions``).
+journals: every heartbeat carries the digest of the watcher's journal (a master whose journal
+differs compares at once), and ``rotation.sync_actions`` runs at its start and every 5 minutes.
 """
 
 import hashlib

@@ -8,10 +8,17 @@ hands out a fresh copy each time (Salt merges into what a renderer returns). Exa
 approximation: a text that differs by one byte is parsed anew.
 """
 
+import contextlib
 import hashlib
+import os
 import pickle
 import threading
 from collections import OrderedDict
+
+from paphosting import files
+
+# Texts at least this long are shared through the disk between processes (see ParseMemo.parse).
+DISK_MIN = 256 * 1024
 
 
 class ParseMemo:
@@ -28,7 +35,11 @@ class ParseMemo:
         self._results = OrderedDict()
         self._lock = threading.Lock()
 
-    def parse(self, key, text, parse):
+    def parse(self, key, text, parse, disk=None):
+        """``disk``: a folder (the master's cache) through which the processes of one host share
+        the results of long texts (:data:`DISK_MIN`): the first parses under a file lock and
+        writes the result (0600), the others wait and read it. A master's request workers,
+        reactor and engine otherwise all parse the same megabytes at once after every push."""
         digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
         with self._lock:
             blob = self._results.get((key, digest))
@@ -37,14 +48,43 @@ class ParseMemo:
                 self.hits += 1
         if blob is not None:
             return pickle.loads(blob)
-        result = parse()
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if disk and len(text) >= DISK_MIN:
+            name = hashlib.blake2b(
+                repr(key).encode() + digest, digest_size=20
+            ).hexdigest()
+            os.makedirs(disk, mode=0o700, exist_ok=True)
+            path = os.path.join(disk, f"{name}.pickle")
+            with files.locked(os.path.join(disk, f"{name}.lock")):
+                try:
+                    with open(path, "rb") as fh:
+                        blob = fh.read()
+                    result = pickle.loads(blob)
+                except (OSError, pickle.UnpicklingError, EOFError, ValueError):
+                    result = parse()
+                    blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+                    files.write_checked(path, blob, mode=0o600, binary=True)
+                    _prune(disk, self.keep)
+        else:
+            result = parse()
+            blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             self.misses += 1
             self._results[(key, digest)] = blob
             while len(self._results) > self.keep:
                 self._results.popitem(last=False)
         return result
+
+
+def _prune(folder, keep):
+    """Keep the newest ``keep`` results in ``folder``."""
+    names = {}
+    for entry in os.scandir(folder):
+        names.setdefault(entry.name.split(".")[0], []).append(entry)
+    order = sorted(names, key=lambda n: max(e.stat().st_mtime for e in names[n]), reverse=True)
+    for old in order[keep:]:
+        for entry in names[old]:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 # One for the whole process: Salt's loader gives each loader a module instance of its own (a

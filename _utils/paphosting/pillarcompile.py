@@ -63,7 +63,7 @@ def minion_platform(opts, minion_id):
     if errors:
         raise PapError(f"the pillar of {minion_id} does not render: {'; '.join(map(str, errors))}")
     digest = model.digest(data.get(model.ROOT))
-    return platformcache.load(data.get(model.ROOT), digest=digest).platform, digest
+    return platformcache.platform(data.get(model.ROOT), opts.get("cachedir"), digest=digest), digest
 
 
 def _pillar(opts, grains, minion, functions=None):

@@ -481,7 +481,7 @@ def test_a_master_that_was_down_takes_the_drain_it_missed(pair, parsed, publishe
         pair.nl.wait(lambda: everywhere(parsed, LB2), "every nameserver to drop lb1")
     finally:
         pair.start("ch")
-    # CH asks the minions' journals when it starts (and every minute): it takes the drain.
+    # The watchers' heartbeats carry their journal's digest: CH, whose journal differs, compares.
     pair.ch.wait(lambda: drains(pair.ch) == [LB1], "CH to take the drain it missed", timeout=90)
     pair.ch.wait(lambda: published()["ch"][1] == [LB2], "CH to publish lb2 alone", timeout=30)
     assert everywhere(parsed, LB2)

@@ -47,3 +47,33 @@ def test_a_failed_parse_is_not_kept():
         with pytest.raises(ValueError):
             memo.parse("k", "bad", bad)
     assert memo.misses == 0 and memo.hits == 0
+
+
+def test_long_texts_are_shared_through_the_disk_between_processes(tmp_path):
+    """Two memos stand for two master processes: the second reads what the first parsed."""
+    from paphosting import parsememo
+
+    text = "a: " + "x" * parsememo.DISK_MIN
+    calls = []
+
+    def parse():
+        calls.append(1)
+        return {"a": "x" * parsememo.DISK_MIN}
+
+    first = ParseMemo().parse("k", text, parse, disk=str(tmp_path))
+    second = ParseMemo().parse("k", text, parse, disk=str(tmp_path))
+    assert first == second and len(calls) == 1
+    # Another key (parser options) or another text: parsed anew, never the other's result.
+    ParseMemo().parse("other", text, parse, disk=str(tmp_path))
+    ParseMemo().parse("k", text + "y", lambda: calls.append(1) or {"b": 1}, disk=str(tmp_path))
+    assert len(calls) == 3
+    # A damaged file is parsed again (and replaced), not trusted.
+    for p in tmp_path.glob("*.pickle"):
+        p.write_bytes(b"garbage")
+    assert ParseMemo().parse("k", text, parse, disk=str(tmp_path)) == first
+    assert len(calls) == 4
+
+
+def test_short_texts_stay_in_memory(tmp_path):
+    ParseMemo().parse("k", "a: 1", lambda: {"a": 1}, disk=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []

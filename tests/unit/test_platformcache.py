@@ -94,3 +94,30 @@ def test_only_the_newest_pillars_stay_on_disk(tmp_path):
     kept = {n.split(".")[0] for n in os.listdir(tmp_path / "paphosting" / "platform")}
     assert len(kept) == platformcache.ON_DISK
     assert platformcache.cached(digests[0], str(tmp_path)) is None or digests[0] in kept
+
+
+def test_processes_sharing_a_cachedir_parse_a_pillar_once(tmp_path, monkeypatch):
+    """platformcache.platform (the masters' processes): the first parses and writes, the others
+    (here: this process after forgetting its memory) read the file."""
+    calls = []
+    real = model.parse
+    monkeypatch.setattr(model, "parse", lambda p: calls.append(1) or real(p))
+    pillar = example_pillar()
+    first = platformcache.platform(pillar, str(tmp_path))
+    platformcache.forget()
+    again = platformcache.platform(copy.deepcopy(pillar), str(tmp_path))
+    assert len(calls) == 1 and sorted(again.zones) == sorted(first.zones)
+    # A changed pillar is another digest: parsed, never served from the other's file.
+    changed = copy.deepcopy(pillar)
+    changed["zones"][ZONE]["records"]["newname"] = [{"type": "A", "data": "192.0.2.9"}]
+    platformcache.forget()
+    assert "newname" in str(platformcache.platform(changed, str(tmp_path)).zones[ZONE])
+    assert len(calls) == 2
+
+
+def test_an_invalid_pillar_is_never_written_for_the_other_processes(tmp_path):
+    bad = example_pillar()
+    bad["loadbalancers"] = "nope"
+    with pytest.raises(InvalidPillar):
+        platformcache.platform(bad, str(tmp_path))
+    assert not list((tmp_path / "paphosting" / "platform").glob("*.pickle"))
