@@ -625,11 +625,17 @@ def _pipelined(ns, names, build, read, done, timeout, tries, window):
     """Ask ``ns`` one UDP query per name over one socket, ``window`` in flight: ``build(qid,
     name)`` makes a query's wire form, ``read(wire)`` returns ``(qid, value)`` of a response;
     names whose value is not ``done(value)`` are asked again, ``tries`` times in all. Thousands of
-    names take a fraction of a second. Returns ``{name: last value or None}``."""
+    names take a fraction of a second. Returns ``{name: last value or None}``.
+
+    A query not answered within a fraction of ``timeout`` is sent again at once (and the window
+    halves, down to 16): a server that drops part of a burst (BIND does, its socket buffer full)
+    would otherwise hold the lost queries' slots until the round's ``timeout`` ran out, a second
+    per round for a handful of lost answers."""
     out = dict.fromkeys(names)
     family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
     pending = list(out)
     qid = 0
+    resend_after = max(0.1, timeout / 5)
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         for _ in range(tries):
@@ -647,19 +653,23 @@ def _pipelined(ns, names, build, read, done, timeout, tries, window):
                     except OSError:
                         queue.clear()
                         break
-                    waiting[qid] = name
-                ready, _, _ = select.select([sock], [], [], 0.05)
-                if not ready:
-                    continue
-                while True:
-                    try:
-                        wire, _ = sock.recvfrom(65535)
-                    except OSError:
-                        break
-                    rid, value = read(wire)
-                    name = waiting.pop(rid, None)
-                    if name is not None:
-                        out[name] = value
+                    waiting[qid] = (name, time.monotonic())
+                ready, _, _ = select.select([sock], [], [], 0.02)
+                if ready:
+                    while True:
+                        try:
+                            wire, _ = sock.recvfrom(65535)
+                        except OSError:
+                            break
+                        rid, value = read(wire)
+                        entry = waiting.pop(rid, None)
+                        if entry is not None:
+                            out[entry[0]] = value
+                now = time.monotonic()
+                late = [q for q, (_n, at) in waiting.items() if now - at > resend_after]
+                if late:
+                    queue.extend(waiting.pop(q)[0] for q in late)
+                    window = max(16, window // 2)
             pending = [n for n in pending if not done(out[n])]
     return out
 
