@@ -313,6 +313,9 @@ def _scale(doc, problems):
             for key in ("compile_s", "validate_s", "total_s"):
                 _field(pv, key, float, f"{where}.push_validation", problems)
     for i, row in enumerate(_field(part, "report_cpu", list, "scale", problems) or []):
+        if "error" in row:
+            problems.append(f"scale.report_cpu was not measured: {row['error']}")
+            continue
         _field(row, "services", int, f"scale.report_cpu[{i}]", problems)
         for key in ("first_report_cpu_s", "report_cpu_p50_s"):
             _field(row, key, float, f"scale.report_cpu[{i}]", problems)
