@@ -808,6 +808,9 @@ def _scale_size(lab, n, trials, repeat):
     return row
 
 
+RATE = 5.0  # reports a second one watcher may send (_runners/rotation.py RATE)
+
+
 def bench_report_cpu(lab, reports=30, sizes=(100, 10000)):
     """Master CPU seconds per health report at ``sizes`` services: the ``rotation.report`` runner
     called in this process with the master's options, on signed heartbeats of a real watcher."""
@@ -841,6 +844,8 @@ def bench_report_cpu(lab, reports=30, sizes=(100, 10000)):
             costs.append(time.process_time() - c0)
             if not res.get("accepted"):
                 raise RuntimeError(f"report refused at {services} services: {res}")
+            # Not faster than a watcher may report: the runner refuses a flood (RATE a second).
+            time.sleep(1.5 / RATE)
         out.append(
             {
                 "services": services,
