@@ -157,6 +157,30 @@ def purge(folder):
         os.rmdir(folder)
 
 
+def keep_newest(folder, keep, suffixes=(".pickle", ".lock")):
+    """Remove from ``folder`` all but the ``keep`` newest groups of files, a group being the files
+    whose names share what comes before the first dot (``<digest>.platform.pickle``,
+    ``<digest>.lock``). Only names ending in ``suffixes`` count: a temporary file another process
+    is writing (``.<name>.XXXX.new``, :func:`write_checked`) is never touched, and a file another
+    process removed meanwhile is skipped."""
+    groups = {}
+    for name in os.listdir(folder):
+        if name.endswith(suffixes) and not name.startswith("."):
+            groups.setdefault(name.split(".")[0], []).append(os.path.join(folder, name))
+
+    def newest(group):
+        times = []
+        for path in groups[group]:
+            with contextlib.suppress(OSError):
+                times.append(os.path.getmtime(path))
+        return max(times, default=0)
+
+    for old in sorted(groups, key=newest, reverse=True)[keep:]:
+        for path in groups[old]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
 def discard(temps):
     """Remove staged files that will not be committed."""
     for tmp in temps.values():

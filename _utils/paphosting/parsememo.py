@@ -8,7 +8,6 @@ hands out a fresh copy each time (Salt merges into what a renderer returns). Exa
 approximation: a text that differs by one byte is parsed anew.
 """
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -49,9 +48,7 @@ class ParseMemo:
         if blob is not None:
             return pickle.loads(blob)
         if disk and len(text) >= DISK_MIN:
-            name = hashlib.blake2b(
-                repr(key).encode() + digest, digest_size=20
-            ).hexdigest()
+            name = hashlib.blake2b(repr(key).encode() + digest, digest_size=20).hexdigest()
             os.makedirs(disk, mode=0o700, exist_ok=True)
             path = os.path.join(disk, f"{name}.pickle")
             with files.locked(os.path.join(disk, f"{name}.lock")):
@@ -63,7 +60,7 @@ class ParseMemo:
                     result = parse()
                     blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
                     files.write_checked(path, blob, mode=0o600, binary=True)
-                    _prune(disk, self.keep)
+                    files.keep_newest(disk, self.keep)
         else:
             result = parse()
             blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
@@ -73,18 +70,6 @@ class ParseMemo:
             while len(self._results) > self.keep:
                 self._results.popitem(last=False)
         return result
-
-
-def _prune(folder, keep):
-    """Keep the newest ``keep`` results in ``folder``."""
-    names = {}
-    for entry in os.scandir(folder):
-        names.setdefault(entry.name.split(".")[0], []).append(entry)
-    order = sorted(names, key=lambda n: max(e.stat().st_mtime for e in names[n]), reverse=True)
-    for old in order[keep:]:
-        for entry in names[old]:
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
 
 
 # One for the whole process: Salt's loader gives each loader a module instance of its own (a

@@ -16,7 +16,6 @@ The key is the digest of the whole pillar value: any change to the pillar is a n
 stale platform is never served (a test holds it to that). An invalid pillar is never cached.
 """
 
-import contextlib
 import os
 import pickle
 
@@ -122,29 +121,12 @@ def platform(paphosting, cachedir=None, digest=None):
                 mode=0o600,
                 binary=True,
             )
-            _prune(folder)
+            files.keep_newest(folder, ON_DISK)
     found = zone.Renderer(parsed)
     found.digest = digest
     found.saved = None
     _remember(found)
     return parsed
-
-
-def _prune(folder):
-    """Keep the files of the newest :data:`ON_DISK` pillars only."""
-    digests = {}
-    for name in os.listdir(folder):
-        if name.endswith((".pickle", ".lock")):
-            path = os.path.join(folder, name)
-            digests.setdefault(name.split(".")[0], []).append(path)
-
-    def newest(d):
-        return max((os.path.getmtime(p) for p in digests[d] if os.path.exists(p)), default=0)
-
-    for old in sorted(digests, key=newest, reverse=True)[ON_DISK:]:
-        for path in digests[old]:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
 
 
 def save(renderer, cachedir):
@@ -169,7 +151,7 @@ def save(renderer, cachedir):
         binary=True,
     )
     renderer.saved = renderer.templates()
-    _prune(folder)
+    files.keep_newest(folder, ON_DISK)
 
 
 def forget():

@@ -58,3 +58,21 @@ def test_unified_diff():
     assert "-b\n" in diff and "+c\n" in diff and "--- /etc/x" in diff
     assert files.unified_diff(None, "a\n", "/etc/x").startswith("--- /dev/null")
     assert files.unified_diff("a\n", "a\n", "/etc/x") == ""
+
+
+def test_keep_newest_keeps_the_newest_groups_and_never_a_temporary_file(tmp_path):
+    import os
+
+    from paphosting import files
+
+    for i, name in enumerate(["a", "b", "c"]):
+        for suffix in (".platform.pickle", ".lock"):
+            path = tmp_path / f"{name}{suffix}"
+            path.write_text(name)
+            os.utime(path, (1000 + i, 1000 + i))
+    temp = tmp_path / ".a.platform.pickle.x1.new"  # another process is writing it
+    temp.write_text("in flight")
+    files.keep_newest(str(tmp_path), 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".a.platform.pickle.x1.new", "b.lock", "b.platform.pickle", "c.lock", "c.platform.pickle"]
+    )
