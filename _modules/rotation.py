@@ -181,8 +181,6 @@ def held():
 
 # --- operator actions (paphosting.actions): this minion keeps the masters' journal and relays ---
 
-ACTION_TAG = "paphosting/operator/action"
-
 
 def _actions_path():
     return actions.journal_path(__opts__["cachedir"])
@@ -225,9 +223,7 @@ def keep_actions(entries=None, fire=True):
         journal = _load_actions(path)
         for entry in entries.values():
             try:
-                if not isinstance(entry, dict):
-                    raise actions.BadRecord("an entry must be a mapping of record and sig")
-                record = actions.verify(entry.get("record"), entry.get("sig"), public)
+                record = actions.verify_entry(entry, public)
             except actions.BadRecord as exc:
                 refused.append(str(exc))
                 continue
@@ -238,7 +234,7 @@ def keep_actions(entries=None, fire=True):
         if fire:
             fired = list(journal.values())  # all: a master that missed one learns it here
     for entry in fired:
-        __salt__["event.send"](ACTION_TAG, {"record": entry["record"], "sig": entry["sig"]})
+        __salt__["event.send"](actions.TAG, {"record": entry["record"], "sig": entry["sig"]})
     if refused:
         raise CommandExecutionError("refused operator actions: " + "; ".join(refused))
     return {"kept": kept, "fired": len(fired)}

@@ -341,9 +341,6 @@ def resync(minion=None):
     }
 
 
-ACTION_TAG = "paphosting/operator/action"
-
-
 def _master_key(name):
     with open(os.path.join(__opts__["pki_dir"], name), "rb") as fh:
         return fh.read()
@@ -442,9 +439,7 @@ def _take(config, digest, entries, sender):
         journal = state.setdefault("actions", {})
         for entry in entries.values() if isinstance(entries, dict) else []:
             try:
-                if not isinstance(entry, dict):
-                    raise actions.BadRecord("a journal entry must be a mapping of record and sig")
-                record = actions.verify(entry.get("record"), entry.get("sig"), public)
+                record = actions.verify_entry(entry, public)
                 if not actions.newer(journal, record):
                     continue
                 change = None

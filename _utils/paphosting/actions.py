@@ -30,6 +30,8 @@ from paphosting.errors import PapError
 
 FORMAT = 1
 KINDS = ("drain", "restore", "failback")
+# The event the minions fire to every master with a record (reactor/operator_action.sls).
+TAG = "paphosting/operator/action"
 MAX_TEXT = 4096
 _SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -121,6 +123,14 @@ def verify(text, signature, public_pem):
             f"{record['master']} (not the masters' key)"
         )
     return record
+
+
+def verify_entry(entry, public_pem):
+    """The record of a journal entry (``{"record": text, "sig": signature}``) whose signature is
+    the masters' key's; :class:`BadRecord` otherwise."""
+    if not isinstance(entry, dict):
+        raise BadRecord("a journal entry must be a mapping of record and sig")
+    return verify(entry.get("record"), entry.get("sig"), public_pem)
 
 
 def _order(record):

@@ -4,33 +4,18 @@ applying a relayed drain or restore to a master's failover state."""
 import json
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from paphosting import actions, model, rotation
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, rsa_key_pair
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 ROT = "http0.l.paphosting.nl"
 NOW = 1_000_000.0
 
 
-def _pair():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
-
-
 @pytest.fixture(scope="module")
 def masters_key():
-    return _pair()
+    return rsa_key_pair()
 
 
 @pytest.fixture
@@ -55,7 +40,7 @@ def test_a_record_signed_by_the_masters_key_verifies(masters_key):
 
 
 def test_a_record_signed_by_another_key_or_altered_is_refused(masters_key):
-    other = _pair()
+    other = rsa_key_pair()
     forged = entry(other, "restore", LB1, NOW)
     with pytest.raises(actions.BadRecord, match="bad signature on the restore of lb1"):
         actions.verify(forged["record"], forged["sig"], masters_key[1])
@@ -207,3 +192,9 @@ def test_a_journal_file_round_trips_and_damage_is_named(tmp_path):
     (tmp_path / "paphosting" / "operator_actions.json").write_text("{not json")
     with pytest.raises(actions.BadRecord, match="operator_actions.json: unreadable"):
         actions.load_journal(path)
+
+
+@pytest.mark.parametrize("bad", [None, "text", ["record", "sig"]])
+def test_a_journal_entry_that_is_no_mapping_is_refused(masters_key, bad):
+    with pytest.raises(actions.BadRecord, match="a journal entry must be a mapping"):
+        actions.verify_entry(bad, masters_key[1])
