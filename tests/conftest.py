@@ -47,6 +47,23 @@ def output_with_hash_seed(code, seed):
     return res.stdout
 
 
+def rsa_key_pair():
+    """A fresh RSA key pair as Salt keeps its keys: ``(private PEM, public PEM)``, bytes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
 def example_pillar():
     """The example platform pillar (the value of the ``paphosting`` key), freshly loaded."""
     return yaml.safe_load(EXAMPLE_PILLAR.read_text())["paphosting"]

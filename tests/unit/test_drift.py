@@ -7,11 +7,9 @@ import socket
 import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from paphosting import drift, health
-from tests.conftest import REPO
+from tests.conftest import REPO, rsa_key_pair
 
 HIGHSTATE = {
     "file_|-lb-config_|-/etc/haproxy/haproxy.cfg_|-managed": {
@@ -164,17 +162,7 @@ def keys():
     """Two minions' key pairs: ``{id: (private pem, public pem)}``."""
     out = {}
     for minion in ("lb1", "web1"):
-        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        out[minion] = (
-            k.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
-            k.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        )
+        out[minion] = rsa_key_pair()
     return out
 
 

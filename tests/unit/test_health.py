@@ -6,11 +6,9 @@ import socket
 import threading
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from paphosting import health, model
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, rsa_key_pair
 
 FAST = health.Settings(fall=3, rise=2, flap_window=60, flap_max_transitions=3, flap_hold=10)
 
@@ -216,19 +214,7 @@ def test_probe_all_probes_every_target(http_server, loopback):
 
 @pytest.fixture(scope="module")
 def keys():
-    def pair():
-        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        priv = k.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        pub = k.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return priv, pub
-
-    return pair(), pair()
+    return rsa_key_pair(), rsa_key_pair()
 
 
 def _text(**over):

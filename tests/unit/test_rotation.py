@@ -5,12 +5,10 @@ import json
 import os
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from paphosting import health, model, overlay, rotation
 from paphosting.errors import PapError
-from tests.conftest import example_pillar
+from tests.conftest import example_pillar, rsa_key_pair
 
 LB1, LB2, LB3 = "lb1.paphosting.net", "lb2.paphosting.net", "lb3.paphosting.net"
 NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
@@ -72,17 +70,7 @@ def members(state, config):
 def keys():
     out = {}
     for name in (NS1, NS2, "web1.paphosting.net"):
-        k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        out[name] = (
-            k.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
-            k.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ),
-        )
+        out[name] = rsa_key_pair()
     return out
 
 
