@@ -211,10 +211,12 @@ class Bench:
         }
 
 
-def measure(trials, say, seconds=15.0, subnet=SUBNET):
-    """The ``faults`` part of ``results.json`` (docs/bench.md)."""
+def measure(trials, say, seconds=15.0, subnet=SUBNET, parent=None):
+    """The ``faults`` part of ``results.json`` (docs/bench.md); ``parent``: where the lab runs
+    (``Lab(parent=...)``)."""
     lab = Lab(
         "bench-faults",
+        parent=parent,
         pillar=faultlib.platform_pillar(),
         svn=False,
         netns=subnet,

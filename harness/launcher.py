@@ -400,7 +400,12 @@ class Lab:
     """The platform of ``pillar`` (the ``paphosting`` value; default: the example platform).
 
     name
-        The folder under ``build/``.
+        The folder under ``build/`` (or under ``parent``).
+    parent
+        Where the lab's runtime folder goes instead of ``build/`` (the processes' files, the
+        zones, the caches); its report stays under ``build/<name>``. The benchmark puts its labs
+        on the machine's temporary file system, as a real host keeps its zones under /var or
+        /etc rather than in a source checkout (docs/bench.md, "Where the labs run").
     svn
         Serve the pillar from Subversion through ``svnpillar.push`` (True), or from a plain folder
         the lab writes (False: :meth:`write_pillar`).
@@ -449,8 +454,9 @@ class Lab:
         prometheus=False,
         netns=None,
         acme=None,
+        parent=None,
     ):
-        base = REPO / "build" / name
+        base = (pathlib.Path(parent) if parent is not None else REPO / "build") / name
         if len(str(base)) > MAX_BASE:
             base = pathlib.Path(tempfile.gettempdir()) / f"paphosting-{name}"
         self.base = base
