@@ -473,7 +473,7 @@ def _haproxy_globals(raw, errs):
         ),
         "maxconn": _int(raw.get("maxconn"), path + ("maxconn",), errs, 1, 10_000_000, 4096),
         "timeout_connect": _int(
-            raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 1000
+            raw.get("timeout_connect"), path + ("timeout_connect",), errs, 1, 3_600_000, 500
         ),
         "timeout_client": _int(
             raw.get("timeout_client"), path + ("timeout_client",), errs, 1, 3_600_000, 30000

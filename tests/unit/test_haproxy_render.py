@@ -212,6 +212,21 @@ def test_global_timeouts_come_from_the_pillar():
     )
 
 
+
+def test_by_default_a_request_to_a_silent_backend_waits_at_most_two_seconds():
+    """A powered-off backend answers nothing: every attempt that meets it waits ``timeout
+    connect``. With the defaults, even a request whose first try and every retry meet it waits
+    at most (retries + 1) x timeout connect = 2 s, under the 3 s a client that tries one address
+    gives a load balancer (docs/haproxy.md, "A backend that dies without a reset")."""
+    pillar = example_pillar()
+    pillar.pop("haproxy", None)
+    defaults = section(haproxy.render(model.parse(pillar), LB1), "defaults")
+    connect = [int(line.split()[-1]) for line in defaults if line.startswith("timeout connect ")]
+    retries = [int(line.split()[-1]) for line in defaults if line.startswith("retries ")]
+    assert connect and retries, defaults
+    assert (retries[0] + 1) * connect[0] <= 2000
+    assert "option redispatch 1" in defaults
+
 def test_ipv6_address_gets_its_own_bind():
     pillar = example_pillar()
     pillar["loadbalancers"][LB1]["address6"] = "::1"
