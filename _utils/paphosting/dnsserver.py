@@ -141,7 +141,13 @@ def layout(server, root="/"):
 
 def zone_path(server, zone_name, root="/"):
     """The zone file of ``zone_name`` for ``server``."""
-    return os.path.join(layout(server, root)["zone_dir"], f"{zone_name}.zone")
+    return zone_paths(server, [zone_name], root)[zone_name]
+
+
+def zone_paths(server, zone_names, root="/"):
+    """``{zone: its file}`` for many zones of ``server`` (the layout worked out once)."""
+    zone_dir = layout(server, root)["zone_dir"]
+    return {z: os.path.join(zone_dir, f"{z}.zone") for z in zone_names}
 
 
 # --- configs ------------------------------------------------------------------------------------

@@ -101,12 +101,17 @@ def owner_mode(path):
     return user, group, st.st_mode & 0o7777
 
 
-def stage(items, mode=0o644):
+def stage(items, mode=0o644, durable=True):
     """Write many files beside their targets without replacing them: ``items`` is
     ``{path: text}``; returns ``{path: temporary path}`` for :func:`commit` (or :func:`discard`).
 
     One ``sync`` makes them all durable: one flush for thousands of zone files, where an
-    ``fsync`` each would take seconds.
+    ``fsync`` each would take seconds. ``durable`` False leaves that ``sync`` to the caller, who
+    then calls :func:`os.sync` once what waits for the files is done (the failover: once the
+    server serves them). Until then a crash leaves each target as it was or as it is new on
+    ext4, Debian's default (``auto_da_alloc``: the data of a file renamed over another is written
+    before the rename is); on a file system without that guarantee it may leave a target empty,
+    which the next highstate rewrites.
     """
     temps = {}
     try:
@@ -120,7 +125,7 @@ def stage(items, mode=0o644):
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
             os.chmod(tmp, mode)
-        if temps:
+        if temps and durable:
             os.sync()
     except BaseException:
         discard(temps)

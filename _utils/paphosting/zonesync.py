@@ -14,7 +14,9 @@ and the failover (``rotation.apply``) all run, under the minion's zone lock:
    they are written without it (``docs/failover.md`` lists which check runs where);
 4. rename the accepted files over the live ones, reload them in as few operations as the server
    allows (:func:`paphosting.dnsserver.zones_reload_commands`) and wait until the server answers
-   every new serial.
+   every new serial;
+5. then, out of the way of the serving, one ``sync`` makes every written file durable and the
+   replaced files are freed.
 
 Zones holding a rotation name (``first``) go through 3–4 before all others, so the rotation
 name itself is served new within a reload of its own, whatever the number of customer zones.
@@ -65,8 +67,9 @@ def plan_all(renderer, ns, root, names, members=None, running=True, today=None, 
     """``(plans, entries)`` for ``names`` on nameserver ``ns``: nothing is written."""
     served = dnsserver.served_serials(ns, names) if running and names else {}
     plans, entries = {}, {}
+    paths = dnsserver.zone_paths(ns, names, root)
     for name in names:
-        path = dnsserver.zone_path(ns, name, root)
+        path = paths[name]
         signed_live = files.read(path)
         # A signed zone is planned on the zone inside it: serials, diffs and change safety are
         # those of the rendered zone; signing is a step of its own (sign_plans).
@@ -247,7 +250,7 @@ def _write(ns, plans, entries, keep_old=None):
     """Stage, check (in bulk, rotation-only changes excepted) and commit; return what was
     written. A refused zone keeps its live file and gets its ``error``."""
     items = {entries[z]["path"]: plans[z].text for z in plans}
-    temps = files.stage(items)
+    temps = files.stage(items, durable=False)  # one sync for every group: sync(), cleanup
     try:
         to_check = {z: temps[entries[z]["path"]] for z in plans if not plans[z].rotation_only}
         refused = dnsserver.check_zone_files(ns, to_check)
@@ -425,7 +428,11 @@ def sync(
             _wait(ns, want, entries, log_path)
             dnsserver.wait_reloaded_processes(ns, before, root)
             lap("wait")
-    # The servers serve the new files: the replaced ones can go now (seconds for thousands).
+    # The servers serve the new files: make them durable (one flush for every file written,
+    # out of the way of the serving: files.stage) and free the replaced ones (seconds for
+    # thousands).
+    if any(e["written"] for e in entries.values()):
+        os.sync()
     files.purge(replaced)
     lap("cleanup")
     return entries
