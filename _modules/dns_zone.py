@@ -372,7 +372,16 @@ def apply_all(
                 wanted,
             )
             return zonesync.predict(ns, plans, entries)
+        keysets = _keysets(renderer, pillar)
+        key = zonesync.run_key(renderer, names, wanted, force, failover, keysets)
+        record = os.path.join(__opts__["cachedir"], "paphosting", "zone_sync.json")
+        seen = zonesync.last_run(record)
         with _lock():
+            if failover and zonesync.done_meanwhile(seen, zonesync.last_run(record), key):
+                # The other master's copy of this failover was applied while this one waited.
+                if timings is not None:
+                    timings["same_as_previous"] = 1
+                return {}
             out = zonesync.sync(
                 renderer,
                 ns,
@@ -385,8 +394,9 @@ def apply_all(
                 failover=failover,
                 timings=timings,
                 describe=not failover,  # the failover reports no file diffs: thousands of them
-                keysets=_keysets(renderer, pillar),
+                keysets=keysets,
             )
+            zonesync.record_run(record, key, out)
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:
         raise CommandExecutionError(str(exc)) from exc

@@ -22,9 +22,12 @@ Zones holding a rotation name (``first``) go through 3–4 before all others, so
 name itself is served new within a reload of its own, whatever the number of customer zones.
 """
 
+import hashlib
+import json
 import os
 import tempfile
 import time
+import uuid
 
 from paphosting import dnssec, dnsserver, files
 from paphosting import zone as pzone
@@ -436,3 +439,52 @@ def sync(
     files.purge(replaced)
     lap("cleanup")
     return entries
+
+
+# --- the same apply twice in a row (both masters send every failover) -----------------------------
+
+
+def run_key(renderer, names, members, force, failover, keysets):
+    """What decides the outcome of a :func:`sync`: the platform (its digest), the zones asked
+    for, the rotation members, ``force``, ``failover`` and the DNSSEC key sets. Two syncs with
+    the same key, one right after the other, leave the zones the same."""
+    data = {
+        "platform": getattr(renderer, "digest", None),
+        "names": sorted(names) if names is not None else None,
+        "members": {r: sorted(m) for r, m in sorted((members or {}).items())} or None,
+        "force": bool(force),
+        "failover": bool(failover),
+        "keys": {z: dnssec.key_digest(k) for z, k in sorted((keysets or {}).items())},
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def last_run(path):
+    """The record :func:`record_run` left at ``path``, or None (none yet, or unreadable)."""
+    try:
+        found = json.loads(files.read(path) or "null")
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def record_run(path, key, entries):
+    """Record that a sync with ``key`` just finished (``ok``: no zone has an error)."""
+    ok = not any(e.get("error") for e in entries.values())
+    text = json.dumps({"key": key, "run": uuid.uuid4().hex, "ok": ok, "at": time.time()})
+    files.write_checked(path, text, mode=0o600)
+
+
+def done_meanwhile(seen, last, key):
+    """True when, while this sync waited for the zone lock (``seen``: the record before it
+    waited, ``last``: the record now it holds the lock), another sync with the same ``key``
+    finished without an error: this one would find nothing to do, after planning every zone
+    (a second of CPU at thousands of zones, taken from the other nameservers' failover on a
+    shared machine). A record from before the wait never counts: a failover sent again to
+    repair a nameserver is applied in full."""
+    return (
+        last is not None
+        and last.get("key") == key
+        and last.get("ok") is True
+        and (seen is None or last.get("run") != seen.get("run"))
+    )

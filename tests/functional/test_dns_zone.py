@@ -354,3 +354,45 @@ def test_a_minion_that_is_no_nameserver_is_told_so(set_pillar):
     ret = loaders.states.dns_zone.managed(name=ZONE)
     assert ret.result is False
     assert "pillar paphosting:nameservers: " in ret.comment and "is not a nameserver" in ret.comment
+
+
+def test_the_second_copy_of_a_failover_that_waited_for_the_first_does_nothing(
+    set_pillar, ns_id, zone_file, loaders
+):
+    """Both masters send every failover to every nameserver. The copy that waited for the zone
+    lock while the other applied the same change returns without planning a zone; a copy sent
+    later (a master repairing this nameserver) is applied in full."""
+    import os
+    import threading
+
+    from paphosting import files
+
+    mod = set_pillar(dns_pillar(ns_id)).modules.dns_zone
+    members = {ROT: [LB2]}
+    lock = os.path.join(loaders.opts["cachedir"], "paphosting", "zones.lock")
+    results = []
+
+    def copy():
+        results.append(mod.apply_all(members=members, failover=True, timings={}))
+
+    with files.locked(lock):
+        threads = [threading.Thread(target=copy) for _ in range(2)]
+        for t in threads:
+            t.start()
+        threads[0].join(1.0)  # both copies read the last record, then wait for the lock
+        assert not results
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2
+    applied = [r for r in results if r]
+    skipped = [r for r in results if not r]
+    assert len(applied) == 1 and len(skipped) == 1, results
+    assert applied[0][ZONE]["written"] is True
+    assert rotation_addresses(zone_file) == ["127.0.1.2"]
+    # Sent again later, the same failover is planned in full (nothing to write: current).
+    again = mod.apply_all(members=members, failover=True)
+    assert again[ZONE]["written"] is False and again[ZONE]["changed"] is False
+    # Another change is never taken for the same one.
+    other = mod.apply_all(members={ROT: [LB1]}, failover=True)
+    assert other[ZONE]["written"] is True
+    assert rotation_addresses(zone_file) == ["127.0.1.1"]
