@@ -27,10 +27,13 @@ Master configuration (``conf/master.d/svnpillar.conf``):
 import logging
 import os
 import shutil
+import socket
 
 import salt.cache
 import salt.client
 import salt.key
+import salt.loader
+import salt.utils.network
 from salt.exceptions import SaltException
 
 from paphosting import pillarcompile, svn
@@ -156,15 +159,69 @@ def _go_live(conf, revision, tree, by):
 # --- applying to the fleet -------------------------------------------------------------------
 
 
-def _apply(minions, test, timeout, pillarenv=None):
-    """``state.apply`` on ``minions``; ``{minion: Outcome}``."""
+def _reachable(address, port, timeout=2.0):
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _published_here():
+    """A function telling whether this master published a jid (its job cache has the job)."""
+    cache = __opts__.get("master_job_cache", "local_cache")
+    returners = salt.loader.returners(__opts__, {})
+
+    def mine(jid):
+        try:
+            return bool(returners[f"{cache}.get_load"](jid))
+        except Exception:  # noqa: BLE001 - an unreadable job is not known to be ours
+            return False
+
+    return mine
+
+
+def _clear_orphans(client, minions, platform, timeout):
+    """When no other master is reachable, end the state jobs on ``minions`` that this master did
+    not publish (a master that died left them; they would hold the minions' state queue until
+    their requests to it gave up, minutes); the report lines."""
+    if platform is None:
+        return []
+    own = set(salt.utils.network.ip_addrs()) | set(salt.utils.network.ip_addrs6())
+    own.add(str(__opts__.get("interface", "")))
+    others = core.other_masters(platform, own)
+    port = int(__opts__.get("ret_port", 4506))
+    if not others or any(_reachable(a, port) for a in others.values()):
+        return []
+    running = client.cmd(
+        list(minions), "saltutil.running", tgt_type="list", timeout=min(timeout, 30)
+    )
+    lines = []
+    for minion, jids in core.orphaned_state_jobs(running, _published_here()).items():
+        for jid in jids:
+            client.cmd(minion, "saltutil.term_job", [jid], timeout=min(timeout, 30))
+        line = (
+            f"{minion}: ended state job(s) {', '.join(jids)} left by a master that is not "
+            f"reachable ({', '.join(sorted(others))})"
+        )
+        _progress(line)
+        lines.append(line)
+    return lines
+
+
+def _apply(minions, test, timeout, pillarenv=None, platform=None):
+    """``state.apply`` on ``minions``; ``({minion: Outcome}, report lines)``. ``platform``: the
+    platform pushed, whose masters (``paphosting:masters``) tell which other masters there are."""
     if not minions:
-        return {}
+        return {}, []
     kwarg = {"test": bool(test)}
     if pillarenv:
         kwarg["pillarenv"] = pillarenv
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
+    lines = []
     try:
+        # A test run changes nothing, not even another master's jobs.
+        lines = [] if test else _clear_orphans(client, minions, platform, timeout)
         # The minions load the project's modules only when synced (autoload_dynamic_modules:
         # False, conf/minion.d/paphosting.conf): bring them what this master serves first.
         # Onto disk, where the state run loads them (as Salt's autoload did: no pillar refresh).
@@ -185,7 +242,7 @@ def _apply(minions, test, timeout, pillarenv=None):
         )
     finally:
         client.destroy()
-    return {m: core.state_outcome(m, ret.get(m), test=test) for m in minions}
+    return {m: core.state_outcome(m, ret.get(m), test=test) for m in minions}, lines
 
 
 def _targets(validated):
@@ -211,9 +268,11 @@ def _fleet(conf, validated, test=False, pillarenv=None):
             )
             continue
         _progress(f"{'testing' if test else 'applying'} on {wave}: {', '.join(minions)}")
-        done = _apply(minions, test, conf.apply_timeout, pillarenv)
+        platform = next(iter(validated.platforms.values()), None)
+        done, cleared = _apply(minions, test, conf.apply_timeout, pillarenv, platform)
         outcomes.update(done)
         lines.append(f"{wave}: {', '.join(minions)}")
+        lines.extend(f"  {line}" for line in cleared)
         for minion in minions:
             lines.append(f"  {done[minion].line(test)}")
             _progress(done[minion].line(test))

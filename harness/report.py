@@ -233,6 +233,17 @@ def _dnssec(doc, problems):
     if part is None:
         return
     _rows(part, "signing", DNSSEC_ROW, problems, True)
+    failover = part.get("failover")
+    if failover is not None:
+        # {"signed"|"unsigned": {"failover": summary, "recovery": summary}}
+        if not isinstance(failover, dict):
+            problems.append("dnssec.failover: expected a mapping")
+            return
+        for name, row in failover.items():
+            for key in ("failover", "recovery"):
+                got = row.get(key) if isinstance(row, dict) else None
+                if not isinstance(got, dict) or not isinstance(got.get("p50_s"), float):
+                    problems.append(f"dnssec.failover.{name}.{key}: expected a summary with p50_s")
 
 
 def _tls(doc, problems):

@@ -33,7 +33,8 @@ faults
 dnssec
     Signing (docs/dnssec.md): the zone of 10,000 services and a zone of 100,000 records signed in
     full, checked with ``dnssec-verify``, and what a nameserver computes for a failover of that
-    zone signed (plan, re-signing the changed RRsets, validating them) beside unsigned (the plan).
+    zone signed (plan, re-signing the changed RRsets, validating them) beside unsigned (the plan);
+    and the failover of the rotation name with its zone signed beside unsigned (two labs).
 peers
     The failover trials once more, with gdnsd and PowerDNS (each health-checking by itself,
     harness/peers.py) started beside the platform's nameservers: the same kills, the same
@@ -134,8 +135,48 @@ def bench_render(repeat):
     return rows
 
 
-def bench_dnssec():
-    """One row per case of :data:`SIGNING_CASES`, each in a fresh process (harness/signing.py)."""
+def bench_dnssec_failover(trials):
+    """The failover and recovery of the rotation name with its zone (``paphosting.nl``) signed,
+    beside the same platform unsigned: one lab each, the same trials as the ``failover`` part.
+    The signed lab's key set is made here and laid in its pillar tree encrypted to the platform
+    key (``secrets/dnssec/<zone>.asc``), as ``salt-run dnssec.keygen`` commits it; every
+    nameserver is checked to serve the rotation name signed before the trials."""
+    from paphosting import dnssec as pdnssec
+    from paphosting import secrets as psecrets
+
+    out = {}
+    for signed in (False, True):
+        pillar = bench_pillar()
+        if signed:
+            pillar["zones"][synthetic.ZONE]["dnssec"] = True
+        name = "signed" if signed else "unsigned"
+        lab = Lab(f"bench-dnssec-{name}", pillar=pillar, svn=False, say=log, parent=LABS)
+        with lab:
+            if signed:
+                keyset = pdnssec.initial_keyset(synthetic.ZONE, pdnssec.now_epoch())
+                path = lab.pillar_dir / psecrets.relpath("dnssec", synthetic.ZONE)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(lab.encrypt(keyset.to_text()))
+            _prepare(lab)
+            if signed:
+                import dns.message
+                import dns.query
+                import dns.rdatatype
+
+                for ns in lab.nameservers:
+                    query = dns.message.make_query(ROTATION + ".", "A", want_dnssec=True)
+                    resp = dns.query.udp(query, ns.address, port=ns.port, timeout=2)
+                    if not any(rrset.rdtype == dns.rdatatype.RRSIG for rrset in resp.answer):
+                        raise RuntimeError(f"{ns.name} does not serve {ROTATION} signed: {resp}")
+            log(f"dnssec failover: {name} platform up ({synthetic.ZONE} {name})")
+            fail, recover = bench_failover(lab, trials)
+        out[name] = {"failover": fail, "recovery": recover}
+    return out
+
+
+def bench_dnssec(trials=10):
+    """One row per case of :data:`SIGNING_CASES`, each in a fresh process (harness/signing.py),
+    and the failover signed beside unsigned (:func:`bench_dnssec_failover`)."""
     rows = []
     for services, records in SIGNING_CASES:
         argv = [sys.executable, __file__, "--signing-worker", str(services), str(records)]
@@ -150,7 +191,7 @@ def bench_dnssec():
             f"{row['failover_signed_s'] * 1000:.0f} ms signed, "
             f"{row['failover_unsigned_s'] * 1000:.1f} ms unsigned"
         )
-    return {"signing": rows}
+    return {"signing": rows, "failover": bench_dnssec_failover(trials)}
 
 
 # --- the running platform ----------------------------------------------------------------------
@@ -1245,6 +1286,17 @@ def table(results):
                 f"{r['services']:>9} {r['records']:>8} {r['sign_full_s']:>8.1f} {r['verify_s']:>9.1f} "
                 f"{r['failover_signed_s'] * 1000:>19.1f} {r['failover_unsigned_s'] * 1000:>12.1f} {r['failover_signatures']:>5}"
             )
+    dnssec_failover = (results.get("dnssec") or {}).get("failover") or {}
+    if dnssec_failover:
+        lines += ["", "dnssec: failover of the rotation name, its zone signed beside unsigned"]
+        for name in ("unsigned", "signed"):
+            row = dnssec_failover.get(name) or {}
+            f, r = row.get("failover") or {}, row.get("recovery") or {}
+            if f.get("trials"):
+                lines.append(
+                    f"  {name:<9} failover p50 {f['p50_s']:.2f} s, p95 {f['p95_s']:.2f} s; "
+                    f"recovery p50 {r['p50_s']:.2f} s, p95 {r['p95_s']:.2f} s ({f['trials']} trials)"
+                )
     if results.get("noop_highstate"):
         other = {
             (r["role"], r["services"]): r for r in results.get("noop_highstate_with_autoload", [])
@@ -1628,7 +1680,7 @@ def main(argv=None):
     if "scale" in parts:
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))
     if "dnssec" in parts:
-        attempt("dnssec", lambda: results.update(dnssec=bench_dnssec()))
+        attempt("dnssec", lambda: results.update(dnssec=bench_dnssec(args.trials)))
     if "tls" in parts:
         attempt("tls", lambda: results.update(tls=bench_tls()))
     if "noop" in parts:

@@ -812,6 +812,39 @@ def canary(validated, targets):
     return first, [m for m in targets if m not in first]
 
 
+def other_masters(platform, own_addresses, own_name=None):
+    """``{name: address}`` of the masters of ``platform`` (``paphosting:masters``) other than
+    this one: the one named ``own_name`` or listening on one of ``own_addresses``."""
+    return {
+        name: m.address
+        for name, m in sorted((getattr(platform, "masters", None) or {}).items())
+        if name != own_name and m.address not in own_addresses
+    }
+
+
+def orphaned_state_jobs(running, published_here):
+    """``{minion: [jid, ...]}``: the state jobs (``state.*``, which hold a minion's state queue)
+    in ``running`` (``{minion: saltutil.running list}``) that this master did not publish
+    (``published_here(jid)`` False). Called only when no other master is reachable: then such a
+    job was left by a master that died, and it would hold the minion until its requests to that
+    master give up (Salt's ``request_channel_timeout``, 60 s, three tries)."""
+    out = {}
+    for minion, jobs in sorted(running.items()):
+        if not isinstance(jobs, list):
+            continue  # the minion did not answer: nothing to clear there
+        jids = sorted(
+            str(job["jid"])
+            for job in jobs
+            if isinstance(job, dict)
+            and str(job.get("fun", "")).startswith("state.")
+            and job.get("jid")
+            and not published_here(str(job["jid"]))
+        )
+        if jids:
+            out[minion] = jids
+    return out
+
+
 @dataclass
 class Outcome:
     """One minion's ``state.apply``: did it work, what changed, what failed."""

@@ -524,3 +524,48 @@ def test_a_forged_operator_action_is_refused_and_changes_nothing(pair, parsed, p
     assert published() == before
     assert drains(pair.nl) == drains(pair.ch) == []
     assert everywhere(parsed, LB1, LB2)
+
+
+# --- a master that dies leaves no job in the way (issue 11) -----------------------------------
+
+
+def test_a_state_job_left_by_a_dead_master_does_not_hold_the_other_masters_push(
+    pair, parsed, svn_server, paphosting
+):
+    """NL starts a state job on a nameserver and dies: the job would hold that minion's state
+    queue (and fail CH's push there: "state.single is running as PID ...") until its requests
+    to NL gave up. CH's push ends it, says so, and applies."""
+    with_masters = copy.deepcopy(paphosting)
+    with_masters["masters"] = {
+        name: {"address": pair.masters[name].config["interface"]} for name in multimaster.NAMES
+    }
+    rev = svn_server.commit({"pillar/paphosting.sls": sls(with_masters)}, "the masters")
+    pair.quiesce()
+    jid = pair.nl.local.cmd_async(NS1, "state.single", ["cmd.run"], kwarg={"name": "sleep 300"})
+    assert jid
+    pair.nl.wait(
+        lambda: any(j.get("jid") == jid for j in pair.nl.salt(NS1, "saltutil.running")),
+        "NL's state job to run on ns1",
+    )
+    pair.stop("nl")
+    try:
+        ret = pair.ch.run_cli("svnpillar.push")
+        assert ret.returncode == 0, ret.stdout + ret.stderr
+        assert f"r{rev} is live on ch" in ret.stdout
+        assert f"{NS1}: ended state job(s) {jid} left by a master that is not reachable (nl)" in (
+            ret.stdout
+        ), ret.stdout
+        assert not [j for j in pair.ch.salt(NS1, "saltutil.running") if j.get("jid") == jid]
+    finally:
+        pair.start("nl")
+    # With both masters up, another master's job is never ended: it is not this master's to end.
+    jid = pair.ch.local.cmd_async(NS2, "state.single", ["cmd.run"], kwarg={"name": "sleep 30"})
+    pair.ch.wait(
+        lambda: any(j.get("jid") == jid for j in pair.ch.salt(NS2, "saltutil.running")),
+        "CH's state job to run on ns2",
+    )
+    ret = pair.nl.run_cli("svnpillar.push")
+    assert "ended state job" not in ret.stdout, ret.stdout
+    assert "running as PID" in ret.stdout, ret.stdout  # the push reached ns2, which was busy
+    assert any(j.get("jid") == jid for j in pair.ch.salt(NS2, "saltutil.running"))
+    pair.ch.salt(NS2, "saltutil.term_job", jid)

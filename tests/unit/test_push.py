@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from paphosting import push
+from paphosting import model, push
 from tests.conftest import example_pillar
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -460,3 +460,30 @@ def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
     assert str(problem) == (
         "pillar/paphosting.sls: line 31: cannot render: mapping values are not allowed in this context"
     )
+
+
+# --- jobs a dead master left (issue 11) ---------------------------------------------------------
+
+
+def test_the_other_masters_are_those_not_on_this_host():
+    platform = model.parse(example_pillar())
+    addresses = {n: m.address for n, m in platform.masters.items()}
+    assert push.other_masters(platform, {addresses["nl"], "10.0.0.1"}) == {"ch": addresses["ch"]}
+    assert push.other_masters(platform, set(), own_name="ch") == {"nl": addresses["nl"]}
+    assert push.other_masters(platform, set(addresses.values())) == {}
+
+
+def test_only_state_jobs_this_master_did_not_publish_are_orphans():
+    running = {
+        "ns1": [
+            {"jid": "1", "fun": "state.apply", "pid": 10},
+            {"jid": "2", "fun": "state.single", "pid": 11},
+            {"jid": "3", "fun": "rotation.apply", "pid": 12},  # not a state job
+        ],
+        "ns2": [{"jid": "4", "fun": "state.highstate", "pid": 13}],
+        "lb1": [],
+        "lb2": False,  # no answer
+    }
+    mine = {"2", "4"}
+    assert push.orphaned_state_jobs(running, lambda jid: jid in mine) == {"ns1": ["1"]}
+    assert push.orphaned_state_jobs(running, lambda jid: True) == {}
