@@ -131,3 +131,72 @@ def test_maintain_does_nothing_when_nothing_is_due_and_the_ksk_rollover_publishe
     assert cds_tags(platform) == before
     code, out = run(fleet, "dnssec.confirm_ds", f"zone={ZONE}", f"tag={max(after - before)}")
     assert code != 0 and "not in every cache" in out, out
+
+
+def dnskey_tags(platform):
+    """``{tag: "ksk" | "zsk"}`` of the DNSKEY RRset the nameserver serves."""
+    import dns.dnssec
+
+    ns = ns_of(platform)
+    resp = dns.query.udp(
+        dns.message.make_query(ZONE, "DNSKEY", want_dnssec=True), ns.address, port=ns.port, timeout=2
+    )
+    return {
+        dns.dnssec.key_id(rd): "ksk" if rd.flags & 1 else "zsk"
+        for rr in resp.answer
+        if rr.rdtype == dns.rdatatype.DNSKEY
+        for rd in rr
+    }
+
+
+def test_a_due_zsk_is_rolled_by_maintain_and_a_confirmed_ds_ends_a_ksk_rollover(
+    fleet, platform, gpghome
+):
+    """The two rollovers on a real master, committed and pushed, the nameserver serving the
+    result. Their starting points are set in the past with the project's own key functions (a
+    ZSK older than its 90-day lifetime; a KSK rollover started two days ago, so the new KSK is in
+    every cache): the runners then do what they do on a platform that ran that long."""
+    now = dnssec.now_epoch()
+    parsed = model.parse(platform)
+    pol = dnssec.policy(
+        parsed.zones[ZONE].dnssec, (parsed.dns or {}).get("dnssec"), parsed.schedule
+    )
+    old = dnssec.initial_keyset(ZONE, now - 100 * 86400)
+    text = secrets.encrypt(old.to_text(), gpghome)
+    fleet.svn.commit({f"pillar/{secrets.relpath('dnssec', ZONE)}": text}, "a 100-day-old key set")
+    ret = fleet.run_cli("svnpillar.push")
+    assert ret.returncode == 0, ret.stdout + ret.stderr
+    old_zsk = {k.tag for k in old.keys if k.role == "zsk"}
+    assert rrsig_tags(platform) == old_zsk
+    # ZSK rollover (pre-publish): the new ZSK is served beside the old one, which still signs.
+    code, out = run(fleet, "dnssec.maintain")
+    assert code == 0 and f"ZSK rollover of {ZONE}" in out, out
+    served = dnskey_tags(platform)
+    new_zsk = {t for t, role in served.items() if role == "zsk"} - old_zsk
+    assert len(new_zsk) == 1 and old_zsk <= set(served), served
+    assert rrsig_tags(platform) == old_zsk
+    # KSK rollover started two days ago: the new KSK signs the DNSKEY RRset beside the old one,
+    # the CDS names it alone, and the operator's confirmation of its DS is taken.
+    ttl = parsed.zones[ZONE].ttl
+    rolled = dnssec.start_ksk_rollover(old, now - 2 * 86400, pol, ttl)
+    old_ksk = {k.tag for k in old.keys if k.role == "ksk"}
+    new_ksk = {k.tag for k in rolled.keys if k.role == "ksk"} - old_ksk
+    fleet.svn.commit(
+        {f"pillar/{secrets.relpath('dnssec', ZONE)}": secrets.encrypt(rolled.to_text(), gpghome)},
+        "a KSK rollover started two days ago",
+    )
+    ret = fleet.run_cli("svnpillar.push")
+    assert ret.returncode == 0, ret.stdout + ret.stderr
+    assert rrsig_tags(platform, ZONE, "DNSKEY") == old_ksk | new_ksk
+    assert cds_tags(platform) == new_ksk
+    (tag,) = new_ksk
+    code, out = run(fleet, "dnssec.confirm_ds", f"zone={ZONE}", f"tag={tag}")
+    assert code == 0 and f"DS of KSK {tag} confirmed" in out, out
+    code, out = run(fleet, "dnssec.status")
+    assert code == 0 and str(tag) in out, out
+    # The confirmation is in the key set the nameserver now holds; the old KSK is leaving.
+    got = fleet.salt(NS, "pillar.items", unmask=True)["paphosting_secrets"]["dnssec"][ZONE]
+    held = {k.tag: k for k in dnssec.KeySet.from_text(ZONE, got).keys}
+    assert held[tag].ds_confirmed is not None
+    assert all(held[t].delete is not None for t in old_ksk)
+    assert cds_tags(platform) == new_ksk
