@@ -860,7 +860,9 @@ def _scale_size(lab, n, trials, repeat):
     row["recovery_rotation_name"] = summary(recover_rot, h.rise * h.interval)
     row["query_round_max_s"] = round(max(rounds), 3) if rounds else None
     row["apply_phases"] = _apply_phases(lab, trials_began, kinds)
-    log(f"scale: {n} zones, each nameserver's rotation.apply (p50 s per phase): {row['apply_phases']}")
+    log(
+        f"scale: {n} zones, each nameserver's rotation.apply (p50 s per phase): {row['apply_phases']}"
+    )
     return row
 
 
@@ -1675,7 +1677,9 @@ def main(argv=None):
     if "faults" in parts:
         attempt(
             "faults",
-            lambda: results.update(faults=faultbench.measure(min(args.trials, 6), log, parent=LABS)),
+            lambda: results.update(
+                faults=faultbench.measure(min(args.trials, 6), log, parent=LABS)
+            ),
         )
     if "scale" in parts:
         attempt("scale", lambda: results.update(scale=bench_scale(args.trials, args.zones)))

@@ -269,6 +269,10 @@ def _backend(svc, lb):
         f"    timeout check {int(check.timeout)}",
         f"    default-server check inter {int(check.inter)} fall {int(check.fall)} rise {int(check.rise)}"
         " observe layer4 error-limit 2 on-error mark-down",
+        # A request already sent (empty-response, response-timeout) is sent again only if it
+        # is a GET or HEAD: a POST must not reach two servers. Connection failures (nothing
+        # sent yet) are retried whatever the method.
+        "    http-request disable-l7-retry unless METH_GET",
     ]
     if svc.stateful:
         lines.append(

@@ -139,7 +139,10 @@ def dnskey_tags(platform):
 
     ns = ns_of(platform)
     resp = dns.query.udp(
-        dns.message.make_query(ZONE, "DNSKEY", want_dnssec=True), ns.address, port=ns.port, timeout=2
+        dns.message.make_query(ZONE, "DNSKEY", want_dnssec=True),
+        ns.address,
+        port=ns.port,
+        timeout=2,
     )
     return {
         dns.dnssec.key_id(rd): "ksk" if rd.flags & 1 else "zsk"

@@ -212,7 +212,6 @@ def test_global_timeouts_come_from_the_pillar():
     )
 
 
-
 def test_by_default_a_request_to_a_silent_backend_waits_at_most_two_seconds():
     """A powered-off backend answers nothing: every attempt that meets it waits ``timeout
     connect``. With the defaults, even a request whose first try and every retry meet it waits
@@ -226,6 +225,7 @@ def test_by_default_a_request_to_a_silent_backend_waits_at_most_two_seconds():
     assert connect and retries, defaults
     assert (retries[0] + 1) * connect[0] <= 2000
     assert "option redispatch 1" in defaults
+
 
 def test_ipv6_address_gets_its_own_bind():
     pillar = example_pillar()
@@ -320,3 +320,13 @@ def test_parse_failover_state():
     assert haproxy.parse_failover_state(failed, "shop") == haproxy.FAILED_OVER
     with pytest.raises(haproxy.HaproxyError, match="no failover table"):
         haproxy.parse_failover_state("No such table\n", "www")
+
+
+def test_every_backend_sends_a_request_again_only_if_it_is_a_get(platform):
+    """`retry-on empty-response response-timeout` sends a request the server took again; a POST
+    must not reach two servers (tests/integration/test_haproxy_retries.py shows it live)."""
+    text = haproxy.render(platform, LB1)
+    backends = [line for line in text.splitlines() if line.startswith("backend ")]
+    assert backends
+    for header in backends:
+        assert "http-request disable-l7-retry unless METH_GET" in section(text, header), header
