@@ -645,6 +645,9 @@ def status_text(state, config, now):
     lines += _table(["WATCHER", "LAST REPORT", "KIND", "SEQ"], wrows)
     lines.append("")
     mine = overlay.digest(published)
+    # A report made before the current version was decided cannot hold it: such a row says so
+    # rather than LAGS, until the nameserver's next report (a heartbeat at most).
+    decided = ch.get("at") if ch and ch.get("version") == state["version"] else None
     nrows = []
     for ns in config["nameservers"]:
         v = state["views"].get(ns)
@@ -658,6 +661,8 @@ def status_text(state, config, now):
             lag.append(f"LAGS: holds {held['version']} of {state['version']}")
         if serving is not None and serving != mine:
             lag.append("LAGS: serves another membership")
+        if lag and decided is not None and v["ts"] < decided:
+            lag = [f"its last report is from before version {state['version']}: the next shows it"]
         resync = state.get("resyncs", {}).get(ns)
         if resync is not None:
             lag.append(f"last pushed again {_when(resync)}")

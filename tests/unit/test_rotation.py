@@ -725,3 +725,35 @@ def test_a_load_balancer_that_goes_down_is_never_held_in():
         feed(state, config, *[report(w, next(seq), ts=t, lb1=s) for w in (NS1, NS2, NS3)], now=t)
         if s == "down":
             assert LB1 not in state["rotations"][ROT]["members"]
+
+
+def nameserver_row(text, ns):
+    """``ns``'s row of the NAMESERVER table of a status text."""
+    table = text.split("NAMESERVER", 1)[1]
+    return next(line for line in table.splitlines() if line.startswith(ns))
+
+
+def test_status_does_not_call_lagging_a_nameserver_whose_last_report_predates_the_change(config):
+    """Right after a change every nameserver's last report still holds the previous version: the
+    status says the report is older than the change (the next heartbeat shows it), and LAGS only
+    for a report made after the change that still holds an older version."""
+    state = rotation.new_state()
+    for w in config["watchers"]:
+        rotation.accept(state, report(w, 1, NOW, lb1="up", lb2="up"), config, NOW)
+    rotation.decide(state, config, NOW)
+    ns = config["nameservers"][0]
+    state["version"] = 4
+    state["last_change"] = {
+        "version": 4,
+        "at": NOW + 5,
+        "cause": "test",
+        "changes": {},
+        "reasons": {},
+    }
+    state["views"][ns]["rotation"] = {"version": 3, "digest": "x"}
+    state["views"][ns]["ts"] = NOW + 1  # before the change
+    row = nameserver_row(rotation.status_text(state, config, NOW + 6), ns)
+    assert "from before version 4" in row and "LAGS" not in row, row
+    state["views"][ns]["ts"] = NOW + 10  # after it, still holding 3
+    row = nameserver_row(rotation.status_text(state, config, NOW + 11), ns)
+    assert "LAGS: holds 3 of 4" in row, row
