@@ -373,9 +373,11 @@ def apply_all(
             )
             return zonesync.predict(ns, plans, entries)
         keysets = _keysets(renderer, pillar)
+        # Only failovers are recorded and compared: both masters send each one (a highstate's
+        # sync is never skipped, and its record would never match a failover's key).
         key = zonesync.run_key(renderer, names, wanted, force, failover, keysets)
         record = os.path.join(__opts__["cachedir"], "paphosting", "zone_sync.json")
-        seen = zonesync.last_run(record)
+        seen = zonesync.last_run(record) if failover else None
         with _lock():
             if failover and zonesync.done_meanwhile(seen, zonesync.last_run(record), key):
                 # The other master's copy of this failover was applied while this one waited.
@@ -396,7 +398,8 @@ def apply_all(
                 describe=not failover,  # the failover reports no file diffs: thousands of them
                 keysets=keysets,
             )
-            zonesync.record_run(record, key, out)
+            if failover:
+                zonesync.record_run(record, key, out)
         platformcache.save(renderer, __opts__["cachedir"])
     except (PapError, OSError) as exc:
         raise CommandExecutionError(str(exc)) from exc

@@ -27,7 +27,6 @@ Master configuration (``conf/master.d/svnpillar.conf``):
 import logging
 import os
 import shutil
-import socket
 
 import salt.cache
 import salt.client
@@ -36,7 +35,7 @@ import salt.loader
 import salt.utils.network
 from salt.exceptions import SaltException
 
-from paphosting import pillarcompile, svn
+from paphosting import daemon, pillarcompile, svn
 from paphosting import push as core
 from paphosting.errors import PapError
 
@@ -159,14 +158,6 @@ def _go_live(conf, revision, tree, by):
 # --- applying to the fleet -------------------------------------------------------------------
 
 
-def _reachable(address, port, timeout=2.0):
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _published_here():
     """A function telling whether this master published a jid (its job cache has the job)."""
     cache = __opts__.get("master_job_cache", "local_cache")
@@ -191,7 +182,7 @@ def _clear_orphans(client, minions, platform, timeout):
     own.add(str(__opts__.get("interface", "")))
     others = core.other_masters(platform, own)
     port = int(__opts__.get("ret_port", 4506))
-    if not others or any(_reachable(a, port) for a in others.values()):
+    if not others or any(daemon.port_open(a, port, timeout=2.0) for a in others.values()):
         return []
     running = client.cmd(
         list(minions), "saltutil.running", tgt_type="list", timeout=min(timeout, 30)

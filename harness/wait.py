@@ -1,7 +1,8 @@
 """The one bounded wait of the harness: poll a condition until a deadline, never a fixed sleep."""
 
-import socket
 import time
+
+from paphosting.daemon import port_open  # noqa: F401 - the harness's name for it
 
 
 class Timeout(AssertionError):
@@ -26,11 +27,3 @@ def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
         if time.monotonic() >= deadline:
             raise Timeout(f"{message}: not reached within {timeout:g}s ({last})")
         time.sleep(interval)
-
-
-def port_open(address, port, timeout=0.5):
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -10,6 +10,7 @@ and salt-minions with it too.
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -192,3 +193,12 @@ def stop(daemon, wait=10.0):
     with contextlib.suppress(FileNotFoundError):
         os.unlink(daemon.pidfile)
     return True
+
+
+def port_open(address, port, timeout=0.5):
+    """Whether something accepts a TCP connection on ``address``:``port`` within ``timeout``."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
