@@ -338,6 +338,7 @@ def _https_frontend(lb, lpath, paths, services, hsts):
         )
     out += [
         f"    monitor-uri {_token(lb.health_path, lpath + ('health_path',))}",
+        *_health_gate(services),
         "    http-request set-header X-Forwarded-Proto https",
         *_routing(services),
         *[f"    use_backend {svc.name} if host_{svc.name}" for svc in services],
@@ -349,6 +350,23 @@ def _https_frontend(lb, lpath, paths, services, hsts):
         )
     out.append("    # Any other host: no backend, haproxy answers 503.")
     return out
+
+
+def _health_gate(services):
+    """The health endpoint answers 503 while this load balancer can serve no service at all: every
+    server of every backend down by its own checks, as after a cut-off from the webservers (they
+    pass again only after ``rise`` x ``inter``). The failover then keeps it out of DNS instead of
+    handing out an address that answers 503. One service down everywhere does not fail it: every
+    load balancer would fail alike, and the failover could no longer tell a dead one. Several
+    ``acl`` lines of one name are or-ed, so the gate is one line per service (haproxy allows 64
+    words a line, a platform has thousands of services)."""
+    if not services:
+        return []
+    return [
+        "    # 503 here while no backend has a server up: nothing to serve (docs/failover.md).",
+        *[f"    acl serving nbsrv({svc.name}) gt 0" for svc in services],
+        "    monitor fail if !serving",
+    ]
 
 
 def render(platform, lb_name, root="/", certificates=()):
@@ -442,6 +460,7 @@ def render(platform, lb_name, root="/", certificates=()):
     out += [
         "    # Answered by haproxy itself: probed by the DNS failover.",
         f"    monitor-uri {health}",
+        *_health_gate(services),
         *_routing(services),
     ]
     redirect = [s for s in secure if s.https == "redirect"]

@@ -211,6 +211,32 @@ def test_a_cookie_from_one_load_balancer_is_honoured_by_the_other(lab):
 # --- stateful: failover, failback manual and automatic ---------------------------------------
 
 
+def test_health_fails_only_while_the_load_balancer_can_serve_nothing(lab):
+    """The DNS failover keeps a load balancer out while its health endpoint fails: it fails while
+    every backend has every server down (after a cut-off from the webservers its checks need
+    ``rise`` x ``inter`` to pass again), and not for one service down everywhere."""
+    lab = lab(lbs=1)
+    (lb1,) = lab.names
+
+    def health():
+        return http_get(*lab.lb(lb1), "/haproxy-health").status
+
+    lab.apply(lb1)
+    assert health() == 200
+    for web in (WEB1, WEB2):  # shop's primary and backup: shop has no server left
+        lab.apps[web].kill()
+    lab.wait_server(lb1, "shop", WEB1, "DOWN")
+    lab.wait_server(lb1, "shop", WEB2, "DOWN")
+    assert lab.get(lb1, SHOP).status == 503
+    assert health() == 200, "www is still served: the load balancer is healthy"
+    lab.apps[WEB3].kill()
+    lab.wait_server(lb1, "www", WEB3, "DOWN")
+    assert health() == 503, "no backend has a server up: nothing to serve"
+    lab.apps[WEB3].start()
+    lab.wait_server(lb1, "www", WEB3, "UP")
+    assert health() == 200
+
+
 def fail_over(lab, name, client):
     """Kill the primary: the service moves to the backup (requests flow while it happens)."""
     assert served_by(lab, name, client) == {WEB1}

@@ -12,6 +12,7 @@ every answer a recorder saw during the test, ten a second per nameserver). Then 
   powered-off load balancer out;
 - a stateful client (cookie) keeps its webserver while a load balancer is off and while the
   backup webserver is cut off;
+- a load balancer cut off from every webserver is out of the rotation until it serves again;
 - a drain reports when the last cached answer naming the load balancer expires (the last
   nameserver's last answer with it, plus the TTL), and ``rotation.status`` shows it;
 - a load balancer losing 30 % of its packets: each watcher reports it switching no more often
@@ -193,6 +194,37 @@ def test_a_stateful_client_keeps_its_webserver(lab, never_empty):
     )
     with lab.faults.partition(LB1, WEB2), lab.faults.partition(LB3, WEB2):
         assert set(browse()) == {WEB1}
+    wait_every_answer(lab, all_lbs(lab), timeout=60)
+
+
+def test_a_lb_cut_off_from_every_webserver_is_out_of_dns_until_it_serves_again(lab, never_empty):
+    """Cut off from the webservers (not from the watchers) a load balancer answers 503 for every
+    service: its health endpoint fails too, so the failover takes it out; healed, it comes back
+    only once its own checks have a server up again (rise x inter after the cut-off), never while
+    it would still answer 503."""
+    lb2 = address(lab, LB2)
+    others = [address(lab, lb) for lb in (LB1, LB3)]
+
+    def serving():
+        return any(
+            s.startswith("UP")
+            for servers in lab.haproxy_servers(LB2).values()
+            for s in servers.values()
+        )
+
+    with lab.faults.partition(LB2, WEB1), lab.faults.partition(LB2, WEB2):
+        wait_every_answer(lab, others, timeout=60)
+        assert not serving(), lab.haproxy_servers(LB2)
+    back = {}
+
+    def in_dns_again():
+        if any(lb2 in v for v in resolve_all(lab.nameservers, ROT).values()):
+            back["serving"] = serving()
+            return True
+        return False
+
+    wait_until(in_dns_again, 60, 0.05, f"{LB2} in an answer again after the cut-off")
+    assert back["serving"], f"{LB2} was handed out again while it had no server up"
     wait_every_answer(lab, all_lbs(lab), timeout=60)
 
 

@@ -89,6 +89,15 @@ def test_frontend_routes_by_host_and_answers_health(platform):
     assert not any(line.startswith("default_backend") for line in front)  # unknown host: 503
 
 
+def test_health_fails_while_no_backend_has_a_server_up(platform):
+    front = section(haproxy.render(platform, LB1), "frontend http")
+    names = [svc.name for svc in haproxy.services_of(platform, LB1)]
+    assert len(names) >= 2
+    gate = [line for line in front if line.startswith("acl serving ")]
+    assert gate == [f"acl serving nbsrv({name}) gt 0" for name in names]  # or-ed: any serves
+    assert front.index("monitor fail if !serving") > front.index("monitor-uri /haproxy-health")
+
+
 def test_every_server_is_health_checked_with_the_pillar_settings(platform):
     pillar = example_pillar()
     pillar["services"]["www"]["check"] = {
