@@ -7,13 +7,13 @@ import pytest
 
 from harness import faults, netns
 from paphosting import model
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 SUBNET = "198.18.99.0/24"
 
 
 def test_every_host_gets_one_address_of_its_own_in_the_subnet():
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=3, metrics=True)  # mail's address is web3's
     moved, hosts = netns.relocate(pillar, SUBNET)
     platform = model.parse(moved)  # still a valid platform
     net = ipaddress.ip_network(SUBNET)
