@@ -14,6 +14,7 @@ NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
 WEB1, WEB2, WEB3 = "web1.paphosting.net", "web2.paphosting.net", "web3.paphosting.net"
 ROT = "http0.l.paphosting.nl"
 ZONE = "paphosting.nl"
+EVERY_SERVER = ("bind", "nsd", "knot")  # servers=EVERY_SERVER: ns1 BIND, ns2 NSD, ns3 Knot
 
 _NAMESERVER = {
     "bind": {"address": "127.0.0.1", "port": 5300, "server": "bind"},

@@ -14,7 +14,7 @@ HASH_SEEDS = range(1, 7)
 
 def three_servers():
     """One nameserver of each kind: ns1 BIND, ns2 NSD, ns3 Knot."""
-    return platforms.pillar(servers=("bind", "nsd", "knot"))
+    return platforms.pillar(servers=platforms.EVERY_SERVER)
 
 
 def platform(**ns1):
