@@ -7,11 +7,9 @@ stateless service www. A test asks for more with keywords, or edits the fresh di
 The names and addresses are those of the example, so messages read the same.
 """
 
-from paphosting import model
-
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
-NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
-WEB1, WEB2, WEB3 = "web1.paphosting.net", "web2.paphosting.net", "web3.paphosting.net"
+NS1 = "ns1.paphosting.net"
+WEB1, WEB2 = "web1.paphosting.net", "web2.paphosting.net"
 ROT = "http0.l.paphosting.nl"
 ZONE = "paphosting.nl"
 EVERY_SERVER = ("bind", "nsd", "knot")  # servers=EVERY_SERVER: ns1 BIND, ns2 NSD, ns3 Knot
@@ -35,7 +33,8 @@ def pillar(
 ):
     """A fresh, valid ``paphosting`` pillar value.
 
-    ``servers``: the DNS server of ns1, ns2, ... in turn; ``webservers``: how many (web1, ...),
+    ``servers``: the DNS server of ns1, ns2, ... in turn (each kind at most once: its address
+    comes with it); ``webservers``: how many (web1, ...),
     all serving www; ``shop``: add the stateful service shop (web1 primary, web2 backup: needs two
     webservers); ``masters``: the masters nl and ch; ``metrics``: exporters for every load
     balancer, nameserver and master (ns1's BIND statistics channel on 8053). Every other keyword
@@ -125,8 +124,3 @@ def pillar(
             out["metrics"]["nameservers"][NS1]["stats_port"] = 8053
     out.update(sections)
     return out
-
-
-def platform(**kwargs):
-    """``pillar(**kwargs)`` parsed: a :class:`model.Platform`."""
-    return model.parse(pillar(**kwargs))
