@@ -6,7 +6,8 @@ import json
 import pytest
 
 from paphosting import actions, model, rotation
-from tests.conftest import example_pillar, rsa_key_pair
+from tests.conftest import rsa_key_pair
+from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 ROT = "http0.l.paphosting.nl"
@@ -20,7 +21,7 @@ def masters_key():
 
 @pytest.fixture
 def config():
-    return rotation.config_of(model.parse(example_pillar()))
+    return rotation.config_of(model.parse(platforms.pillar()))
 
 
 def entry(key, kind, target, at, master="nl", reason="", force=False, nonce=None):

@@ -8,7 +8,7 @@ import pytest
 
 from paphosting import challenges, model, zone
 from paphosting.errors import InvalidPillar
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 WWW = "_acme-challenge.www.paphosting.nl"
 APEX = "_acme-challenge.paphosting.nl"
@@ -23,9 +23,9 @@ def test_owner_of_a_name_and_of_a_wildcard():
 
 
 def test_merge_lays_txt_records_into_the_zone_and_renders_them():
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     merged = challenges.merge(pillar, {WWW: ["tok-1"], APEX: ["tok-2", "tok-3"]})
-    assert pillar == example_pillar()  # the pillar itself is untouched
+    assert pillar == platforms.pillar()  # the pillar itself is untouched
     text = zone.render(model.parse(merged), "paphosting.nl", 1)
     assert '_acme-challenge.www      60 IN TXT    "tok-1"' in text
     assert '_acme-challenge          60 IN TXT    "tok-2"' in text
@@ -35,7 +35,7 @@ def test_merge_lays_txt_records_into_the_zone_and_renders_them():
 
 
 def test_merge_without_records_is_the_pillar_itself():
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     assert challenges.merge(pillar, {}) is pillar
 
 
@@ -78,7 +78,7 @@ def test_malformed_sets_are_refused(tmp_path, bad):
 
 
 def test_removing_challenge_records_is_not_counted_by_the_change_safety_rule():
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     for i in range(8):  # a zone big enough for the share rule
         pillar["zones"]["paphosting.nl"]["records"][f"h{i}"] = [{"type": "A", "data": "127.0.9.1"}]
     many = {f"_acme-challenge.s{i}.paphosting.nl": [f"t{i}"] for i in range(12)}
@@ -97,7 +97,7 @@ def test_removing_challenge_records_is_not_counted_by_the_change_safety_rule():
 
 
 def _acme_pillar(**services):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["acme"] = {"directory": "https://127.0.14.1:14000/dir", "services": services}
     return pillar
 

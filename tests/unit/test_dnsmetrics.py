@@ -7,7 +7,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from paphosting import dnsmetrics, dnsserver, model, overlay
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 # As the servers print them (BIND 9.18, Knot 3.2 with mod-stats, NSD 4.6), trimmed.
 BIND = {
@@ -57,7 +57,7 @@ def test_bind_without_json_is_an_error():
 
 @pytest.fixture
 def platform():
-    return model.parse(example_pillar())
+    return model.parse(platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True))
 
 
 def test_exporter_config_per_server(platform, tmp_path):
@@ -82,7 +82,7 @@ def test_server_configs_enable_the_statistics(platform, tmp_path):
 
 
 def test_no_listener_no_exporter_and_no_statistics(tmp_path):
-    pillar = example_pillar()
+    pillar = platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True)
     del pillar["metrics"]
     platform = model.parse(pillar)
     assert dnsmetrics.exporter_config(platform, "ns1.paphosting.net", str(tmp_path)) is None
@@ -128,7 +128,7 @@ def test_exposition_parses():
 def test_the_collector_reports_how_long_until_a_signed_zone_expires(tmp_path, monkeypatch):
     from paphosting import dnssec, zone  # noqa: PLC0415
 
-    pillar = example_pillar()
+    pillar = platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True)
     pillar["zones"]["paphosting.nl"]["dnssec"] = True
     platform = model.parse(pillar)
     conf = dnsmetrics.exporter_config(platform, "ns2.paphosting.net", str(tmp_path))

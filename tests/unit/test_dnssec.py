@@ -12,11 +12,11 @@ import dns.name
 import dns.rdatatype
 import dns.zone
 import pytest
-import yaml
 
 from paphosting import dnssec, model, zonesync
 from paphosting import zone as pzone
-from tests.conftest import EXAMPLE_PILLAR, require_binary
+from tests.conftest import require_binary
+from tests.unit import platforms
 
 ZONE = "paphosting.nl"
 ROT = "http0.l.paphosting.nl"
@@ -27,7 +27,7 @@ POLICY = dnssec.Policy()
 
 @pytest.fixture(scope="module")
 def renderer():
-    pillar = yaml.safe_load(EXAMPLE_PILLAR.read_text())["paphosting"]
+    pillar = platforms.pillar()
     pillar["zones"][ZONE]["dnssec"] = True
     pillar["zones"][ZONE]["records"]["deep.sub"] = [{"type": "A", "data": "192.0.2.7"}]
     # A delegation with glue: the NS is not signed, the glue is neither signed nor in the chain.
@@ -233,7 +233,7 @@ def test_a_key_set_without_an_active_key_cannot_sign(renderer):
     ],
 )
 def test_bad_dnssec_pillar_values_name_their_path(value, error):
-    pillar = yaml.safe_load(EXAMPLE_PILLAR.read_text())["paphosting"]
+    pillar = platforms.pillar()
     pillar["zones"][ZONE]["dnssec"] = value
     with pytest.raises(model.InvalidPillar) as exc:
         model.parse(pillar)
@@ -241,7 +241,7 @@ def test_bad_dnssec_pillar_values_name_their_path(value, error):
 
 
 def test_the_refresh_margin_must_outlast_the_drift_schedule():
-    pillar = yaml.safe_load(EXAMPLE_PILLAR.read_text())["paphosting"]
+    pillar = platforms.pillar()
     pillar["zones"][ZONE]["dnssec"] = True
     pillar["dns"] = {"dnssec": {"refresh": 3600}}
     pillar["schedule"] = {"highstate_interval": 1800, "splay": 300}

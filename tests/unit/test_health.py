@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from paphosting import health, model
-from tests.conftest import example_pillar, rsa_key_pair
+from tests.conftest import rsa_key_pair
+from tests.unit import platforms
 
 FAST = health.Settings(fall=3, rise=2, flap_window=60, flap_max_transitions=3, flap_hold=10)
 
@@ -288,8 +289,8 @@ def test_parse_report_accepts_rotation():
     assert body["rotation"] == {"version": 3, "digest": "abc"}
 
 
-def test_beacon_config_from_the_example_platform():
-    platform = model.parse(example_pillar())
+def test_beacon_config_from_the_platform():
+    platform = model.parse(platforms.pillar())
     conf = health.beacon_config(platform)
     merged = {k: v for item in conf for k, v in item.items()}
     assert merged["targets"] == {

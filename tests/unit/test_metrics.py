@@ -5,7 +5,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from paphosting import health, metrics, model, rotation
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
@@ -24,7 +24,9 @@ def samples(families):
 
 @pytest.fixture
 def config():
-    return rotation.config_of(model.parse(example_pillar()))
+    return rotation.config_of(
+        model.parse(platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True))
+    )
 
 
 def feed(state, config, watcher, seq, now=NOW, version=None, **lbs):
@@ -226,7 +228,12 @@ def test_collector_before_and_after_the_platform_is_known(config):
 
 
 def test_scrape_configs_name_every_exporter():
-    jobs = {j["job_name"]: j for j in metrics.scrape_configs(model.parse(example_pillar()))}
+    jobs = {
+        j["job_name"]: j
+        for j in metrics.scrape_configs(
+            model.parse(platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True))
+        )
+    }
     assert sorted(jobs) == [
         "paphosting-loadbalancers",
         "paphosting-masters",

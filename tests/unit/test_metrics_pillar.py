@@ -4,21 +4,21 @@ import pytest
 
 from paphosting import haproxy, model
 from paphosting.errors import InvalidPillar
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 LB1 = "lb1.paphosting.net"
 
 
 def _errors(mutate):
-    pillar = example_pillar()
+    pillar = platforms.pillar(metrics=True)
     mutate(pillar["metrics"])
     with pytest.raises(InvalidPillar) as exc:
         model.parse(pillar)
     return str(exc.value)
 
 
-def test_example_listeners():
-    metrics = model.parse(example_pillar()).metrics
+def test_listeners_are_parsed():
+    metrics = model.parse(platforms.pillar(metrics=True)).metrics
     assert metrics["loadbalancers"][LB1] == model.Listener("127.0.5.1", 8405)
     assert metrics["nameservers"]["ns1.paphosting.net"].stats_port == 8053
     assert sorted(metrics["masters"]) == ["ch", "nl"]
@@ -26,7 +26,7 @@ def test_example_listeners():
 
 
 def test_no_metrics_key_means_no_exporter():
-    pillar = example_pillar()
+    pillar = platforms.pillar(metrics=True)
     del pillar["metrics"]
     platform = model.parse(pillar)
     assert platform.metrics["loadbalancers"] == {}
@@ -70,7 +70,7 @@ def test_invalid_metrics_name_path_and_reason(mutate, path, reason):
 
 
 def test_haproxy_exporter_on_the_management_listener_only():
-    cfg = haproxy.render(model.parse(example_pillar()), LB1)
+    cfg = haproxy.render(model.parse(platforms.pillar(metrics=True)), LB1)
     public, _, metrics = cfg.partition("frontend metrics")
     assert "prometheus-exporter" not in public
     assert "bind 127.0.5.1:8405" in metrics.split("backend")[0]

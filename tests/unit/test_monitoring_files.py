@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from paphosting import dnsmetrics, metrics, model, rotation
-from tests.conftest import REPO, example_pillar, require_binary
+from tests.conftest import REPO, require_binary
+from tests.unit import platforms
 
 RULES = REPO / "monitoring" / "prometheus" / "rules.yml"
 RULES_TEST = REPO / "monitoring" / "prometheus" / "rules_test.yml"
@@ -58,7 +59,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
 
 def exported_names(monkeypatch):
     """Every metric name the masters' engine and the nameservers' exporter can export."""
-    platform = model.parse(example_pillar())
+    platform = model.parse(platforms.pillar(metrics=True))
     config = rotation.config_of(platform)
     observer = metrics.Observer()
     conf = dnsmetrics.exporter_config(platform, "ns2.paphosting.net")

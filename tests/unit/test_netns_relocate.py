@@ -7,13 +7,13 @@ import pytest
 
 from harness import faults, netns
 from paphosting import model
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 SUBNET = "198.18.99.0/24"
 
 
 def test_every_host_gets_one_address_of_its_own_in_the_subnet():
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=3, metrics=True)  # mail's address is web3's
     moved, hosts = netns.relocate(pillar, SUBNET)
     platform = model.parse(moved)  # still a valid platform
     net = ipaddress.ip_network(SUBNET)
@@ -37,7 +37,9 @@ def test_every_host_gets_one_address_of_its_own_in_the_subnet():
 
 
 def test_the_fault_platform_has_three_load_balancers_in_its_rotation():
-    platform = model.parse(netns.relocate(faults.platform_pillar(), SUBNET)[0])
+    # The fault suite drops web3 and the exporters, adds lb3: give it all three to act on.
+    base = platforms.pillar(webservers=3, metrics=True)
+    platform = model.parse(netns.relocate(faults.platform_pillar(base), SUBNET)[0])
     assert sorted(platform.rotations["http0.l.paphosting.nl"].members) == [
         f"lb{i}.paphosting.net" for i in (1, 2, 3)
     ]

@@ -8,14 +8,14 @@ import pytest
 
 from harness import peers
 from paphosting import model
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 ROT = "http0.l.paphosting.nl"
 
 
 @pytest.fixture
 def platform():
-    return model.parse(example_pillar())
+    return model.parse(platforms.pillar())
 
 
 def test_gdnsd_config_probes_each_member_with_the_beacons_thresholds(platform):
@@ -81,7 +81,7 @@ def test_both_serve_the_platform_zone_with_the_rotation_made_dynamic(platform):
 
 
 def test_the_pillar_decides_what_is_served_and_probed():
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     pillar["loadbalancers"]["lb2.paphosting.net"]["address"] = "127.0.1.9"
     pillar["haproxy"] = {"http_port": 8181, "health_path": "/up"}
     pillar["rotations"][ROT]["ttl"] = 60
@@ -116,7 +116,7 @@ def test_tunings_say_where_they_differ_from_the_beacons(platform):
 
 
 def test_multifo_keeps_min_members_like_the_failover():
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     pillar["loadbalancers"]["lb3.paphosting.net"] = {"address": "127.0.1.3"}
     pillar["rotations"][ROT]["members"].append("lb3.paphosting.net")
     pillar["rotations"][ROT]["min_members"] = 2

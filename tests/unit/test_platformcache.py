@@ -9,7 +9,8 @@ import pytest
 
 from paphosting import model, platformcache
 from paphosting.errors import InvalidPillar
-from tests.conftest import REPO, example_pillar
+from tests.conftest import REPO
+from tests.unit import platforms
 
 ZONE = "paphosting.nl"
 
@@ -25,14 +26,14 @@ def test_the_same_pillar_is_parsed_once_in_a_process(monkeypatch):
     calls = []
     real = model.parse
     monkeypatch.setattr(model, "parse", lambda p: calls.append(1) or real(p))
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     first = platformcache.load(pillar)
     again = platformcache.load(copy.deepcopy(pillar))
     assert first is again and len(calls) == 1
 
 
 def test_a_changed_pillar_is_never_served_from_the_cache(tmp_path):
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     old = platformcache.load(pillar, str(tmp_path))
     platformcache.save(old, str(tmp_path))
     changed = copy.deepcopy(pillar)
@@ -46,7 +47,7 @@ def test_a_changed_pillar_is_never_served_from_the_cache(tmp_path):
 
 
 def test_an_invalid_pillar_is_refused_and_not_cached(tmp_path):
-    bad = example_pillar()
+    bad = platforms.pillar()
     bad["loadbalancers"]["lb1.paphosting.net"]["address"] = "not-an-address"
     for _ in range(2):
         with pytest.raises(InvalidPillar, match="loadbalancers:lb1.paphosting.net:address"):
@@ -55,7 +56,7 @@ def test_an_invalid_pillar_is_refused_and_not_cached(tmp_path):
 
 
 def test_another_process_renders_from_disk_without_the_pillar(tmp_path):
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     renderer = platformcache.load(pillar, str(tmp_path))
     platformcache.save(renderer, str(tmp_path))
     names = sorted(os.listdir(tmp_path / "paphosting" / "platform"))
@@ -83,7 +84,7 @@ def test_another_process_renders_from_disk_without_the_pillar(tmp_path):
 def test_only_the_newest_pillars_stay_on_disk(tmp_path):
     digests = []
     for i in range(platformcache.ON_DISK + 2):
-        pillar = example_pillar()
+        pillar = platforms.pillar()
         pillar["zones"][ZONE]["ttl"] = 3600 + i
         renderer = platformcache.load(pillar, str(tmp_path))
         platformcache.save(renderer, str(tmp_path))
@@ -102,7 +103,7 @@ def test_processes_sharing_a_cachedir_parse_a_pillar_once(tmp_path, monkeypatch)
     calls = []
     real = model.parse
     monkeypatch.setattr(model, "parse", lambda p: calls.append(1) or real(p))
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     first = platformcache.platform(pillar, str(tmp_path))
     platformcache.forget()
     again = platformcache.platform(copy.deepcopy(pillar), str(tmp_path))
@@ -116,7 +117,7 @@ def test_processes_sharing_a_cachedir_parse_a_pillar_once(tmp_path, monkeypatch)
 
 
 def test_an_invalid_pillar_is_never_written_for_the_other_processes(tmp_path):
-    bad = example_pillar()
+    bad = platforms.pillar()
     bad["loadbalancers"] = "nope"
     with pytest.raises(InvalidPillar):
         platformcache.platform(bad, str(tmp_path))

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from paphosting import model, push
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
@@ -150,6 +150,12 @@ def test_locate_names_the_file_that_defines_the_path(path, files):
 # --- validation with the real checkers ---------------------------------------------------------
 
 
+def push_pillar():
+    """BIND, NSD and Knot (each server's checker runs), three webservers, www and shop, and the
+    masters nl and ch."""
+    return platforms.pillar(servers=platforms.EVERY_SERVER, webservers=3, shop=True, masters=True)
+
+
 def _compiled(pillar, minions=None):
     minions = minions or [LB1, LB2, NS1, NS2, NS3, *WEB]
     return {m: push.Compiled(m, {"paphosting": pillar}) for m in minions}
@@ -162,8 +168,8 @@ def _sources(pillar):
     }
 
 
-def test_the_example_platform_is_valid():
-    pillar = example_pillar()
+def test_a_valid_platform_passes_every_checker():
+    pillar = push_pillar()
     done = push.validate(
         12, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
     )
@@ -179,7 +185,7 @@ def test_the_example_platform_is_valid():
 
 
 def test_a_schema_error_names_file_and_pillar_path():
-    pillar = example_pillar()
+    pillar = push_pillar()
     pillar["services"]["www"]["port"] = 70000
     with pytest.raises(push.Rejected) as exc:
         push.validate(
@@ -195,7 +201,7 @@ def test_a_schema_error_names_file_and_pillar_path():
 
 
 def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
-    pillar = example_pillar()
+    pillar = push_pillar()
     # A delegation without glue: BIND and NSD load it, Knot's kzonecheck refuses it.
     pillar["zones"]["paphosting.nl"]["records"]["sub"] = [
         {"type": "NS", "data": "ns.sub.paphosting.nl."}
@@ -211,7 +217,7 @@ def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
 
 
 def test_a_config_haproxy_rejects_names_the_key_and_the_line():
-    pillar = example_pillar()
+    pillar = push_pillar()
     # The schema takes any two status codes; haproxy wants a range that goes up.
     pillar["services"]["www"]["check"]["expect_status"] = "399-200"
     with pytest.raises(push.Rejected) as exc:
@@ -239,14 +245,14 @@ def test_a_config_haproxy_rejects_names_the_key_and_the_line():
     ],
 )
 def test_narrow_finds_the_key_whose_value_is_on_the_line(line, path):
-    pillar = {"paphosting": example_pillar()}
+    pillar = {"paphosting": push_pillar()}
     pillar["paphosting"]["services"]["shop"]["check"]["expect_status"] = "200-399"
     base = ("paphosting", "services", "shop")
     assert push.narrow(pillar, base, line) == base + path
 
 
 def test_render_errors_name_the_sls_file():
-    pillar = example_pillar()
+    pillar = push_pillar()
     compiled = _compiled(pillar, [LB1])
     compiled[LB1].errors = [
         "Rendering SLS 'zones.extra' failed, render error:\nmapping values are not allowed here"
@@ -259,7 +265,7 @@ def test_render_errors_name_the_sls_file():
 
 
 def test_a_server_without_pillar_is_a_top_file_problem():
-    pillar = example_pillar()
+    pillar = push_pillar()
     compiled = _compiled(pillar, [LB1, NS1, NS2, NS3, *WEB])
     compiled[LB2] = push.Compiled(LB2, {})  # the top file forgot it
     with pytest.raises(push.Rejected) as exc:
@@ -273,7 +279,7 @@ def test_a_server_without_pillar_is_a_top_file_problem():
 
 
 def test_minions_outside_the_platform_are_not_checked():
-    pillar = example_pillar()
+    pillar = push_pillar()
     compiled = _compiled(pillar, [LB1])
     compiled["build.paphosting.net"] = push.Compiled("build.paphosting.net", {"other": 1})
     done = push.validate(17, compiled, _sources(pillar))
@@ -281,7 +287,7 @@ def test_minions_outside_the_platform_are_not_checked():
 
 
 def test_the_same_problem_on_many_minions_is_reported_once():
-    pillar = example_pillar()
+    pillar = push_pillar()
     del pillar["loadbalancers"]
     with pytest.raises(push.Rejected) as exc:
         push.validate(
@@ -296,7 +302,7 @@ def test_the_same_problem_on_many_minions_is_reported_once():
 
 
 def test_canary_is_one_load_balancer_and_one_nameserver():
-    pillar = example_pillar()
+    pillar = push_pillar()
     done = push.validate(1, _compiled(pillar), _sources(pillar))
     first, rest = push.canary(done, [NS2, LB2, NS1, LB1, WEB[0]])
     assert first == [LB1, NS1]
@@ -442,7 +448,7 @@ def test_render_cause_is_the_line_and_the_cause_without_salts_excerpt(message, l
 def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
     """The part that did render lacks the rest: its schema errors (loadbalancers is required)
     would be a wrong diagnosis. The refusal names the file, the line and the cause."""
-    pillar = example_pillar()
+    pillar = push_pillar()
     del pillar["loadbalancers"]  # as if the file defining them did not render
     compiled = _compiled(pillar, [LB1, NS1])
     for item in compiled.values():
@@ -466,7 +472,7 @@ def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
 
 
 def test_the_other_masters_are_those_not_on_this_host():
-    platform = model.parse(example_pillar())
+    platform = model.parse(push_pillar())
     addresses = {n: m.address for n, m in platform.masters.items()}
     assert push.other_masters(platform, {addresses["nl"], "10.0.0.1"}) == {"ch": addresses["ch"]}
     assert push.other_masters(platform, set(), own_name="ch") == {"nl": addresses["nl"]}

@@ -8,7 +8,8 @@ import pytest
 
 from paphosting import health, model, overlay, rotation
 from paphosting.errors import PapError
-from tests.conftest import example_pillar, rsa_key_pair
+from tests.conftest import rsa_key_pair
+from tests.unit import platforms
 
 LB1, LB2, LB3 = "lb1.paphosting.net", "lb2.paphosting.net", "lb3.paphosting.net"
 NS1, NS2, NS3 = "ns1.paphosting.net", "ns2.paphosting.net", "ns3.paphosting.net"
@@ -17,7 +18,8 @@ NOW = 1_000_000.0
 
 
 def platform(**health_over):
-    pillar = example_pillar()
+    """Three watchers (ns1, ns2, ns3: a quorum of 2) and the rotation of lb1 and lb2."""
+    pillar = platforms.pillar(servers=platforms.EVERY_SERVER)
     pillar["health"].update(health_over)
     return model.parse(pillar)
 
@@ -27,13 +29,15 @@ def config():
     return rotation.config_of(platform())
 
 
-@pytest.fixture
-def config3():
-    """Three load balancers, rotation minimum 2."""
-    pillar = example_pillar()
+def three_load_balancers(rotation_min=1, platform_min=None):
+    """The config with lb3 added to the rotation, its min_members ``rotation_min`` and, if given,
+    the platform's health:min_members ``platform_min``."""
+    pillar = platforms.pillar(servers=platforms.EVERY_SERVER)
     pillar["loadbalancers"][LB3] = {"address": "127.0.1.3"}
     pillar["rotations"][ROT]["members"].append(LB3)
-    pillar["rotations"][ROT]["min_members"] = 2
+    pillar["rotations"][ROT]["min_members"] = rotation_min
+    if platform_min is not None:
+        pillar["health"]["min_members"] = platform_min
     return rotation.config_of(model.parse(pillar))
 
 
@@ -57,6 +61,11 @@ def feed(state, config, *reports, now=NOW):
         rotation.accept(state, r, config, now)
         out.append(rotation.decide(state, config, now))
     return out
+
+
+def both_watchers(state, config, seq, **lbs):
+    """ns1 and ns2 (a quorum) report the same views; the changes, as ``feed``."""
+    return feed(state, config, report(NS1, seq, **lbs), report(NS2, seq, **lbs))
 
 
 def members(state, config):
@@ -186,7 +195,7 @@ def test_explicit_quorum_of_one(keys):
 
 def test_undecided_keeps_the_previous_verdict(config):
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
     # ns2 changes its mind; ns3 never reported: 1 down, 1 up, 1 silent: stays down.
     assert feed(state, config, report(NS2, 2, lb1="up", lb2="up")) == [None]
@@ -208,7 +217,7 @@ def test_unknown_views_abstain(config):
 
 def test_stale_views_do_not_vote(config):
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
     later = NOW + config["stale_after"] + 1
     # ns1 and ns2 went silent; ns3 alone says up: it cannot bring lb1 back by itself.
@@ -221,7 +230,7 @@ def test_stale_views_do_not_vote(config):
 
 def test_reports_from_watchers_no_longer_configured_do_not_vote(config):
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     smaller = dict(config, watchers=[NS2, NS3], quorum=2)
     rotation.decide(state, smaller, NOW)
     assert state["verdicts"][LB1]["verdict"] == "down"  # ns2 down, ns3 silent: undecided, stays
@@ -234,16 +243,9 @@ def test_reports_from_watchers_no_longer_configured_do_not_vote(config):
 
 def test_all_down_keeps_them_all(config):
     state = rotation.new_state()
-    changes = feed(
-        state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up")
-    )
+    changes = both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
-    changes = feed(
-        state,
-        config,
-        report(NS1, 2, lb1="down", lb2="down"),
-        report(NS2, 2, lb1="down", lb2="down"),
-    )
+    changes = both_watchers(state, config, 2, lb1="down", lb2="down")
     assert changes[0] is None  # lb2 down for one watcher only
     ch = changes[1]
     assert ch["changes"][ROT]["added"] == [LB1]
@@ -251,45 +253,31 @@ def test_all_down_keeps_them_all(config):
     assert "(fail open)" in ch["reasons"][LB1]
     assert members(state, config) == [LB1, LB2]
     # lb2 recovers: lb1 leaves again.
-    ch = feed(
-        state, config, report(NS1, 3, lb1="down", lb2="up"), report(NS2, 3, lb1="down", lb2="up")
-    )[1]
+    ch = both_watchers(state, config, 3, lb1="down", lb2="up")[1]
     assert ch["changes"][ROT]["removed"] == [LB1]
 
 
-def test_rotation_min_members(config3):
+@pytest.mark.parametrize(
+    ("minimum", "after_lb1_down", "note"),
+    [
+        pytest.param({"rotation_min": 2}, [LB2, LB3], "below the minimum of 2", id="rotation"),
+        # Three is every member: the rotation never changes, so nothing is published.
+        pytest.param({"platform_min": 3}, [LB1, LB2, LB3], None, id="platform floor"),
+    ],
+)
+def test_a_rotation_keeps_its_minimum(minimum, after_lb1_down, note):
+    """Below its minimum (the rotation's min_members, or the platform's health:min_members when
+    that is larger) a rotation fails open: it keeps every member."""
+    config = three_load_balancers(**minimum)
     state = rotation.new_state()
-    feed(
-        state,
-        config3,
-        report(NS1, 1, lb1="down", lb2="up", lb3="up"),
-        report(NS2, 1, lb1="down", lb2="up", lb3="up"),
-    )
-    assert members(state, config3) == [LB2, LB3]
-    feed(
-        state,
-        config3,
-        report(NS1, 2, lb1="down", lb2="down", lb3="up"),
-        report(NS2, 2, lb1="down", lb2="down", lb3="up"),
-    )
-    assert members(state, config3) == [LB1, LB2, LB3]  # 1 up < min 2: fail open
-    assert "below the minimum of 2" in state["last_change"]["changes"][ROT]["note"]
-
-
-def test_platform_min_members_is_a_floor():
-    pillar = example_pillar()
-    pillar["loadbalancers"][LB3] = {"address": "127.0.1.3"}
-    pillar["rotations"][ROT]["members"].append(LB3)
-    pillar["health"]["min_members"] = 3
-    config = rotation.config_of(model.parse(pillar))
-    state = rotation.new_state()
-    feed(
-        state,
-        config,
-        report(NS1, 1, lb1="down", lb2="up", lb3="up"),
-        report(NS2, 1, lb1="down", lb2="up", lb3="up"),
-    )
-    assert members(state, config) == [LB1, LB2, LB3]
+    both_watchers(state, config, 1, lb1="down", lb2="up", lb3="up")
+    assert members(state, config) == after_lb1_down
+    both_watchers(state, config, 2, lb1="down", lb2="down", lb3="up")
+    assert members(state, config) == [LB1, LB2, LB3]  # 1 up < minimum: fail open
+    if note is None:
+        assert state["last_change"] is None
+    else:
+        assert note in state["last_change"]["changes"][ROT]["note"]
 
 
 def test_flapping_views_count_as_down(config):
@@ -353,7 +341,7 @@ def test_a_drain_still_served_somewhere_has_no_expiry_yet(config):
 
 def test_drain_refused_below_minimum_unless_forced(config):
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     with pytest.raises(rotation.Rejected, match="below its minimum"):
         rotation.drain(state, config, LB2, NOW)
     assert state["drains"] == {}
@@ -438,12 +426,7 @@ def test_version_continues_from_what_the_watchers_hold(config):
     """A master that missed changes publishes a newer number than the fleet's, never an older one."""
     state = rotation.new_state()
     held = {"version": 41, "digest": "somethingelse"}
-    ch = feed(
-        state,
-        config,
-        report(NS1, 1, rot=held, lb1="down", lb2="up"),
-        report(NS2, 1, rot=held, lb1="down", lb2="up"),
-    )[1]
+    ch = both_watchers(state, config, 1, rot=held, lb1="down", lb2="up")[1]
     assert ch["version"] == 42
 
 
@@ -463,7 +446,7 @@ def test_publish_without_state_is_the_configured_rotation(config):
 
 def test_publish_follows_the_current_pillar(config):
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     smaller = json.loads(json.dumps(config))
     smaller["rotations"][ROT]["members"] = [LB2]
     assert rotation.publish(state, smaller)["rotations"][ROT]["members"] == [LB2]
@@ -488,7 +471,7 @@ def test_persistence_round_trip(tmp_path, config):
     path = str(tmp_path / "state" / "rotation.json")
     assert rotation.load(path) == rotation.new_state()
     state = rotation.new_state()
-    feed(state, config, report(NS1, 1, lb1="down", lb2="up"), report(NS2, 1, lb1="down", lb2="up"))
+    both_watchers(state, config, 1, lb1="down", lb2="up")
     rotation.drain(state, config, LB2, NOW, reason="maint", force=True)
     with rotation.locked(path):
         rotation.save(path, state)

@@ -4,7 +4,8 @@ import pytest
 import salt.loader
 
 from paphosting import model, rotation
-from tests.conftest import example_pillar, master_opts
+from tests.conftest import master_opts
+from tests.unit import platforms
 
 ROT = "http0.l.paphosting.nl"
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -21,18 +22,18 @@ def ext_pillar(opts):
 
 
 def test_without_state_every_rotation_has_its_configured_members(ext_pillar):
-    out = ext_pillar("ns1.paphosting.net", {"paphosting": example_pillar()})
+    out = ext_pillar("ns1.paphosting.net", {"paphosting": platforms.pillar()})
     assert out == {
         "paphosting_rotation": {"version": 0, "rotations": {ROT: {"members": [LB1, LB2]}}}
     }
 
 
 def test_publishes_the_stored_decision(ext_pillar, opts):
-    config = rotation.config_of(model.parse(example_pillar()))
+    config = rotation.config_of(model.parse(platforms.pillar()))
     state = rotation.new_state()
     rotation.drain(state, config, LB1, 1000.0, reason="maintenance")
     rotation.save(rotation.state_path(opts), state)
-    out = ext_pillar("ns1.paphosting.net", {"paphosting": example_pillar()})
+    out = ext_pillar("ns1.paphosting.net", {"paphosting": platforms.pillar()})
     assert out == {"paphosting_rotation": {"version": 1, "rotations": {ROT: {"members": [LB2]}}}}
 
 
@@ -41,7 +42,7 @@ def test_not_a_platform_minion(ext_pillar):
 
 
 def test_invalid_platform_pillar_publishes_nothing(ext_pillar):
-    bad = example_pillar()
+    bad = platforms.pillar()
     bad["rotations"][ROT]["members"] = ["nope"]
     assert ext_pillar("ns1.paphosting.net", {"paphosting": bad}) == {}
 
@@ -52,4 +53,4 @@ def test_unreadable_state_fails_instead_of_undoing_a_failover(ext_pillar, opts, 
     with open(path, "w") as fh:
         fh.write("{ not json")
     with pytest.raises(ValueError):
-        ext_pillar("ns1.paphosting.net", {"paphosting": example_pillar()})
+        ext_pillar("ns1.paphosting.net", {"paphosting": platforms.pillar()})

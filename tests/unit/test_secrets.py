@@ -11,7 +11,8 @@ import salt.loader
 
 from harness.tlsca import Authority
 from paphosting import secrets
-from tests.conftest import REPO, example_pillar, master_opts
+from tests.conftest import REPO, master_opts
+from tests.unit import platforms
 
 LB, NS, WEB = "lb1.paphosting.net", "ns1.paphosting.net", "web1.paphosting.net"
 
@@ -108,7 +109,7 @@ def ext_pillar(tmp_path, tree, gpghome):
 
 
 def test_each_role_gets_its_kind_only(ext_pillar, bundle):
-    pillar = {"paphosting": example_pillar()}
+    pillar = {"paphosting": platforms.pillar()}
     assert ext_pillar(LB, pillar) == {"paphosting_secrets": {"tls": {"www": bundle}}}
     assert ext_pillar(NS, pillar) == {
         "paphosting_secrets": {"dnssec": {"paphosting.nl/ksk": "DNSSEC PRIVATE\n"}}
@@ -119,7 +120,7 @@ def test_each_role_gets_its_kind_only(ext_pillar, bundle):
 
 
 def test_acme_account_key_reaches_no_minion(ext_pillar):
-    pillar = {"paphosting": example_pillar()}
+    pillar = {"paphosting": platforms.pillar()}
     for minion in (LB, NS, WEB, "lb2.paphosting.net", "ns2.paphosting.net"):
         assert "ACME ACCOUNT KEY" not in repr(ext_pillar(minion, pillar))
 
@@ -127,9 +128,9 @@ def test_acme_account_key_reaches_no_minion(ext_pillar):
 def test_an_unreadable_secret_fails_the_pillar_rather_than_publish_less(ext_pillar, tree):
     (tree / "secrets/tls/www.asc").write_text(secrets.ARMOR_BEGIN + "\ngarbage\n")
     with pytest.raises(secrets.SecretError, match="secrets/tls/www.asc"):
-        ext_pillar(LB, {"paphosting": example_pillar()})
+        ext_pillar(LB, {"paphosting": platforms.pillar()})
     # A webserver's pillar does not depend on the load balancers' secrets.
-    assert ext_pillar(WEB, {"paphosting": example_pillar()}) == {}
+    assert ext_pillar(WEB, {"paphosting": platforms.pillar()}) == {}
 
 
 # --- the second master gets the platform key --------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from harness.tlsca import Authority
 from paphosting import haproxy, model, push, secrets, tls
 from paphosting.errors import InvalidPillar
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
 WWW_NAMES = ["www.paphosting.nl", "paphosting.nl"]
@@ -28,7 +28,7 @@ def roots(ca):
 
 @pytest.fixture(scope="module")
 def platform(ca):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["tls"] = {"trusted_roots": [ca.root_pem]}
     pillar["services"]["www"]["hsts"] = {"max_age": 63072000, "preload": True}
     return model.parse(pillar)
@@ -165,7 +165,7 @@ def test_plan_writes_new_keeps_same_refuses_bad_removes_gone(platform, ca, roots
 
 
 def test_plan_ignores_https_off_and_services_elsewhere(ca, roots):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["services"]["shop"]["https"] = "off"
     pillar["tls"] = {"trusted_roots": [ca.root_pem]}
     platform = model.parse(pillar)
@@ -203,7 +203,7 @@ def test_https_frontend_redirect_and_hsts(platform):
 
 
 def test_https_both_has_no_redirect_and_a_port_of_its_own_is_kept(ca):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["services"]["www"]["https"] = "both"
     pillar["loadbalancers"][LB2]["https_port"] = 8443
     platform = model.parse(pillar)
@@ -260,7 +260,7 @@ def test_a_service_without_certificate_stays_plain_http(platform):
     ],
 )
 def test_bad_tls_pillar_values_name_their_path(change, path, message):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     change(pillar)
     with pytest.raises(InvalidPillar) as exc:
         model.parse(pillar)
@@ -270,7 +270,7 @@ def test_bad_tls_pillar_values_name_their_path(change, path, message):
 
 
 def test_tls_defaults():
-    platform = model.parse(example_pillar())
+    platform = model.parse(platforms.pillar(webservers=2, shop=True))
     assert platform.services["www"].https == "redirect" and platform.services["www"].hsts is None
     assert platform.loadbalancers[LB1].https_port == 443
     assert platform.tls == {"trusted_roots": ()}
@@ -289,7 +289,7 @@ def _validate(pillar, bundles, number=20):
 
 
 def test_push_checks_every_certificate_with_haproxy(ca):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["tls"] = {"trusted_roots": [ca.root_pem]}
     good = {"www": "".join(ca.issue(WWW_NAMES)), "shop": "".join(ca.issue(["shop.paphosting.nl"]))}
     done = _validate(pillar, good)
@@ -308,7 +308,7 @@ def test_push_checks_every_certificate_with_haproxy(ca):
 
 
 def test_an_ipv6_address_gets_its_https_bind_too(ca):
-    pillar = example_pillar()
+    pillar = platforms.pillar(webservers=2, shop=True)
     pillar["loadbalancers"][LB1]["address6"] = "2001:db8::1"
     text = haproxy.render(model.parse(pillar), LB1, "/r", certificates=["www"])
     assert (

@@ -9,7 +9,7 @@ import pytest
 
 from paphosting import model, overlay, zone
 from paphosting.errors import ChangeRefused, InvalidPillar
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 ROT = "http0.l.paphosting.nl"
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -17,8 +17,13 @@ DAY = datetime.date(2026, 3, 14)
 BASE = 2026031400
 
 
+def zone_pillar():
+    """BIND, NSD and Knot, and the services www and shop in paphosting.nl."""
+    return platforms.pillar(servers=platforms.EVERY_SERVER, webservers=2, shop=True)
+
+
 def platform(pillar=None):
-    return model.parse(pillar or example_pillar())
+    return model.parse(pillar or zone_pillar())
 
 
 def rrsets(text, origin="paphosting.nl"):
@@ -37,7 +42,7 @@ def rrsets(text, origin="paphosting.nl"):
 
 def test_render_is_byte_identical_for_identical_input():
     a = zone.render(platform(), "paphosting.nl", BASE)
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["loadbalancers"] = dict(reversed(list(pillar["loadbalancers"].items())))
     pillar["zones"]["paphosting.nl"]["records"] = dict(
         reversed(list(pillar["zones"]["paphosting.nl"]["records"].items()))
@@ -69,7 +74,7 @@ def test_service_hostnames_point_at_the_rotation_and_the_apex_gets_addresses():
 
 
 def test_address6_gives_aaaa_and_rotation_ttl_is_configurable():
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["loadbalancers"][LB1]["address6"] = "2001:db8::1"
     pillar["rotations"][ROT]["ttl"] = 60
     sets = rrsets(zone.render(platform(pillar), "paphosting.nl", BASE))
@@ -100,7 +105,7 @@ def test_members_override_never_adds_unconfigured_members_nor_empties_a_rotation
 
 
 def test_glue_for_in_zone_nameservers_comes_from_their_addresses():
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.net"] = {"ns": ["ns1.paphosting.net", "ns2.paphosting.net"]}
     sets = rrsets(zone.render(platform(pillar), "paphosting.net", BASE), "paphosting.net")
     for ns in ("ns1.paphosting.net", "ns2.paphosting.net"):
@@ -108,7 +113,7 @@ def test_glue_for_in_zone_nameservers_comes_from_their_addresses():
 
 
 def test_in_zone_ns_without_an_address_names_the_pillar_path():
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.net"] = {"ns": ["ns9.paphosting.net"]}
     with pytest.raises(
         InvalidPillar,
@@ -123,7 +128,7 @@ def test_unknown_zone():
 
 
 def test_rendered_text_is_escaped_canonically():
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.nl"]["records"]["txt"] = [
         {"type": "TXT", "data": r'"say \"hi\"; \\ done" "two"'}
     ]
@@ -213,7 +218,7 @@ def test_plan_changes_nothing_when_only_the_day_changed():
 
 def test_plan_bumps_the_serial_and_lists_record_changes():
     live = zone.render(platform(), "paphosting.nl", BASE)
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.nl"]["records"]["mail"][0]["data"] = "127.0.2.2"
     p = zone.plan(platform(pillar), "paphosting.nl", live, today=DAY)
     assert p.changed and p.serial_new == BASE + 1
@@ -239,7 +244,7 @@ def test_an_unreadable_live_file_is_replaced():
 
 
 def big_pillar(n=20):
-    pillar = example_pillar()
+    pillar = zone_pillar()
     records = pillar["zones"]["paphosting.nl"]["records"]
     for i in range(n):
         records[f"host{i:02d}"] = [{"type": "A", "data": f"192.0.2.{i + 1}"}]
@@ -264,9 +269,9 @@ def test_bulk_deletion_is_refused_with_what_and_how_much():
 
 def test_share_rule_applies_only_to_zones_of_at_least_min_records():
     live = zone.render(platform(big_pillar(4)), "paphosting.nl", BASE)  # 16 records
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.nl"]["records"] = {}  # deletes 7 of them
-    pillar["dns"]["min_records_for_share"] = 17
+    pillar["dns"] = {"min_records_for_share": 17}
     assert not zone.plan(platform(pillar), "paphosting.nl", live, today=DAY).problems
     pillar["dns"]["min_records_for_share"] = 16
     assert (
@@ -289,7 +294,7 @@ def test_rotation_membership_changes_are_exempt_from_the_share_rule():
 
 def test_ns_and_soa_changes_are_refused():
     live = zone.render(platform(), "paphosting.nl", BASE)
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.nl"]["ns"] = ["ns1.paphosting.net", "ns2.paphosting.net"]
     p = zone.plan(platform(pillar), "paphosting.nl", live, today=DAY)
     assert (
@@ -297,7 +302,7 @@ def test_ns_and_soa_changes_are_refused():
         and "changes the zone's NS records from ns1.paphosting.net., ns2.paphosting.net., ns3.paphosting.net."
         in p.problems[0]
     )
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["zones"]["paphosting.nl"]["soa"]["refresh"] = 7200
     p = zone.plan(platform(pillar), "paphosting.nl", live, today=DAY)
     assert p.problems == ["it changes the zone's SOA (refresh 3600 -> 7200)"]
@@ -310,7 +315,7 @@ def test_ns_and_soa_changes_are_refused():
 def test_max_change_share_is_configurable():
     live = zone.render(platform(big_pillar()), "paphosting.nl", BASE)
     pillar = big_pillar(12)
-    pillar["dns"]["max_change_share"] = 0.2
+    pillar["dns"] = {"max_change_share": 0.2}
     assert zone.plan(platform(pillar), "paphosting.nl", live, today=DAY).problems
 
 
@@ -354,7 +359,7 @@ def test_record_diff_of_identical_zones_is_empty():
 def _hoster(customers=12):
     """A small platform of its own: two rotations, customer zones with their apex on either, a
     zone with nothing on a rotation, IPv6 on one load balancer, several TTLs."""
-    pillar = example_pillar()
+    pillar = zone_pillar()
     pillar["loadbalancers"]["lb2.paphosting.net"]["address6"] = "2001:db8::2"
     pillar["loadbalancers"]["lb3.paphosting.net"] = {"address": "127.0.1.3"}
     pillar["rotations"]["http1.l.paphosting.nl"] = {

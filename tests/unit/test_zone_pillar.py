@@ -4,13 +4,13 @@ import pytest
 
 from paphosting import model
 from paphosting.errors import InvalidPillar
-from tests.conftest import example_pillar
+from tests.unit import platforms
 
 Z = "paphosting:zones:paphosting.nl"
 
 
 def records(**owners):
-    pillar = example_pillar()
+    pillar = platforms.pillar()
     pillar["zones"]["paphosting.nl"]["records"].update(owners)
     return pillar
 
@@ -72,21 +72,21 @@ CASES = [
         f"{Z}:records:x:0:ttl: -1 is out of range 0..2147483647",
     ),
     (
-        set_path(example_pillar(), ["zones", "paphosting.nl", "ttl"], 2**31),
+        set_path(platforms.pillar(), ["zones", "paphosting.nl", "ttl"], 2**31),
         f"{Z}:ttl: 2147483648 is out of range",
     ),
     (
-        set_path(example_pillar(), ["rotations", "http0.l.paphosting.nl", "ttl"], -5),
+        set_path(platforms.pillar(), ["rotations", "http0.l.paphosting.nl", "ttl"], -5),
         "paphosting:rotations:http0.l.paphosting.nl:ttl: -5 is out of range",
     ),
     (
-        set_path(example_pillar(), ["zones", "paphosting.nl", "soa", "minimum"], 2**32),
+        set_path(platforms.pillar(), ["zones", "paphosting.nl", "soa", "minimum"], 2**32),
         f"{Z}:soa:minimum: 4294967296 is out of range",
     ),
     # a rotation naming an unknown load balancer
     (
         set_path(
-            example_pillar(),
+            platforms.pillar(),
             ["rotations", "http0.l.paphosting.nl", "members"],
             ["lb1.paphosting.net", "lb9.paphosting.net"],
         ),
@@ -136,12 +136,16 @@ CASES = [
         "paphosting:services:www:hostnames:0: www.paphosting.nl also has records in paphosting:zones:paphosting.nl:records:www (A)",
     ),
     (
-        set_path(example_pillar(), ["services", "shop", "hostnames"], ["http0.l.paphosting.nl"]),
+        set_path(
+            platforms.pillar(webservers=2, shop=True),
+            ["services", "shop", "hostnames"],
+            ["http0.l.paphosting.nl"],
+        ),
         "paphosting:services:shop:hostnames:0: http0.l.paphosting.nl is a rotation name, not a service hostname",
     ),
     (
         set_path(
-            example_pillar(),
+            platforms.pillar(),
             ["rotations", "http0.l.example.org"],
             {"members": ["lb1.paphosting.net"]},
         ),
@@ -149,7 +153,7 @@ CASES = [
     ),
     # BIND's control port
     (
-        set_path(example_pillar(), ["nameservers", "ns1.paphosting.net", "control_port"], 5300),
+        set_path(platforms.pillar(), ["nameservers", "ns1.paphosting.net", "control_port"], 5300),
         "paphosting:nameservers:ns1.paphosting.net:control_port: 5300 is already the DNS port",
     ),
 ]
@@ -182,8 +186,8 @@ def test_wildcards_underscores_and_relative_targets_are_accepted():
 
 
 def test_control_port_is_optional():
-    pillar = example_pillar()
-    del pillar["nameservers"]["ns1.paphosting.net"]["control_port"]
+    pillar = platforms.pillar()
+    pillar["nameservers"]["ns1.paphosting.net"].pop("control_port", None)
     assert model.parse(pillar).nameservers["ns1.paphosting.net"].control_port is None
     pillar["nameservers"]["ns1.paphosting.net"]["control_port"] = 5301
     assert model.parse(pillar).nameservers["ns1.paphosting.net"].control_port == 5301
