@@ -13,7 +13,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import files, platformcache
+from paphosting import files, saltcontext
 from paphosting.errors import PapError
 
 try:
@@ -33,28 +33,19 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/")
-
-
-def _platform():
-    try:
-        return platformcache.load(__pillar__.get("paphosting"), __opts__["cachedir"]).platform
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+    return saltcontext.root(__opts__)
 
 
 def _wanted(nameserver=None):
     """``(nameserver, service mode, config text or None)``."""
-    platform = _platform()
-    name = nameserver or __opts__["id"]
-    if name not in platform.nameservers:
-        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
+    platform = saltcontext.renderer(__opts__, __context__, __pillar__).platform
+    ns = saltcontext.nameserver(__opts__, platform, nameserver)
     try:
-        conf = dnsmetrics.exporter_config(platform, name, _root(), __opts__["cachedir"])
+        conf = dnsmetrics.exporter_config(platform, ns.name, _root(), __opts__["cachedir"])
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     text = None if conf is None else json.dumps(conf, indent=1, sort_keys=True) + "\n"
-    return name, platform.nameservers[name].service_mode, text
+    return ns.name, ns.service_mode, text
 
 
 def render(nameserver=None):

@@ -12,7 +12,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, files, platformcache
+from paphosting import dnsserver, files, saltcontext
 from paphosting.errors import PapError
 
 __virtualname__ = "dns_server"
@@ -25,34 +25,21 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/")
+    return saltcontext.root(__opts__)
 
 
 def _renderer(pillar=None):
-    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
-    try:
-        return platformcache.load(
-            (__pillar__ if pillar is None else pillar).get("paphosting"), __opts__["cachedir"]
-        )
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
-
-
-def _nameserver(renderer, nameserver=None):
-    name = nameserver or __opts__["id"]
-    if name not in renderer.nameservers:
-        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
-    return renderer.nameservers[name]
+    return saltcontext.renderer(__opts__, __context__, __pillar__ if pillar is None else pillar)
 
 
 def _ns(nameserver=None, pillar=None):
-    return _nameserver(_renderer(pillar), nameserver)
+    return saltcontext.nameserver(__opts__, _renderer(pillar), nameserver)
 
 
 def _context(nameserver=None, pillar=None):
     """``(platform, nameserver)``: the whole platform, for the server's config."""
     renderer = _renderer(pillar)
-    return renderer.platform, _nameserver(renderer, nameserver)
+    return renderer.platform, saltcontext.nameserver(__opts__, renderer, nameserver)
 
 
 def info(nameserver=None):
