@@ -129,6 +129,35 @@ def test_the_real_zone_checkers_reject_a_broken_zone(server):
     assert info.value.output
 
 
+WATCHING_MANAGED = """
+paphosting-test-trigger:
+  test.succeed_with_changes: []
+
+nameserver-config:
+  dns_server.managed:
+    - name: {ns_id}
+    - watch:
+      - test: paphosting-test-trigger
+"""
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_a_watch_on_managed_fails_and_starts_nothing(set_pillar, loaders, minion_root, test):
+    ns_id = loaders.opts["id"]
+    loaders = set_pillar(server_pillar(ns_id, "nsd"))
+    assert loaders.states.dns_server.managed(name=ns_id).result is True
+    ret = loaders.modules.state.template_str(WATCHING_MANAGED.format(ns_id=ns_id), test=test)
+    config = ret["nameserver-config"]
+    # A watch the state cannot trigger is a mistake in the SLS: said, never silently passed.
+    assert config.result is False
+    assert config.changes == {}
+    assert config.comment == (
+        "dns_server.managed does not react to watch: nothing was reloaded "
+        "(put the watch on dns_server.running)"
+    )
+    assert loaders.modules.dns_server.status()["running"] is False
+
+
 # --- running in systemd mode: enabling the unit is part of the state -----------------------------
 
 

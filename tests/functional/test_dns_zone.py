@@ -161,7 +161,10 @@ def test_invalid_pillar_writes_nothing_and_names_the_path(
     assert sorted(p.name for p in zone_file.parent.iterdir()) == [zone_file.name]
 
 
-def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(set_pillar, ns_id, zone_file):
+@pytest.mark.parametrize("test", [True, False])
+def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(
+    set_pillar, ns_id, zone_file, test
+):
     loaders = set_pillar(dns_pillar(ns_id))
     assert loaders.states.dns_zone.managed(name=ZONE).result is True
     before = zone_file.read_text()
@@ -169,9 +172,17 @@ def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(set_pillar, 
     # A delegation to an in-zone server without glue: dnspython accepts it, kzonecheck does not.
     pillar["zones"][ZONE]["records"]["sub"] = [{"type": "NS", "data": "ns.sub"}]
     loaders = set_pillar(pillar)
-    ret = loaders.states.dns_zone.managed(name=ZONE)
+    ret = loaders.states.dns_zone.managed(name=ZONE, test=test)
+    # Under test=True too: kzonecheck ran on a temporary copy, and a prediction that would fail
+    # is a failure.
     assert ret.result is False
-    assert ret.comment.startswith(f"zone {ZONE} was not written: kzonecheck rejected zone {ZONE}")
+    assert ret.changes == {}
+    if test:
+        assert f"but kzonecheck would reject zone {ZONE}:" in ret.comment
+    else:
+        assert ret.comment.startswith(
+            f"zone {ZONE} was not written: kzonecheck rejected zone {ZONE}"
+        )
     assert zone_file.read_text() == before
     assert sorted(p.name for p in zone_file.parent.iterdir()) == [zone_file.name]
 
