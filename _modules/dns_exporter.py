@@ -64,8 +64,9 @@ def render(nameserver=None):
 
 def status(nameserver=None):
     """
-    What runs and what is written: ``{"configured", "mode", "running", "config_current",
-    "unit_current", "config", "diff"}``.
+    What runs and what is written: ``{"configured", "mode", "running", "enabled",
+    "config_current", "unit_current", "config", "diff"}``; ``enabled``: the unit is enabled at
+    boot (always True in mode ``process``).
 
     CLI Example:
 
@@ -78,14 +79,16 @@ def status(nameserver=None):
     current = files.read(lay["config"])
     if mode == "systemd":
         running = bool(__salt__["service.status"](dnsmetrics.UNIT))
+        enabled = bool(__salt__["service.enabled"](dnsmetrics.UNIT))
         unit_current = files.read(lay["unit"]) == dnsmetrics.systemd_unit(_root())
     else:
         running = pdaemon.running(dnsmetrics.daemon(_root()))
-        unit_current = True
+        enabled = unit_current = True
     return {
         "configured": text is not None,
         "mode": mode,
         "running": running,
+        "enabled": enabled,
         "config_current": current == text,
         "unit_current": unit_current,
         "config": lay["config"],
@@ -96,7 +99,8 @@ def status(nameserver=None):
 def apply(nameserver=None):
     """
     Write the exporter's config (and its unit in systemd mode) and (re)start it when the config
-    changed or it does not run; stop it when the pillar gives this nameserver no listener.
+    changed or it does not run, and in systemd mode enable its unit at boot (fails when
+    ``systemctl enable`` does); stop it when the pillar gives this nameserver no listener.
     Returns :func:`status` as it is afterwards.
 
     CLI Example:
@@ -128,7 +132,9 @@ def apply(nameserver=None):
                 __salt__["service.restart"](dnsmetrics.UNIT)
             else:
                 __salt__["service.start"](dnsmetrics.UNIT)
-            __salt__["service.enable"](dnsmetrics.UNIT)
+            if not __salt__["service.enable"](dnsmetrics.UNIT):
+                # A masked or missing unit: the exporter would not come back after a reboot.
+                raise CommandExecutionError(f"systemctl enable {dnsmetrics.UNIT} failed")
         else:
             if before["running"] and not before["config_current"]:
                 pdaemon.stop(proc)
