@@ -372,12 +372,8 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
     serial
         The serial the server must answer after the reload (waits up to 10 s); None: don't wait.
 
-    nameserver
-        The nameserver's minion id in pillar; defaults to this minion's id.
-
-    pillar
-        The pillar to read the platform from; default: this minion's (in memory). Callers that
-        compiled a fresh one (``rotation.apply``) pass it.
+    nameserver, pillar
+        As for :func:`served_serial`.
 
     CLI Example:
 

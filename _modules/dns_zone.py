@@ -184,9 +184,7 @@ def diff(name, members=None, nameserver=None):
         The zone, e.g. ``paphosting.nl``.
 
     members
-        ``{rotation: [load balancer ids]}`` overriding rotation membership; default: the
-        failover's rotation (the ``paphosting_rotation`` pillar key, or the newer rotation this
-        minion holds from the other master, see ``rotation.held``), else the configured members.
+        As for :func:`render`.
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.

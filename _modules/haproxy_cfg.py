@@ -279,18 +279,18 @@ def reload():
     root = _root()
     paths = core.layout(root)
     check(path=paths["config"])
+    process = _mode() == "process"
+    if not process and not __salt__["service.status"]("haproxy"):
+        return start()
     try:
-        if _mode() == "process":
+        if process:
             core.reload(root)
         else:
-            if __salt__["service.status"]("haproxy"):
-                core.wait_peers_synced(paths["admin_socket"])
-                before = core.processes(paths["master_socket"])
-                if not __salt__["service.reload"]("haproxy"):
-                    raise CommandExecutionError("systemctl reload haproxy failed")
-                core.wait_reloaded(paths["master_socket"], before)
-            elif not __salt__["service.start"]("haproxy"):
-                raise CommandExecutionError("systemctl start haproxy failed")
+            core.wait_peers_synced(paths["admin_socket"])
+            before = core.processes(paths["master_socket"])
+            if not __salt__["service.reload"]("haproxy"):
+                raise CommandExecutionError("systemctl reload haproxy failed")
+            core.wait_reloaded(paths["master_socket"], before)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return status()
