@@ -2,14 +2,11 @@
 test=True, idempotent, stopped when the pillar gives it no listener. The server itself does not
 run here: the exporter answers with ``paphosting_dns_up 0``."""
 
-import json
-import pathlib
 import shutil
 import subprocess
 import urllib.request
 
 import pytest
-from saltfactories.utils.functional import Loaders
 
 from harness.wait import wait_until
 from paphosting import daemon as pdaemon
@@ -85,44 +82,22 @@ def test_no_listener_stops_it(set_pillar, loaders, loopback):
 # --- service mode systemd: enabling the unit at boot is part of the state ------------------------
 
 
-STANDIN = pathlib.Path(__file__).parent / "standin"
-
-
 @pytest.fixture
-def exporter_in_systemd_mode(set_pillar, loaders, minion_opts, loopback, tmp_path):
+def exporter_in_systemd_mode(set_pillar, loaders, loopback, tmp_path, systemd_standin):
     """The pillar in service mode ``systemd`` with ``tests/functional/standin/service.py`` as
-    systemd; its unit is "active" while a stand-in process runs. Yields ``(loaders, ns_id,
-    systemd)``: ``systemd(enable_works=...)`` sets what ``systemctl enable`` answers,
-    ``systemd()`` returns what the stand-in holds (``enabled``, ``calls``)."""
+    systemd; the exporter's unit is "active" while a stand-in process runs. Yields ``(loaders,
+    ns_id, systemd)`` (``systemd``: see the ``systemd_standin`` fixture)."""
     ns_id = loaders.opts["id"]
     pillar = exporter_pillar(ns_id, loopback)
     pillar["settings"]["service_mode"] = "systemd"
     set_pillar(pillar)
     active = subprocess.Popen(["sleep", "600"])
-    pidfile = tmp_path / "exporter.pid"
-    pidfile.write_text(f"{active.pid}\n")
-    record = tmp_path / "systemd.json"
-    record.write_text(
-        json.dumps({"pidfile": str(pidfile), "enabled": False, "enable_works": True, "calls": []})
-    )
-
-    def systemd(**settings):
-        state = json.loads(record.read_text())
-        state.update(settings)
-        record.write_text(json.dumps(state))
-        return state
-
-    standin = Loaders(
-        dict(
-            minion_opts,
-            module_dirs=[*minion_opts["module_dirs"], str(STANDIN)],
-            paphosting_test_systemd=str(record),
-        )
-    )
     try:
+        pidfile = tmp_path / "exporter.pid"
+        pidfile.write_text(f"{active.pid}\n")
+        standin, systemd = systemd_standin(pidfile)
         yield standin, ns_id, systemd
     finally:
-        standin.reset_state()
         active.kill()
         active.wait()
 
