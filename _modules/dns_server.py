@@ -36,7 +36,7 @@ def _ns(nameserver=None, pillar=None):
     return saltcontext.nameserver(__opts__, _renderer(pillar), nameserver)
 
 
-def _context(nameserver=None, pillar=None):
+def _platform_and_ns(nameserver=None, pillar=None):
     """``(platform, nameserver)``: the whole platform, for the server's config."""
     renderer = _renderer(pillar)
     return renderer.platform, saltcontext.nameserver(__opts__, renderer, nameserver)
@@ -74,7 +74,7 @@ def render(nameserver=None):
 
         salt-call dns_server.render
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     return dnsserver.render_config(platform, ns.name, _root())
 
 
@@ -105,7 +105,7 @@ def check(nameserver=None):
 
         salt-call dns_server.check
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     try:
         dnsserver.check_config_before_write(
             ns, dnsserver.render_config(platform, ns.name, _root()), _root()
@@ -130,7 +130,7 @@ def diff(nameserver=None):
 
         salt-call dns_server.diff
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     lay = dnsserver.layout(ns, _root())
     text = ""
     for path, wanted in _wanted_files(platform, ns).items():
@@ -165,7 +165,7 @@ def write(nameserver=None):
 
         salt-call dns_server.write
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     lay = dnsserver.layout(ns, _root())
     before = diff(nameserver)
     try:
