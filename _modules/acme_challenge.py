@@ -9,7 +9,7 @@ during an issuance keeps them and one after it removes them. See ``docs/tls.md``
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import challenges, platformcache
+from paphosting import challenges, saltcontext
 from paphosting.errors import PapError
 
 __virtualname__ = "acme_challenge"
@@ -51,8 +51,8 @@ def apply(challenge_set):
     # Compiled now, from the master that sent this job: the in-memory pillar may predate the
     # last push (as for rotation.apply).
     pillar = __salt__["pillar.items"](unmask=True)
+    zones = saltcontext.renderer(__opts__, __context__, pillar).zone_names
     try:
-        zones = platformcache.load(pillar.get("paphosting"), __opts__["cachedir"]).zone_names
         touched = set(challenges.zones_of(zones, before)) | set(challenges.zones_of(zones, now))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
@@ -60,16 +60,8 @@ def apply(challenge_set):
     if not touched:
         return out
     done = __salt__["dns_zone.apply_all"](zones=sorted(touched), pillar=pillar)
-    errors = []
-    for zone, entry in done.items():
-        out["zones"][zone] = {k: entry.get(k) for k in ("serial", "written", "reloaded", "error")}
-        if entry.get("error"):
-            errors.append(f"{zone}: {entry['error']}")
-    if errors:
-        raise CommandExecutionError(
-            "the challenge records were not applied to every zone: " + "; ".join(errors), info=out
-        )
-    return out
+    keys = ("serial", "written", "reloaded", "error")
+    return saltcontext.zones_applied(done, out, keys, "the challenge records")
 
 
 def held():

@@ -13,7 +13,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import files, platformcache
+from paphosting import files, saltcontext
 from paphosting.errors import PapError
 
 try:
@@ -33,28 +33,19 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/")
-
-
-def _platform():
-    try:
-        return platformcache.load(__pillar__.get("paphosting"), __opts__["cachedir"]).platform
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+    return saltcontext.root(__opts__)
 
 
 def _wanted(nameserver=None):
     """``(nameserver, service mode, config text or None)``."""
-    platform = _platform()
-    name = nameserver or __opts__["id"]
-    if name not in platform.nameservers:
-        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
+    platform = saltcontext.renderer(__opts__, __context__, __pillar__).platform
+    ns = saltcontext.nameserver(__opts__, platform, nameserver)
     try:
-        conf = dnsmetrics.exporter_config(platform, name, _root(), __opts__["cachedir"])
+        conf = dnsmetrics.exporter_config(platform, ns.name, _root(), __opts__["cachedir"])
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     text = None if conf is None else json.dumps(conf, indent=1, sort_keys=True) + "\n"
-    return name, platform.nameservers[name].service_mode, text
+    return ns.name, ns.service_mode, text
 
 
 def render(nameserver=None):
@@ -73,8 +64,9 @@ def render(nameserver=None):
 
 def status(nameserver=None):
     """
-    What runs and what is written: ``{"configured", "mode", "running", "config_current",
-    "unit_current", "config", "diff"}``.
+    What runs and what is written: ``{"configured", "mode", "running", "enabled",
+    "config_current", "unit_current", "config", "diff"}``; ``enabled``: the unit is enabled at
+    boot (always True in mode ``process``).
 
     CLI Example:
 
@@ -87,14 +79,16 @@ def status(nameserver=None):
     current = files.read(lay["config"])
     if mode == "systemd":
         running = bool(__salt__["service.status"](dnsmetrics.UNIT))
+        enabled = bool(__salt__["service.enabled"](dnsmetrics.UNIT))
         unit_current = files.read(lay["unit"]) == dnsmetrics.systemd_unit(_root())
     else:
         running = pdaemon.running(dnsmetrics.daemon(_root()))
-        unit_current = True
+        enabled = unit_current = True
     return {
         "configured": text is not None,
         "mode": mode,
         "running": running,
+        "enabled": enabled,
         "config_current": current == text,
         "unit_current": unit_current,
         "config": lay["config"],
@@ -105,7 +99,8 @@ def status(nameserver=None):
 def apply(nameserver=None):
     """
     Write the exporter's config (and its unit in systemd mode) and (re)start it when the config
-    changed or it does not run; stop it when the pillar gives this nameserver no listener.
+    changed or it does not run, and in systemd mode enable its unit at boot (fails when
+    ``systemctl enable`` does); stop it when the pillar gives this nameserver no listener.
     Returns :func:`status` as it is afterwards.
 
     CLI Example:
@@ -137,7 +132,9 @@ def apply(nameserver=None):
                 __salt__["service.restart"](dnsmetrics.UNIT)
             else:
                 __salt__["service.start"](dnsmetrics.UNIT)
-            __salt__["service.enable"](dnsmetrics.UNIT)
+            if not __salt__["service.enable"](dnsmetrics.UNIT):
+                # A masked or missing unit: the exporter would not come back after a reboot.
+                raise CommandExecutionError(f"systemctl enable {dnsmetrics.UNIT} failed")
         else:
             if before["running"] and not before["config_current"]:
                 pdaemon.stop(proc)

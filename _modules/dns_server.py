@@ -12,7 +12,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, files, platformcache
+from paphosting import dnsserver, files, saltcontext
 from paphosting.errors import PapError
 
 __virtualname__ = "dns_server"
@@ -25,34 +25,21 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/")
+    return saltcontext.root(__opts__)
 
 
 def _renderer(pillar=None):
-    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
-    try:
-        return platformcache.load(
-            (__pillar__ if pillar is None else pillar).get("paphosting"), __opts__["cachedir"]
-        )
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
-
-
-def _nameserver(renderer, nameserver=None):
-    name = nameserver or __opts__["id"]
-    if name not in renderer.nameservers:
-        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
-    return renderer.nameservers[name]
+    return saltcontext.renderer(__opts__, __context__, __pillar__ if pillar is None else pillar)
 
 
 def _ns(nameserver=None, pillar=None):
-    return _nameserver(_renderer(pillar), nameserver)
+    return saltcontext.nameserver(__opts__, _renderer(pillar), nameserver)
 
 
-def _context(nameserver=None, pillar=None):
+def _platform_and_ns(nameserver=None, pillar=None):
     """``(platform, nameserver)``: the whole platform, for the server's config."""
     renderer = _renderer(pillar)
-    return renderer.platform, _nameserver(renderer, nameserver)
+    return renderer.platform, saltcontext.nameserver(__opts__, renderer, nameserver)
 
 
 def info(nameserver=None):
@@ -87,7 +74,7 @@ def render(nameserver=None):
 
         salt-call dns_server.render
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     return dnsserver.render_config(platform, ns.name, _root())
 
 
@@ -118,7 +105,7 @@ def check(nameserver=None):
 
         salt-call dns_server.check
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     try:
         dnsserver.check_config_before_write(
             ns, dnsserver.render_config(platform, ns.name, _root()), _root()
@@ -143,7 +130,7 @@ def diff(nameserver=None):
 
         salt-call dns_server.diff
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     lay = dnsserver.layout(ns, _root())
     text = ""
     for path, wanted in _wanted_files(platform, ns).items():
@@ -178,7 +165,7 @@ def write(nameserver=None):
 
         salt-call dns_server.write
     """
-    platform, ns = _context(nameserver)
+    platform, ns = _platform_and_ns(nameserver)
     lay = dnsserver.layout(ns, _root())
     before = diff(nameserver)
     try:
@@ -385,12 +372,8 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
     serial
         The serial the server must answer after the reload (waits up to 10 s); None: don't wait.
 
-    nameserver
-        The nameserver's minion id in pillar; defaults to this minion's id.
-
-    pillar
-        The pillar to read the platform from; default: this minion's (in memory). Callers that
-        compiled a fresh one (``rotation.apply``) pass it.
+    nameserver, pillar
+        As for :func:`served_serial`.
 
     CLI Example:
 

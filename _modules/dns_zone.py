@@ -11,7 +11,7 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import challenges, files, overlay, platformcache
+from paphosting import challenges, files, overlay, platformcache, saltcontext
 from paphosting.errors import PapError
 
 try:
@@ -32,12 +32,12 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/")
+    return saltcontext.root(__opts__)
 
 
 def _renderer(pillar=None, digest=None):
     """The platform's zone renderer (``.platform``: the parsed platform), parsed once per pillar
-    digest (:mod:`paphosting.platformcache`, kept in the minion's cachedir across jobs).
+    digest (:mod:`paphosting.saltcontext`).
     ``digest``: the pillar's digest, when the caller knows it. The ACME challenge records this
     nameserver holds (:mod:`paphosting.challenges`) are laid into the zones first: every render,
     the highstate's included, serves them until the issuing master takes them back."""
@@ -50,17 +50,7 @@ def _renderer(pillar=None, digest=None):
     # for the issuing master's next apply or the next highstate rather than render a stale pillar.
     if records and not (pillar is None and digest is not None):
         paphosting, digest = challenges.merge(paphosting, records), None
-    try:
-        return platformcache.load(paphosting, __opts__["cachedir"], digest=digest)
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
-
-
-def _nameserver(renderer, nameserver=None):
-    name = nameserver or __opts__["id"]
-    if name not in renderer.nameservers:
-        raise CommandExecutionError(f"pillar paphosting:nameservers: {name} is not a nameserver")
-    return renderer.nameservers[name]
+    return saltcontext.compiled(__opts__, __context__, paphosting, digest=digest)
 
 
 def _zone_name(renderer, name):
@@ -117,7 +107,7 @@ def _running(ns):
 
 def _plan(name, members, nameserver, pillar=None):
     renderer = _renderer(pillar)
-    ns = _nameserver(renderer, nameserver)
+    ns = saltcontext.nameserver(__opts__, renderer, nameserver)
     zname = _zone_name(renderer, name)
     try:
         _, entries = zonesync.plan_all(
@@ -194,9 +184,7 @@ def diff(name, members=None, nameserver=None):
         The zone, e.g. ``paphosting.nl``.
 
     members
-        ``{rotation: [load balancer ids]}`` overriding rotation membership; default: the
-        failover's rotation (the ``paphosting_rotation`` pillar key, or the newer rotation this
-        minion holds from the other master, see ``rotation.held``), else the configured members.
+        As for :func:`render`.
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
@@ -242,7 +230,7 @@ def check(name, server=None, members=None, nameserver=None):
     renderer = _renderer()
     zname = _zone_name(renderer, name)
     if server is None:
-        server = _nameserver(renderer, nameserver).server
+        server = saltcontext.nameserver(__opts__, renderer, nameserver).server
     try:
         text = renderer.render(
             zname, pzone.next_serial(None, pzone.today_utc()), _members(members, renderer)
@@ -350,7 +338,7 @@ def apply_all(
         salt-call dns_zone.apply_all zones='[paphosting.nl]' test=True
     """
     renderer = _renderer(pillar, pillar_digest)
-    ns = _nameserver(renderer, nameserver)
+    ns = saltcontext.nameserver(__opts__, renderer, nameserver)
     names = None if zones is None else [_zone_name(renderer, z) for z in zones]
     wanted = _members(members, renderer, pillar)
     try:
@@ -444,7 +432,7 @@ def apply(name, members=None, force=False, nameserver=None, pillar=None, reload=
         salt-call dns_zone.apply paphosting.nl
     """
     renderer = _renderer(pillar)
-    ns = _nameserver(renderer, nameserver)
+    ns = saltcontext.nameserver(__opts__, renderer, nameserver)
     zname = _zone_name(renderer, name)
     try:
         with _lock():
@@ -489,7 +477,7 @@ def signatures(zones=None, nameserver=None):
     # Compiled now: the in-memory pillar may predate the last push (a push's highstate compiles
     # its own), and this answers an operator's question about what is served now.
     renderer = _renderer(__salt__["pillar.items"](unmask=True))
-    ns = _nameserver(renderer, nameserver)
+    ns = saltcontext.nameserver(__opts__, renderer, nameserver)
     names = [_zone_name(renderer, z) for z in zones] if zones else sorted(renderer.dnssec)
     served = dnsserver.served_serials(ns, names) if names and _running(ns) else {}
     out = {}

@@ -13,7 +13,7 @@ import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from paphosting import files, model, platformcache, secrets, tls
+from paphosting import files, model, saltcontext, secrets, tls
 from paphosting import haproxy as core
 from paphosting.errors import PapError
 
@@ -27,29 +27,15 @@ def __virtual__():
 
 
 def _root():
-    return __opts__.get("paphosting_root", "/") or "/"
+    return saltcontext.root(__opts__)
 
 
 def _platform():
-    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
-    try:
-        return platformcache.load(__pillar__.get(model.ROOT), __opts__.get("cachedir")).platform
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
-
-
-def _loadbalancer(platform, lb=None):
-    name = lb or __opts__["id"]
-    if name not in platform.loadbalancers:
-        known = ", ".join(sorted(platform.loadbalancers)) or "none"
-        raise CommandExecutionError(
-            f"pillar {model.ROOT}:loadbalancers: {name!r} is not a load balancer (known: {known})"
-        )
-    return platform.loadbalancers[name]
+    return saltcontext.renderer(__opts__, __context__, __pillar__).platform
 
 
 def _mode():
-    return _loadbalancer(_platform()).service_mode
+    return saltcontext.loadbalancer(__opts__, _platform()).service_mode
 
 
 def _published():
@@ -102,7 +88,7 @@ def service_mode(lb=None):
 
         salt-call haproxy_cfg.service_mode
     """
-    return _loadbalancer(_platform(), lb).service_mode
+    return saltcontext.loadbalancer(__opts__, _platform(), lb).service_mode
 
 
 def render(lb=None):
@@ -293,18 +279,18 @@ def reload():
     root = _root()
     paths = core.layout(root)
     check(path=paths["config"])
+    process = _mode() == "process"
+    if not process and not __salt__["service.status"]("haproxy"):
+        return start()
     try:
-        if _mode() == "process":
+        if process:
             core.reload(root)
         else:
-            if __salt__["service.status"]("haproxy"):
-                core.wait_peers_synced(paths["admin_socket"])
-                before = core.processes(paths["master_socket"])
-                if not __salt__["service.reload"]("haproxy"):
-                    raise CommandExecutionError("systemctl reload haproxy failed")
-                core.wait_reloaded(paths["master_socket"], before)
-            elif not __salt__["service.start"]("haproxy"):
-                raise CommandExecutionError("systemctl start haproxy failed")
+            core.wait_peers_synced(paths["admin_socket"])
+            before = core.processes(paths["master_socket"])
+            if not __salt__["service.reload"]("haproxy"):
+                raise CommandExecutionError("systemctl reload haproxy failed")
+            core.wait_reloaded(paths["master_socket"], before)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return status()
@@ -330,7 +316,7 @@ def stop():
 
 def _manual_service(service):
     platform = _platform()
-    _loadbalancer(platform)
+    saltcontext.loadbalancer(__opts__, platform)
     svc = platform.services.get(service)
     if svc is None or not svc.stateful or svc.failback != "manual":
         manual = sorted(
@@ -356,7 +342,7 @@ def failover_status():
         salt-call haproxy_cfg.failover_status
     """
     platform = _platform()
-    _loadbalancer(platform)
+    saltcontext.loadbalancer(__opts__, platform)
     sock = layout()["admin_socket"]
     out = {}
     try:
@@ -441,7 +427,7 @@ def _deployed(root):
 
 def _plan():
     platform = _platform()
-    lb = _loadbalancer(platform)
+    lb = saltcontext.loadbalancer(__opts__, platform)
     root = _root()
     try:
 

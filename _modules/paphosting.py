@@ -10,8 +10,7 @@ import salt.pillar
 import salt.template
 from salt.exceptions import CommandExecutionError, SaltRenderError
 
-from paphosting import health, platformcache, push
-from paphosting.errors import PapError
+from paphosting import health, push, saltcontext
 
 __virtualname__ = "paphosting"
 
@@ -21,12 +20,9 @@ def __virtual__():
 
 
 def _platform(pillar=None):
-    """The platform, parsed once per pillar digest (:mod:`paphosting.platformcache`)."""
-    try:
-        value = pillar if pillar is not None else __pillar__.get("paphosting")
-        return platformcache.load(value, __opts__.get("cachedir")).platform
-    except PapError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+    """The platform of ``pillar`` (a ``paphosting`` value), default this minion's."""
+    value = pillar if pillar is not None else __pillar__.get("paphosting")
+    return saltcontext.compiled(__opts__, __context__, value).platform
 
 
 def _saltenv():
@@ -172,7 +168,7 @@ def root():
 
         salt-call paphosting.root
     """
-    return __opts__.get("paphosting_root", "/")
+    return saltcontext.root(__opts__)
 
 
 def schedule():

@@ -23,7 +23,7 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
-from paphosting import actions, files, model, overlay, platformcache
+from paphosting import actions, files, model, overlay, platformcache, saltcontext
 from paphosting.errors import PapError
 
 __virtualname__ = "rotation"
@@ -123,10 +123,8 @@ def apply(published=None, pillar_digest=None):
         nameservers = cached.nameservers
     else:
         try:
-            nameservers = platformcache.load(
-                current.get("paphosting"), __opts__["cachedir"]
-            ).nameservers
-        except PapError as exc:
+            nameservers = saltcontext.renderer(__opts__, __context__, current).nameservers
+        except CommandExecutionError as exc:
             raise CommandExecutionError(f"the pillar of this minion is invalid: {exc}") from exc
     if __opts__["id"] not in nameservers or "dns_zone.apply_all" not in __salt__:
         return out
@@ -142,27 +140,13 @@ def apply(published=None, pillar_digest=None):
     )
     timings["total"] = round(time.monotonic() - started, 4)
     out["timings"] = timings
-    errors = []
-    for zone, entry in done.items():
-        if entry["written"] or entry["reloaded"] or entry["error"]:
-            out["zones"][zone] = {
-                "written": entry["written"],
-                "patched": entry.get("patched", False),
-                "serial": entry["serial"],
-                "reloaded": entry["reloaded"],
-                "error": entry["error"],
-            }
-        if entry["error"]:
-            errors.append(f"{zone}: {entry['error']}")
     # No pillar refresh: what reads the rotation on a minion (the zones, the beacon's reports)
     # takes the newer of the in-memory pillar's and the held one recorded above. A refresh after
     # every change had each master compile every nameserver's and watcher's whole pillar again
     # (megabytes at a hoster's size: seconds of master CPU per minion, twice per change) and
     # reload the minion's beacons, for nothing the failover needs.
-    if errors:
-        raise CommandExecutionError(
-            "the rotation was not applied to every zone: " + "; ".join(errors), info=out
-        )
+    keys = ("written", "patched", "serial", "reloaded", "error")
+    saltcontext.zones_applied(done, out, keys, "the rotation", changed_only=True)
     return out
 
 

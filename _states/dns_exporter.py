@@ -14,7 +14,8 @@ def __virtual__():
 def running(name):
     """
     The exporter of nameserver ``name`` runs with its current config (restarted when the config
-    changed); stopped when ``paphosting:metrics:nameservers`` gives it no listener.
+    changed), in service mode ``systemd`` enabled at boot; stopped when
+    ``paphosting:metrics:nameservers`` gives it no listener.
 
     name
         The nameserver's minion id in pillar (``paphosting:nameservers``).
@@ -41,6 +42,8 @@ def running(name):
                     "old": "running" if before["running"] else "stopped",
                     "new": "restarted" if before["running"] else "running",
                 }
+            if not before["enabled"]:
+                changes["enabled"] = {"old": False, "new": True}
         elif before["running"]:
             changes["service"] = {"old": "running", "new": "stopped"}
         if not changes:
@@ -66,6 +69,6 @@ def running(name):
             else "the exporter is stopped",
         )
     except (CommandExecutionError, SaltInvocationError) as exc:
-        # Invalid pillar, or the exporter could not be written or started.
+        # Invalid pillar, or the exporter could not be written, started or enabled.
         ret["comment"] = str(exc)
     return ret

@@ -135,10 +135,15 @@ def running(name, enable=True):
 
 
 def mod_watch(name, sfun=None, **kwargs):
-    """Reload the server when a watched state (its config) changed; start it when stopped."""
+    """Reload the server when a watched state (its config) changed; start it when stopped. Only
+    for :func:`running`: a watch on any other state of this module fails, it reloads nothing."""
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     if sfun != "running":
-        ret.update(result=True, comment=f"dns_server.{sfun} does not react to watch")
+        # As Salt's service.mod_watch: a watch this state cannot trigger is a mistake in the SLS.
+        ret["comment"] = (
+            f"dns_server.{sfun} does not react to watch: nothing was reloaded "
+            "(put the watch on dns_server.running)"
+        )
         return ret
     try:
         status = __salt__["dns_server.status"](nameserver=name)

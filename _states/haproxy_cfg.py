@@ -274,15 +274,20 @@ def mod_watch(name, sfun=None, **kwargs):
     Reload haproxy seamlessly because a watched state (the configuration) changed.
 
     Salt calls this only when :py:func:`running` itself changed nothing (haproxy was already
-    running): a freshly started haproxy already read the new file. The master re-reads the
+    running): a freshly started haproxy already read the new file. A watch on any other state
+    of this module fails: it would reload nothing. The master re-reads the
     configuration and starts a new worker that takes over the listening sockets; the old worker
     finishes its requests. Changes report the worker pids before and after.
     """
     ret = {"name": name, "result": False, "changes": {}, "comment": ""}
     if sfun != "running":
         # Only haproxy_cfg.running owns the process; a watch on managed (or anything else) must
-        # not reload it behind running's back.
-        ret.update(result=True, comment=f"haproxy_cfg.{sfun} does not react to watch")
+        # not reload it behind running's back, and is a mistake in the SLS (as Salt's
+        # service.mod_watch says of a watch it cannot trigger).
+        ret["comment"] = (
+            f"haproxy_cfg.{sfun} does not react to watch: nothing was reloaded "
+            "(put the watch on haproxy_cfg.running)"
+        )
         return ret
     try:
         before = __salt__["haproxy_cfg.status"]()

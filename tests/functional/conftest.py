@@ -2,7 +2,11 @@
 
 ``loaders`` loads ``_modules``, ``_states``, ``_utils`` and ``_beacons`` straight from the
 repository. ``set_pillar`` writes the pillar a test wants and reloads the loaders.
+``systemd_standin`` gives loaders whose ``service`` module stands in for systemd.
 """
+
+import json
+import pathlib
 
 import pytest
 import yaml
@@ -63,3 +67,46 @@ def set_pillar(loaders, pillar_dir):
         return loaders
 
     return _set
+
+
+STANDIN = pathlib.Path(__file__).parent / "standin"
+
+
+@pytest.fixture
+def systemd_standin(minion_opts, tmp_path):
+    """``make(pidfile)`` returns ``(loaders, systemd)``: Salt's loaders (with the pillar as it is
+    now) whose ``service`` module is ``tests/functional/standin/service.py``, a unit that is
+    active while the process of ``pidfile`` runs. ``systemd(enable_works=...)`` sets what
+    ``systemctl enable`` answers; ``systemd()`` returns what the stand-in holds (``enabled``,
+    ``calls``)."""
+    record = tmp_path / "systemd.json"
+    made = []
+
+    def systemd(**settings):
+        state = json.loads(record.read_text())
+        state.update(settings)
+        record.write_text(json.dumps(state))
+        return state
+
+    def make(pidfile):
+        record.write_text(
+            json.dumps(
+                {"pidfile": str(pidfile), "enabled": False, "enable_works": True, "calls": []}
+            )
+        )
+        made.append(
+            Loaders(
+                dict(
+                    minion_opts,
+                    module_dirs=[*minion_opts["module_dirs"], str(STANDIN)],
+                    paphosting_test_systemd=str(record),
+                )
+            )
+        )
+        return made[-1], systemd
+
+    try:
+        yield make
+    finally:
+        for standin in made:
+            standin.reset_state()

@@ -1,12 +1,9 @@
 """The dns_server config state and checkers through Salt's loaders; one real NSD for ``running``."""
 
-import json
-import pathlib
 import shutil
 import stat
 
 import pytest
-from saltfactories.utils.functional import Loaders
 
 from paphosting import daemon as pdaemon
 from paphosting import dnsserver, model
@@ -129,18 +126,43 @@ def test_the_real_zone_checkers_reject_a_broken_zone(server):
     assert info.value.output
 
 
+WATCHING_MANAGED = """
+paphosting-test-trigger:
+  test.succeed_with_changes: []
+
+nameserver-config:
+  dns_server.managed:
+    - name: {ns_id}
+    - watch:
+      - test: paphosting-test-trigger
+"""
+
+
+@pytest.mark.parametrize("test", [True, False])
+def test_a_watch_on_managed_fails_and_starts_nothing(set_pillar, loaders, minion_root, test):
+    ns_id = loaders.opts["id"]
+    loaders = set_pillar(server_pillar(ns_id, "nsd"))
+    assert loaders.states.dns_server.managed(name=ns_id).result is True
+    ret = loaders.modules.state.template_str(WATCHING_MANAGED.format(ns_id=ns_id), test=test)
+    config = ret["nameserver-config"]
+    # A watch the state cannot trigger is a mistake in the SLS: said, never silently passed.
+    assert config.result is False
+    assert config.changes == {}
+    assert config.comment == (
+        "dns_server.managed does not react to watch: nothing was reloaded "
+        "(put the watch on dns_server.running)"
+    )
+    assert loaders.modules.dns_server.status()["running"] is False
+
+
 # --- running in systemd mode: enabling the unit is part of the state -----------------------------
 
 
-STANDIN = pathlib.Path(__file__).parent / "standin"
-
-
 @pytest.fixture
-def nsd_in_systemd_mode(set_pillar, loaders, minion_opts, minion_root, loopback, tmp_path):
+def nsd_in_systemd_mode(set_pillar, loaders, minion_root, loopback, systemd_standin):
     """NSD running for real (started in mode ``process``), then the pillar switched to mode
     ``systemd`` with ``tests/functional/standin/service.py`` as systemd. Yields
-    ``(loaders, ns_id, systemd)``: ``systemd(enable_works=...)`` sets what ``systemctl enable``
-    answers, ``systemd()`` returns what the stand-in holds (``enabled``, ``calls``)."""
+    ``(loaders, ns_id, systemd)`` (``systemd``: see the ``systemd_standin`` fixture)."""
     require_binary("nsd")
     ns_id = loaders.opts["id"]
     pillar = server_pillar(ns_id, "nsd")
@@ -148,32 +170,14 @@ def nsd_in_systemd_mode(set_pillar, loaders, minion_opts, minion_root, loopback,
     loaders = set_pillar(pillar)
     assert loaders.states.dns_server.managed(name=ns_id).result is True
     server = dnsserver.daemon(model.parse(pillar).nameservers[ns_id], str(minion_root))
-    started = loaders.states.dns_server.running(name=ns_id)
-    assert started.result is True, started.comment
-    record = tmp_path / "systemd.json"
-    record.write_text(
-        json.dumps({"pidfile": server.pidfile, "enabled": False, "enable_works": True, "calls": []})
-    )
-
-    def systemd(**settings):
-        state = json.loads(record.read_text())
-        state.update(settings)
-        record.write_text(json.dumps(state))
-        return state
-
-    pillar["settings"]["service_mode"] = "systemd"
-    set_pillar(pillar)
-    standin = Loaders(
-        dict(
-            minion_opts,
-            module_dirs=[*minion_opts["module_dirs"], str(STANDIN)],
-            paphosting_test_systemd=str(record),
-        )
-    )
     try:
+        started = loaders.states.dns_server.running(name=ns_id)
+        assert started.result is True, started.comment
+        pillar["settings"]["service_mode"] = "systemd"
+        set_pillar(pillar)
+        standin, systemd = systemd_standin(server.pidfile)
         yield standin, ns_id, systemd
     finally:
-        standin.reset_state()
         pdaemon.stop(server)
 
 

@@ -51,6 +51,22 @@ def zone_file(minion_root):
     return minion_root / "var" / "lib" / "knot" / "zones" / f"{ZONE}.zone"
 
 
+@pytest.fixture
+def after_first_apply(set_pillar, ns_id, zone_file):
+    """``change(pillar)`` made to the example's pillar once its zone is written: returns
+    ``(loaders, the zone file's text before the change)``."""
+
+    def _after(change):
+        loaders = set_pillar(dns_pillar(ns_id))
+        assert loaders.states.dns_zone.managed(name=ZONE).result is True
+        before = zone_file.read_text()
+        pillar = dns_pillar(ns_id)
+        change(pillar)
+        return set_pillar(pillar), before
+
+    return _after
+
+
 def serial(path):
     return pzone.serial_of(ZONE, path.read_text())
 
@@ -88,13 +104,10 @@ def test_managed_creates_the_zone_then_changes_nothing(set_pillar, ns_id, zone_f
 
 
 @pytest.mark.parametrize("test", [True, False])
-def test_a_pillar_change_bumps_the_serial_record_by_record(set_pillar, ns_id, zone_file, test):
-    loaders = set_pillar(dns_pillar(ns_id))
-    assert loaders.states.dns_zone.managed(name=ZONE).result is True
-    first = zone_file.read_text()
-    pillar = dns_pillar(ns_id)
-    pillar["zones"][ZONE]["records"]["mail"] = [{"type": "A", "data": "127.0.2.2"}]
-    loaders = set_pillar(pillar)
+def test_a_pillar_change_bumps_the_serial_record_by_record(after_first_apply, zone_file, test):
+    loaders, first = after_first_apply(
+        lambda p: p["zones"][ZONE]["records"].update(mail=[{"type": "A", "data": "127.0.2.2"}])
+    )
     ret = loaders.states.dns_zone.managed(name=ZONE, test=test)
     assert ret.result is (None if test else True), ret.comment
     assert ret.changes["records"] == {
@@ -145,14 +158,9 @@ def test_a_pillar_change_bumps_the_serial_record_by_record(set_pillar, ns_id, zo
     ],
 )
 def test_invalid_pillar_writes_nothing_and_names_the_path(
-    set_pillar, ns_id, zone_file, change, path
+    after_first_apply, zone_file, change, path
 ):
-    loaders = set_pillar(dns_pillar(ns_id))
-    assert loaders.states.dns_zone.managed(name=ZONE).result is True
-    before = zone_file.read_text()
-    pillar = dns_pillar(ns_id)
-    change(pillar)
-    loaders = set_pillar(pillar)
+    loaders, before = after_first_apply(change)
     ret = loaders.states.dns_zone.managed(name=ZONE)
     assert ret.result is False
     assert f"pillar {path}" in ret.comment
@@ -161,17 +169,25 @@ def test_invalid_pillar_writes_nothing_and_names_the_path(
     assert sorted(p.name for p in zone_file.parent.iterdir()) == [zone_file.name]
 
 
-def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(set_pillar, ns_id, zone_file):
-    loaders = set_pillar(dns_pillar(ns_id))
-    assert loaders.states.dns_zone.managed(name=ZONE).result is True
-    before = zone_file.read_text()
-    pillar = dns_pillar(ns_id)
+@pytest.mark.parametrize("test", [True, False])
+def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(
+    after_first_apply, zone_file, test
+):
     # A delegation to an in-zone server without glue: dnspython accepts it, kzonecheck does not.
-    pillar["zones"][ZONE]["records"]["sub"] = [{"type": "NS", "data": "ns.sub"}]
-    loaders = set_pillar(pillar)
-    ret = loaders.states.dns_zone.managed(name=ZONE)
+    loaders, before = after_first_apply(
+        lambda p: p["zones"][ZONE]["records"].update(sub=[{"type": "NS", "data": "ns.sub"}])
+    )
+    ret = loaders.states.dns_zone.managed(name=ZONE, test=test)
+    # Under test=True too: kzonecheck ran on a temporary copy, and a prediction that would fail
+    # is a failure.
     assert ret.result is False
-    assert ret.comment.startswith(f"zone {ZONE} was not written: kzonecheck rejected zone {ZONE}")
+    assert ret.changes == {}
+    if test:
+        assert f"but kzonecheck would reject zone {ZONE}:" in ret.comment
+    else:
+        assert ret.comment.startswith(
+            f"zone {ZONE} was not written: kzonecheck rejected zone {ZONE}"
+        )
     assert zone_file.read_text() == before
     assert sorted(p.name for p in zone_file.parent.iterdir()) == [zone_file.name]
 
@@ -217,13 +233,12 @@ def test_a_bulk_deletion_is_refused_without_force(set_pillar, ns_id, zone_file, 
     assert (zone_file.read_text() == before) is test
 
 
-def test_ns_and_soa_changes_need_force(set_pillar, ns_id, zone_file):
-    loaders = set_pillar(dns_pillar(ns_id))
-    assert loaders.states.dns_zone.managed(name=ZONE).result is True
-    pillar = dns_pillar(ns_id)
-    pillar["zones"][ZONE]["ns"] = ["ns1.paphosting.net"]
-    pillar["zones"][ZONE]["soa"]["expire"] = 604800
-    loaders = set_pillar(pillar)
+def test_ns_and_soa_changes_need_force(after_first_apply):
+    def change(pillar):
+        pillar["zones"][ZONE]["ns"] = ["ns1.paphosting.net"]
+        pillar["zones"][ZONE]["soa"]["expire"] = 604800
+
+    loaders, _ = after_first_apply(change)
     ret = loaders.states.dns_zone.managed(name=ZONE)
     assert ret.result is False
     assert (

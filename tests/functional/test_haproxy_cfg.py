@@ -599,7 +599,9 @@ loadbalancer-haproxy-config:
 
 
 @pytest.mark.parametrize("test", [True, False])
-def test_a_watch_on_managed_does_not_reload_haproxy(set_pillar, site, minion_root, stopped, test):
+def test_a_watch_on_managed_fails_and_does_not_reload_haproxy(
+    set_pillar, site, minion_root, stopped, test
+):
     loaders = set_pillar(site)
     run_sls(loaders)
     before = hap.status(str(minion_root))
@@ -607,7 +609,11 @@ def test_a_watch_on_managed_does_not_reload_haproxy(set_pillar, site, minion_roo
 
     ret = loaders.modules.state.template_str(WATCHING_MANAGED, test=test)
     config = ret["loadbalancer-haproxy-config"]
-    assert config.result is True, config.comment
+    # A watch the state cannot trigger is a mistake in the SLS: said, never silently passed.
+    assert config.result is False
     assert config.changes == {}
-    assert "haproxy_cfg.managed does not react to watch" in config.comment
+    assert config.comment == (
+        "haproxy_cfg.managed does not react to watch: nothing was reloaded "
+        "(put the watch on haproxy_cfg.running)"
+    )
     assert hap.status(str(minion_root)) == before

@@ -1,6 +1,7 @@
 import pytest
 from salt.exceptions import CommandExecutionError
 
+from paphosting import saltcontext
 from tests.conftest import example_pillar
 
 
@@ -20,3 +21,17 @@ def test_validate_names_pillar_path(set_pillar):
         match=r"paphosting:services:www:servers:web1.paphosting.net:port: 70000 is out of range",
     ):
         loaders.modules.paphosting.validate()
+
+
+def test_a_job_parses_the_platform_once_and_a_new_pillar_is_never_served_stale(set_pillar):
+    loaders = set_pillar(example_pillar())
+    assert loaders.modules.paphosting.validate()["zones"] == ["paphosting.nl"]
+    held = loaders.context[saltcontext.CONTEXT_KEY]
+    # Every module of the job finds it there, without hashing the pillar again.
+    assert loaders.modules.haproxy_cfg.service_mode("lb1.paphosting.net") == "process"
+    assert loaders.context[saltcontext.CONTEXT_KEY] is held
+    changed = example_pillar()
+    changed["zones"]["paphosting.net"] = {"ns": ["ns1.paphosting.net"]}
+    loaders = set_pillar(changed)
+    assert loaders.modules.paphosting.validate()["zones"] == ["paphosting.net", "paphosting.nl"]
+    assert loaders.context[saltcontext.CONTEXT_KEY][1].digest != held[1].digest

@@ -55,3 +55,18 @@ def enable(name, **kwargs):
 def start(name, **kwargs):
     _call("start", name)
     return status(name)
+
+
+def restart(name, **kwargs):
+    _call("restart", name)
+    return status(name)
+
+
+def stop(name, **kwargs):
+    _call("stop", name)
+    return True
+
+
+def systemctl_reload():
+    _call("daemon-reload", None)
+    return True
