@@ -109,6 +109,15 @@ def binary():
 # --- rendering --------------------------------------------------------------------------------
 
 
+def cookie_value(service, server):
+    """The persistence cookie value of ``server`` in ``service``.
+
+    A pure function of the pillar, so every load balancer writes the same value and any of them
+    sends a client holding it to the same backend. Readable on purpose: operators read cookies.
+    """
+    return f"{service}-{server}".replace(".", "_")
+
+
 def _token(value, path):
     text = str(value)
     if not _TOKEN_RE.match(text):
@@ -193,7 +202,9 @@ def _stateful(svc, spath):
     backups = [s for s in svc.servers if s.role == "backup"]
     if not backups:
         return []
-    cookie = {s.name: _cookie(s.cookie, spath + ("servers", s.name)) for s in svc.servers}
+    cookie = {
+        s.name: _cookie(cookie_value(be, s.name), spath + ("servers", s.name)) for s in svc.servers
+    }
     lines = []
     if svc.failback == "manual":
         lines += [
@@ -284,8 +295,8 @@ def _backend(svc, lb):
     for srv in servers:
         p = spath + ("servers", srv.name)
         line = f"    server {_token(srv.name, p)} {_token(srv.address, p + ('address',))}:{int(srv.port)}"
-        if srv.cookie:
-            line += f" cookie {_cookie(srv.cookie, p)}"
+        if svc.stateful:
+            line += f" cookie {_cookie(cookie_value(svc.name, srv.name), p)}"
         if srv.role == "backup":
             line += " backup"
         lines.append(line)
