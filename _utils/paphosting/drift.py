@@ -237,24 +237,19 @@ def record(path, minion, summary, when=None):
             "changed": len(summary.get("changed") or []),
             "failed": len(summary.get("failed") or []),
         }
-        files.write_checked(runs_path(path), json.dumps(runs, indent=1, sort_keys=True), mode=0o600)
+        files.write_json(runs_path(path), runs, indent=1)
         if not summary.get("changed") and not summary.get("failed"):
             return None
         entry = {"minion": minion, "time": when, **summary}
         history.append(entry)
         history = history[-HISTORY_LIMIT:]
-        files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
+        files.write_json(path, history, indent=1)
     return entry
 
 
 def load_runs(path):
     """``{minion: {"time", "schedule", "changed", "failed"}}``: each minion's last drift run."""
-    try:
-        with open(runs_path(path), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return files.read_json(runs_path(path), {}, dict)
 
 
 GRACE = 120.0  # seconds a run may come after interval + splay before it counts as overdue
@@ -290,12 +285,8 @@ def schedule_table(runs, minions, now=None, grace=GRACE):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-    return data if isinstance(data, list) else []
+    """The drift history at ``path``: a list of reports, oldest first."""
+    return files.read_json(path, [], list)
 
 
 def table(history, minion=None, since=None):

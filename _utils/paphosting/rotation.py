@@ -524,12 +524,11 @@ def apply_action(state, config, record, now):
 
 def load(path):
     """The state stored at ``path``, or a new one when there is none."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except FileNotFoundError:
+    # A damaged file raises (ValueError): publishing the configured members would undo a failover.
+    state = files.read_json(path, kind=dict, error=ValueError, what="rotation state")
+    if state is None:
         return new_state()
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if state.get("format") != FORMAT:
         raise PapError(f"{path} is not a rotation state of format {FORMAT}")
     base = new_state()
     base.update(state)
@@ -538,7 +537,7 @@ def load(path):
 
 def save(path, state):
     """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    files.write_checked(path, json.dumps(state, sort_keys=True, indent=1), mode=0o600)
+    files.write_json(path, state, indent=1)
 
 
 def locked(path):

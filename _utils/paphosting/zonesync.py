@@ -461,18 +461,14 @@ def run_key(renderer, names, members, force, failover, keysets):
 
 def last_run(path):
     """The record :func:`record_run` left at ``path``, or None (none yet, or unreadable)."""
-    try:
-        found = json.loads(files.read(path) or "null")
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return files.read_json(path, kind=dict)
 
 
 def record_run(path, key, entries):
     """Record that a sync with ``key`` just finished (``ok``: no zone has an error)."""
     ok = not any(e.get("error") for e in entries.values())
-    text = json.dumps({"key": key, "run": uuid.uuid4().hex, "ok": ok, "at": time.time()})
-    files.write_checked(path, text, mode=0o600)
+    record = {"key": key, "run": uuid.uuid4().hex, "ok": ok, "at": time.time()}
+    files.write_json(path, record, sort_keys=False)
 
 
 def done_meanwhile(seen, last, key):
