@@ -21,9 +21,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 from paphosting import daemon as daemons
+from paphosting import waiting
 from paphosting.errors import CheckFailed, PapError, PillarError
 from paphosting.model import ROOT
 from paphosting.paths import under
@@ -663,16 +663,10 @@ def peers_synced(admin_socket):
 
 def wait_peers_synced(admin_socket, timeout=15.0):
     """Wait (bounded) until :func:`peers_synced`; False when it did not happen or nobody answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if peers_synced(admin_socket):
-                return True
-        except HaproxyError:
-            return False
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        return waiting.until(lambda: peers_synced(admin_socket), timeout)
+    except HaproxyError:
+        return False
 
 
 def parse_failover_state(text, service):
@@ -735,16 +729,22 @@ def _log_tail(path, lines=15):
 
 
 def _wait(predicate, timeout, what, log):
-    deadline = time.monotonic() + timeout
+    """Wait until ``predicate`` holds, a :class:`HaproxyError` it raises meaning not yet; raise
+    one naming ``what``, the last such error and the tail of ``log`` when it does not."""
     last = None
-    while time.monotonic() < deadline:
+
+    def holds():
+        nonlocal last
         try:
-            if predicate():
-                return
-            last = None
+            value = predicate()
         except HaproxyError as exc:
             last = exc
-        time.sleep(0.05)
+            return False
+        last = None
+        return value
+
+    if waiting.until(holds, timeout):
+        return
     raise HaproxyError(
         f"haproxy: {what} (waited {timeout:g}s){': ' + str(last) if last else ''}\n{_log_tail(log)}"
     )
