@@ -17,6 +17,8 @@ import re
 import socket
 import time
 
+import salt.utils.network
+
 from paphosting import files, health
 from paphosting.errors import PapError
 
@@ -124,21 +126,12 @@ def master_candidates(current, configured, default_port):
     for entry in [current, *(configured or [])]:
         if not entry:
             continue
-        host, port = _host_port(str(entry), default_port)
+        # As the minion reads its master option: host, host:port, [v6]:port or a bare v6 address.
+        host, port = salt.utils.network.parse_host_port(str(entry))
+        port = port or int(default_port)
         if (host, port) not in out:
             out.append((host, port))
     return out
-
-
-def _host_port(entry, default_port):
-    if entry.startswith("["):  # [v6]:port
-        host, _, rest = entry[1:].partition("]")
-        port = rest.lstrip(":")
-    elif entry.count(":") == 1:
-        host, port = entry.split(":")
-    else:  # a name, an IPv4 address, or a bare IPv6 address
-        host, port = entry, ""
-    return host, int(port) if port else int(default_port)
 
 
 def choose(revisions):

@@ -6,13 +6,14 @@ service and its files exactly as they were.
 """
 
 import contextlib
-import difflib
 import fcntl
 import grp
 import json
 import os
 import pwd
 import tempfile
+
+import salt.utils.stringutils
 
 
 @contextlib.contextmanager
@@ -71,13 +72,11 @@ def write_json(path, value, mode=0o600, indent=None, sort_keys=True):
 
 def unified_diff(old, new, path):
     """A unified diff from ``old`` to ``new`` (either may be None: absent file)."""
-    return "".join(
-        difflib.unified_diff(
-            (old or "").splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=path if old is not None else "/dev/null",
-            tofile=path,
-        )
+    return salt.utils.stringutils.get_diff(
+        (old or "").splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=path if old is not None else "/dev/null",
+        tofile=path,
     )
 
 
