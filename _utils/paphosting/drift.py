@@ -73,13 +73,9 @@ def authenticate(text, signature, public_key_for, now=None, max_age=MAX_AGE):
     minion = body.get("minion")
     if not isinstance(minion, str) or not _MINION_RE.match(minion):
         raise Rejected(f"the report names no valid minion id: {minion!r:.100}")
-    if not signature:
-        raise Rejected(f"the report claiming to come from {minion!r} is not signed")
-    pem = public_key_for(minion)
-    if pem is None:
-        raise Rejected(f"no accepted key for {minion!r}")
-    if not health.verify(text, signature, pem):
-        raise Rejected(f"bad signature on the report claiming to come from {minion!r}")
+    problem = health.signature_problem(text, signature, public_key_for, minion)
+    if problem:
+        raise Rejected(problem)
     ts = body.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise Rejected(f"the report from {minion!r} has no valid timestamp")

@@ -483,18 +483,29 @@ def _haproxy_globals(raw, errs):
     }
 
 
-def _loadbalancers(raw, errs, settings, hap):
-    path = (ROOT, "loadbalancers")
-    out = {}
+def _machines(raw, role, errs, keys, required):
+    """``(minion id, pillar path, mapping)`` of each machine under ``paphosting:<role>``."""
+    path = (ROOT, role)
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
-        item = _mapping(
-            item,
-            p,
-            errs,
-            {"address", "address6", "http_port", "https_port", "health_path", "service_mode"},
-            ["address"],
-        )
+        yield name, p, _mapping(item, p, errs, keys, required)
+
+
+def _service_mode(item, p, errs, settings):
+    """How a machine runs its daemon: its own ``service_mode``, else the platform's."""
+    return _choice(
+        item.get("service_mode"),
+        p + ("service_mode",),
+        errs,
+        SERVICE_MODES,
+        settings["service_mode"],
+    )
+
+
+def _loadbalancers(raw, errs, settings, hap):
+    out = {}
+    keys = {"address", "address6", "http_port", "https_port", "health_path", "service_mode"}
+    for name, p, item in _machines(raw, "loadbalancers", errs, keys, ["address"]):
         out[name] = LoadBalancer(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs, 4),
@@ -510,13 +521,7 @@ def _loadbalancers(raw, errs, settings, hap):
                 "HTTP path",
                 hap["health_path"],
             ),
-            service_mode=_choice(
-                item.get("service_mode"),
-                p + ("service_mode",),
-                errs,
-                SERVICE_MODES,
-                settings["service_mode"],
-            ),
+            service_mode=_service_mode(item, p, errs, settings),
             https_port=_int(
                 item.get("https_port"), p + ("https_port",), errs, 1, 65535, hap["https_port"]
             ),
@@ -525,16 +530,13 @@ def _loadbalancers(raw, errs, settings, hap):
         if lb.https_port == lb.http_port:
             errs.add(p + ("https_port",), f"{lb.https_port} is already the http_port")
     if not out:
-        errs.add(path, "at least one load balancer is required")
+        errs.add((ROOT, "loadbalancers"), "at least one load balancer is required")
     return out
 
 
 def _webservers(raw, errs):
-    path = (ROOT, "webservers")
     out = {}
-    for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
-        p = path + (name,)
-        item = _mapping(item, p, errs, {"address"}, ["address"])
+    for name, p, item in _machines(raw, "webservers", errs, {"address"}, ["address"]):
         out[name] = Webserver(
             name=name, address=_address(item.get("address"), p + ("address",), errs)
         )
@@ -542,17 +544,9 @@ def _webservers(raw, errs):
 
 
 def _nameservers(raw, errs, settings):
-    path = (ROOT, "nameservers")
     out = {}
-    for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
-        p = path + (name,)
-        item = _mapping(
-            item,
-            p,
-            errs,
-            {"address", "port", "server", "fqdn", "service_mode", "control_port"},
-            ["address", "server"],
-        )
+    keys = {"address", "port", "server", "fqdn", "service_mode", "control_port"}
+    for name, p, item in _machines(raw, "nameservers", errs, keys, ["address", "server"]):
         fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
@@ -563,13 +557,7 @@ def _nameservers(raw, errs, settings):
             port=_int(item.get("port"), p + ("port",), errs, 1, 65535, 53),
             server=_choice(item.get("server"), p + ("server",), errs, DNS_SERVERS),
             fqdn=fqdn,
-            service_mode=_choice(
-                item.get("service_mode"),
-                p + ("service_mode",),
-                errs,
-                SERVICE_MODES,
-                settings["service_mode"],
-            ),
+            service_mode=_service_mode(item, p, errs, settings),
             control_port=control_port,
         )
     return out

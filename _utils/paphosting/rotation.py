@@ -127,13 +127,9 @@ def authenticate(text, signature, config, public_key_for):
     report = health.parse_report(text)
     if watcher not in config["watchers"]:
         raise Rejected(f"{watcher!r} is not a watcher (paphosting:health:watchers)")
-    if not signature:
-        raise Rejected(f"the report claiming to come from {watcher!r} is not signed")
-    pem = public_key_for(watcher)
-    if pem is None:
-        raise Rejected(f"no accepted key for watcher {watcher!r}")
-    if not health.verify(text, signature, pem):
-        raise Rejected(f"bad signature on the report claiming to come from {watcher!r}")
+    problem = health.signature_problem(text, signature, public_key_for, watcher, "watcher ")
+    if problem:
+        raise Rejected(problem)
     return report
 
 
