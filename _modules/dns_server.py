@@ -12,7 +12,7 @@ import os
 from salt.exceptions import CommandExecutionError
 
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, files, saltcontext
+from paphosting import dnsserver, files, saltcontext, waiting
 from paphosting.errors import PapError
 
 __virtualname__ = "dns_server"
@@ -241,7 +241,7 @@ def _running(ns):
 
 
 def _wait_answering(ns):
-    if not dnsserver.wait_for(lambda: dnsserver.answering(ns), 10.0, 0.1):
+    if not waiting.until(lambda: dnsserver.answering(ns), 10.0, 0.1):
         raise CommandExecutionError(
             f"{ns.server} runs but does not answer on {ns.address} port {ns.port}"
             + (
@@ -397,7 +397,7 @@ def reload_zone(zone, serial=None, nameserver=None, pillar=None):
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     if serial is not None:
-        got = dnsserver.wait_for(lambda: dnsserver.served_serial(ns, zone) == int(serial), 10.0)
+        got = waiting.until(lambda: dnsserver.served_serial(ns, zone) == int(serial), 10.0)
         if not got:
             now = dnsserver.served_serial(ns, zone)
             raise CommandExecutionError(

@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 
-from paphosting import health
+from paphosting import files, health
 from paphosting.errors import PapError
 
 FORMAT = 1
@@ -181,12 +181,6 @@ def journal_path(cachedir):
 
 
 def load_journal(path):
-    """The journal at ``path`` (``{}`` when there is none); :class:`BadRecord` when unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            journal = json.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise BadRecord(f"{path}: unreadable operator actions: {exc}") from exc
-    return journal if isinstance(journal, dict) else {}
+    """The journal at ``path`` (``{}`` when there is none); :class:`BadRecord` when unreadable
+    or not a mapping."""
+    return files.read_json(path, {}, dict, error=BadRecord, what="operator actions")

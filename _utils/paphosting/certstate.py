@@ -7,7 +7,6 @@ this state only says what this master tried and when it may try again.
 """
 
 import datetime
-import json
 import os
 
 from cryptography import x509
@@ -51,18 +50,14 @@ def state_path(cachedir):
 
 def load(path):
     """The state at ``path`` (an empty one when there is none or it is unreadable)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except (OSError, ValueError):
-        state = None
-    if not isinstance(state, dict) or not isinstance(state.get("services"), dict):
+    state = files.read_json(path, kind=dict)
+    if state is None or not isinstance(state.get("services"), dict):
         state = {"services": {}}
     return state
 
 
 def save(path, state):
-    files.write_checked(path, json.dumps(state, sort_keys=True, indent=1), mode=0o600)
+    files.write_json(path, state, indent=1)
 
 
 def locked(path):

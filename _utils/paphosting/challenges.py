@@ -16,7 +16,6 @@ module and the zone renderer ask it.
 """
 
 import copy
-import json
 import os
 import time
 
@@ -111,9 +110,8 @@ def held_path(cachedir):
 def load_held(path):
     """The held set at ``path``, or None (no file, unreadable or malformed)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return checked(json.load(fh))
-    except (OSError, ValueError, ChallengeError):
+        return checked(files.read_json(path))
+    except ChallengeError:
         return None
 
 
@@ -126,7 +124,7 @@ def hold(path, sent):
             return current, False
         if current == sent:
             return current, False
-        files.write_checked(path, json.dumps(sent, sort_keys=True), mode=0o600)
+        files.write_json(path, sent)
         return sent, True
 
 

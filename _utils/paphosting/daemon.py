@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from paphosting import waiting
 from paphosting.errors import PapError
 
 
@@ -102,14 +103,9 @@ def terminate(pid, wait=10.0, sig=signal.SIGTERM, group=False):
         return False
     running = (lambda: group_alive(pid)) if group else (lambda: alive(pid))
     _signal(pid, sig, group)
-    deadline = time.monotonic() + wait
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if running():
+    if not waiting.until(lambda: not running(), wait):
         _signal(pid, signal.SIGKILL, group)
-        deadline = time.monotonic() + 5
-        while running() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        waiting.until(lambda: not running(), 5)
     return True
 
 

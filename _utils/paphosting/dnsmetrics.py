@@ -64,13 +64,18 @@ def parse_bind(doc):
     return {"queries": int(queries), "responses": responses}
 
 
+def _matching_lines(text, line_re):
+    """The matches of ``line_re`` on the lines of a statistics dump, the others skipped."""
+    for line in text.splitlines():
+        m = line_re.match(line.strip())
+        if m:
+            yield m
+
+
 def parse_knot(text):
     """``knotc stats`` with ``mod-stats``: ``server-operation[query]`` and ``response-code[X]``."""
     queries, responses = 0, {}
-    for line in text.splitlines():
-        m = KNOT_LINE.match(line.strip())
-        if not m:
-            continue
+    for m in _matching_lines(text, KNOT_LINE):
         if m["section"] == "server-operation" and m["key"] == "query":
             queries += int(m["value"])
         elif m["section"] == "response-code":
@@ -81,10 +86,7 @@ def parse_knot(text):
 def parse_nsd(text):
     """``nsd-control stats_noreset``: ``num.queries`` and ``num.rcode.X``."""
     queries, responses = 0, {}
-    for line in text.splitlines():
-        m = NSD_LINE.match(line.strip())
-        if not m:
-            continue
+    for m in _matching_lines(text, NSD_LINE):
         if m["key"] == "num.queries":
             queries = int(m["value"])
         elif m["key"].startswith("num.rcode."):

@@ -30,6 +30,7 @@ import dns.rcode
 import dns.rdatatype
 
 from paphosting import daemon as pdaemon
+from paphosting import waiting
 from paphosting.errors import CheckFailed, PapError
 from paphosting.paths import under
 
@@ -592,7 +593,9 @@ def wait_reloaded_processes(ns, before, root="/", timeout=5.0):
     if ns.server != "nsd" or not before:
         return True
     main = pdaemon.read_pid(layout(ns, root)["pidfile"])
-    return bool(wait_for(lambda: main is None or len(before & _children(main)) <= 1, timeout, 0.02))
+    return bool(
+        waiting.until(lambda: main is None or len(before & _children(main)) <= 1, timeout, 0.02)
+    )
 
 
 def run_control(argv):
@@ -772,13 +775,3 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
 def answering(ns, timeout=0.5):
     """True when ``ns`` answers DNS queries at all (any response code)."""
     return query(ns, ".", "SOA", timeout) is not None
-
-
-def wait_for(predicate, deadline_seconds=10.0, interval=0.05):
-    """Poll ``predicate`` until it returns a true value or the deadline passes; return the value."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)

@@ -17,6 +17,8 @@ import re
 import socket
 import time
 
+import salt.utils.network
+
 from paphosting import files, health
 from paphosting.errors import PapError
 
@@ -71,13 +73,9 @@ def authenticate(text, signature, public_key_for, now=None, max_age=MAX_AGE):
     minion = body.get("minion")
     if not isinstance(minion, str) or not _MINION_RE.match(minion):
         raise Rejected(f"the report names no valid minion id: {minion!r:.100}")
-    if not signature:
-        raise Rejected(f"the report claiming to come from {minion!r} is not signed")
-    pem = public_key_for(minion)
-    if pem is None:
-        raise Rejected(f"no accepted key for {minion!r}")
-    if not health.verify(text, signature, pem):
-        raise Rejected(f"bad signature on the report claiming to come from {minion!r}")
+    problem = health.signature_problem(text, signature, public_key_for, minion)
+    if problem:
+        raise Rejected(problem)
     ts = body.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise Rejected(f"the report from {minion!r} has no valid timestamp")
@@ -124,21 +122,12 @@ def master_candidates(current, configured, default_port):
     for entry in [current, *(configured or [])]:
         if not entry:
             continue
-        host, port = _host_port(str(entry), default_port)
+        # As the minion reads its master option: host, host:port, [v6]:port or a bare v6 address.
+        host, port = salt.utils.network.parse_host_port(str(entry))
+        port = port or int(default_port)
         if (host, port) not in out:
             out.append((host, port))
     return out
-
-
-def _host_port(entry, default_port):
-    if entry.startswith("["):  # [v6]:port
-        host, _, rest = entry[1:].partition("]")
-        port = rest.lstrip(":")
-    elif entry.count(":") == 1:
-        host, port = entry.split(":")
-    else:  # a name, an IPv4 address, or a bare IPv6 address
-        host, port = entry, ""
-    return host, int(port) if port else int(default_port)
 
 
 def choose(revisions):
@@ -237,24 +226,19 @@ def record(path, minion, summary, when=None):
             "changed": len(summary.get("changed") or []),
             "failed": len(summary.get("failed") or []),
         }
-        files.write_checked(runs_path(path), json.dumps(runs, indent=1, sort_keys=True), mode=0o600)
+        files.write_json(runs_path(path), runs, indent=1)
         if not summary.get("changed") and not summary.get("failed"):
             return None
         entry = {"minion": minion, "time": when, **summary}
         history.append(entry)
         history = history[-HISTORY_LIMIT:]
-        files.write_checked(path, json.dumps(history, indent=1, sort_keys=True), mode=0o600)
+        files.write_json(path, history, indent=1)
     return entry
 
 
 def load_runs(path):
     """``{minion: {"time", "schedule", "changed", "failed"}}``: each minion's last drift run."""
-    try:
-        with open(runs_path(path), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return files.read_json(runs_path(path), {}, dict)
 
 
 GRACE = 120.0  # seconds a run may come after interval + splay before it counts as overdue
@@ -290,12 +274,8 @@ def schedule_table(runs, minions, now=None, grace=GRACE):
 
 
 def load(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-    return data if isinstance(data, list) else []
+    """The drift history at ``path``: a list of reports, oldest first."""
+    return files.read_json(path, [], list)
 
 
 def table(history, minion=None, since=None):

@@ -6,12 +6,14 @@ service and its files exactly as they were.
 """
 
 import contextlib
-import difflib
 import fcntl
 import grp
+import json
 import os
 import pwd
 import tempfile
+
+import salt.utils.stringutils
 
 
 @contextlib.contextmanager
@@ -38,15 +40,43 @@ def read(path):
         return None
 
 
+def read_json(path, default=None, kind=None, error=None, what="state"):
+    """The JSON value stored at ``path`` (a state file :func:`write_json` wrote), ``default``
+    when there is no such file.
+
+    A file that cannot be read, is not JSON, or holds something other than a ``kind`` (a type)
+    gives ``default`` as well, unless ``error`` (an exception class) is given: then it raises
+    ``error("<path>: unreadable <what>: <cause>")``.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = json.load(fh)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:
+        if error is None:
+            return default
+        raise error(f"{path}: unreadable {what}: {exc}") from exc
+    if kind is not None and not isinstance(value, kind):
+        if error is None:
+            return default
+        raise error(f"{path}: unreadable {what}: a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def write_json(path, value, mode=0o600, indent=None, sort_keys=True):
+    """Write ``value`` as JSON to ``path`` atomically (:func:`write_checked`); ``mode`` 0600:
+    a state file is the process's own."""
+    write_checked(path, json.dumps(value, sort_keys=sort_keys, indent=indent), mode=mode)
+
+
 def unified_diff(old, new, path):
     """A unified diff from ``old`` to ``new`` (either may be None: absent file)."""
-    return "".join(
-        difflib.unified_diff(
-            (old or "").splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=path if old is not None else "/dev/null",
-            tofile=path,
-        )
+    return salt.utils.stringutils.get_diff(
+        (old or "").splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=path if old is not None else "/dev/null",
+        tofile=path,
     )
 
 

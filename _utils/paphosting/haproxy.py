@@ -21,9 +21,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 from paphosting import daemon as daemons
+from paphosting import waiting
 from paphosting.errors import CheckFailed, PapError, PillarError
 from paphosting.model import ROOT
 from paphosting.paths import under
@@ -107,6 +107,15 @@ def binary():
 
 
 # --- rendering --------------------------------------------------------------------------------
+
+
+def cookie_value(service, server):
+    """The persistence cookie value of ``server`` in ``service``.
+
+    A pure function of the pillar, so every load balancer writes the same value and any of them
+    sends a client holding it to the same backend. Readable on purpose: operators read cookies.
+    """
+    return f"{service}-{server}".replace(".", "_")
 
 
 def _token(value, path):
@@ -193,7 +202,9 @@ def _stateful(svc, spath):
     backups = [s for s in svc.servers if s.role == "backup"]
     if not backups:
         return []
-    cookie = {s.name: _cookie(s.cookie, spath + ("servers", s.name)) for s in svc.servers}
+    cookie = {
+        s.name: _cookie(cookie_value(be, s.name), spath + ("servers", s.name)) for s in svc.servers
+    }
     lines = []
     if svc.failback == "manual":
         lines += [
@@ -284,8 +295,8 @@ def _backend(svc, lb):
     for srv in servers:
         p = spath + ("servers", srv.name)
         line = f"    server {_token(srv.name, p)} {_token(srv.address, p + ('address',))}:{int(srv.port)}"
-        if srv.cookie:
-            line += f" cookie {_cookie(srv.cookie, p)}"
+        if svc.stateful:
+            line += f" cookie {_cookie(cookie_value(svc.name, srv.name), p)}"
         if srv.role == "backup":
             line += " backup"
         lines.append(line)
@@ -671,16 +682,10 @@ def peers_synced(admin_socket):
 
 def wait_peers_synced(admin_socket, timeout=15.0):
     """Wait (bounded) until :func:`peers_synced`; False when it did not happen or nobody answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if peers_synced(admin_socket):
-                return True
-        except HaproxyError:
-            return False
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        return waiting.until(lambda: peers_synced(admin_socket), timeout)
+    except HaproxyError:
+        return False
 
 
 def parse_failover_state(text, service):
@@ -743,16 +748,22 @@ def _log_tail(path, lines=15):
 
 
 def _wait(predicate, timeout, what, log):
-    deadline = time.monotonic() + timeout
+    """Wait until ``predicate`` holds, a :class:`HaproxyError` it raises meaning not yet; raise
+    one naming ``what``, the last such error and the tail of ``log`` when it does not."""
     last = None
-    while time.monotonic() < deadline:
+
+    def holds():
+        nonlocal last
         try:
-            if predicate():
-                return
-            last = None
+            value = predicate()
         except HaproxyError as exc:
             last = exc
-        time.sleep(0.05)
+            return False
+        last = None
+        return value
+
+    if waiting.until(holds, timeout):
+        return
     raise HaproxyError(
         f"haproxy: {what} (waited {timeout:g}s){': ' + str(last) if last else ''}\n{_log_tail(log)}"
     )

@@ -347,6 +347,22 @@ def verify(text, signature, public_pem):
     return True
 
 
+def signature_problem(text, signature, public_key_for, minion, role=""):
+    """Why ``signature`` does not show that ``minion`` signed the report ``text``, or None.
+
+    ``public_key_for(minion)`` returns the PEM public key the master accepted for that minion
+    id, or None; ``role`` ("watcher ") names what the minion is in the message about its key.
+    """
+    if not signature:
+        return f"the report claiming to come from {minion!r} is not signed"
+    pem = public_key_for(minion)
+    if pem is None:
+        return f"no accepted key for {role}{minion!r}"
+    if not verify(text, signature, pem):
+        return f"bad signature on the report claiming to come from {minion!r}"
+    return None
+
+
 def health_url(lb):
     """The URL a watcher probes for a :class:`paphosting.model.LoadBalancer`."""
     return f"http://{lb.address}:{lb.http_port}{lb.health_path}"

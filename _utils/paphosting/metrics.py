@@ -16,7 +16,6 @@ events of the master's bus; it gets Prometheus metric families back.
 """
 
 import datetime
-import json
 import re
 import threading
 import time
@@ -340,16 +339,12 @@ class Observer:
     def _load_drift(self):
         if not self._drift_path:
             return {}
-        try:
-            with open(self._drift_path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
-            return {}
+        data = files.read_json(self._drift_path, {}, dict)
         return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
 
     def _save_drift(self):
         if self._drift_path:
-            files.write_checked(self._drift_path, json.dumps(self._drift_last, sort_keys=True))
+            files.write_json(self._drift_path, self._drift_last, mode=0o644)
 
     # --- events -----------------------------------------------------------------------------
 

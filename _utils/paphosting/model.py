@@ -90,7 +90,6 @@ class BackendServer:
     address: str
     port: int
     role: str  # "active" for stateless, "primary"/"backup" for stateful
-    cookie: str | None
 
 
 @dataclass(frozen=True)
@@ -484,18 +483,29 @@ def _haproxy_globals(raw, errs):
     }
 
 
-def _loadbalancers(raw, errs, settings, hap):
-    path = (ROOT, "loadbalancers")
-    out = {}
+def _machines(raw, role, errs, keys, required):
+    """``(minion id, pillar path, mapping)`` of each machine under ``paphosting:<role>``."""
+    path = (ROOT, role)
     for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
         p = path + (name,)
-        item = _mapping(
-            item,
-            p,
-            errs,
-            {"address", "address6", "http_port", "https_port", "health_path", "service_mode"},
-            ["address"],
-        )
+        yield name, p, _mapping(item, p, errs, keys, required)
+
+
+def _service_mode(item, p, errs, settings):
+    """How a machine runs its daemon: its own ``service_mode``, else the platform's."""
+    return _choice(
+        item.get("service_mode"),
+        p + ("service_mode",),
+        errs,
+        SERVICE_MODES,
+        settings["service_mode"],
+    )
+
+
+def _loadbalancers(raw, errs, settings, hap):
+    out = {}
+    keys = {"address", "address6", "http_port", "https_port", "health_path", "service_mode"}
+    for name, p, item in _machines(raw, "loadbalancers", errs, keys, ["address"]):
         out[name] = LoadBalancer(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs, 4),
@@ -511,13 +521,7 @@ def _loadbalancers(raw, errs, settings, hap):
                 "HTTP path",
                 hap["health_path"],
             ),
-            service_mode=_choice(
-                item.get("service_mode"),
-                p + ("service_mode",),
-                errs,
-                SERVICE_MODES,
-                settings["service_mode"],
-            ),
+            service_mode=_service_mode(item, p, errs, settings),
             https_port=_int(
                 item.get("https_port"), p + ("https_port",), errs, 1, 65535, hap["https_port"]
             ),
@@ -526,16 +530,13 @@ def _loadbalancers(raw, errs, settings, hap):
         if lb.https_port == lb.http_port:
             errs.add(p + ("https_port",), f"{lb.https_port} is already the http_port")
     if not out:
-        errs.add(path, "at least one load balancer is required")
+        errs.add((ROOT, "loadbalancers"), "at least one load balancer is required")
     return out
 
 
 def _webservers(raw, errs):
-    path = (ROOT, "webservers")
     out = {}
-    for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
-        p = path + (name,)
-        item = _mapping(item, p, errs, {"address"}, ["address"])
+    for name, p, item in _machines(raw, "webservers", errs, {"address"}, ["address"]):
         out[name] = Webserver(
             name=name, address=_address(item.get("address"), p + ("address",), errs)
         )
@@ -543,17 +544,9 @@ def _webservers(raw, errs):
 
 
 def _nameservers(raw, errs, settings):
-    path = (ROOT, "nameservers")
     out = {}
-    for name, item in _named(raw, path, errs, ID_RE, "minion id").items():
-        p = path + (name,)
-        item = _mapping(
-            item,
-            p,
-            errs,
-            {"address", "port", "server", "fqdn", "service_mode", "control_port"},
-            ["address", "server"],
-        )
+    keys = {"address", "port", "server", "fqdn", "service_mode", "control_port"}
+    for name, p, item in _machines(raw, "nameservers", errs, keys, ["address", "server"]):
         fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
@@ -564,13 +557,7 @@ def _nameservers(raw, errs, settings):
             port=_int(item.get("port"), p + ("port",), errs, 1, 65535, 53),
             server=_choice(item.get("server"), p + ("server",), errs, DNS_SERVERS),
             fqdn=fqdn,
-            service_mode=_choice(
-                item.get("service_mode"),
-                p + ("service_mode",),
-                errs,
-                SERVICE_MODES,
-                settings["service_mode"],
-            ),
+            service_mode=_service_mode(item, p, errs, settings),
             control_port=control_port,
         )
     return out
@@ -653,138 +640,36 @@ def _check(raw, path, errs):
     )
 
 
-def cookie_value(service, server):
-    """The persistence cookie value of ``server`` in ``service``.
-
-    A pure function of the pillar, so every load balancer writes the same value and any of them
-    sends a client holding it to the same backend. Readable on purpose: operators read cookies.
-    """
-    return f"{service}-{server}".replace(".", "_")
+SERVICE_KEYS = {
+    "type",
+    "hostnames",
+    "rotation",
+    "balance",
+    "check",
+    "servers",
+    "failback",
+    "cookie_name",
+    "port",
+    "https",
+    "hsts",
+}
 
 
 def _services(raw, errs, webservers, rotations):
     path = (ROOT, "services")
     out = {}
-    hostnames_seen = {}
+    hostnames_seen = {}  # hostname -> the service that has it
     for name, item in _named(raw, path, errs, SERVICE_RE, "service").items():
         p = path + (name,)
-        keys = {
-            "type",
-            "hostnames",
-            "rotation",
-            "balance",
-            "check",
-            "servers",
-            "failback",
-            "cookie_name",
-            "port",
-            "https",
-            "hsts",
-        }
-        item = _mapping(item, p, errs, keys, ["type", "hostnames", "servers"])
+        item = _mapping(item, p, errs, SERVICE_KEYS, ["type", "hostnames", "servers"])
         stype = _choice(item.get("type"), p + ("type",), errs, SERVICE_TYPES)
         default_port = _int(item.get("port"), p + ("port",), errs, 1, 65535, 80)
-        hostnames = []
-        for i, h in enumerate(_list(item.get("hostnames"), p + ("hostnames",), errs)):
-            fq = _fqdn(h, p + ("hostnames", i), errs, "hostname")
-            if fq is None:
-                continue
-            if "*" in fq:
-                errs.add(
-                    p + ("hostnames", i), f"{h!r}: wildcards are not allowed in service hostnames"
-                )
-                continue
-            other = hostnames_seen.setdefault(fq, name)
-            if other != name or fq in hostnames:
-                errs.add(p + ("hostnames", i), f"{fq} is already a hostname of service {other!r}")
-                continue
-            hostnames.append(fq)
-        if item.get("hostnames") == []:
-            errs.add(p + ("hostnames",), "at least one hostname is required")
-        rotation = None
-        if item.get("rotation") is not None:
-            rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs)
-            if rotation is not None and rotation not in rotations:
-                errs.add(p + ("rotation",), f"{rotation!r} is not a rotation in {ROOT}:rotations")
-                rotation = None
-        elif len(rotations) == 1:
-            rotation = next(iter(rotations))
-        elif rotations:
-            errs.add(p + ("rotation",), "is required when there is more than one rotation")
-        failback = None
-        cookie_name = None
-        if stype == "stateful":
-            failback = _choice(item.get("failback"), p + ("failback",), errs, FAILBACK, "auto")
-            cookie_name = _str(
-                item.get("cookie_name"),
-                p + ("cookie_name",),
-                errs,
-                COOKIE_RE,
-                "cookie name",
-                "PAPSRV",
-            )
-        else:
-            for key in ("failback", "cookie_name"):
-                if key in item:
-                    errs.add(p + (key,), "only applies to a stateful service")
-        servers = []
-        rawservers = item.get("servers")
-        if isinstance(rawservers, dict):
-            rawservers = [
-                dict({"name": k}, **(v or {}))
-                if isinstance(v, (dict, type(None)))
-                else {"name": k, "_bad": v}
-                for k, v in rawservers.items()
-            ]
-        for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
-            sp = p + ("servers", srv.get("name", i) if isinstance(srv, dict) else i)
-            if isinstance(srv, dict) and "_bad" in srv:
-                errs.add(sp, f"must be a mapping, got {type(srv['_bad']).__name__}")
-                continue
-            srv = _mapping(srv, sp, errs, {"name", "port", "role"}, ["name"])
-            sname = _str(srv.get("name"), sp + ("name",), errs, ID_RE, "minion id")
-            if sname is None:
-                continue
-            if sname not in webservers:
-                errs.add(sp + ("name",), f"{sname!r} is not a webserver in {ROOT}:webservers")
-                continue
-            if any(s.name == sname for s in servers):
-                errs.add(sp + ("name",), f"{sname!r} is listed twice")
-                continue
-            roles = ("primary", "backup") if stype == "stateful" else ("active",)
-            role = _choice(
-                srv.get("role"),
-                sp + ("role",),
-                errs,
-                roles,
-                None if stype == "stateful" else "active",
-            )
-            if stype == "stateful" and role is None and "role" not in srv:
-                errs.add(sp + ("role",), "is required for a stateful service (primary or backup)")
-            servers.append(
-                BackendServer(
-                    name=sname,
-                    address=webservers[sname].address,
-                    port=_int(srv.get("port"), sp + ("port",), errs, 1, 65535, default_port),
-                    role=role,
-                    cookie=cookie_value(name, sname) if stype == "stateful" else None,
-                )
-            )
-        if not servers and "servers" in item:
-            errs.add(p + ("servers",), "at least one server is required")
+        hostnames = _service_hostnames(item, p, errs, name, hostnames_seen)
+        rotation = _service_rotation(item, p, errs, rotations)
+        failback, cookie_name = _service_persistence(item, p, errs, stype)
+        servers = _service_servers(item, p, errs, stype, webservers, default_port)
         if stype == "stateful" and servers:
-            primaries = [s for s in servers if s.role == "primary"]
-            if len(primaries) != 1:
-                errs.add(
-                    p + ("servers",),
-                    f"a stateful service needs exactly one primary, found {len(primaries)}",
-                )
-            if not any(s.role == "backup" for s in servers):
-                errs.add(
-                    p + ("servers",),
-                    "a stateful service needs at least one server with role: backup, found none "
-                    "(without one, its sessions have nowhere to go when the primary dies)",
-                )
+            _stateful_roles(servers, p, errs)
         out[name] = Service(
             name=name,
             type=stype,
@@ -801,6 +686,121 @@ def _services(raw, errs, webservers, rotations):
         if out[name].hsts is not None and out[name].https == "off":
             errs.add(p + ("hsts",), "needs HTTPS: this service has https: off")
     return out
+
+
+def _service_hostnames(item, p, errs, name, hostnames_seen):
+    """A service's hostnames: fully qualified, no wildcard, each in one service only."""
+    hostnames = []
+    for i, h in enumerate(_list(item.get("hostnames"), p + ("hostnames",), errs)):
+        fq = _fqdn(h, p + ("hostnames", i), errs, "hostname")
+        if fq is None:
+            continue
+        if "*" in fq:
+            errs.add(p + ("hostnames", i), f"{h!r}: wildcards are not allowed in service hostnames")
+            continue
+        other = hostnames_seen.setdefault(fq, name)
+        if other != name or fq in hostnames:
+            errs.add(p + ("hostnames", i), f"{fq} is already a hostname of service {other!r}")
+            continue
+        hostnames.append(fq)
+    if item.get("hostnames") == []:
+        errs.add(p + ("hostnames",), "at least one hostname is required")
+    return hostnames
+
+
+def _service_rotation(item, p, errs, rotations):
+    """The rotation a service is in: the one named, or the only one there is."""
+    if item.get("rotation") is not None:
+        rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs)
+        if rotation is not None and rotation not in rotations:
+            errs.add(p + ("rotation",), f"{rotation!r} is not a rotation in {ROOT}:rotations")
+            return None
+        return rotation
+    if len(rotations) == 1:
+        return next(iter(rotations))
+    if rotations:
+        errs.add(p + ("rotation",), "is required when there is more than one rotation")
+    return None
+
+
+def _service_persistence(item, p, errs, stype):
+    """``(failback, cookie_name)``: set for a stateful service, refused for a stateless one."""
+    if stype == "stateful":
+        failback = _choice(item.get("failback"), p + ("failback",), errs, FAILBACK, "auto")
+        cookie_name = _str(
+            item.get("cookie_name"), p + ("cookie_name",), errs, COOKIE_RE, "cookie name", "PAPSRV"
+        )
+        return failback, cookie_name
+    for key in ("failback", "cookie_name"):
+        if key in item:
+            errs.add(p + (key,), "only applies to a stateful service")
+    return None, None
+
+
+def _service_servers(item, p, errs, stype, webservers, default_port):
+    """A service's servers, a list or a mapping by name: webservers, each listed once."""
+    servers = []
+    rawservers = item.get("servers")
+    if isinstance(rawservers, dict):
+        rawservers = [
+            dict({"name": k}, **(v or {}))
+            if isinstance(v, (dict, type(None)))
+            else {"name": k, "_bad": v}
+            for k, v in rawservers.items()
+        ]
+    for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
+        sp = p + ("servers", srv.get("name", i) if isinstance(srv, dict) else i)
+        if isinstance(srv, dict) and "_bad" in srv:
+            errs.add(sp, f"must be a mapping, got {type(srv['_bad']).__name__}")
+            continue
+        server = _backend_server(srv, sp, errs, stype, webservers, default_port, servers)
+        if server is not None:
+            servers.append(server)
+    if not servers and "servers" in item:
+        errs.add(p + ("servers",), "at least one server is required")
+    return servers
+
+
+def _backend_server(srv, sp, errs, stype, webservers, default_port, servers):
+    """One server of a service, or None: a webserver not already in ``servers``, with a role
+    its service type allows."""
+    srv = _mapping(srv, sp, errs, {"name", "port", "role"}, ["name"])
+    sname = _str(srv.get("name"), sp + ("name",), errs, ID_RE, "minion id")
+    if sname is None:
+        return None
+    if sname not in webservers:
+        errs.add(sp + ("name",), f"{sname!r} is not a webserver in {ROOT}:webservers")
+        return None
+    if any(s.name == sname for s in servers):
+        errs.add(sp + ("name",), f"{sname!r} is listed twice")
+        return None
+    stateful = stype == "stateful"
+    roles = ("primary", "backup") if stateful else ("active",)
+    role = _choice(srv.get("role"), sp + ("role",), errs, roles, None if stateful else "active")
+    if stateful and role is None and "role" not in srv:
+        errs.add(sp + ("role",), "is required for a stateful service (primary or backup)")
+    return BackendServer(
+        name=sname,
+        address=webservers[sname].address,
+        port=_int(srv.get("port"), sp + ("port",), errs, 1, 65535, default_port),
+        role=role,
+    )
+
+
+def _stateful_roles(servers, p, errs):
+    """A stateful service has one primary and at least one backup."""
+    primaries = [s for s in servers if s.role == "primary"]
+    if len(primaries) != 1:
+        errs.add(
+            p + ("servers",),
+            f"a stateful service needs exactly one primary, found {len(primaries)}",
+        )
+    if not any(s.role == "backup" for s in servers):
+        errs.add(
+            p + ("servers",),
+            "a stateful service needs at least one server with role: backup, found none "
+            "(without one, its sessions have nowhere to go when the primary dies)",
+        )
 
 
 def _hsts(raw, path, errs):
@@ -1000,109 +1000,11 @@ def _zones(raw, errs, nameservers, owner_keys=None):
         if zname in out:
             errs.add(p, f"zone {zname} is listed twice")
             continue
-        origin = dns.name.from_text(zname)
         item = _mapping(item, p, errs, {"ttl", "soa", "ns", "records", "dnssec"})
         ttl = _int(item.get("ttl"), p + ("ttl",), errs, 0, TTL_MAX, 3600)
-        ns = []
-        rawns = item.get("ns")
-        default_ns = [n.fqdn for n in nameservers.values()]
-        for i, n in enumerate(_list(rawns, p + ("ns",), errs) if rawns is not None else default_ns):
-            fq = _fqdn(n, p + ("ns", i), errs, "nameserver name")
-            if fq is not None:
-                ns.append(fq)
-        if not ns:
-            errs.add(
-                p + ("ns",), "a zone needs at least one NS (none given and no nameservers defined)"
-            )
-        sp = p + ("soa",)
-        soa = _mapping(
-            item.get("soa"), sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"}
-        )
-        soa = Soa(
-            mname=_fqdn(soa.get("mname"), sp + ("mname",), errs)
-            if "mname" in soa
-            else (ns[0] if ns else ""),
-            rname=_fqdn(soa.get("rname"), sp + ("rname",), errs)
-            if "rname" in soa
-            else f"hostmaster.{zname}",
-            refresh=_int(soa.get("refresh"), sp + ("refresh",), errs, 0, TTL_MAX, 3600),
-            retry=_int(soa.get("retry"), sp + ("retry",), errs, 0, TTL_MAX, 600),
-            expire=_int(soa.get("expire"), sp + ("expire",), errs, 0, TTL_MAX, 1209600),
-            minimum=_int(soa.get("minimum"), sp + ("minimum",), errs, 0, TTL_MAX, 300),
-        )
-        records = []
-        by_owner = {}  # owner -> [(type, pillar key)]
-        rawrecords = item.get("records")
-        if rawrecords is not None and not isinstance(rawrecords, dict):
-            errs.add(
-                p + ("records",),
-                f"must be a mapping of owner names, got {type(rawrecords).__name__}",
-            )
-            rawrecords = {}
-        for owner, rrs in (rawrecords or {}).items():
-            op = p + ("records", owner)
-            owner_text = _str(owner, op, errs)
-            if owner_text is None:
-                continue
-            try:
-                oname = (
-                    origin if owner_text == "@" else dns.name.from_text(owner_text, origin=origin)
-                )
-            except dns.exception.DNSException as exc:
-                errs.add(op, f"{owner_text!r} is not a valid owner name: {exc}")
-                continue
-            if owner_text != "@" and not re.match(r"^[A-Za-z0-9*_.-]+\.?$", owner_text):
-                errs.add(
-                    op,
-                    f"{owner_text!r} is not a valid owner name: only letters, digits, '-', '_', '.', '*'",
-                )
-                continue
-            if not oname.is_subdomain(origin):
-                errs.add(op, f"{oname} is out of zone {zname}")
-                continue
-            rel = "@" if oname == origin else oname.relativize(origin).to_text().lower()
-            keys = owner_keys.setdefault((zname, rel), [])
-            if owner not in keys:
-                keys.append(owner)
-            for i, rr in enumerate(_list(rrs, op, errs)):
-                rp = op + (i,)
-                rr = _mapping(rr, rp, errs, {"type", "data", "ttl"}, ["type", "data"])
-                rtype = _str(rr.get("type"), rp + ("type",), errs)
-                data = rr.get("data")
-                if isinstance(data, (int, float)) and not isinstance(data, bool):
-                    data = str(data)
-                data = _str(data, rp + ("data",), errs)
-                rttl = _int(rr.get("ttl"), rp + ("ttl",), errs, 0, TTL_MAX)
-                if rtype is None or data is None:
-                    continue
-                rtype = rtype.upper()
-                rdata = _rdata_ok(rtype, data, origin, rp, errs)
-                if rdata is None:
-                    continue
-                if rtype == "CNAME" and rel == "@":
-                    errs.add(rp, "a CNAME is not allowed at the zone apex")
-                    continue
-                if rtype == "NS" and rel == "@":
-                    errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
-                    continue
-                records.append(Record(owner=rel, type=rtype, data=data, ttl=rttl, rdata=rdata))
-                by_owner.setdefault(rel, []).append((rtype, owner))
-        for owner, kinds in by_owner.items():
-            types = [t for t, _ in kinds]
-            if "CNAME" in types and len(types) > 1:
-                keys = owner_keys[(zname, owner)]
-                cname_key = next(k for t, k in kinds if t == "CNAME")
-                same = (
-                    f"; {', '.join(repr(k) for k in keys)} are one name (DNS names are "
-                    "case-insensitive)"
-                    if len(keys) > 1
-                    else ""
-                )
-                errs.add(
-                    p + ("records", cname_key),
-                    f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})"
-                    + same,
-                )
+        ns = _zone_ns(item.get("ns"), p + ("ns",), errs, nameservers)
+        soa = _zone_soa(item.get("soa"), p + ("soa",), errs, zname, ns)
+        records = _zone_records(item.get("records"), p + ("records",), errs, zname, owner_keys)
         out[zname] = Zone(
             name=zname,
             ttl=ttl,
@@ -1112,6 +1014,128 @@ def _zones(raw, errs, nameservers, owner_keys=None):
             dnssec=_zone_dnssec(item.get("dnssec"), p + ("dnssec",), errs, records),
         )
     return out
+
+
+def _zone_ns(rawns, path, errs, nameservers):
+    """A zone's NS names: those given, or by default every nameserver's; at least one."""
+    ns = []
+    default_ns = [n.fqdn for n in nameservers.values()]
+    for i, n in enumerate(_list(rawns, path, errs) if rawns is not None else default_ns):
+        fq = _fqdn(n, path + (i,), errs, "nameserver name")
+        if fq is not None:
+            ns.append(fq)
+    if not ns:
+        errs.add(path, "a zone needs at least one NS (none given and no nameservers defined)")
+    return ns
+
+
+def _zone_soa(raw, sp, errs, zname, ns):
+    """A zone's SOA: the keys given, the others from defaults (mname: the first NS)."""
+    soa = _mapping(raw, sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"})
+    return Soa(
+        mname=_fqdn(soa.get("mname"), sp + ("mname",), errs)
+        if "mname" in soa
+        else (ns[0] if ns else ""),
+        rname=_fqdn(soa.get("rname"), sp + ("rname",), errs)
+        if "rname" in soa
+        else f"hostmaster.{zname}",
+        refresh=_int(soa.get("refresh"), sp + ("refresh",), errs, 0, TTL_MAX, 3600),
+        retry=_int(soa.get("retry"), sp + ("retry",), errs, 0, TTL_MAX, 600),
+        expire=_int(soa.get("expire"), sp + ("expire",), errs, 0, TTL_MAX, 1209600),
+        minimum=_int(soa.get("minimum"), sp + ("minimum",), errs, 0, TTL_MAX, 300),
+    )
+
+
+def _zone_records(rawrecords, path, errs, zname, owner_keys):
+    """A zone's ``records``, ``{owner: [{type, data, ttl}]}``: valid owners and data, and no
+    CNAME beside other data."""
+    origin = dns.name.from_text(zname)
+    records = []
+    by_owner = {}  # owner -> [(type, pillar key)]
+    if rawrecords is not None and not isinstance(rawrecords, dict):
+        errs.add(path, f"must be a mapping of owner names, got {type(rawrecords).__name__}")
+        rawrecords = {}
+    for owner, rrs in (rawrecords or {}).items():
+        op = path + (owner,)
+        rel = _record_owner(owner, op, errs, zname, origin)
+        if rel is None:
+            continue
+        keys = owner_keys.setdefault((zname, rel), [])
+        if owner not in keys:
+            keys.append(owner)
+        for i, rr in enumerate(_list(rrs, op, errs)):
+            record = _record(rr, op + (i,), errs, rel, origin)
+            if record is not None:
+                records.append(record)
+                by_owner.setdefault(rel, []).append((record.type, owner))
+    _cnames_alone(by_owner, path, errs, owner_keys, zname)
+    return records
+
+
+def _record_owner(owner, op, errs, zname, origin):
+    """The owner name of a ``records`` key, relative to its zone and lower case, or None."""
+    owner_text = _str(owner, op, errs)
+    if owner_text is None:
+        return None
+    try:
+        oname = origin if owner_text == "@" else dns.name.from_text(owner_text, origin=origin)
+    except dns.exception.DNSException as exc:
+        errs.add(op, f"{owner_text!r} is not a valid owner name: {exc}")
+        return None
+    if owner_text != "@" and not re.match(r"^[A-Za-z0-9*_.-]+\.?$", owner_text):
+        errs.add(
+            op,
+            f"{owner_text!r} is not a valid owner name: only letters, digits, '-', '_', '.', '*'",
+        )
+        return None
+    if not oname.is_subdomain(origin):
+        errs.add(op, f"{oname} is out of zone {zname}")
+        return None
+    return "@" if oname == origin else oname.relativize(origin).to_text().lower()
+
+
+def _record(rr, rp, errs, rel, origin):
+    """One record ``{type, data, ttl}`` of owner ``rel``, or None: data its type accepts, and
+    no CNAME or NS at the apex."""
+    rr = _mapping(rr, rp, errs, {"type", "data", "ttl"}, ["type", "data"])
+    rtype = _str(rr.get("type"), rp + ("type",), errs)
+    data = rr.get("data")
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        data = str(data)
+    data = _str(data, rp + ("data",), errs)
+    rttl = _int(rr.get("ttl"), rp + ("ttl",), errs, 0, TTL_MAX)
+    if rtype is None or data is None:
+        return None
+    rtype = rtype.upper()
+    rdata = _rdata_ok(rtype, data, origin, rp, errs)
+    if rdata is None:
+        return None
+    if rtype == "CNAME" and rel == "@":
+        errs.add(rp, "a CNAME is not allowed at the zone apex")
+        return None
+    if rtype == "NS" and rel == "@":
+        errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
+        return None
+    return Record(owner=rel, type=rtype, data=data, ttl=rttl, rdata=rdata)
+
+
+def _cnames_alone(by_owner, path, errs, owner_keys, zname):
+    """An owner with a CNAME has no other data (``by_owner``: ``{owner: [(type, key)]}``)."""
+    for owner, kinds in by_owner.items():
+        types = [t for t, _ in kinds]
+        if "CNAME" in types and len(types) > 1:
+            keys = owner_keys[(zname, owner)]
+            cname_key = next(k for t, k in kinds if t == "CNAME")
+            same = (
+                f"; {', '.join(repr(k) for k in keys)} are one name (DNS names are "
+                "case-insensitive)"
+                if len(keys) > 1
+                else ""
+            )
+            errs.add(
+                path + (cname_key,),
+                f"a CNAME cannot stand beside other data ({', '.join(sorted(set(types)))})" + same,
+            )
 
 
 DNSSEC_ALGORITHMS = (13, 14, 15)

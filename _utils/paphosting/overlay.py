@@ -95,13 +95,9 @@ def held_path(cachedir):
 
 def load_held(path):
     """The held rotation stored at ``path``, or None (no file, unreadable or malformed)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            held = json.load(fh)
-    except (OSError, ValueError):
-        return None
+    held = files.read_json(path, kind=dict)
     if not (
-        isinstance(held, dict)
+        held is not None
         and isinstance(held.get("version"), int)
         and isinstance(held.get("digest"), str)
     ):
@@ -132,7 +128,7 @@ def hold(path, held):
         current = load_held(path)
         if held is None or (current is not None and current["version"] >= held["version"]):
             return current
-        files.write_checked(path, json.dumps(held, sort_keys=True), mode=0o600)
+        files.write_json(path, held)
         return held
 
 

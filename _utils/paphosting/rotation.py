@@ -127,13 +127,9 @@ def authenticate(text, signature, config, public_key_for):
     report = health.parse_report(text)
     if watcher not in config["watchers"]:
         raise Rejected(f"{watcher!r} is not a watcher (paphosting:health:watchers)")
-    if not signature:
-        raise Rejected(f"the report claiming to come from {watcher!r} is not signed")
-    pem = public_key_for(watcher)
-    if pem is None:
-        raise Rejected(f"no accepted key for watcher {watcher!r}")
-    if not health.verify(text, signature, pem):
-        raise Rejected(f"bad signature on the report claiming to come from {watcher!r}")
+    problem = health.signature_problem(text, signature, public_key_for, watcher, "watcher ")
+    if problem:
+        raise Rejected(problem)
     return report
 
 
@@ -524,12 +520,11 @@ def apply_action(state, config, record, now):
 
 def load(path):
     """The state stored at ``path``, or a new one when there is none."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except FileNotFoundError:
+    # A damaged file raises (ValueError): publishing the configured members would undo a failover.
+    state = files.read_json(path, kind=dict, error=ValueError, what="rotation state")
+    if state is None:
         return new_state()
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if state.get("format") != FORMAT:
         raise PapError(f"{path} is not a rotation state of format {FORMAT}")
     base = new_state()
     base.update(state)
@@ -538,7 +533,7 @@ def load(path):
 
 def save(path, state):
     """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    files.write_checked(path, json.dumps(state, sort_keys=True, indent=1), mode=0o600)
+    files.write_json(path, state, indent=1)
 
 
 def locked(path):

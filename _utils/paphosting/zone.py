@@ -77,7 +77,7 @@ def next_serial(old, today):
         raise ValueError(f"{old} is not a 32-bit serial")
     if serial_gt(base, old):
         return base
-    return (old + 1) % SERIAL_MOD
+    return (dns.serial.Serial(old) + 1).value
 
 
 def newest_serial(*serials):

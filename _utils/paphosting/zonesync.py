@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 
-from paphosting import dnssec, dnsserver, files
+from paphosting import dnssec, dnsserver, files, waiting
 from paphosting import zone as pzone
 from paphosting.errors import PapError
 
@@ -309,14 +309,17 @@ def _reload(ns, root, zones, running, unknown=False):
 
 def _wait(ns, want, entries, log_path):
     """Wait until ``ns`` answers the serial ``want[zone]`` for every zone; record the errors."""
-    deadline = time.monotonic() + WAIT_BASE + WAIT_PER_ZONE * len(want)
     pending = dict(want)
-    while pending:
+    got = {}
+
+    def served():
+        nonlocal got, pending
         got = dnsserver.served_serials(ns, list(pending), timeout=0.5, tries=1)
         pending = {z: s for z, s in pending.items() if got.get(z) != s}
-        if not pending or time.monotonic() >= deadline:
-            break
-        time.sleep(0.02)
+        return not pending
+
+    if pending:
+        waiting.until(served, WAIT_BASE + WAIT_PER_ZONE * len(want), interval=0.02)
     for z, serial in pending.items():
         entries[z]["error"] = (
             f"{ns.server} was reloaded but serves serial {got.get(z)} for zone {z}, not "
@@ -461,18 +464,14 @@ def run_key(renderer, names, members, force, failover, keysets):
 
 def last_run(path):
     """The record :func:`record_run` left at ``path``, or None (none yet, or unreadable)."""
-    try:
-        found = json.loads(files.read(path) or "null")
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    return files.read_json(path, kind=dict)
 
 
 def record_run(path, key, entries):
     """Record that a sync with ``key`` just finished (``ok``: no zone has an error)."""
     ok = not any(e.get("error") for e in entries.values())
-    text = json.dumps({"key": key, "run": uuid.uuid4().hex, "ok": ok, "at": time.time()})
-    files.write_checked(path, text, mode=0o600)
+    record = {"key": key, "run": uuid.uuid4().hex, "ok": ok, "at": time.time()}
+    files.write_json(path, record, sort_keys=False)
 
 
 def done_meanwhile(seen, last, key):

@@ -141,7 +141,8 @@ def test_every_example_load_balancer_gets_a_valid_config_with_the_same_cookies(s
             for shop in shops
         ]
         assert len(lines[0]) == 1 and lines[0][0].endswith(
-            f" cookie {srv.cookie}" + (" backup" if srv.role == "backup" else "")
+            f" cookie {hap.cookie_value('shop', srv.name)}"
+            + (" backup" if srv.role == "backup" else "")
         )
         assert all(found == lines[0] for found in lines)
 

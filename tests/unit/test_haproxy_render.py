@@ -144,9 +144,10 @@ def test_stateful_cookie_is_the_same_on_every_load_balancer(platform):
     )
     for svc in platform.services.values():
         for srv in svc.servers:
-            if srv.cookie:
+            if svc.stateful:
                 for lb in (LB1, LB2):
-                    assert f" cookie {srv.cookie}" in haproxy.render(platform, lb)
+                    cookie = haproxy.cookie_value(svc.name, srv.name)
+                    assert f" cookie {cookie}" in haproxy.render(platform, lb)
 
 
 def test_manual_failback_keeps_its_state_in_a_peered_one_entry_table(platform):

@@ -7,7 +7,7 @@ import pytest
 import salt.utils.yamlloader
 import yaml
 
-from paphosting import model
+from paphosting import haproxy, model
 from paphosting.errors import InvalidPillar
 from tests.conftest import example_pillar
 from tests.unit import platforms
@@ -49,8 +49,8 @@ def test_defaults_are_sane():
 
 def test_cookie_value_depends_only_on_service_and_server():
     p = model.parse(full_pillar())
-    cookies = {s.name: s.cookie for s in p.services["shop"].servers}
-    assert cookies[WEB1] == model.cookie_value("shop", WEB1)
+    cookies = {s.name: haproxy.cookie_value("shop", s.name) for s in p.services["shop"].servers}
+    assert cookies[WEB1] == "shop-web1_paphosting_net"
     assert len(set(cookies.values())) == len(cookies)
 
 
