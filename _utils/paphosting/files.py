@@ -13,8 +13,6 @@ import os
 import pwd
 import tempfile
 
-import salt.utils.stringutils
-
 
 @contextlib.contextmanager
 def locked(lockfile):
@@ -71,7 +69,11 @@ def write_json(path, value, mode=0o600, indent=None, sort_keys=True):
 
 
 def unified_diff(old, new, path):
-    """A unified diff from ``old`` to ``new`` (either may be None: absent file)."""
+    """A unified diff from ``old`` to ``new`` (either may be None: absent file): Salt's own, as
+    ``file.managed`` shows it. Imported here, not at the top: the standalone DNS exporter uses this
+    module and never diffs, and need not load Salt to start."""
+    import salt.utils.stringutils  # noqa: PLC0415
+
     return salt.utils.stringutils.get_diff(
         (old or "").splitlines(keepends=True),
         new.splitlines(keepends=True),
