@@ -16,7 +16,6 @@ minions (:mod:`paphosting.actions`, :func:`take_action`, :func:`sync_actions`). 
 ``docs/failover.md``.
 """
 
-import json
 import logging
 import os
 import threading
@@ -26,7 +25,7 @@ import types
 import salt.client
 import salt.utils.event
 
-from paphosting import actions, dnsserver, files, pillarcompile, rotation
+from paphosting import actions, dnsserver, pillarcompile, refusals, rotation
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -174,57 +173,41 @@ def _publish_change(config, change, published, digest):
     return jid
 
 
-# Per sender (the event's claimed id, or the report's claimed watcher): at most RATE reports a
-# second on average, BURST at once. A watcher sends one a second at most (a transition) plus a
-# heartbeat; anything beyond is refused before its signature is even checked, so one minion
-# flooding forged reports costs this master next to nothing and cannot delay a real failover.
-RATE = 5.0
-BURST = 20.0
-_buckets = {}
-_refused = {"counts": {}, "flushed": 0.0}
-_limits_lock = threading.Lock()
-
-
-def _allowed(sender, now):
-    with _limits_lock:
-        tokens, last = _buckets.get(sender, (BURST, now))
-        tokens = min(BURST, tokens + (now - last) * RATE)
-        if tokens < 1:
-            _buckets[sender] = (tokens, now)
-            return False
-        _buckets[sender] = (tokens - 1, now)
-        if len(_buckets) > 10_000:  # ids are claimed, not proven: bound the table too
-            _buckets.clear()
-        return True
+# The intake's bounds (paphosting.refusals): a rate limit per authenticated watcher, and the
+# refusal counts, logged and fired only for the first of a kind and sender each second.
+_limit = refusals.RateLimit()
+_refusals = {}
+_refusals_lock = threading.Lock()
 
 
 def refused_path():
     return os.path.join(os.path.dirname(_state_path()), "rotation_refused.json")
 
 
-def _count_refusal(reason, sender, now):
-    """Count a refusal by kind and sender; written at most once a second (status shows it)."""
-    kind = reason.split(":")[0].split("(")[0].strip()[:60]
-    with _limits_lock:
-        counts = _refused["counts"]
-        key = f"{kind} [{sender}]"
-        counts[key] = counts.get(key, 0) + 1
-        if now - _refused["flushed"] < 1.0:
-            return
-        _refused["flushed"] = now
-        data = dict(counts)
+def _refusal_counts():
+    path = refused_path()
+    with _refusals_lock:
+        if path not in _refusals:
+            _refusals.clear()
+            _refusals[path] = refusals.Refusals(path)
+        return _refusals[path]
+
+
+def _reject(reason, sender, now=None):
+    """Count a refusal; log and fire it only when it is the first of its kind and sender this
+    second (a flood is counted in full, not amplified)."""
     try:
-        files.write_checked(refused_path(), json.dumps(data, sort_keys=True), mode=0o600)
+        count = _refusal_counts().note(reason, sender, now)
     except OSError as exc:
         log.warning("rotation: cannot record refused reports: %s", exc)
-
-
-def _reject(reason, sender, now=None, quiet=False):
-    now = now or time.time()
-    _count_refusal(reason, sender, now)
-    if not quiet:
-        log.warning("rotation: ignored a health report (event from %s): %s", sender, reason)
-        _fire({"reason": reason, "sender": sender, "master": __opts__["id"]}, REJECTED_TAG)
+        count = 1
+    if count:
+        more = f" ({count - 1} more like it in the last second)" if count > 1 else ""
+        log.warning("rotation: ignored a health report (event from %s): %s%s", sender, reason, more)
+        _fire(
+            {"reason": reason, "sender": sender, "master": __opts__["id"], "count": count},
+            REJECTED_TAG,
+        )
     return {"accepted": False, "reason": reason}
 
 
@@ -249,19 +232,15 @@ def report(report=None, sig=None, sender=None):
         salt-run rotation.report report='{"format":1,...}' sig=MEUCIQ...
     """
     now = time.time()
-    if not _allowed(f"event:{sender}", now):
-        # Not logged nor fired one by one: that would be the flood's amplifier. Counted.
-        return _reject("rate limited: more reports than a watcher sends", sender, now, quiet=True)
     try:
-        claimed = rotation.claimed_watcher(report)
-        if not _allowed(f"watcher:{claimed}", now):
-            return _reject(
-                "rate limited: more reports than a watcher sends", sender, now, quiet=True
-            )
-        config, digest = _context(claimed)
-        body = rotation.authenticate(report, sig, config, _public_key)
+        config, digest = _context(rotation.claimed_watcher(report))
+        body = rotation.admit(report, sig, config, _public_key, _limit, now)
     except (rotation.Rejected, PapError) as exc:
         return _reject(str(exc), sender, now)
+    try:  # the refusals of a flood's last second, written once a real report comes
+        _refusal_counts().flush(now)
+    except OSError as exc:
+        log.warning("rotation: cannot record refused reports: %s", exc)
     path = _state_path()
     with rotation.locked(path):
         state = rotation.load(path)
@@ -483,9 +462,8 @@ def take_action(record=None, sig=None, sender=None):
 
         salt-run rotation.take_action record='{"at":...}' sig=...
     """
-    now = time.time()
-    if not _allowed(f"event:{sender}", now):
-        return _reject("rate limited: more operator actions than operators take", sender, now, True)
+    # No limit on the claimed sender (a forger could use up a real minion's allowance): a forged
+    # record costs a signature check, and its refusal is counted and logged once a second.
     try:
         config, digest = _context()
     except PapError as exc:
@@ -715,15 +693,11 @@ def status():
     config = _config()
     text = rotation.status_text(rotation.load(_state_path()), config, time.time())
     try:
-        with open(refused_path(), encoding="utf-8") as fh:
-            refused = json.load(fh)
-    except (OSError, ValueError):
-        refused = {}
-    if refused:
-        text += "\n\nREFUSED REPORTS (since the master started)\n" + "\n".join(
-            f"  {n:>6}  {what}" for what, n in sorted(refused.items(), key=lambda kv: -kv[1])
-        )
-    return text
+        _refusal_counts().flush()  # this process's own refusals not yet written
+    except OSError as exc:
+        log.warning("rotation: cannot record refused reports: %s", exc)
+    refused = refusals.text(refusals.read(refused_path()))
+    return text + ("\n\n" + refused if refused else "")
 
 
 def show():

@@ -355,7 +355,10 @@ class Observer:
         if tag == CHANGED_TAG:
             self._changed(data, now)
         elif tag == REJECTED_TAG:
-            self.refused.labels(refusal_reason(data.get("reason"))).inc()
+            # A flood is fired once a second per kind and sender, with how many it stands for.
+            count = data.get("count", 1)
+            count = count if isinstance(count, int) and 1 <= count <= 1_000_000 else 1
+            self.refused.labels(refusal_reason(data.get("reason"))).inc(count)
         else:
             m = JOB_RETURN_RE.match(tag)
             if m:

@@ -45,6 +45,10 @@ class Rejected(PapError):
     """A report the masters refuse, with the reason (logged, never acted on)."""
 
 
+class RateLimited(Rejected):
+    """A genuine report beyond its watcher's allowance (:class:`paphosting.refusals.RateLimit`)."""
+
+
 def stale_after(h):
     """Seconds a view stays fresh, for a :class:`paphosting.model.Health`."""
     return STALE_HEARTBEATS * h.heartbeat + h.interval * max(h.fall, h.rise)
@@ -115,6 +119,19 @@ def claimed_watcher(text):
     if not ID_RE.match(watcher):
         raise Rejected(f"the report names an invalid minion id {watcher!r}")
     return watcher
+
+
+def admit(text, signature, config, public_key_for, limit, now):
+    """:func:`authenticate`, then ``limit`` (a :class:`paphosting.refusals.RateLimit`) on the
+    watcher the signature proved, never on the one a text claims: forged reports in a watcher's
+    name cannot use up its allowance. Returns the parsed report or raises :class:`Rejected`
+    (:class:`RateLimited` beyond the allowance)."""
+    report = authenticate(text, signature, config, public_key_for)
+    if not limit.allow(report["watcher"], now):
+        raise RateLimited(
+            f"rate limited: {report['watcher']!r} sent more reports than a watcher sends"
+        )
+    return report
 
 
 def authenticate(text, signature, config, public_key_for):

@@ -16,6 +16,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from harness import services
 from harness.services import LoadBalancer
 from paphosting import dnsserver, health, model
 from paphosting import zone as pzone
@@ -45,7 +46,17 @@ def lbs(loopback, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pillar(lbs, loopback):
+def pillar(lbs, loopback, tmp_path_factory):
+    """The platform, with its webserver running: a load balancer with no server up fails its
+    health endpoint (docs/haproxy.md), and these tests are about the load balancers."""
+    value = platform_pillar(lbs, loopback)
+    apps = services.webapps_of(value, tmp_path_factory.mktemp("webapps"))
+    yield value
+    for app in apps.values():
+        app.stop()
+
+
+def platform_pillar(lbs, loopback):
     for b in ("named", "nsd", "knotd"):
         require_binary(b)
     nameservers = {}
@@ -59,12 +70,13 @@ def pillar(lbs, loopback):
             "fqdn": mid.replace(".fo.test", ".paphosting.net"),
         }
     nameservers[NS[0]]["control_port"] = loopback.port("127.0.0.1")
+    web = loopback.address()
     return {
         "settings": {"service_mode": "process"},
         "loadbalancers": {
             name: {"address": s.address, "http_port": s.port} for name, s in lbs.items()
         },
-        "webservers": {WEB: {"address": loopback.address()}},
+        "webservers": {WEB: {"address": web}},
         "nameservers": nameservers,
         "rotations": {
             ROT: {"ttl": 60, "members": [LB1, LB2]},
@@ -75,7 +87,7 @@ def pillar(lbs, loopback):
                 "type": "stateless",
                 "hostnames": ["www.paphosting.nl"],
                 "rotation": ROT,
-                "servers": [{"name": WEB}],
+                "servers": [{"name": WEB, "port": loopback.port(web)}],
             },
         },
         "zones": {"paphosting.nl": {"ns": [n["fqdn"] for n in nameservers.values()]}},

@@ -8,7 +8,7 @@ again once it is back, and hands out both when both are dead); how fast is the b
 
 import pytest
 
-from harness import peers
+from harness import peers, services
 from harness.services import LoadBalancer
 from harness.wait import wait_until
 from paphosting import model
@@ -33,15 +33,16 @@ def lbs(loopback, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pillar(lbs, loopback):
+def pillar(lbs, loopback, tmp_path_factory):
     ns = "ns1.peers.test"
     address = loopback.address()
+    web = loopback.address()
     pillar = {
         "settings": {"service_mode": "process"},
         "loadbalancers": {
             name: {"address": lb.address, "http_port": lb.port} for name, lb in lbs.items()
         },
-        "webservers": {"web1.peers.test": {"address": loopback.address()}},
+        "webservers": {"web1.peers.test": {"address": web}},
         "nameservers": {
             ns: {"address": address, "port": loopback.udp_tcp_port(address), "server": "nsd"}
         },
@@ -51,16 +52,20 @@ def pillar(lbs, loopback):
                 "type": "stateless",
                 "hostnames": ["www.paphosting.nl"],
                 "rotation": ROT,
-                "servers": [{"name": "web1.peers.test"}],
+                "servers": [{"name": "web1.peers.test", "port": loopback.port(web)}],
             },
         },
         "zones": {"paphosting.nl": {}},
         "health": {"watchers": [ns], "interval": 1, "timeout": 0.5, "fall": 2, "rise": 2},
         "schedule": {"enabled": False},
     }
+    # A running webserver: a load balancer with no server up fails its health endpoint.
+    apps = services.webapps_of(pillar, tmp_path_factory.mktemp("webapps"))
     for lb in lbs.values():
         lb.configure(pillar).start()
-    return pillar
+    yield pillar
+    for app in apps.values():
+        app.stop()
 
 
 @pytest.mark.parametrize("kind", peers.KINDS)

@@ -160,6 +160,9 @@ def test_observer_latencies_refusals_and_drift(tmp_path):
     }
     obs.event("salt/job/j1/ret/" + NS1, ret, now=NOW + 2.0)
     obs.event(metrics.REJECTED_TAG, {"reason": "bad signature on the report"})
+    # A flood is fired once a second with how many refusals it stands for; a bad count is one.
+    obs.event(metrics.REJECTED_TAG, {"reason": "bad signature on the report", "count": 40})
+    obs.event(metrics.REJECTED_TAG, {"reason": "bad signature on the report", "count": "x"})
     drift = {
         "fun": "drift.highstate",
         "return": {"changed": [{"state": "file.managed"}], "failed": []},
@@ -189,7 +192,7 @@ def test_observer_latencies_refusals_and_drift(tmp_path):
     )
     assert (
         got[("paphosting_rotation_refused_reports_total", frozenset({("reason", "bad_signature")}))]
-        == 1
+        == 42
     )
     assert got[("paphosting_drift_runs_total", frozenset({("minion", LB1)}))] == 1
     assert got[("paphosting_drift_changes_total", frozenset({("minion", LB1)}))] == 1
