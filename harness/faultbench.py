@@ -22,8 +22,9 @@ import time
 
 from harness import faults as faultlib
 from harness.client import DnsWatch, Load, cached_picker
-from harness.launcher import Lab, wait_for
+from harness.launcher import Lab, LabError
 from harness.report import percentile
+from harness.wait import wait_until
 
 SUBNET = "198.18.18.0/24"
 ROTATION = "http0.l.paphosting.nl"
@@ -66,13 +67,14 @@ class Bench:
             raise RuntimeError(f"restarting the webapps of {web}: {res[web]['failed']}")
 
     def wait_backend_up(self, web, timeout=60):
-        wait_for(
+        wait_until(
             lambda: all(
                 self.lab.haproxy_servers(lb)["www"][web].startswith("UP") for lb in self.lbs
             ),
             timeout,
-            f"{web} up in every haproxy",
+            message=f"{web} up in every haproxy",
             interval=0.2,
+            error=LabError,
         )
 
     # --- the clients -------------------------------------------------------------------------------

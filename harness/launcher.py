@@ -50,7 +50,7 @@ from harness.pebble import Pebble
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
-from harness.wait import Timeout, wait_until
+from harness.wait import wait_until
 from paphosting import daemon, dnsserver, haproxy, model, secrets
 from paphosting.paths import under
 
@@ -82,14 +82,6 @@ def port_in_use(address, port):
         except OSError:
             return True
     return False
-
-
-def wait_for(predicate, timeout, what, interval=0.2):
-    """Poll ``predicate`` until truthy (returned); :class:`LabError` naming ``what`` after ``timeout``."""
-    try:
-        return wait_until(predicate, timeout, interval, what)
-    except Timeout as exc:
-        raise LabError(str(exc)) from None
 
 
 def short_name(minion_id, taken):
@@ -284,7 +276,13 @@ class Master:
                 pass
             return (self.root / "s" / "master_event_pub.ipc").exists()
 
-        wait_for(ready, timeout, f"salt-master {self.name} to listen on {self.address}:{RET_PORT}")
+        wait_until(
+            ready,
+            timeout,
+            message=f"salt-master {self.name} to listen on {self.address}:{RET_PORT}",
+            interval=0.2,
+            error=LabError,
+        )
 
     def stop(self, timeout=20):
         return self.process.stop(timeout)
@@ -377,11 +375,12 @@ def _start(process, salt_pidfile, timeout=10):
     wait for that first."""
     pid = daemon.read_pid(salt_pidfile)
     if pid and not process.running:
-        wait_for(
+        wait_until(
             lambda: not os.path.exists(f"/proc/{pid}"),
             timeout,
-            f"pid {pid} of {salt_pidfile} to be gone",
+            message=f"pid {pid} of {salt_pidfile} to be gone",
             interval=0.1,
+            error=LabError,
         )
     try:
         process.start()
@@ -739,7 +738,13 @@ class Lab:
                 missing = [i for i in ids if not ret.get(i)]
                 return not missing or None
 
-            wait_for(answered, timeout, f"every minion to answer master {m.name}", interval=1)
+            wait_until(
+                answered,
+                timeout,
+                message=f"every minion to answer master {m.name}",
+                interval=1,
+                error=LabError,
+            )
 
     def stop(self):
         """Stop everything this lab started; return the lines saying what was stopped."""
@@ -903,7 +908,13 @@ class Lab:
             ret = self.salt(ids, "saltutil.running", master=master, timeout=10)
             return all(ret.get(m) == [] for m in ids)
 
-        wait_for(idle, timeout, f"no job running on {', '.join(ids)}", interval=0.5)
+        wait_until(
+            idle,
+            timeout,
+            message=f"no job running on {', '.join(ids)}",
+            interval=0.5,
+            error=LabError,
+        )
         return time.monotonic() - t0
 
     def run(self, fun, *args, master=None, timeout=120):
