@@ -21,7 +21,7 @@ the floor (``fall`` x ``interval``).
 import time
 
 from harness import faults as faultlib
-from harness.client import DnsWatch, Load, cached_picker
+from harness.client import DnsWatch, Load, cached_picker, wait_answer
 from harness.launcher import Lab, LabError
 from harness.report import percentile
 from harness.wait import wait_until
@@ -52,9 +52,7 @@ class Bench:
     # --- restoring ---------------------------------------------------------------------------------
 
     def wait_rotation(self, want, timeout=120):
-        got = DnsWatch(self.lab.nameservers, ROTATION, want).wait(timeout)
-        if len(got) < len(self.lab.nameservers):
-            raise RuntimeError(f"not every nameserver answered {sorted(want)} within {timeout} s")
+        wait_answer(self.lab.nameservers, ROTATION, want, timeout)
 
     def restart_haproxy(self, lb):
         res = self.lab.highstate([lb], sls="loadbalancer")

@@ -41,6 +41,7 @@ from paphosting.errors import PapError, PillarError
 from paphosting.model import ROOT
 
 from . import client, processes
+from .wait import wait_until
 
 KINDS = ("gdnsd", "pdns")
 LABELS = {"paphosting": "this platform", "gdnsd": "gdnsd", "pdns": "PowerDNS"}
@@ -428,19 +429,19 @@ class Peer:
         """Write, check and start the server; return when it answers for every zone's apex."""
         self.write()
         self.process.start()
-        deadline = time.monotonic() + timeout
         apexes = sorted(self.platform.zones)
-        while True:
+
+        def answers():
             if not self.process.running:
                 raise PeerError(f"{self.kind} exited:\n{self.process.tail()}")
-            if all(self._soa(z) for z in apexes):
-                return self
-            if time.monotonic() >= deadline:
-                raise PeerError(
-                    f"{self.kind} does not answer on {self.address}:{self.port} after {timeout:g} s:"
-                    f"\n{self.process.tail()}"
-                )
-            time.sleep(0.1)
+            return all(self._soa(z) for z in apexes)
+
+        if not wait_until(answers, timeout, 0.1, error=PeerError):
+            raise PeerError(
+                f"{self.kind} does not answer on {self.address}:{self.port} after {timeout:g} s:"
+                f"\n{self.process.tail()}"
+            )
+        return self
 
     def _soa(self, zone_name):
         query = dns.message.make_query(zone_name, "SOA")
@@ -485,10 +486,8 @@ def running(platform, folder, kinds=KINDS, say=None):
 
 def _wait_all(watches, timeout):
     """Wait (one deadline for all) until every watch saw its answer; ``{system: {ns: time}}``."""
-    deadline = time.monotonic() + timeout
-    return {
-        name: watch.wait(max(0.0, deadline - time.monotonic())) for name, watch in watches.items()
-    }
+    wait_until(lambda: all(watch.done for watch in watches.values()), timeout, error=None)
+    return {name: watch.wait(0) for name, watch in watches.items()}
 
 
 def side_by_side(lab, peers, trials, restart, summarize, rotation, say=None):
@@ -591,7 +590,15 @@ def quorum_case(lab, watcher, lb, rotation, window, say=None):
         drained.wait(0)
         raise RuntimeError(f"beacons.modify on {watcher} failed: {ret}")
     try:
-        reported = _wait_report(lab, watcher, lb, "down", 60)
+        # True once the masters' rotation.show holds the watcher's report of lb down.
+        reported = bool(
+            wait_until(
+                lambda: lab.run("rotation.show")["views"][watcher]["lbs"][lb] == "down",
+                60,
+                0.5,
+                error=None,
+            )
+        )
         t_report = time.monotonic() - t0
         at = drained.wait(window)
     finally:
@@ -612,18 +619,6 @@ def quorum_case(lab, watcher, lb, rotation, window, say=None):
         + (f"DRAINED by {sorted(at)}" if at else f"no nameserver drained it in {window:g} s")
     )
     return out
-
-
-def _wait_report(lab, watcher, lb, state, timeout):
-    """True once ``rotation.show`` on the masters holds ``watcher``'s view of ``lb`` as ``state``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            view = lab.run("rotation.show")["views"][watcher]["lbs"][lb]
-            if view == state:
-                return True
-        time.sleep(0.5)
-    return False
 
 
 POWERED_OFF = (

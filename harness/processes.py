@@ -12,7 +12,6 @@ run that was killed too hard to clean up after itself.
 import os
 import pathlib
 import signal
-import time
 
 from paphosting import daemon
 
@@ -29,22 +28,9 @@ def kill(pid, group=None):
     """``SIGKILL`` at once (the process group ``pid`` leads, when ``group`` or when it leads one):
     a machine dying, not a service stopping. Returns once it is gone (the kernel takes a moment),
     True when it ran."""
-    if not daemon.alive(pid):
-        return False
     if group is None:
         group = daemon.leads_group(pid)
-    try:
-        if group:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    gone = (lambda: not daemon.group_alive(pid)) if group else (lambda: not daemon.alive(pid))
-    deadline = time.monotonic() + 5
-    while not gone() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return True
+    return daemon.terminate(pid, 5, signal.SIGKILL, group)
 
 
 class Process:

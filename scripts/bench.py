@@ -258,13 +258,6 @@ def _phases(events, t0, lb, state, quorum):
     return detected, decided
 
 
-def _wait_rotation(lab, want, timeout=90):
-    watch = client.DnsWatch(lab.nameservers, ROTATION, want)
-    at = watch.wait(timeout)
-    if len(at) < len(lab.nameservers):
-        raise RuntimeError(f"the nameservers do not answer {sorted(want)} (last: {watch.last})")
-
-
 def _prepare(lab):
     """Highstate everything; wait until every backend is up and every nameserver answers every
     load balancer."""
@@ -287,7 +280,7 @@ def _prepare(lab):
     wait_until(
         backends_up, max(90, 3 * inter), message="every backend up", interval=0.2, error=LabError
     )
-    _wait_rotation(lab, {x.address for x in p.loadbalancers.values()})
+    client.wait_answer(lab.nameservers, ROTATION, {x.address for x in p.loadbalancers.values()}, 90)
 
 
 def _restart_haproxy(lab, lb):
@@ -472,7 +465,7 @@ def bench_client_errors(lab, rounds=1):
             requests["lb_kill"] += naive.requests
             requests["lb_kill_with_retry"] += browser.requests
             _restart_haproxy(lab, lb)
-            _wait_rotation(lab, set(addr))
+            client.wait_answer(lab.nameservers, ROTATION, set(addr), 90)
     out["requests"] = requests
     return out
 

@@ -30,7 +30,6 @@ import pathlib
 import shutil
 import tempfile
 import threading
-import time
 
 import pytest
 import salt.client
@@ -38,21 +37,16 @@ import salt.runner
 import yaml
 
 from harness.saltenv import file_root, loader_dirs, master_config
+from harness.wait import wait_until
 from tests.conftest import example_pillar
 
 MINION_LOOP_INTERVAL = 0.05
 
 
 def wait(predicate, what, timeout=30.0, interval=0.25):
-    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+    """:func:`harness.wait.wait_until` with the integration tests' argument order and defaults:
+    ``predicate``'s first truthy value; the test fails after ``timeout`` s."""
+    return wait_until(predicate, timeout, interval, what)
 
 
 class SaltPlatform:

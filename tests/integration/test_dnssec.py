@@ -27,6 +27,7 @@ from saltfactories.utils.functional import Loaders
 
 from harness.resolver import Unbound, authenticated
 from harness.saltenv import file_root
+from harness.wait import wait_until
 from paphosting import daemon as pdaemon
 from paphosting import dnssec, dnsserver, model
 from tests.conftest import REPO, example_pillar, require_binary
@@ -230,16 +231,17 @@ class Watch:
 
 def wait_answer(lab, wanted, timeout=30):
     """Until every resolver answers the rotation name with ``wanted``, authenticated."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = {
-            n: (addresses(r.ask(ROT)), authenticated(r.ask(ROT))) for n, r in lab.resolvers.items()
-        }
-        if all(v == (wanted, True) for v in last.values()):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"resolvers answer {last}, not {wanted} authenticated")
+    last = {}
+
+    def every():
+        last.update(
+            (n, (addresses(r.ask(ROT)), authenticated(r.ask(ROT))))
+            for n, r in lab.resolvers.items()
+        )
+        return all(v == (wanted, True) for v in last.values())
+
+    if not wait_until(every, timeout, 0.2, error=None):
+        raise AssertionError(f"resolvers answer {last}, not {wanted} authenticated")
 
 
 # --- serving ------------------------------------------------------------------------------------
