@@ -47,6 +47,7 @@ import yaml
 from harness import REPO, processes
 from harness import netns as harness_netns
 from harness.pebble import Pebble
+from harness.ports import free_port, port_in_use
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
@@ -66,22 +67,6 @@ log = logging.getLogger("lab")
 
 class LabError(RuntimeError):
     """The lab could not do what was asked; the message says what and where to look."""
-
-
-def free_port(address="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(address, port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return True
-    return False
 
 
 def short_name(minion_id, taken):
@@ -395,7 +380,7 @@ def _tail(path, lines=15):
         return ""
 
 
-class Lab:
+class Lab(processes.Started):
     """The platform of ``pillar`` (the ``paphosting`` value; default: the example platform).
 
     name
@@ -786,16 +771,6 @@ class Lab:
             lines.append(f"deleted {len(self.net.hosts)} network namespaces and {self.net.bridge}")
         self.started = False
         return lines
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the pillar ---------------------------------------------------------------------------------
 

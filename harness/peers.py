@@ -25,7 +25,6 @@ import math
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -41,6 +40,7 @@ from paphosting.errors import PapError, PillarError
 from paphosting.model import ROOT
 
 from . import client, processes
+from .ports import udp_tcp_port
 from .wait import wait_until
 
 KINDS = ("gdnsd", "pdns")
@@ -357,21 +357,6 @@ def version(kind):
     return res.stdout.strip() or None
 
 
-def dns_port(address, attempts=50):
-    """A port free for both UDP and TCP on ``address``."""
-    for _ in range(attempts):
-        with socket.socket() as s:
-            s.bind((address, 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise PeerError(f"no port free for UDP and TCP on {address}")
-
-
 def _run(argv, what):
     res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     if res.returncode != 0:
@@ -393,7 +378,7 @@ class Peer:
         self.platform = platform
         self.folder = pathlib.Path(folder).resolve() / kind
         self.address = address or ADDRESSES[kind]
-        self.port = port or dns_port(self.address)
+        self.port = port or udp_tcp_port(self.address)
         self.tuning = TUNINGS[kind](platform.health)
         if kind == "gdnsd":
             argv = [binary("gdnsd"), "-c", self.folder, "start"]
