@@ -148,40 +148,95 @@ class Events:
             self._bus.destroy()
 
 
-class Master:
-    """One salt-master of the lab."""
+class _SaltDaemon:
+    """A salt-master or salt-minion of the lab (``kind``), its folders under ``root``, run by
+    :mod:`harness.processes` on the host ``host`` (a network namespace with ``netns``)."""
 
-    def __init__(self, lab, name, address):
+    kind = None
+
+    def __init__(self, lab, host, salt_id, root, pidfile):
         self.lab = lab
-        self.name = name
-        self.address = address
-        self.root = lab.base / "masters" / name
-        self.conf_dir = self.root / "conf"
-        self.cachedir = self.root / "cache"
+        self.root = root
+        self.conf_dir = root / "conf"
+        self.cachedir = root / "cache"
         self.process = processes.Process(
-            f"salt-master {name}",
-            lab.host_command(name, [BIN / "salt-master", "-c", self.conf_dir, "-l", "warning"]),
-            lab.base / "pids" / f"master-{name}.pid",
-            self.root / "log" / "stdout.log",
+            f"salt-{self.kind} {salt_id}",
+            lab.host_command(
+                host, [BIN / f"salt-{self.kind}", "-c", self.conf_dir, "-l", "warning"]
+            ),
+            pidfile,
+            root / "log" / "stdout.log",
         )
-        self._opts = None
 
     @property
     def conf_file(self):
-        return self.conf_dir / "master"
+        return self.conf_dir / self.kind
+
+    @property
+    def log_file(self):
+        return self.root / "log" / self.kind
+
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / f"salt-{self.kind}.pid"
+
+    def folders(self):
+        """The configuration options that put everything this daemon writes under its root."""
+        return {
+            "root_dir": str(self.root),
+            "conf_file": str(self.conf_file),
+            "pki_dir": str(self.root / "pki"),
+            "cachedir": str(self.cachedir),
+            "sock_dir": str(self.root / "s"),
+            "pidfile": str(self.salt_pidfile),
+            "log_file": str(self.log_file),
+            "log_level_logfile": "info",
+            "user": getpass.getuser(),
+        }
+
+    @property
+    def running(self):
+        return self.process.running
+
+    def start(self):
+        """Start it. Salt refuses to start while the pid of its own pidfile exists, and the
+        worker of a killed daemon (not our child) stays a zombie until init reaps it: wait for
+        that first."""
+        pid = daemon.read_pid(self.salt_pidfile)
+        if pid and not self.process.running:
+            wait_until(
+                lambda: not os.path.exists(f"/proc/{pid}"),
+                10,
+                message=f"pid {pid} of {self.salt_pidfile} to be gone",
+                interval=0.1,
+                error=LabError,
+            )
+        try:
+            self.process.start()
+        except daemon.DaemonError as exc:
+            raise LabError(str(exc)) from None
+
+    def stop(self, timeout=20):
+        return self.process.stop(timeout)
+
+
+class Master(_SaltDaemon):
+    """One salt-master of the lab."""
+
+    kind = "master"
+
+    def __init__(self, lab, name, address):
+        super().__init__(
+            lab, name, name, lab.base / "masters" / name, lab.base / "pids" / f"master-{name}.pid"
+        )
+        self.name = name
+        self.address = address
+        self._opts = None
 
     @property
     def gpg_keydir(self):
         """Where this master holds the platform's GPG key (docs/tls.md, "Secrets")."""
         return self.root / "gpgkeys"
-
-    @property
-    def log_file(self):
-        return self.root / "log" / "master"
-
-    @property
-    def salt_pidfile(self):
-        return self.root / "run" / "salt-master.pid"
 
     def config(self):
         lab = self.lab
@@ -189,19 +244,11 @@ class Master:
         conf.update(
             {
                 "id": self.name,
-                "root_dir": str(self.root),
-                "conf_file": str(self.conf_file),
-                "pki_dir": str(self.root / "pki"),
-                "cachedir": str(self.cachedir),
-                "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.salt_pidfile),
-                "log_file": str(self.log_file),
+                **self.folders(),
                 "key_logfile": str(self.root / "log" / "key"),
-                "log_level_logfile": "info",
                 "interface": self.address,
                 "publish_port": PUBLISH_PORT,
                 "ret_port": RET_PORT,
-                "user": getpass.getuser(),
                 "worker_threads": lab.worker_threads,
                 "auto_accept": False,
                 "file_roots": {"base": [str(lab.file_root), *lab.extra_file_roots]},
@@ -244,13 +291,6 @@ class Master:
         finally:
             local.destroy()
 
-    @property
-    def running(self):
-        return self.process.running
-
-    def start(self):
-        _start(self.process, self.salt_pidfile)
-
     def wait_ready(self, timeout=90):
         def ready():
             if not self.process.running:
@@ -269,36 +309,23 @@ class Master:
             error=LabError,
         )
 
-    def stop(self, timeout=20):
-        return self.process.stop(timeout)
 
-
-class Minion:
+class Minion(_SaltDaemon):
     """One salt-minion of the lab, connected to every master."""
 
+    kind = "minion"
+
     def __init__(self, lab, minion_id, short):
-        self.lab = lab
+        super().__init__(
+            lab,
+            minion_id,
+            minion_id,
+            lab.base / "minions" / short,
+            lab.base / "pids" / f"minion-{short}.pid",
+        )
         self.id = minion_id
         self.short = short
-        self.root = lab.base / "minions" / short
         self.sandbox = lab.base / "roots" / short
-        self.conf_dir = self.root / "conf"
-        self.process = processes.Process(
-            f"salt-minion {minion_id}",
-            lab.host_command(
-                minion_id, [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"]
-            ),
-            lab.base / "pids" / f"minion-{short}.pid",
-            self.root / "log" / "stdout.log",
-        )
-
-    @property
-    def log_file(self):
-        return self.root / "log" / "minion"
-
-    @property
-    def salt_pidfile(self):
-        return self.root / "run" / "salt-minion.pid"
 
     def config(self):
         """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
@@ -308,15 +335,7 @@ class Minion:
         conf.update(
             {
                 "id": self.id,
-                "root_dir": str(self.root),
-                "conf_file": str(self.conf_dir / "minion"),
-                "pki_dir": str(self.root / "pki"),
-                "cachedir": str(self.root / "cache"),
-                "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.salt_pidfile),
-                "log_file": str(self.log_file),
-                "log_level_logfile": "info",
-                "user": getpass.getuser(),
+                **self.folders(),
                 "publish_port": PUBLISH_PORT,
                 "paphosting_root": str(self.sandbox),
                 # Salt's beacons tick once a second whatever this says; the scheduler (drift
@@ -342,35 +361,6 @@ class Minion:
         (pki / "minion.pem").chmod(0o400)
         (pki / "minion.pub").write_text(public)
         (pki / "minion_master.pub").write_text(master_public)
-
-    @property
-    def running(self):
-        return self.process.running
-
-    def start(self):
-        _start(self.process, self.salt_pidfile)
-
-    def stop(self, timeout=20):
-        return self.process.stop(timeout)
-
-
-def _start(process, salt_pidfile, timeout=10):
-    """Start a salt daemon's ``process``. Salt refuses to start while the pid of its own pidfile
-    exists, and the worker of a killed daemon (not our child) stays a zombie until init reaps it:
-    wait for that first."""
-    pid = daemon.read_pid(salt_pidfile)
-    if pid and not process.running:
-        wait_until(
-            lambda: not os.path.exists(f"/proc/{pid}"),
-            timeout,
-            message=f"pid {pid} of {salt_pidfile} to be gone",
-            interval=0.1,
-            error=LabError,
-        )
-    try:
-        process.start()
-    except daemon.DaemonError as exc:
-        raise LabError(str(exc)) from None
 
 
 def _tail(path, lines=15):
