@@ -363,6 +363,24 @@ class Minion(_SaltDaemon):
         (pki / "minion_master.pub").write_text(master_public)
 
 
+def minions_idle(cachedirs, running):
+    """True when no minion runs a job or holds a queued state run: ``cachedirs`` maps each minion
+    to its ``cachedir`` (where Salt 3008 queues state runs, ``queues/*/state_queue/queued_*``),
+    ``running`` is ``saltutil.running``'s return (``{minion: [jobs]}``; one missing: not idle).
+
+    Stop a master only then: a state job the stopped master published, still running or queued
+    on a minion, can hold that minion's state queue until its requests to the dead master give
+    up, and the other master's pushes queue behind it (docs/masters.md)."""
+    for cachedir in cachedirs.values():
+        if any(pathlib.Path(cachedir, "queues").glob("*/state_queue/queued_*")):
+            return False
+    return all(
+        isinstance(running.get(m), list)
+        and not [j for j in running[m] if j.get("fun") != "saltutil.running"]
+        for m in cachedirs
+    )
+
+
 def _tail(path, lines=15):
     try:
         return "".join(pathlib.Path(path).read_text(errors="replace").splitlines(True)[-lines:])
@@ -871,7 +889,7 @@ class Lab(processes.Started):
 
         def idle():
             ret = self.salt(ids, "saltutil.running", master=master, timeout=10)
-            return all(ret.get(m) == [] for m in ids)
+            return minions_idle({m: self.minions[m].cachedir for m in ids}, ret)
 
         wait_until(
             idle,
