@@ -177,9 +177,10 @@ def _dynamic_owners(platform, zone_name):
     return out
 
 
-def _zone_text(platform, zone_name, dynamic_line):
+def _zone_text(platform, zone_name, dynamic):
     """``zone_name`` as :func:`paphosting.zone.render` writes it (serial 1), without the address
-    records of the rotation-owned names, each replaced by ``dynamic_line(owner, rotation)``."""
+    records of the rotation-owned names, each replaced by one record of the rotation's TTL whose
+    type and data are ``dynamic(rotation)`` (the peer's own dynamic record)."""
     wanted = zone.build(platform, zone_name, 1)
     origin = wanted.origin
     owners = _dynamic_owners(platform, zone_name)
@@ -187,7 +188,10 @@ def _zone_text(platform, zone_name, dynamic_line):
         rel = dns.name.from_text(owner).relativize(origin)
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             wanted.rrsets.pop((rel, rdtype), None)
-    lines = [dynamic_line(owner, rotation) for owner, rotation in sorted(owners.items())]
+    lines = [
+        f"{owner}. {platform.rotations[rotation].ttl} IN {dynamic(rotation)}"
+        for owner, rotation in sorted(owners.items())
+    ]
     text = zone.to_text(wanted, zone_name).split("\n", 1)[1]
     return (
         f"; {zone_name} for `make bench --part peers`: the platform's zone (harness/peers.py)\n"
@@ -261,12 +265,9 @@ def gdnsd_files(platform, address, port, folder):
     )
     files = {"config": config}
     for zone_name in sorted(platform.zones):
-
-        def dyna(owner, rotation):
-            ttl = platform.rotations[rotation].ttl
-            return f"{owner}. {ttl} IN DYNA multifo!{_resource(rotation)}"
-
-        files[f"zones/{zone_name}"] = _zone_text(platform, zone_name, dyna)
+        files[f"zones/{zone_name}"] = _zone_text(
+            platform, zone_name, lambda rotation: f"DYNA multifo!{_resource(rotation)}"
+        )
     return files
 
 
@@ -320,12 +321,9 @@ def pdns_files(platform, address, port, folder):
     named = [f'options {{ directory "{folder}"; }};\n']
     files = {"pdns.conf": conf}
     for zone_name in sorted(platform.zones):
-
-        def lua(owner, rotation):
-            ttl = platform.rotations[rotation].ttl
-            return f'{owner}. {ttl} IN LUA A "{_ifurlup(platform, rotation)}"'
-
-        files[f"zones/{zone_name}.zone"] = _zone_text(platform, zone_name, lua)
+        files[f"zones/{zone_name}.zone"] = _zone_text(
+            platform, zone_name, lambda rotation: f'LUA A "{_ifurlup(platform, rotation)}"'
+        )
         named.append(
             f'zone "{zone_name}" {{ type master; file "{folder / "zones" / zone_name}.zone"; }};\n'
         )
