@@ -35,6 +35,7 @@ import pytest
 import salt.client
 import salt.runner
 import yaml
+from saltfactories.utils.functional import Loaders
 
 from harness.saltenv import file_root, loader_dirs, master_config
 from harness.wait import wait_until
@@ -288,6 +289,26 @@ def sites(loopback):
     yield make
     for s in made:
         s.stop()
+
+
+def masterless(salt_factories, minion_id, pillar_dir, fileroot, root, base_name=None, **overrides):
+    """Salt's loaders (saltfactories' ``Loaders``) of a masterless minion ``minion_id``:
+    ``file_client: local`` over the pillar folder ``pillar_dir`` and the ``salt://`` tree
+    ``fileroot``, the project's modules from the checkout, ``root`` its ``paphosting_root``;
+    ``overrides`` go over that. Several minions in one process: give each a ``base_name`` of its
+    own, or the modules of one run with another's ``__opts__``."""
+    config = salt_factories.salt_minion_daemon(
+        minion_id,
+        overrides={
+            "file_client": "local",
+            "pillar_roots": {"base": [str(pillar_dir)]},
+            "file_roots": {"base": [str(fileroot)]},
+            **loader_dirs(),
+            "paphosting_root": str(root),
+            **overrides,
+        },
+    ).config.copy()
+    return Loaders(config, loaded_base_name=base_name)
 
 
 def example_on_loopback(loopback):
