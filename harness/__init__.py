@@ -15,7 +15,7 @@
 - :mod:`harness.netns`: the lab's hosts as network namespaces on a bridge (``Lab(netns=...)``).
 - :mod:`harness.faults`: the one fault library (power-off, kill, partition, loss, a master cut
   off), and :mod:`harness.faultbench`: what clients see under each fault (``make bench``).
-- :mod:`harness.wait`: the one bounded wait.
+- :mod:`harness.wait`: the one bounded wait; :mod:`harness.ports`: free ports on loopback.
 - :mod:`harness.timeline`: the demo's narration (one line per event) and the report's steps.
 - :mod:`harness.render`, :mod:`harness.synthetic`: render-and-validate measurements on synthetic
   pillars.

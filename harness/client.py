@@ -32,6 +32,7 @@ import dns.name
 import dns.query
 import dns.rdatatype
 
+from harness.wait import wait_until
 from paphosting import dnsserver
 
 # --- HTTP with a cookie jar -------------------------------------------------------------------
@@ -220,11 +221,27 @@ class DnsWatch:
                     self.at[ns.name] = time.monotonic()
             self._stop.wait(self.interval)
 
+    @property
+    def done(self):
+        """True once every nameserver answered ``want`` (or the watch was stopped)."""
+        return not self._thread.is_alive()
+
     def wait(self, timeout):
         """Wait (bounded) until every nameserver answered ``want``; ``{name: time}`` of those that did."""
         self._thread.join(timeout)
         self._stop.set()
         return dict(self.at)
+
+
+def wait_answer(nameservers, name, want, timeout):
+    """Wait until every nameserver answered exactly the addresses ``want`` for ``name``;
+    RuntimeError naming the last answers when one did not within ``timeout`` seconds."""
+    watch = DnsWatch(nameservers, name, want)
+    if len(watch.wait(timeout)) < len(watch.nameservers):
+        raise RuntimeError(
+            f"not every nameserver answered {sorted(want)} for {name} within {timeout:g} s "
+            f"(last: {watch.last})"
+        )
 
 
 class ZoneWatch:
@@ -314,9 +331,7 @@ class ZoneWatch:
 
     def wait(self, timeout):
         """Wait (bounded) until every nameserver answered ``want`` for every name."""
-        deadline = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+        wait_until(lambda: not any(t.is_alive() for t in self._threads), timeout, error=None)
         self._stop.set()
         return dict(self.at)
 
@@ -467,10 +482,7 @@ class Load:
     def wait_requests(self, n, timeout=30.0):
         """Wait (bounded) until ``n`` more requests were made; True when they were."""
         target = self.requests + n
-        deadline = time.monotonic() + timeout
-        while self.requests < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.requests >= target
+        return bool(wait_until(lambda: self.requests >= target, timeout, error=None))
 
     @property
     def errors(self):

@@ -21,9 +21,10 @@ the floor (``fall`` x ``interval``).
 import time
 
 from harness import faults as faultlib
-from harness.client import DnsWatch, Load, cached_picker
-from harness.launcher import Lab, wait_for
+from harness.client import DnsWatch, Load, cached_picker, wait_answer
+from harness.launcher import Lab, LabError
 from harness.report import percentile
+from harness.wait import wait_until
 
 SUBNET = "198.18.18.0/24"
 ROTATION = "http0.l.paphosting.nl"
@@ -51,9 +52,7 @@ class Bench:
     # --- restoring ---------------------------------------------------------------------------------
 
     def wait_rotation(self, want, timeout=120):
-        got = DnsWatch(self.lab.nameservers, ROTATION, want).wait(timeout)
-        if len(got) < len(self.lab.nameservers):
-            raise RuntimeError(f"not every nameserver answered {sorted(want)} within {timeout} s")
+        wait_answer(self.lab.nameservers, ROTATION, want, timeout)
 
     def restart_haproxy(self, lb):
         res = self.lab.highstate([lb], sls="loadbalancer")
@@ -66,13 +65,14 @@ class Bench:
             raise RuntimeError(f"restarting the webapps of {web}: {res[web]['failed']}")
 
     def wait_backend_up(self, web, timeout=60):
-        wait_for(
+        wait_until(
             lambda: all(
                 self.lab.haproxy_servers(lb)["www"][web].startswith("UP") for lb in self.lbs
             ),
             timeout,
-            f"{web} up in every haproxy",
+            message=f"{web} up in every haproxy",
             interval=0.2,
+            error=LabError,
         )
 
     # --- the clients -------------------------------------------------------------------------------

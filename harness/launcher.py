@@ -47,10 +47,11 @@ import yaml
 from harness import REPO, processes
 from harness import netns as harness_netns
 from harness.pebble import Pebble
+from harness.ports import free_port, port_in_use
 from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
-from harness.wait import Timeout, wait_until
+from harness.wait import wait_until
 from paphosting import daemon, dnsserver, haproxy, model, secrets
 from paphosting.paths import under
 
@@ -66,30 +67,6 @@ log = logging.getLogger("lab")
 
 class LabError(RuntimeError):
     """The lab could not do what was asked; the message says what and where to look."""
-
-
-def free_port(address="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(address, port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return True
-    return False
-
-
-def wait_for(predicate, timeout, what, interval=0.2):
-    """Poll ``predicate`` until truthy (returned); :class:`LabError` naming ``what`` after ``timeout``."""
-    try:
-        return wait_until(predicate, timeout, interval, what)
-    except Timeout as exc:
-        raise LabError(str(exc)) from None
 
 
 def short_name(minion_id, taken):
@@ -171,40 +148,95 @@ class Events:
             self._bus.destroy()
 
 
-class Master:
-    """One salt-master of the lab."""
+class _SaltDaemon:
+    """A salt-master or salt-minion of the lab (``kind``), its folders under ``root``, run by
+    :mod:`harness.processes` on the host ``host`` (a network namespace with ``netns``)."""
 
-    def __init__(self, lab, name, address):
+    kind = None
+
+    def __init__(self, lab, host, salt_id, root, pidfile):
         self.lab = lab
-        self.name = name
-        self.address = address
-        self.root = lab.base / "masters" / name
-        self.conf_dir = self.root / "conf"
-        self.cachedir = self.root / "cache"
+        self.root = root
+        self.conf_dir = root / "conf"
+        self.cachedir = root / "cache"
         self.process = processes.Process(
-            f"salt-master {name}",
-            lab.host_command(name, [BIN / "salt-master", "-c", self.conf_dir, "-l", "warning"]),
-            lab.base / "pids" / f"master-{name}.pid",
-            self.root / "log" / "stdout.log",
+            f"salt-{self.kind} {salt_id}",
+            lab.host_command(
+                host, [BIN / f"salt-{self.kind}", "-c", self.conf_dir, "-l", "warning"]
+            ),
+            pidfile,
+            root / "log" / "stdout.log",
         )
-        self._opts = None
 
     @property
     def conf_file(self):
-        return self.conf_dir / "master"
+        return self.conf_dir / self.kind
+
+    @property
+    def log_file(self):
+        return self.root / "log" / self.kind
+
+    @property
+    def salt_pidfile(self):
+        return self.root / "run" / f"salt-{self.kind}.pid"
+
+    def folders(self):
+        """The configuration options that put everything this daemon writes under its root."""
+        return {
+            "root_dir": str(self.root),
+            "conf_file": str(self.conf_file),
+            "pki_dir": str(self.root / "pki"),
+            "cachedir": str(self.cachedir),
+            "sock_dir": str(self.root / "s"),
+            "pidfile": str(self.salt_pidfile),
+            "log_file": str(self.log_file),
+            "log_level_logfile": "info",
+            "user": getpass.getuser(),
+        }
+
+    @property
+    def running(self):
+        return self.process.running
+
+    def start(self):
+        """Start it. Salt refuses to start while the pid of its own pidfile exists, and the
+        worker of a killed daemon (not our child) stays a zombie until init reaps it: wait for
+        that first."""
+        pid = daemon.read_pid(self.salt_pidfile)
+        if pid and not self.process.running:
+            wait_until(
+                lambda: not os.path.exists(f"/proc/{pid}"),
+                10,
+                message=f"pid {pid} of {self.salt_pidfile} to be gone",
+                interval=0.1,
+                error=LabError,
+            )
+        try:
+            self.process.start()
+        except daemon.DaemonError as exc:
+            raise LabError(str(exc)) from None
+
+    def stop(self, timeout=20):
+        return self.process.stop(timeout)
+
+
+class Master(_SaltDaemon):
+    """One salt-master of the lab."""
+
+    kind = "master"
+
+    def __init__(self, lab, name, address):
+        super().__init__(
+            lab, name, name, lab.base / "masters" / name, lab.base / "pids" / f"master-{name}.pid"
+        )
+        self.name = name
+        self.address = address
+        self._opts = None
 
     @property
     def gpg_keydir(self):
         """Where this master holds the platform's GPG key (docs/tls.md, "Secrets")."""
         return self.root / "gpgkeys"
-
-    @property
-    def log_file(self):
-        return self.root / "log" / "master"
-
-    @property
-    def salt_pidfile(self):
-        return self.root / "run" / "salt-master.pid"
 
     def config(self):
         lab = self.lab
@@ -212,19 +244,11 @@ class Master:
         conf.update(
             {
                 "id": self.name,
-                "root_dir": str(self.root),
-                "conf_file": str(self.conf_file),
-                "pki_dir": str(self.root / "pki"),
-                "cachedir": str(self.cachedir),
-                "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.salt_pidfile),
-                "log_file": str(self.log_file),
+                **self.folders(),
                 "key_logfile": str(self.root / "log" / "key"),
-                "log_level_logfile": "info",
                 "interface": self.address,
                 "publish_port": PUBLISH_PORT,
                 "ret_port": RET_PORT,
-                "user": getpass.getuser(),
                 "worker_threads": lab.worker_threads,
                 "auto_accept": False,
                 "file_roots": {"base": [str(lab.file_root), *lab.extra_file_roots]},
@@ -267,13 +291,6 @@ class Master:
         finally:
             local.destroy()
 
-    @property
-    def running(self):
-        return self.process.running
-
-    def start(self):
-        _start(self.process, self.salt_pidfile)
-
     def wait_ready(self, timeout=90):
         def ready():
             if not self.process.running:
@@ -284,38 +301,31 @@ class Master:
                 pass
             return (self.root / "s" / "master_event_pub.ipc").exists()
 
-        wait_for(ready, timeout, f"salt-master {self.name} to listen on {self.address}:{RET_PORT}")
-
-    def stop(self, timeout=20):
-        return self.process.stop(timeout)
-
-
-class Minion:
-    """One salt-minion of the lab, connected to every master."""
-
-    def __init__(self, lab, minion_id, short):
-        self.lab = lab
-        self.id = minion_id
-        self.short = short
-        self.root = lab.base / "minions" / short
-        self.sandbox = lab.base / "roots" / short
-        self.conf_dir = self.root / "conf"
-        self.process = processes.Process(
-            f"salt-minion {minion_id}",
-            lab.host_command(
-                minion_id, [BIN / "salt-minion", "-c", self.conf_dir, "-l", "warning"]
-            ),
-            lab.base / "pids" / f"minion-{short}.pid",
-            self.root / "log" / "stdout.log",
+        wait_until(
+            ready,
+            timeout,
+            message=f"salt-master {self.name} to listen on {self.address}:{RET_PORT}",
+            interval=0.2,
+            error=LabError,
         )
 
-    @property
-    def log_file(self):
-        return self.root / "log" / "minion"
 
-    @property
-    def salt_pidfile(self):
-        return self.root / "run" / "salt-minion.pid"
+class Minion(_SaltDaemon):
+    """One salt-minion of the lab, connected to every master."""
+
+    kind = "minion"
+
+    def __init__(self, lab, minion_id, short):
+        super().__init__(
+            lab,
+            minion_id,
+            minion_id,
+            lab.base / "minions" / short,
+            lab.base / "pids" / f"minion-{short}.pid",
+        )
+        self.id = minion_id
+        self.short = short
+        self.sandbox = lab.base / "roots" / short
 
     def config(self):
         """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
@@ -325,15 +335,7 @@ class Minion:
         conf.update(
             {
                 "id": self.id,
-                "root_dir": str(self.root),
-                "conf_file": str(self.conf_dir / "minion"),
-                "pki_dir": str(self.root / "pki"),
-                "cachedir": str(self.root / "cache"),
-                "sock_dir": str(self.root / "s"),
-                "pidfile": str(self.salt_pidfile),
-                "log_file": str(self.log_file),
-                "log_level_logfile": "info",
-                "user": getpass.getuser(),
+                **self.folders(),
                 "publish_port": PUBLISH_PORT,
                 "paphosting_root": str(self.sandbox),
                 # Salt's beacons tick once a second whatever this says; the scheduler (drift
@@ -360,33 +362,23 @@ class Minion:
         (pki / "minion.pub").write_text(public)
         (pki / "minion_master.pub").write_text(master_public)
 
-    @property
-    def running(self):
-        return self.process.running
 
-    def start(self):
-        _start(self.process, self.salt_pidfile)
+def minions_idle(cachedirs, running):
+    """True when no minion runs a job or holds a queued state run: ``cachedirs`` maps each minion
+    to its ``cachedir`` (where Salt 3008 queues state runs, ``queues/*/state_queue/queued_*``),
+    ``running`` is ``saltutil.running``'s return (``{minion: [jobs]}``; one missing: not idle).
 
-    def stop(self, timeout=20):
-        return self.process.stop(timeout)
-
-
-def _start(process, salt_pidfile, timeout=10):
-    """Start a salt daemon's ``process``. Salt refuses to start while the pid of its own pidfile
-    exists, and the worker of a killed daemon (not our child) stays a zombie until init reaps it:
-    wait for that first."""
-    pid = daemon.read_pid(salt_pidfile)
-    if pid and not process.running:
-        wait_for(
-            lambda: not os.path.exists(f"/proc/{pid}"),
-            timeout,
-            f"pid {pid} of {salt_pidfile} to be gone",
-            interval=0.1,
-        )
-    try:
-        process.start()
-    except daemon.DaemonError as exc:
-        raise LabError(str(exc)) from None
+    Stop a master only then: a state job the stopped master published, still running or queued
+    on a minion, can hold that minion's state queue until its requests to the dead master give
+    up, and the other master's pushes queue behind it (docs/masters.md)."""
+    for cachedir in cachedirs.values():
+        if any(pathlib.Path(cachedir, "queues").glob("*/state_queue/queued_*")):
+            return False
+    return all(
+        isinstance(running.get(m), list)
+        and not [j for j in running[m] if j.get("fun") != "saltutil.running"]
+        for m in cachedirs
+    )
 
 
 def _tail(path, lines=15):
@@ -396,7 +388,7 @@ def _tail(path, lines=15):
         return ""
 
 
-class Lab:
+class Lab(processes.Started):
     """The platform of ``pillar`` (the ``paphosting`` value; default: the example platform).
 
     name
@@ -739,7 +731,13 @@ class Lab:
                 missing = [i for i in ids if not ret.get(i)]
                 return not missing or None
 
-            wait_for(answered, timeout, f"every minion to answer master {m.name}", interval=1)
+            wait_until(
+                answered,
+                timeout,
+                message=f"every minion to answer master {m.name}",
+                interval=1,
+                error=LabError,
+            )
 
     def stop(self):
         """Stop everything this lab started; return the lines saying what was stopped."""
@@ -781,16 +779,6 @@ class Lab:
             lines.append(f"deleted {len(self.net.hosts)} network namespaces and {self.net.bridge}")
         self.started = False
         return lines
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # --- the pillar ---------------------------------------------------------------------------------
 
@@ -901,9 +889,15 @@ class Lab:
 
         def idle():
             ret = self.salt(ids, "saltutil.running", master=master, timeout=10)
-            return all(ret.get(m) == [] for m in ids)
+            return minions_idle({m: self.minions[m].cachedir for m in ids}, ret)
 
-        wait_for(idle, timeout, f"no job running on {', '.join(ids)}", interval=0.5)
+        wait_until(
+            idle,
+            timeout,
+            message=f"no job running on {', '.join(ids)}",
+            interval=0.5,
+            error=LabError,
+        )
         return time.monotonic() - t0
 
     def run(self, fun, *args, master=None, timeout=120):

@@ -23,8 +23,8 @@ import pathlib
 import re
 import signal
 import subprocess
-import time
 
+from harness.wait import wait_until
 from paphosting import daemon
 
 BENCHMARK_NET = ipaddress.ip_network("198.18.0.0/15")
@@ -69,9 +69,7 @@ def _kill_all(name):
     for pid in namespace_pids(name):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while namespace_pids(name) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not namespace_pids(name), 5, error=None)
 
 
 def sweep_stale(mine=None):

@@ -37,7 +37,7 @@ def _server_certificate(address, folder):
     return paths
 
 
-class Pebble:
+class Pebble(processes.Started):
     """Pebble on ``address``: ACME on ``port``, management on ``port + 1``; DNS-01 answered by
     the nameserver at ``dns`` (``(address, port)``)."""
 
@@ -135,13 +135,3 @@ class Pebble:
         path = pathlib.Path(path)
         path.write_text(self.root())
         return path
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc):
-        self.stop()

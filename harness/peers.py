@@ -25,7 +25,6 @@ import math
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -41,6 +40,8 @@ from paphosting.errors import PapError, PillarError
 from paphosting.model import ROOT
 
 from . import client, processes
+from .ports import udp_tcp_port
+from .wait import wait_until
 
 KINDS = ("gdnsd", "pdns")
 LABELS = {"paphosting": "this platform", "gdnsd": "gdnsd", "pdns": "PowerDNS"}
@@ -176,9 +177,10 @@ def _dynamic_owners(platform, zone_name):
     return out
 
 
-def _zone_text(platform, zone_name, dynamic_line):
+def _zone_text(platform, zone_name, dynamic):
     """``zone_name`` as :func:`paphosting.zone.render` writes it (serial 1), without the address
-    records of the rotation-owned names, each replaced by ``dynamic_line(owner, rotation)``."""
+    records of the rotation-owned names, each replaced by one record of the rotation's TTL whose
+    type and data are ``dynamic(rotation)`` (the peer's own dynamic record)."""
     wanted = zone.build(platform, zone_name, 1)
     origin = wanted.origin
     owners = _dynamic_owners(platform, zone_name)
@@ -186,7 +188,10 @@ def _zone_text(platform, zone_name, dynamic_line):
         rel = dns.name.from_text(owner).relativize(origin)
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             wanted.rrsets.pop((rel, rdtype), None)
-    lines = [dynamic_line(owner, rotation) for owner, rotation in sorted(owners.items())]
+    lines = [
+        f"{owner}. {platform.rotations[rotation].ttl} IN {dynamic(rotation)}"
+        for owner, rotation in sorted(owners.items())
+    ]
     text = zone.to_text(wanted, zone_name).split("\n", 1)[1]
     return (
         f"; {zone_name} for `make bench --part peers`: the platform's zone (harness/peers.py)\n"
@@ -260,12 +265,9 @@ def gdnsd_files(platform, address, port, folder):
     )
     files = {"config": config}
     for zone_name in sorted(platform.zones):
-
-        def dyna(owner, rotation):
-            ttl = platform.rotations[rotation].ttl
-            return f"{owner}. {ttl} IN DYNA multifo!{_resource(rotation)}"
-
-        files[f"zones/{zone_name}"] = _zone_text(platform, zone_name, dyna)
+        files[f"zones/{zone_name}"] = _zone_text(
+            platform, zone_name, lambda rotation: f"DYNA multifo!{_resource(rotation)}"
+        )
     return files
 
 
@@ -319,12 +321,9 @@ def pdns_files(platform, address, port, folder):
     named = [f'options {{ directory "{folder}"; }};\n']
     files = {"pdns.conf": conf}
     for zone_name in sorted(platform.zones):
-
-        def lua(owner, rotation):
-            ttl = platform.rotations[rotation].ttl
-            return f'{owner}. {ttl} IN LUA A "{_ifurlup(platform, rotation)}"'
-
-        files[f"zones/{zone_name}.zone"] = _zone_text(platform, zone_name, lua)
+        files[f"zones/{zone_name}.zone"] = _zone_text(
+            platform, zone_name, lambda rotation: f'LUA A "{_ifurlup(platform, rotation)}"'
+        )
         named.append(
             f'zone "{zone_name}" {{ type master; file "{folder / "zones" / zone_name}.zone"; }};\n'
         )
@@ -356,21 +355,6 @@ def version(kind):
     return res.stdout.strip() or None
 
 
-def dns_port(address, attempts=50):
-    """A port free for both UDP and TCP on ``address``."""
-    for _ in range(attempts):
-        with socket.socket() as s:
-            s.bind((address, 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise PeerError(f"no port free for UDP and TCP on {address}")
-
-
 def _run(argv, what):
     res = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
     if res.returncode != 0:
@@ -392,7 +376,7 @@ class Peer:
         self.platform = platform
         self.folder = pathlib.Path(folder).resolve() / kind
         self.address = address or ADDRESSES[kind]
-        self.port = port or dns_port(self.address)
+        self.port = port or udp_tcp_port(self.address)
         self.tuning = TUNINGS[kind](platform.health)
         if kind == "gdnsd":
             argv = [binary("gdnsd"), "-c", self.folder, "start"]
@@ -428,19 +412,19 @@ class Peer:
         """Write, check and start the server; return when it answers for every zone's apex."""
         self.write()
         self.process.start()
-        deadline = time.monotonic() + timeout
         apexes = sorted(self.platform.zones)
-        while True:
+
+        def answers():
             if not self.process.running:
                 raise PeerError(f"{self.kind} exited:\n{self.process.tail()}")
-            if all(self._soa(z) for z in apexes):
-                return self
-            if time.monotonic() >= deadline:
-                raise PeerError(
-                    f"{self.kind} does not answer on {self.address}:{self.port} after {timeout:g} s:"
-                    f"\n{self.process.tail()}"
-                )
-            time.sleep(0.1)
+            return all(self._soa(z) for z in apexes)
+
+        if not wait_until(answers, timeout, 0.1, error=PeerError):
+            raise PeerError(
+                f"{self.kind} does not answer on {self.address}:{self.port} after {timeout:g} s:"
+                f"\n{self.process.tail()}"
+            )
+        return self
 
     def _soa(self, zone_name):
         query = dns.message.make_query(zone_name, "SOA")
@@ -485,10 +469,8 @@ def running(platform, folder, kinds=KINDS, say=None):
 
 def _wait_all(watches, timeout):
     """Wait (one deadline for all) until every watch saw its answer; ``{system: {ns: time}}``."""
-    deadline = time.monotonic() + timeout
-    return {
-        name: watch.wait(max(0.0, deadline - time.monotonic())) for name, watch in watches.items()
-    }
+    wait_until(lambda: all(watch.done for watch in watches.values()), timeout, error=None)
+    return {name: watch.wait(0) for name, watch in watches.items()}
 
 
 def side_by_side(lab, peers, trials, restart, summarize, rotation, say=None):
@@ -591,7 +573,15 @@ def quorum_case(lab, watcher, lb, rotation, window, say=None):
         drained.wait(0)
         raise RuntimeError(f"beacons.modify on {watcher} failed: {ret}")
     try:
-        reported = _wait_report(lab, watcher, lb, "down", 60)
+        # True once the masters' rotation.show holds the watcher's report of lb down.
+        reported = bool(
+            wait_until(
+                lambda: lab.run("rotation.show")["views"][watcher]["lbs"][lb] == "down",
+                60,
+                0.5,
+                error=None,
+            )
+        )
         t_report = time.monotonic() - t0
         at = drained.wait(window)
     finally:
@@ -612,18 +602,6 @@ def quorum_case(lab, watcher, lb, rotation, window, say=None):
         + (f"DRAINED by {sorted(at)}" if at else f"no nameserver drained it in {window:g} s")
     )
     return out
-
-
-def _wait_report(lab, watcher, lb, state, timeout):
-    """True once ``rotation.show`` on the masters holds ``watcher``'s view of ``lb`` as ``state``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            view = lab.run("rotation.show")["views"][watcher]["lbs"][lb]
-            if view == state:
-                return True
-        time.sleep(0.5)
-    return False
 
 
 POWERED_OFF = (

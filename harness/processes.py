@@ -6,13 +6,13 @@ daemon and every child it forked), ``SIGTERM`` first, ``SIGKILL`` after a bounde
 :func:`kill` is a machine dying, not a service stopping. :func:`sweep` stops whatever a pidfile
 under a folder names, but only a process whose command line mentions that folder: the daemons the
 minions started (haproxy, the DNS servers, the web applications), and the leftovers of an earlier
-run that was killed too hard to clean up after itself.
+run that was killed too hard to clean up after itself. :class:`Started` is the ``with`` block of
+whatever the harness starts and stops (the lab, Pebble).
 """
 
 import os
 import pathlib
 import signal
-import time
 
 from paphosting import daemon
 
@@ -29,22 +29,9 @@ def kill(pid, group=None):
     """``SIGKILL`` at once (the process group ``pid`` leads, when ``group`` or when it leads one):
     a machine dying, not a service stopping. Returns once it is gone (the kernel takes a moment),
     True when it ran."""
-    if not daemon.alive(pid):
-        return False
     if group is None:
         group = daemon.leads_group(pid)
-    try:
-        if group:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    gone = (lambda: not daemon.group_alive(pid)) if group else (lambda: not daemon.alive(pid))
-    deadline = time.monotonic() + 5
-    while not gone() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return True
+    return daemon.terminate(pid, 5, signal.SIGKILL, group)
 
 
 class Process:
@@ -111,3 +98,18 @@ def sweep(folder, timeout=10.0):
         daemon.terminate(pid, timeout, group=daemon.leads_group(pid))
         stopped.append((str(pidfile), pid, cmd))
     return stopped
+
+
+class Started:
+    """``with thing as started``: :meth:`start` (its return is bound), :meth:`stop` at the end,
+    and at once when the start fails halfway, so that nothing it started is left running."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()

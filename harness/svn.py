@@ -14,13 +14,12 @@ the lab's masters alike).
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
-import time
 
 import yaml
 
 from harness import REPO
+from harness.wait import wait_until
 from paphosting import daemon
 
 BINARIES = ("svnadmin", "svnserve", "svn", "svnlook")
@@ -99,15 +98,12 @@ class SvnServer:
 
     def start(self):
         daemon.start(self.daemon)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection((self.address, self.port), timeout=1):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_until(
+            lambda: daemon.port_open(self.address, self.port, 1),
+            10,
+            message=f"svnserve to listen on {self.address}:{self.port}",
+        )
+        return self
 
     def stop(self):
         daemon.stop(self.daemon)

@@ -76,8 +76,9 @@ from harness import (  # noqa: E402 - harness puts _utils on sys.path
     report,
     synthetic,
 )
-from harness.launcher import Events, Lab, wait_for  # noqa: E402
+from harness.launcher import Events, Lab, LabError  # noqa: E402
 from harness.report import percentile  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
 from paphosting import haproxy, push  # noqa: E402
 
 OUT = REPO / "build" / "bench"
@@ -257,13 +258,6 @@ def _phases(events, t0, lb, state, quorum):
     return detected, decided
 
 
-def _wait_rotation(lab, want, timeout=90):
-    watch = client.DnsWatch(lab.nameservers, ROTATION, want)
-    at = watch.wait(timeout)
-    if len(at) < len(lab.nameservers):
-        raise RuntimeError(f"the nameservers do not answer {sorted(want)} (last: {watch.last})")
-
-
 def _prepare(lab):
     """Highstate everything; wait until every backend is up and every nameserver answers every
     load balancer."""
@@ -283,19 +277,22 @@ def _prepare(lab):
     # A new backend is UP after `rise` (2) checks; haproxy spreads the first checks over the
     # interval, and the generated services check every 60 s: up to about two intervals.
     inter = max([svc.check.inter / 1000 for svc in p.services.values()] or [2])
-    wait_for(backends_up, max(90, 3 * inter), "every backend up", interval=0.2)
-    _wait_rotation(lab, {x.address for x in p.loadbalancers.values()})
+    wait_until(
+        backends_up, max(90, 3 * inter), message="every backend up", interval=0.2, error=LabError
+    )
+    client.wait_answer(lab.nameservers, ROTATION, {x.address for x in p.loadbalancers.values()}, 90)
 
 
 def _restart_haproxy(lab, lb):
     """Start haproxy again (as its highstate would) and return when its health URL answers."""
     lbc = lab.platform.loadbalancers[lb]
     haproxy.start(lab.root(lb))
-    wait_for(
+    wait_until(
         lambda: client.healthy(lbc.address, lbc.http_port, lbc.health_path),
         30,
-        f"{lb} healthy",
+        message=f"{lb} healthy",
         interval=0.02,
+        error=LabError,
     )
     return time.monotonic()
 
@@ -406,13 +403,14 @@ def bench_client_errors(lab, rounds=1):
             with www, shop_load:
                 www.wait_requests(40)
                 lab.kill_webapp(web)
-                wait_for(
+                wait_until(
                     lambda web=web: all(
                         lab.haproxy_servers(lb)["www"][web].startswith("DOWN") for lb in lbs
                     ),
                     30,
-                    f"{web} down",
+                    message=f"{web} down",
                     interval=0.1,
+                    error=LabError,
                 )
                 www.wait_requests(80)
             log(f"backend kill {web}: www {www.summary()}; shop {shop_load.summary()}")
@@ -423,13 +421,14 @@ def bench_client_errors(lab, rounds=1):
             res = lab.highstate([web], master=lab.master().name, sls="webserver")
             if any(r["failed"] for r in res.values()):
                 raise RuntimeError(f"restoring {web} failed: {res}")
-            wait_for(
+            wait_until(
                 lambda web=web: all(
                     lab.haproxy_servers(lb)["www"][web].startswith("UP") for lb in lbs
                 ),
                 60,
-                f"{web} up",
+                message=f"{web} up",
                 interval=0.2,
+                error=LabError,
             )
             if web == primary:
                 lab.salt(lbs, "haproxy_cfg.failback", "shop", master=lab.master().name)
@@ -466,7 +465,7 @@ def bench_client_errors(lab, rounds=1):
             requests["lb_kill"] += naive.requests
             requests["lb_kill_with_retry"] += browser.requests
             _restart_haproxy(lab, lb)
-            _wait_rotation(lab, set(addr))
+            client.wait_answer(lab.nameservers, ROTATION, set(addr), 90)
     out["requests"] = requests
     return out
 
@@ -616,7 +615,13 @@ def bench_tls(renewals=3, seconds=10):
             raise RuntimeError(f"tls.issue failed: {ret}")
         for host in (WWW, SHOP):
             for lb in lbs:
-                wait_for(lambda lb=lb, host=host: served(lb, host), 300, f"{lb} serving {host}")
+                wait_until(
+                    lambda lb=lb, host=host: served(lb, host),
+                    300,
+                    message=f"{lb} serving {host}",
+                    interval=0.2,
+                    error=LabError,
+                )
         out["issue_to_every_lb_s"] = round(time.monotonic() - t0, 2)
         log(
             f"tls: issued www and shop, every load balancer serves them {out['issue_to_every_lb_s']} s after tls.issue"
@@ -630,10 +635,12 @@ def bench_tls(renewals=3, seconds=10):
                 if not ret.get("result"):
                     raise RuntimeError(f"tls.issue force=True failed: {ret}")
                 for lb in lbs:
-                    wait_for(
+                    wait_until(
                         lambda lb=lb, old=old: served(lb, WWW) not in (None, old),
                         300,
-                        f"{lb} renewed",
+                        message=f"{lb} renewed",
+                        interval=0.2,
+                        error=LabError,
                     )
                 took = time.monotonic() - t0
                 time.sleep(1)

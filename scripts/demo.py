@@ -45,8 +45,9 @@ sys.path.insert(0, str(REPO))
 
 from harness import client, netns, processes, report  # noqa: E402
 from harness import faults as faultlib  # noqa: E402
-from harness.launcher import Events, Lab, LabError, wait_for  # noqa: E402
+from harness.launcher import Events, Lab, LabError  # noqa: E402
 from harness.timeline import Abort, Timeline  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
 
 OUT = REPO / "build" / "demo"
 PEBBLE = ("127.0.7.1", 14000)  # the ACME test CA: ACME on this port, its management API next
@@ -253,7 +254,13 @@ class Demo:
         step.note(res.stdout.strip().splitlines()[0] if res.stdout.strip() else "pushed")
         self.good_rev = rev
         t0 = time.monotonic()
-        wait_for(lambda: self.revision_of("ch") == rev, 120, f"CH to make r{rev} live")
+        wait_until(
+            lambda: self.revision_of("ch") == rev,
+            120,
+            message=f"CH to make r{rev} live",
+            interval=0.2,
+            error=LabError,
+        )
         step.say(
             f"CH made r{rev} live by itself (its svnpillar.sync schedule, every {self.lab.sync_seconds} s here): {time.monotonic() - t0:.1f} s"
         )
@@ -271,7 +278,13 @@ class Demo:
                         return False
             return True
 
-        wait_for(all_up, timeout, "every backend server UP on every load balancer", interval=0.2)
+        wait_until(
+            all_up,
+            timeout,
+            message="every backend server UP on every load balancer",
+            interval=0.2,
+            error=LabError,
+        )
 
     def idempotent(self, step):
         changed = self.highstate(step, self.lab.minions, master="nl")
@@ -357,11 +370,12 @@ class Demo:
                             return False
                 return True
 
-            wait_for(
+            wait_until(
                 down_everywhere,
                 30,
-                f"both load balancers to mark {self.primary} down",
+                message=f"both load balancers to mark {self.primary} down",
                 interval=0.1,
+                error=LabError,
             )
             step.say(
                 f"both haproxies mark {self.short(self.primary)} DOWN in www and shop: {time.monotonic() - t0:.2f} s after the kill"
@@ -553,16 +567,22 @@ class Demo:
         step.say(
             f"salt-master NL started; every minion answers it again: {time.monotonic() - t0:.1f} s"
         )
-        wait_for(
+        wait_until(
             lambda: self.revision_of("nl") == self.good_rev,
             120,
-            f"NL to make r{self.good_rev} live",
+            message=f"NL to make r{self.good_rev} live",
+            interval=0.2,
+            error=LabError,
         )
         step.say(
             f"NL serves r{self.good_rev} (its svnpillar.sync ran on start): {time.monotonic() - t0:.1f} s"
         )
-        wait_for(
-            lambda: self.same_rotation(step)[0], 120, "NL to hand out what CH hands out", interval=1
+        wait_until(
+            lambda: self.same_rotation(step)[0],
+            120,
+            message="NL to hand out what CH hands out",
+            interval=1,
+            error=LabError,
         )
         _, nl, ch = self.same_rotation(step)
         step.say(
@@ -575,14 +595,15 @@ class Demo:
 
     def restore(self, step):
         self.highstate(step, [self.primary], master="nl")
-        wait_for(
+        wait_until(
             lambda: all(
                 self.lab.haproxy_servers(lb)["shop"][self.primary].startswith("UP")
                 for lb in self.lbs
             ),
             60,
-            f"{self.primary} up on both load balancers",
+            message=f"{self.primary} up on both load balancers",
             interval=0.2,
+            error=LabError,
         )
         step.say(f"{self.short(self.primary)} is UP again on both load balancers")
         self.browse_shop(step, self.lbs[0], expect_server=self.backup)
@@ -601,7 +622,7 @@ class Demo:
                 a["kind"] == "failback" and a["target"] == "shop" for a in shown.get("actions", [])
             )
 
-        wait_for(nl_knows, 30, "NL to record CH's failback", interval=0.5)
+        wait_until(nl_knows, 30, message="NL to record CH's failback", interval=0.5, error=LabError)
         step.say("NL's rotation.status lists it too: operator actions hold on both masters")
         self.browse_shop(step, self.lbs[1], expect_server=self.primary, expect_count=1)
         self.browse_shop(step, self.lbs[0], expect_server=self.primary, expect_count=2)
@@ -658,10 +679,12 @@ class Demo:
         fingerprints = {}
         for service, host in (("www", WWW), ("shop", SHOP)):
             for lb in self.lbs:
-                got = wait_for(
+                got = wait_until(
                     lambda lb=lb, host=host: self.served(lb, host, self.ctx)[1],
                     120,
-                    f"{lb} to serve {host} over HTTPS",
+                    message=f"{lb} to serve {host} over HTTPS",
+                    interval=0.2,
+                    error=LabError,
                 )
                 fingerprints.setdefault(service, set()).add(got)
         took = time.monotonic() - t0
@@ -720,10 +743,12 @@ class Demo:
             if not ret.get("result"):
                 step.fail(f"tls.issue failed: {ret}")
             for lb in self.lbs:
-                wait_for(
+                wait_until(
                     lambda lb=lb: self.served(lb, WWW, self.ctx)[1] not in (None, old),
                     120,
-                    f"{lb} to serve the renewed certificate",
+                    message=f"{lb} to serve the renewed certificate",
+                    interval=0.2,
+                    error=LabError,
                 )
             took = time.monotonic() - t0
             load.wait_requests(20)

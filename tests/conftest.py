@@ -8,12 +8,13 @@ import logging
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
+
+from harness.ports import free_port, udp_tcp_port
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "_utils"))
@@ -83,23 +84,8 @@ class Loopback:
         self.count += 1
         return f"127.{self.base}.{self.count // 250}.{self.count % 250 + 1}"
 
-    @staticmethod
-    def port(address="127.0.0.1", kind=socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((address, 0))
-            return s.getsockname()[1]
-
-    def udp_tcp_port(self, address):
-        """A port free for both UDP and TCP on ``address`` (DNS servers want both)."""
-        for _ in range(50):
-            port = self.port(address)
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind((address, port))
-                return port
-            except OSError:
-                continue
-        raise RuntimeError(f"no port free for UDP and TCP on {address}")
+    port = staticmethod(free_port)
+    udp_tcp_port = staticmethod(udp_tcp_port)
 
 
 @pytest.fixture(scope="session")

@@ -30,29 +30,24 @@ import pathlib
 import shutil
 import tempfile
 import threading
-import time
 
 import pytest
 import salt.client
 import salt.runner
 import yaml
+from saltfactories.utils.functional import Loaders
 
 from harness.saltenv import file_root, loader_dirs, master_config
+from harness.wait import wait_until
 from tests.conftest import example_pillar
 
 MINION_LOOP_INTERVAL = 0.05
 
 
 def wait(predicate, what, timeout=30.0, interval=0.25):
-    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+    """:func:`harness.wait.wait_until` with the integration tests' argument order and defaults:
+    ``predicate``'s first truthy value; the test fails after ``timeout`` s."""
+    return wait_until(predicate, timeout, interval, what)
 
 
 class SaltPlatform:
@@ -294,6 +289,26 @@ def sites(loopback):
     yield make
     for s in made:
         s.stop()
+
+
+def masterless(salt_factories, minion_id, pillar_dir, fileroot, root, base_name=None, **overrides):
+    """Salt's loaders (saltfactories' ``Loaders``) of a masterless minion ``minion_id``:
+    ``file_client: local`` over the pillar folder ``pillar_dir`` and the ``salt://`` tree
+    ``fileroot``, the project's modules from the checkout, ``root`` its ``paphosting_root``;
+    ``overrides`` go over that. Several minions in one process: give each a ``base_name`` of its
+    own, or the modules of one run with another's ``__opts__``."""
+    config = salt_factories.salt_minion_daemon(
+        minion_id,
+        overrides={
+            "file_client": "local",
+            "pillar_roots": {"base": [str(pillar_dir)]},
+            "file_roots": {"base": [str(fileroot)]},
+            **loader_dirs(),
+            "paphosting_root": str(root),
+            **overrides,
+        },
+    ).config.copy()
+    return Loaders(config, loaded_base_name=base_name)
 
 
 def example_on_loopback(loopback):

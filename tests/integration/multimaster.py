@@ -38,6 +38,7 @@ import salt.client
 import yaml
 
 from harness import REPO
+from harness.launcher import minions_idle
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from paphosting import daemon, dnsserver, haproxy, model, rotation
 from tests.integration.conftest import SaltPlatform, wait
@@ -176,24 +177,17 @@ class TwoMasters:
     def quiesce(self, timeout=90):
         """Wait until no minion runs a job or holds one in its state queue (from either master).
 
-        Stop a master only then: in Salt 3008 a state job the stopped master published, still
-        running or queued on a minion, can hold that minion's state queue until its requests to the
-        dead master give up, and the other master's pushes queue behind it (docs/masters.md).
+        Stop a master only then (:func:`harness.launcher.minions_idle`, which the lab's
+        ``wait_idle`` uses too).
         """
         view = next(iter(self.running().values()))
-
-        def idle():
-            for m in self.minions.values():
-                queues = pathlib.Path(m.config["cachedir"]) / "queues"
-                if any(queues.glob("*/state_queue/queued_*")):
-                    return False
-            running = view.salt(list(self.minions), "saltutil.running")
-            return all(
-                not [j for j in jobs if j.get("fun") != "saltutil.running"]
-                for jobs in running.values()
-            )
-
-        wait(idle, "every minion to finish its jobs", timeout=timeout, interval=0.5)
+        cachedirs = {mid: m.config["cachedir"] for mid, m in self.minions.items()}
+        wait(
+            lambda: minions_idle(cachedirs, view.salt(list(self.minions), "saltutil.running")),
+            "every minion to finish its jobs",
+            timeout=timeout,
+            interval=0.5,
+        )
 
     def wait_connected(self, name, timeout=90):
         view = self.views[name]

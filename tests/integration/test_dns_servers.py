@@ -18,13 +18,13 @@ import dns.rdatatype
 import dns.zone
 import pytest
 import yaml
-from saltfactories.utils.functional import Loaders
 
 from harness.saltenv import file_root
 from paphosting import daemon as pdaemon
 from paphosting import dnsserver, model
 from paphosting import zone as pzone
 from tests.conftest import REPO, example_pillar, require_binary
+from tests.integration.conftest import masterless
 
 SERVERS = ("bind", "nsd", "knot")
 IDS = {s: f"ns-{s}.paphosting.test" for s in SERVERS}
@@ -130,21 +130,9 @@ def minions(salt_factories, tmp_path_factory, pillar_dir, net):
     out = {}
     for server in SERVERS:
         root = tmp_path_factory.mktemp(f"r-{server}")
-        factory = salt_factories.salt_minion_daemon(
-            IDS[server],
-            overrides={
-                "file_client": "local",
-                "pillar_roots": {"base": [str(pillar_dir)]},
-                "file_roots": {"base": [fileroot]},
-                "module_dirs": [str(REPO / "_modules")],
-                "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
-                "paphosting_root": str(root),
-            },
+        loaders = masterless(
+            salt_factories, IDS[server], pillar_dir, fileroot, root, f"salt.loaded.pap{server}"
         )
-        # Several minions in one process: each loader gets its own module namespace, or the
-        # modules of one would run with another's __opts__.
-        loaders = Loaders(factory.config.copy(), loaded_base_name=f"salt.loaded.pap{server}")
         out[server] = Minion(server, loaders, root, pillar_dir)
     try:
         for m in out.values():

@@ -23,13 +23,14 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 import yaml
-from saltfactories.utils.functional import Loaders
 
 from harness.resolver import Unbound, authenticated
 from harness.saltenv import file_root
+from harness.wait import wait_until
 from paphosting import daemon as pdaemon
 from paphosting import dnssec, dnsserver, model
-from tests.conftest import REPO, example_pillar, require_binary
+from tests.conftest import example_pillar, require_binary
+from tests.integration.conftest import masterless
 
 SERVERS = ("bind", "nsd", "knot")
 IDS = {s: f"ns-{s}.dnssec.test" for s in SERVERS}
@@ -125,20 +126,13 @@ def lab(salt_factories, tmp_path_factory, loopback):
     try:
         for server in SERVERS:
             roots[server] = tmp_path_factory.mktemp(f"dnssec-{server}")
-            factory = salt_factories.salt_minion_daemon(
+            lab.minions[server] = masterless(
+                salt_factories,
                 IDS[server],
-                overrides={
-                    "file_client": "local",
-                    "pillar_roots": {"base": [str(lab.pillar_dir)]},
-                    "file_roots": {"base": [fileroot]},
-                    "module_dirs": [str(REPO / "_modules")],
-                    "states_dirs": [str(REPO / "_states")],
-                    "utils_dirs": [str(REPO / "_utils")],
-                    "paphosting_root": str(roots[server]),
-                },
-            )
-            lab.minions[server] = Loaders(
-                factory.config.copy(), loaded_base_name=f"salt.loaded.papsec{server}"
+                lab.pillar_dir,
+                fileroot,
+                roots[server],
+                f"salt.loaded.papsec{server}",
             )
         for m in lab.minions.values():
             ret = m.modules.state.sls("nameserver")
@@ -230,16 +224,17 @@ class Watch:
 
 def wait_answer(lab, wanted, timeout=30):
     """Until every resolver answers the rotation name with ``wanted``, authenticated."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = {
-            n: (addresses(r.ask(ROT)), authenticated(r.ask(ROT))) for n, r in lab.resolvers.items()
-        }
-        if all(v == (wanted, True) for v in last.values()):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"resolvers answer {last}, not {wanted} authenticated")
+    last = {}
+
+    def every():
+        last.update(
+            (n, (addresses(r.ask(ROT)), authenticated(r.ask(ROT))))
+            for n, r in lab.resolvers.items()
+        )
+        return all(v == (wanted, True) for v in last.values())
+
+    if not wait_until(every, timeout, 0.2, error=None):
+        raise AssertionError(f"resolvers answer {last}, not {wanted} authenticated")
 
 
 # --- serving ------------------------------------------------------------------------------------

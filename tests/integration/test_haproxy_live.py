@@ -16,7 +16,6 @@ import threading
 import pytest
 import yaml
 from salt.exceptions import CommandExecutionError
-from saltfactories.utils.functional import Loaders
 
 from harness import services
 from harness.client import Client, http_get
@@ -24,7 +23,8 @@ from harness.saltenv import file_root
 from harness.wait import wait_until
 from paphosting import haproxy as hap
 from paphosting import model
-from tests.conftest import REPO, require_binary
+from tests.conftest import require_binary
+from tests.integration.conftest import masterless
 
 SHOP, WWW = "shop.example.test", "www.example.test"
 WEB1, WEB2, WEB3 = "web1.test", "web2.test", "web3.test"
@@ -58,19 +58,7 @@ class Lab:
             root = self.short / f"lb{i}"
             root.mkdir()
             self.roots[name] = str(root)
-            opts = salt_factories.salt_minion_daemon(
-                name,
-                overrides={
-                    "file_client": "local",
-                    "pillar_roots": {"base": [str(pillar_dir)]},
-                    "file_roots": {"base": [files]},
-                    "module_dirs": [str(REPO / "_modules")],
-                    "states_dirs": [str(REPO / "_states")],
-                    "utils_dirs": [str(REPO / "_utils")],
-                    "paphosting_root": str(root),
-                },
-            ).config.copy()
-            self.loaders[name] = Loaders(opts)
+            self.loaders[name] = masterless(salt_factories, name, pillar_dir, files, root)
 
     def start_webapps(self):
         self.apps = services.webapps_of(self.pillar, self.tmp / "webapps")

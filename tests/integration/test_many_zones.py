@@ -14,13 +14,13 @@ import dns.query
 import dns.rdatatype
 import pytest
 import yaml
-from saltfactories.utils.functional import Loaders
 
 from harness.saltenv import file_root
 from paphosting import daemon as pdaemon
 from paphosting import dnsserver, model
 from paphosting import zone as pzone
-from tests.conftest import REPO, example_pillar, require_binary
+from tests.conftest import example_pillar, require_binary
+from tests.integration.conftest import masterless
 
 SERVERS = ("bind", "nsd", "knot")
 IDS = {s: f"nsz-{s}.paphosting.test" for s in SERVERS}
@@ -94,19 +94,9 @@ def minions(salt_factories, tmp_path_factory, net):
     out = {}
     for server in SERVERS:
         root = tmp_path_factory.mktemp(f"z-{server}")
-        factory = salt_factories.salt_minion_daemon(
-            IDS[server],
-            overrides={
-                "file_client": "local",
-                "pillar_roots": {"base": [str(pillar_dir)]},
-                "file_roots": {"base": [fileroot]},
-                "module_dirs": [str(REPO / "_modules")],
-                "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
-                "paphosting_root": str(root),
-            },
+        loaders = masterless(
+            salt_factories, IDS[server], pillar_dir, fileroot, root, f"salt.loaded.many{server}"
         )
-        loaders = Loaders(factory.config.copy(), loaded_base_name=f"salt.loaded.many{server}")
         out[server] = (loaders, root)
     platform = model.parse(platform_pillar(net))
     try:

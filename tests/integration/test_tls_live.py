@@ -20,16 +20,16 @@ import threading
 
 import pytest
 import yaml
-from saltfactories.utils.functional import Loaders
 
 from harness import services
 from harness.client import Client, http_get, tls_context
-from harness.saltenv import file_root, loader_dirs
+from harness.saltenv import file_root
 from harness.tlsca import Authority
 from harness.wait import wait_until
 from paphosting import haproxy as hap
 from paphosting import secrets, tls
 from tests.conftest import Loopback, require_binary
+from tests.integration.conftest import masterless
 
 WWW, SHOP, LEGACY = "www.example.test", "shop.example.test", "legacy.example.test"
 WEB1, WEB2 = "web1.test", "web2.test"
@@ -86,18 +86,9 @@ class TlsLab:
             root = self.short / f"lb{i}"
             root.mkdir()
             self.roots[name] = str(root)
-            opts = salt_factories.salt_minion_daemon(
-                f"tls-{name}",
-                overrides={
-                    "id": name,
-                    "file_client": "local",
-                    "pillar_roots": {"base": [str(self.pillar_dir)]},
-                    "file_roots": {"base": [files]},
-                    **loader_dirs(),
-                    "paphosting_root": str(root),
-                },
-            ).config.copy()
-            self.loaders[name] = Loaders(opts)
+            self.loaders[name] = masterless(
+                salt_factories, f"tls-{name}", self.pillar_dir, files, root, id=name
+            )
         self.apps = services.webapps_of(pillar, tmp / "webapps")
 
     def write(self):

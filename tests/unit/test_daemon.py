@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from harness.wait import wait_until
 from paphosting import daemon
 from paphosting.daemon import Daemon, DaemonError
 
@@ -38,12 +39,8 @@ def proc(tmp_path):
 
 
 def _wait_for(path, text, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text():
-            return True
-        time.sleep(0.05)
-    return False
+    """True once ``path`` exists and holds ``text``."""
+    return bool(wait_until(lambda: text in path.read_text(), timeout, error=None))
 
 
 def test_start_is_idempotent_reload_and_stop(proc, tmp_path):
