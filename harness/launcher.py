@@ -257,16 +257,19 @@ class Master(_SaltDaemon):
             }
         )
         if lab.svn is not None:
-            conf.update(
-                master_options(
-                    self.cachedir / "paphosting",
-                    lab.svn,
-                    lab.sync_seconds,
-                    config_dir=str(self.root / "svn-config"),
-                    name=self.name,
-                    timeout=10,
-                )
+            svn = master_options(
+                self.cachedir / "paphosting",
+                lab.svn,
+                lab.sync_seconds,
+                config_dir=str(self.root / "svn-config"),
+                name=self.name,
+                timeout=10,
             )
+            # Both files of conf/master.d have a schedule: the svnpillar sync joins the drift
+            # heal and the operator sync of paphosting.conf, as Salt's own include would merge
+            # them (a plain update dropped those two from every lab master).
+            svn["schedule"] = {**conf.get("schedule", {}), **svn.get("schedule", {})}
+            conf.update(svn)
         else:
             conf.update({"pillar_roots": {"base": [str(lab.pillar_dir)]}, "pillar_cache": False})
         conf.update(lab.master_overrides)
