@@ -10,7 +10,7 @@ import salt.pillar
 import salt.template
 from salt.exceptions import CommandExecutionError, SaltRenderError
 
-from paphosting import health, platformcache, push
+from paphosting import health, platformcache, pushproblems
 from paphosting.errors import PapError
 
 __virtualname__ = "paphosting"
@@ -68,9 +68,9 @@ def _render_problems(errors, minion=None):
     """A pillar's ``_errors`` as ``<file>: line N: cannot render: <cause>`` lines."""
     out = []
     for err in errors:
-        name = push.failed_sls(err)
+        name = pushproblems.failed_sls(err)
         path = _sls_file(name) if name else None
-        text = push.render_problem(err, _render_line(path, name) if path else None)
+        text = pushproblems.render_problem(err, _render_line(path, name) if path else None)
         where = path or (f"SLS {name!r}" if name else "pillar")
         out.append(f"{where}: {text}" + (f" [pillar of {minion}]" if minion else ""))
     return out

@@ -17,7 +17,7 @@ import salt.template
 import salt.utils.minions
 from salt.exceptions import SaltRenderError
 
-from paphosting import model, platformcache, push
+from paphosting import model, platformcache, pushcheck
 from paphosting.errors import PapError
 
 
@@ -86,7 +86,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
     grains_of
         ``minion -> grains`` (a minion's cached grains); ``{"id": minion}`` when not given.
 
-    Returns ``(compiled, sources, files, render_lines)`` for :func:`paphosting.push.validate`.
+    Returns ``(compiled, sources, files, render_lines)`` for :func:`paphosting.pushcheck.validate`.
     """
     opts = dict(opts)
     opts.update(
@@ -96,7 +96,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
         pillar_safe_render_error=False,
         pillar_cache=False,
     )
-    files = push.sls_files(tree)
+    files = pushcheck.sls_files(tree)
     first = _pillar(opts, {"id": opts.get("id")}, opts.get("id"))
     try:
         sources = {}
@@ -110,7 +110,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
                     opts["renderer_blacklist"],
                     opts["renderer_whitelist"],
                     "base",
-                    push.sls_name(rel),
+                    pushcheck.sls_name(rel),
                     _pillar_rend=True,
                 )
             except SaltRenderError as exc:
@@ -127,7 +127,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
                 sources["/".join(p for p in (prefix, rel.replace(os.sep, "/")) if p)] = data
         todo = set(minions)
         for data in sources.values():
-            todo |= push.named_servers(data)
+            todo |= pushcheck.named_servers(data)
         compiled = {}
         while todo:
             minion = min(todo)
@@ -140,8 +140,8 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
             finally:
                 pillar.destroy()
             errors = list(data.pop("_errors", []) or [])
-            compiled[minion] = push.Compiled(minion, data, errors)
-            todo |= push.named_servers(data) - set(compiled)
+            compiled[minion] = pushcheck.Compiled(minion, data, errors)
+            todo |= pushcheck.named_servers(data) - set(compiled)
     finally:
         first.destroy()
     return compiled, sources, files, render_lines
