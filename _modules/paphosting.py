@@ -7,10 +7,9 @@ import os
 
 import salt.loader
 import salt.pillar
-import salt.template
 from salt.exceptions import CommandExecutionError, SaltRenderError
 
-from paphosting import health, platformcache, pushproblems
+from paphosting import health, pillarcompile, platformcache, pushproblems
 from paphosting.errors import PapError
 
 __virtualname__ = "paphosting"
@@ -47,15 +46,9 @@ def _render_line(path, name):
     """The line at which ``path`` fails to render on its own (YAML's scanner errors lose it on
     the way into the pillar's ``_errors``), or None."""
     try:
-        salt.template.compile_template(
-            path,
-            salt.loader.render(__opts__, __salt__),
-            __opts__["renderer"],
-            __opts__["renderer_blacklist"],
-            __opts__["renderer_whitelist"],
-            _saltenv(),
-            name,
-            _pillar_rend=True,
+        # Salt's private _pillar_rend=True, for want of a public API: see pillarcompile.render_alone.
+        pillarcompile.render_alone(
+            path, salt.loader.render(__opts__, __salt__), __opts__, _saltenv(), name
         )
     except SaltRenderError as exc:
         return exc.line_num

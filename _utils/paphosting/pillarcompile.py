@@ -7,7 +7,9 @@ the master's options: its ``yaml`` renderer (``_renderers/yaml.py``, loaded thro
 master's ``render_dirs``) parses the platform's megabytes of YAML once for all the minions
 instead of once per minion.
 
-Used by the ``svnpillar`` runner (the push) and by ``make bench`` (the push-validation figure).
+Used by the ``svnpillar`` runner (the push), by ``make bench`` (the push-validation figure), and
+by ``paphosting.validate`` for :func:`render_alone` (one SLS on its own, for the line of a render
+error).
 """
 
 import os
@@ -66,6 +68,30 @@ def minion_platform(opts, minion_id):
     return platformcache.platform(data.get(model.ROOT), opts.get("cachedir"), digest=digest), digest
 
 
+def render_alone(path, renderers, opts, saltenv, sls):
+    """The data of the pillar SLS file ``path`` (SLS name ``sls``) rendered on its own, as the
+    pillar system renders it (``opts``' renderers; Jinja includes and imports found under
+    ``pillar_roots``), without the files it includes. Raises what the renderer raised: a
+    :class:`~salt.exceptions.SaltRenderError` with the ``line_num`` YAML's scanner errors lose on
+    the way into a pillar's ``_errors``."""
+    # A private Salt API, for want of a public one. Pillar.render_pstate (salt/pillar/__init__.py)
+    # is what the pillar system calls for one SLS, but it merges the files the SLS includes (the
+    # file that holds a value is no longer told apart) and turns the renderer's exception into an
+    # ``_errors`` string, losing its line_num. salt.template.compile_template is the call
+    # render_pstate makes; only its ``_pillar_rend=True`` (private) makes Jinja look under
+    # pillar_roots rather than the file server's cache, as a pillar render does.
+    return salt.template.compile_template(
+        path,
+        renderers,
+        opts["renderer"],
+        opts["renderer_blacklist"],
+        opts["renderer_whitelist"],
+        saltenv,
+        sls,
+        _pillar_rend=True,
+    )
+
+
 def _pillar(opts, grains, minion, functions=None):
     return salt.pillar.Pillar(opts, grains, minion, "base", functions=functions)
 
@@ -103,15 +129,8 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
         render_lines = {}
         for rel in files:
             try:
-                data = salt.template.compile_template(
-                    os.path.join(tree, rel),
-                    first.rend,
-                    opts["renderer"],
-                    opts["renderer_blacklist"],
-                    opts["renderer_whitelist"],
-                    "base",
-                    pushcheck.sls_name(rel),
-                    _pillar_rend=True,
+                data = render_alone(
+                    os.path.join(tree, rel), first.rend, opts, "base", pushcheck.sls_name(rel)
                 )
             except SaltRenderError as exc:
                 # The real compile below reports it; YAML's scanner errors lose their line on
