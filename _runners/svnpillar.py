@@ -83,9 +83,9 @@ def _published_here():
     loaded = []
 
     def mine(jid):
+        if not loaded:
+            loaded.append(salt.loader.returners(__opts__, {}))
         try:
-            if not loaded:
-                loaded.append(salt.loader.returners(__opts__, {}))
             return bool(loaded[0][f"{cache}.get_load"](jid))
         except Exception:  # noqa: BLE001 - an unreadable job is not known to be ours
             return False
