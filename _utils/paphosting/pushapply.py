@@ -127,7 +127,7 @@ class Fleet:
     ret_port
         The port the other masters answer minions on (``ret_port``).
     progress
-        ``progress(line)``: each step as it happens.
+        ``progress(line)``: each step as it happens (default: nothing).
     """
 
     cmd: Callable
@@ -135,7 +135,7 @@ class Fleet:
     published_here: Callable
     own_addresses: set = field(default_factory=set)
     ret_port: int = 4506
-    progress: Callable = print
+    progress: Callable = lambda line: None
 
     def targets(self, validated):
         """The validated minions this master accepted, sorted."""
