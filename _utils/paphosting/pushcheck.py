@@ -261,7 +261,7 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
     done = {}
     for minion in sorted(platforms):
         platform = platforms[minion]
-        digest = model.digest(compiled[minion].pillar.get(model.ROOT))
+        digest = renderers[minion].digest  # model.digest of its paphosting pillar
         for label, path, render, check in checks(platform, minion):
             # Zones are the same for every nameserver of one server type: check each once.
             key = (digest, label if label.startswith("zone ") else f"{minion}:{label}")
@@ -317,7 +317,7 @@ def validate(revision, compiled, sources, prefix="", files=(), render_lines=None
     for minion in sorted(platforms):
         ns = platforms[minion].nameservers.get(minion)
         if ns is not None:
-            digest = model.digest(compiled[minion].pillar.get(model.ROOT))
+            digest = renderers[minion].digest
             by_digest.setdefault(digest, (renderers[minion], []))[1].append((minion, ns.server))
     for renderer, members in by_digest.values():
         platform = renderer.platform
