@@ -25,7 +25,7 @@ import salt.utils.event
 
 from paphosting import certstate, metrics, pillarcompile, rotation, secrets
 from paphosting.errors import PapError
-from paphosting.push import Store
+from paphosting.pushstore import Store
 
 try:
     from prometheus_client import CollectorRegistry, start_http_server
@@ -75,10 +75,7 @@ def _listener(platform, opts):
 def start(refresh=30):
     """Serve the metrics and follow the event bus until the master stops."""
     opts = __opts__
-    store = Store(
-        (opts.get("paphosting_svn") or {}).get("store")
-        or os.path.join(opts["cachedir"], "paphosting")
-    )
+    store = Store.of(opts)
     state_path = rotation.state_path(opts)
     observer = metrics.Observer(
         drift_path=os.path.join(opts["cachedir"], "paphosting", "metrics_drift.json")

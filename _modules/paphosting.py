@@ -7,10 +7,9 @@ import os
 
 import salt.loader
 import salt.pillar
-import salt.template
 from salt.exceptions import CommandExecutionError, SaltRenderError
 
-from paphosting import health, push, saltcontext
+from paphosting import health, pillarcompile, pushproblems, saltcontext
 
 __virtualname__ = "paphosting"
 
@@ -43,15 +42,9 @@ def _render_line(path, name):
     """The line at which ``path`` fails to render on its own (YAML's scanner errors lose it on
     the way into the pillar's ``_errors``), or None."""
     try:
-        salt.template.compile_template(
-            path,
-            salt.loader.render(__opts__, __salt__),
-            __opts__["renderer"],
-            __opts__["renderer_blacklist"],
-            __opts__["renderer_whitelist"],
-            _saltenv(),
-            name,
-            _pillar_rend=True,
+        # Salt's private _pillar_rend=True, for want of a public API: see pillarcompile.render_alone.
+        pillarcompile.render_alone(
+            path, salt.loader.render(__opts__, __salt__), __opts__, _saltenv(), name
         )
     except SaltRenderError as exc:
         return exc.line_num
@@ -64,9 +57,9 @@ def _render_problems(errors, minion=None):
     """A pillar's ``_errors`` as ``<file>: line N: cannot render: <cause>`` lines."""
     out = []
     for err in errors:
-        name = push.failed_sls(err)
+        name = pushproblems.failed_sls(err)
         path = _sls_file(name) if name else None
-        text = push.render_problem(err, _render_line(path, name) if path else None)
+        text = pushproblems.render_problem(err, _render_line(path, name) if path else None)
         where = path or (f"SLS {name!r}" if name else "pillar")
         out.append(f"{where}: {text}" + (f" [pillar of {minion}]" if minion else ""))
     return out

@@ -15,9 +15,7 @@ Master configuration (``conf/master.d/paphosting.conf``):
       - svnpillar: {}
 """
 
-import os
-
-from paphosting import push
+from paphosting import pushstore
 
 __virtualname__ = "svnpillar"
 
@@ -30,9 +28,7 @@ def __virtual__():
 
 def ext_pillar(minion_id, pillar, **kwargs):
     """``{"paphosting_revision": N}`` for the live revision of this master, or ``{}``."""
-    conf = __opts__.get("paphosting_svn")
-    if not isinstance(conf, dict):
+    if not isinstance(__opts__.get("paphosting_svn"), dict):
         return {}
-    store = push.Store(conf.get("store") or os.path.join(__opts__["cachedir"], "paphosting"))
-    revision = store.live_revision()
+    revision = pushstore.Store.of(__opts__).live_revision()
     return {} if revision is None else {REVISION_KEY: revision}

@@ -15,7 +15,7 @@ import time
 import salt.client
 import salt.utils.event
 
-from paphosting import drift, pillarcompile, push
+from paphosting import drift, pillarcompile, pushcheck
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def heal(timeout=60):
     if not platform.schedule["enabled"]:
         out["skipped"] = "the drift correction is off (paphosting:schedule:enabled)"
         return out
-    minions = sorted(set(accepted) & push.platform_servers(platform))
+    minions = sorted(set(accepted) & pushcheck.platform_servers(platform))
     client = salt.client.get_local_client(__opts__["conf_file"], mopts=__opts__)
     try:
         answers = client.cmd(minions, "drift.scheduled", tgt_type="list", timeout=timeout)

@@ -79,7 +79,7 @@ from harness import (  # noqa: E402 - harness puts _utils on sys.path
 from harness.launcher import Events, Lab, LabError  # noqa: E402
 from harness.report import percentile  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
-from paphosting import haproxy, push  # noqa: E402
+from paphosting import haproxy, pushcheck  # noqa: E402
 
 OUT = REPO / "build" / "bench"
 # Where the benchmark's labs run (their processes' files, zones and caches): the machine's
@@ -726,7 +726,7 @@ def _floor_root():
 def _push_validation(lab):
     """Seconds for what a push does before anything goes live: Salt compiles every minion's
     pillar (:func:`paphosting.pillarcompile.compile_tree`, as ``svnpillar.push`` does), then
-    :func:`paphosting.push.validate` checks it with the real checkers."""
+    :func:`paphosting.pushcheck.validate` checks it with the real checkers."""
     from paphosting import pillarcompile
 
     opts = dict(lab.master().opts(), ext_pillar=[])
@@ -736,7 +736,7 @@ def _push_validation(lab):
         opts, tree, "pillar", sorted(lab.minions)
     )
     t1 = time.monotonic()
-    push.validate("bench", compiled, sources, prefix="pillar", files=files, render_lines=lines)
+    pushcheck.validate("bench", compiled, sources, prefix="pillar", files=files, render_lines=lines)
     t2 = time.monotonic()
     return {
         "compile_s": round(t1 - t0, 2),

@@ -19,7 +19,7 @@ import time
 
 import salt.utils.network
 
-from paphosting import files, health
+from paphosting import files, health, highstate
 from paphosting.errors import PapError
 
 TAG_PREFIX = "paphosting/drift/"
@@ -164,31 +164,25 @@ def summarize(highstate_return):
 
     Returns ``{"changed": [...], "failed": [...]}``; each item is
     ``{"state": "<module>.<function>", "id": <state id>, "name": ..., "comment": ..., "changes": [keys]}``
-    sorted by the order the states ran in.
+    sorted by the order the states ran in (read by :func:`paphosting.highstate.states`).
     """
     changed, failed = [], []
-    if not isinstance(highstate_return, dict):
+    why = highstate.failure(highstate_return)
+    if why is not None:
         # A highstate that could not even start returns a list of error strings.
-        failed.append(
-            {"state": "", "id": "", "name": "", "comment": str(highstate_return), "changes": []}
-        )
+        failed.append({"state": "", "id": "", "name": "", "comment": why, "changes": []})
         return {"changed": changed, "failed": failed}
-    runs = sorted(
-        ((k, v) for k, v in highstate_return.items() if isinstance(v, dict)),
-        key=lambda kv: kv[1].get("__run_num__", 0),
-    )
-    for key, ret in runs:
-        module, state_id, name, function = (key.split("_|-") + ["", "", "", ""])[:4]
+    for run in highstate.states(highstate_return):
         item = {
-            "state": f"{module}.{function}",
-            "id": ret.get("__id__", state_id),
-            "name": ret.get("name", name),
-            "comment": str(ret.get("comment", ""))[:500],
-            "changes": sorted(ret.get("changes") or {}),
+            "state": run.state,
+            "id": run.id,
+            "name": run.name,
+            "comment": run.comment[:500],
+            "changes": sorted(run.changes),
         }
-        if ret.get("result") is False:
+        if run.result is False:
             failed.append(item)
-        elif ret.get("changes"):
+        elif run.changes:
             changed.append(item)
     return {"changed": changed, "failed": failed}
 

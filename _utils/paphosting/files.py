@@ -12,19 +12,34 @@ import json
 import os
 import pwd
 import tempfile
+import time
 
 
 @contextlib.contextmanager
-def locked(lockfile):
-    """Hold an exclusive ``flock`` on ``lockfile`` (created, with its folder, when missing).
+def locked(lockfile, wait=None):
+    """Hold an exclusive ``flock`` on ``lockfile`` (created, with its folder, when missing);
+    yields the open lock file.
 
     Serialises processes on one host: two masters' jobs, or a job and a scheduled highstate.
+    ``wait``: None waits as long as another holder does; a number of seconds waits at most that
+    long, then raises :class:`TimeoutError`.
     """
     os.makedirs(os.path.dirname(os.path.abspath(lockfile)), exist_ok=True)
     with open(lockfile, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        if wait is None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"{lockfile} is held by another process") from None
+                    time.sleep(0.1)
         try:
-            yield
+            yield fh
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -2,7 +2,7 @@
 
 Plain Python over plain data, no Salt in it: the master's exporter (``_engines/platform_metrics``)
 hands it the rotation state (:mod:`paphosting.rotation`), the decision's configuration
-(:func:`paphosting.rotation.config_of`), the push record (:class:`paphosting.push.Store`) and the
+(:func:`paphosting.rotation.config_of`), the push record (:class:`paphosting.pushstore.Store`) and the
 events of the master's bus; it gets Prometheus metric families back.
 
 * :func:`rotation_families`: per rotation its members, floor and version; per load balancer each

@@ -7,7 +7,9 @@ the master's options: its ``yaml`` renderer (``_renderers/yaml.py``, loaded thro
 master's ``render_dirs``) parses the platform's megabytes of YAML once for all the minions
 instead of once per minion.
 
-Used by the ``svnpillar`` runner (the push) and by ``make bench`` (the push-validation figure).
+Used by the ``svnpillar`` runner (the push), by ``make bench`` (the push-validation figure), and
+by ``paphosting.validate`` for :func:`render_alone` (one SLS on its own, for the line of a render
+error).
 """
 
 import os
@@ -17,7 +19,7 @@ import salt.template
 import salt.utils.minions
 from salt.exceptions import SaltRenderError
 
-from paphosting import model, platformcache, push
+from paphosting import model, platformcache, pushcheck
 from paphosting.errors import PapError
 
 
@@ -66,6 +68,30 @@ def minion_platform(opts, minion_id):
     return platformcache.platform(data.get(model.ROOT), opts.get("cachedir"), digest=digest), digest
 
 
+def render_alone(path, renderers, opts, saltenv, sls):
+    """The data of the pillar SLS file ``path`` (SLS name ``sls``) rendered on its own, as the
+    pillar system renders it (``opts``' renderers; Jinja includes and imports found under
+    ``pillar_roots``), without the files it includes. Raises what the renderer raised: a
+    :class:`~salt.exceptions.SaltRenderError` with the ``line_num`` YAML's scanner errors lose on
+    the way into a pillar's ``_errors``."""
+    # A private Salt API, for want of a public one. Pillar.render_pstate (salt/pillar/__init__.py)
+    # is what the pillar system calls for one SLS, but it merges the files the SLS includes (the
+    # file that holds a value is no longer told apart) and turns the renderer's exception into an
+    # ``_errors`` string, losing its line_num. salt.template.compile_template is the call
+    # render_pstate makes; only its ``_pillar_rend=True`` (private) makes Jinja look under
+    # pillar_roots rather than the file server's cache, as a pillar render does.
+    return salt.template.compile_template(
+        path,
+        renderers,
+        opts["renderer"],
+        opts["renderer_blacklist"],
+        opts["renderer_whitelist"],
+        saltenv,
+        sls,
+        _pillar_rend=True,
+    )
+
+
 def _pillar(opts, grains, minion, functions=None):
     return salt.pillar.Pillar(opts, grains, minion, "base", functions=functions)
 
@@ -86,7 +112,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
     grains_of
         ``minion -> grains`` (a minion's cached grains); ``{"id": minion}`` when not given.
 
-    Returns ``(compiled, sources, files, render_lines)`` for :func:`paphosting.push.validate`.
+    Returns ``(compiled, sources, files, render_lines)`` for :func:`paphosting.pushcheck.validate`.
     """
     opts = dict(opts)
     opts.update(
@@ -96,22 +122,15 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
         pillar_safe_render_error=False,
         pillar_cache=False,
     )
-    files = push.sls_files(tree)
+    files = pushcheck.sls_files(tree)
     first = _pillar(opts, {"id": opts.get("id")}, opts.get("id"))
     try:
         sources = {}
         render_lines = {}
         for rel in files:
             try:
-                data = salt.template.compile_template(
-                    os.path.join(tree, rel),
-                    first.rend,
-                    opts["renderer"],
-                    opts["renderer_blacklist"],
-                    opts["renderer_whitelist"],
-                    "base",
-                    push.sls_name(rel),
-                    _pillar_rend=True,
+                data = render_alone(
+                    os.path.join(tree, rel), first.rend, opts, "base", pushcheck.sls_name(rel)
                 )
             except SaltRenderError as exc:
                 # The real compile below reports it; YAML's scanner errors lose their line on
@@ -127,7 +146,7 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
                 sources["/".join(p for p in (prefix, rel.replace(os.sep, "/")) if p)] = data
         todo = set(minions)
         for data in sources.values():
-            todo |= push.named_servers(data)
+            todo |= pushcheck.named_servers(data)
         compiled = {}
         while todo:
             minion = min(todo)
@@ -140,8 +159,8 @@ def compile_tree(opts, tree, prefix, minions, grains_of=None):
             finally:
                 pillar.destroy()
             errors = list(data.pop("_errors", []) or [])
-            compiled[minion] = push.Compiled(minion, data, errors)
-            todo |= push.named_servers(data) - set(compiled)
+            compiled[minion] = pushcheck.Compiled(minion, data, errors)
+            todo |= pushcheck.named_servers(data) - set(compiled)
     finally:
         first.destroy()
     return compiled, sources, files, render_lines

@@ -1,4 +1,5 @@
-"""The pure part of a push: the revision store, locating pillar paths, validation, outcomes, texts."""
+"""The pure part of a push: the revision store, locating pillar paths, validation, outcomes, texts
+(:mod:`paphosting.pushstore`, ``pushproblems``, ``pushcheck``, ``pushapply``, ``pushreport``)."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from paphosting import model, push
+from paphosting import errors, model, pushapply, pushcheck, pushproblems, pushreport, pushstore
 from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -26,7 +27,7 @@ def _tree(store, number, text="x: 1\n"):
 
 
 def test_live_is_a_symlink_swapped_atomically(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     assert store.live_revision() is None
     _tree(store, 3)
     store.make_live(3)
@@ -41,16 +42,16 @@ def test_live_is_a_symlink_swapped_atomically(tmp_path):
 
 
 def test_make_live_refuses_a_revision_not_held(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     _tree(store, 1)
     store.make_live(1)
-    with pytest.raises(push.PapError, match="revision 2 is not in"):
+    with pytest.raises(errors.PapError, match="revision 2 is not in"):
         store.make_live(2)
     assert store.live_revision() == 1
 
 
 def test_install_keeps_an_existing_revision(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     _tree(store, 4, "first\n")
     _tree(store, 4, "second\n")  # same svn revision exported again
     assert pathlib.Path(store.rev_dir(4), "top.sls").read_text() == "first\n"
@@ -58,7 +59,7 @@ def test_install_keeps_an_existing_revision(tmp_path):
 
 
 def test_prune_keeps_the_newest_and_the_live_one(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     for n in (1, 2, 3, 4, 5, 6):
         _tree(store, n)
     store.make_live(2)
@@ -69,7 +70,7 @@ def test_prune_keeps_the_newest_and_the_live_one(tmp_path):
 
 
 def test_record_parts_are_replaced_and_kept(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     assert store.record() == {}
     store.update_record(live={"revision": 3})
     store.update_record(last_push={"outcome": "refused"})
@@ -78,12 +79,12 @@ def test_record_parts_are_replaced_and_kept(tmp_path):
 
 
 def test_one_push_or_sync_at_a_time(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     inside = threading.Event()
     release = threading.Event()
 
     def hold():
-        with push.Store(tmp_path / "paphosting").lock():
+        with pushstore.Store(tmp_path / "paphosting").lock():
             inside.set()
             release.wait(10)
 
@@ -91,7 +92,7 @@ def test_one_push_or_sync_at_a_time(tmp_path):
     t.start()
     try:
         assert inside.wait(10)
-        with pytest.raises(push.Busy, match="another push or sync"), store.lock():
+        with pytest.raises(pushstore.Busy, match="another push or sync"), store.lock():
             pass
     finally:
         release.set()
@@ -101,13 +102,13 @@ def test_one_push_or_sync_at_a_time(tmp_path):
 
 
 def test_candidate_link(tmp_path):
-    store = push.Store(tmp_path / "paphosting")
+    store = pushstore.Store(tmp_path / "paphosting")
     tree = store.staging(7)
     pathlib.Path(tree, "top.sls").write_text("base: {}\n")
-    push.prepare_candidate(tree)
+    pushstore.prepare_candidate(tree)
     store.set_candidate(tree)
     assert sorted(os.listdir(store.candidate)) == ["top.orig.sls", "top.sls"]
-    assert push.CANDIDATE_ENV in pathlib.Path(store.candidate, "top.sls").read_text()
+    assert pushstore.CANDIDATE_ENV in pathlib.Path(store.candidate, "top.sls").read_text()
     store.clear_candidate()
     assert not os.path.lexists(store.candidate)
 
@@ -116,9 +117,9 @@ def test_sls_names(tmp_path):
     (tmp_path / "a").mkdir()
     for name in ("top.sls", "paphosting.sls", "a/init.sls", "a/b.sls", "README"):
         (tmp_path / name).write_text("{}\n")
-    files = push.sls_files(str(tmp_path))
+    files = pushcheck.sls_files(str(tmp_path))
     assert files == ["a/b.sls", "a/init.sls", "paphosting.sls", "top.sls"]
-    assert [push.sls_name(f) for f in files] == ["a.b", "a", "paphosting", "top"]
+    assert [pushcheck.sls_name(f) for f in files] == ["a.b", "a", "paphosting", "top"]
 
 
 # --- locating a pillar path --------------------------------------------------------------------
@@ -144,7 +145,7 @@ SOURCES = {
     ],
 )
 def test_locate_names_the_file_that_defines_the_path(path, files):
-    assert push.locate(SOURCES, path) == files
+    assert pushproblems.locate(SOURCES, path) == files
 
 
 # --- validation with the real checkers ---------------------------------------------------------
@@ -158,7 +159,7 @@ def push_pillar():
 
 def _compiled(pillar, minions=None):
     minions = minions or [LB1, LB2, NS1, NS2, NS3, *WEB]
-    return {m: push.Compiled(m, {"paphosting": pillar}) for m in minions}
+    return {m: pushcheck.Compiled(m, {"paphosting": pillar}) for m in minions}
 
 
 def _sources(pillar):
@@ -170,7 +171,7 @@ def _sources(pillar):
 
 def test_a_valid_platform_passes_every_checker():
     pillar = push_pillar()
-    done = push.validate(
+    done = pushcheck.validate(
         12, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
     )
     assert done.minions == sorted([LB1, LB2, NS1, NS2, NS3, *WEB])
@@ -187,8 +188,8 @@ def test_a_valid_platform_passes_every_checker():
 def test_a_schema_error_names_file_and_pillar_path():
     pillar = push_pillar()
     pillar["services"]["www"]["port"] = 70000
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(
             13, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
         )
     (problem,) = exc.value.problems
@@ -206,8 +207,8 @@ def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
     pillar["zones"]["paphosting.nl"]["records"]["sub"] = [
         {"type": "NS", "data": "ns.sub.paphosting.nl."}
     ]
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(14, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(14, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/paphosting.sls",)
     assert problem.path == "paphosting:zones:paphosting.nl"
@@ -220,8 +221,8 @@ def test_a_config_haproxy_rejects_names_the_key_and_the_line():
     pillar = push_pillar()
     # The schema takes any two status codes; haproxy wants a range that goes up.
     pillar["services"]["www"]["check"]["expect_status"] = "399-200"
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(19, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(19, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/paphosting.sls",)
     assert problem.path == "paphosting:services:www:check:expect_status"
@@ -248,7 +249,7 @@ def test_narrow_finds_the_key_whose_value_is_on_the_line(line, path):
     pillar = {"paphosting": push_pillar()}
     pillar["paphosting"]["services"]["shop"]["check"]["expect_status"] = "200-399"
     base = ("paphosting", "services", "shop")
-    assert push.narrow(pillar, base, line) == base + path
+    assert pushproblems.narrow(pillar, base, line) == base + path
 
 
 def test_render_errors_name_the_sls_file():
@@ -257,8 +258,10 @@ def test_render_errors_name_the_sls_file():
     compiled[LB1].errors = [
         "Rendering SLS 'zones.extra' failed, render error:\nmapping values are not allowed here"
     ]
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(15, compiled, {}, "pillar", ["top.sls", "paphosting.sls", "zones/extra.sls"])
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(
+            15, compiled, {}, "pillar", ["top.sls", "paphosting.sls", "zones/extra.sls"]
+        )
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/zones/extra.sls",)
     assert "mapping values are not allowed here" in problem.message
@@ -267,9 +270,9 @@ def test_render_errors_name_the_sls_file():
 def test_a_server_without_pillar_is_a_top_file_problem():
     pillar = push_pillar()
     compiled = _compiled(pillar, [LB1, NS1, NS2, NS3, *WEB])
-    compiled[LB2] = push.Compiled(LB2, {})  # the top file forgot it
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(16, compiled, _sources(pillar), "pillar", ["top.sls", "paphosting.sls"])
+    compiled[LB2] = pushcheck.Compiled(LB2, {})  # the top file forgot it
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(16, compiled, _sources(pillar), "pillar", ["top.sls", "paphosting.sls"])
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/top.sls",)
     assert (
@@ -281,16 +284,16 @@ def test_a_server_without_pillar_is_a_top_file_problem():
 def test_minions_outside_the_platform_are_not_checked():
     pillar = push_pillar()
     compiled = _compiled(pillar, [LB1])
-    compiled["build.paphosting.net"] = push.Compiled("build.paphosting.net", {"other": 1})
-    done = push.validate(17, compiled, _sources(pillar))
+    compiled["build.paphosting.net"] = pushcheck.Compiled("build.paphosting.net", {"other": 1})
+    done = pushcheck.validate(17, compiled, _sources(pillar))
     assert done.minions == [LB1]
 
 
 def test_the_same_problem_on_many_minions_is_reported_once():
     pillar = push_pillar()
     del pillar["loadbalancers"]
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(
             18, _compiled(pillar, [NS1, NS2]), _sources(pillar), "pillar", ["paphosting.sls"]
         )
     texts = [str(p) for p in exc.value.problems]
@@ -303,8 +306,8 @@ def test_the_same_problem_on_many_minions_is_reported_once():
 
 def test_canary_is_one_load_balancer_and_one_nameserver():
     pillar = push_pillar()
-    done = push.validate(1, _compiled(pillar), _sources(pillar))
-    first, rest = push.canary(done, [NS2, LB2, NS1, LB1, WEB[0]])
+    done = pushcheck.validate(1, _compiled(pillar), _sources(pillar))
+    first, rest = pushapply.canary(done, [NS2, LB2, NS1, LB1, WEB[0]])
     assert first == [LB1, NS1]
     assert rest == [LB2, NS2, WEB[0]]
 
@@ -328,7 +331,7 @@ STATE_RET = {
 
 
 def test_state_outcome_of_a_good_highstate():
-    out = push.state_outcome(LB1, {"ret": STATE_RET, "retcode": 0})
+    out = pushapply.state_outcome(LB1, {"ret": STATE_RET, "retcode": 0})
     assert out.ok
     assert [c[0] for c in out.changed] == ["file.managed haproxy-config"]
     assert out.changed[0][2].endswith("+new\n")
@@ -342,12 +345,12 @@ def test_state_outcome_failures():
         result=False,
         comment="haproxy did not start\nmore",
     )
-    out = push.state_outcome(LB1, {"ret": bad, "retcode": 2})
+    out = pushapply.state_outcome(LB1, {"ret": bad, "retcode": 2})
     assert not out.ok
     assert out.line() == f"{LB1}: FAILED: service.running haproxy: haproxy did not start"
-    assert not push.state_outcome(LB1, None).ok
-    assert "no answer" in push.state_outcome(LB1, None).line()
-    rendered = push.state_outcome(
+    assert not pushapply.state_outcome(LB1, None).ok
+    assert "no answer" in pushapply.state_outcome(LB1, None).line()
+    rendered = pushapply.state_outcome(
         LB1, {"ret": ["Rendering SLS 'base:loadbalancer' failed"], "retcode": 1}
     )
     assert not rendered.ok and "Rendering SLS" in rendered.line()
@@ -356,7 +359,7 @@ def test_state_outcome_failures():
 def test_state_outcome_in_test_mode_counts_predicted_changes():
     pred = {k: dict(v, result=None, changes={}) for k, v in STATE_RET.items()}
     pred["service_|-haproxy_|-haproxy_|-running"]["result"] = True
-    out = push.state_outcome(LB1, {"ret": pred, "retcode": 0}, test=True)
+    out = pushapply.state_outcome(LB1, {"ret": pred, "retcode": 0}, test=True)
     assert out.ok
     assert out.line(test=True) == f"{LB1}: would change 1: file.managed haproxy-config"
 
@@ -365,10 +368,10 @@ def test_state_outcome_in_test_mode_counts_predicted_changes():
 
 
 def test_refusal_text_says_what_was_kept():
-    problem = push.Problem(
+    problem = pushproblems.Problem(
         ("pillar/paphosting.sls",), "paphosting:services:www:port", "70000 is out of range 1..65535"
     )
-    text = push.refusal_text(13, [problem], 12)
+    text = pushreport.refusal_text(13, [problem], 12)
     assert text.splitlines() == [
         "push refused: r13 has 1 problem:",
         "  - pillar/paphosting.sls: pillar paphosting:services:www:port: 70000 is out of range 1..65535",
@@ -394,7 +397,7 @@ def test_status_text_is_a_table():
         },
         "last_sync": {"time": "2026-01-31T12:02:00Z", "outcome": "up to date: r12 is live"},
     }
-    text = push.status_text("nl", record, 12, [11, 12])
+    text = pushreport.status_text("nl", record, 12, [11, 12])
     assert text.splitlines() == [
         "master     nl",
         'live       r12 by alice, 2026-01-31 12:00:00 UTC: "raise www port"',
@@ -442,7 +445,7 @@ YAML_SCANNER_ERROR = "Rendering SLS 'paphosting' failed, render error:\nmapping 
     ],
 )
 def test_render_cause_is_the_line_and_the_cause_without_salts_excerpt(message, line, expected):
-    assert push.render_cause(message, line) == expected
+    assert pushproblems.render_cause(message, line) == expected
 
 
 def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
@@ -453,8 +456,8 @@ def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
     compiled = _compiled(pillar, [LB1, NS1])
     for item in compiled.values():
         item.errors = [YAML_SCANNER_ERROR]
-    with pytest.raises(push.Rejected) as exc:
-        push.validate(
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(
             19,
             compiled,
             _sources(pillar),
@@ -474,9 +477,11 @@ def test_a_pillar_that_does_not_render_is_refused_for_the_file_and_line_only():
 def test_the_other_masters_are_those_not_on_this_host():
     platform = model.parse(push_pillar())
     addresses = {n: m.address for n, m in platform.masters.items()}
-    assert push.other_masters(platform, {addresses["nl"], "10.0.0.1"}) == {"ch": addresses["ch"]}
-    assert push.other_masters(platform, set(), own_name="ch") == {"nl": addresses["nl"]}
-    assert push.other_masters(platform, set(addresses.values())) == {}
+    assert pushapply.other_masters(platform, {addresses["nl"], "10.0.0.1"}) == {
+        "ch": addresses["ch"]
+    }
+    assert pushapply.other_masters(platform, set(), own_name="ch") == {"nl": addresses["nl"]}
+    assert pushapply.other_masters(platform, set(addresses.values())) == {}
 
 
 def test_only_state_jobs_this_master_did_not_publish_are_orphans():
@@ -491,5 +496,69 @@ def test_only_state_jobs_this_master_did_not_publish_are_orphans():
         "lb2": False,  # no answer
     }
     mine = {"2", "4"}
-    assert push.orphaned_state_jobs(running, lambda jid: jid in mine) == {"ns1": ["1"]}
-    assert push.orphaned_state_jobs(running, lambda jid: True) == {}
+    assert pushapply.orphaned_state_jobs(running, lambda jid: jid in mine) == {"ns1": ["1"]}
+    assert pushapply.orphaned_state_jobs(running, lambda jid: True) == {}
+
+
+# --- the fleet, through injected Salt functions ------------------------------------------------
+
+
+class FakeSalt:
+    """``cmd`` of a :class:`pushapply.Fleet`: records each call, answers ``state.apply`` with
+    ``highstates[minion]`` and ``saltutil.running`` with ``running``."""
+
+    def __init__(self, highstates, running=None):
+        self.highstates = highstates
+        self.running = running or {}
+        self.calls = []
+
+    def cmd(self, minions, fun, arg=(), kwarg=None, timeout=None, full_return=False):
+        self.calls.append((fun, list(minions), list(arg)))
+        if fun == "state.apply":
+            return {m: {"ret": self.highstates[m], "retcode": 0} for m in minions}
+        if fun == "saltutil.running":
+            return {m: self.running.get(m, []) for m in minions}
+        return {m: True for m in minions}
+
+
+def _fleet(salt, published=(), own=()):
+    return pushapply.Fleet(
+        cmd=salt.cmd,
+        accepted=lambda: [LB1, LB2, NS1, NS2],
+        published_here=lambda jid: jid in published,
+        own_addresses=set(own),
+        progress=lambda line: None,
+    )
+
+
+def test_waves_apply_the_canary_first_then_the_rest():
+    done = pushcheck.validate(1, _compiled(push_pillar()), _sources(push_pillar()))
+    salt = FakeSalt(dict.fromkeys([LB1, LB2, NS1, NS2], STATE_RET))
+    ok, outcomes, lines = _fleet(salt, own=["0.0.0.0"]).waves(done, 60)
+    applies = [minions for fun, minions, _ in salt.calls if fun == "state.apply"]
+    assert ok and applies == [[LB1, NS1], [LB2, NS2]]
+    assert sorted(outcomes) == [LB1, LB2, NS1, NS2]  # web servers not accepted: not targeted
+    assert lines[0] == f"canary: {LB1}, {NS1}"
+
+
+def test_a_failed_canary_stops_the_rest():
+    done = pushcheck.validate(1, _compiled(push_pillar()), _sources(push_pillar()))
+    bad = {k: dict(v, result=False) for k, v in STATE_RET.items()}
+    salt = FakeSalt({LB1: bad, NS1: STATE_RET, LB2: STATE_RET, NS2: STATE_RET})
+    ok, outcomes, lines = _fleet(salt).waves(done, 60, test=True)
+    assert not ok and sorted(outcomes) == [LB1, NS1]
+    assert lines[-1] == f"rest: NOT tested, the canary failed: {LB2}, {NS2}"
+
+
+def test_orphans_are_ended_only_when_no_other_master_answers(monkeypatch):
+    platform = model.parse(push_pillar())
+    own = {platform.masters["nl"].address}
+    running = {NS1: [{"jid": "7", "fun": "state.apply"}, {"jid": "8", "fun": "state.apply"}]}
+    monkeypatch.setattr(pushapply.daemon, "port_open", lambda *a, **k: True)
+    salt = FakeSalt({}, running)
+    assert _fleet(salt, published={"8"}, own=own).clear_orphans([NS1], platform, 60) == []
+    assert salt.calls == []  # the other master answers: its jobs are its own
+    monkeypatch.setattr(pushapply.daemon, "port_open", lambda *a, **k: False)
+    (line,) = _fleet(salt, published={"8"}, own=own).clear_orphans([NS1], platform, 60)
+    assert line == f"{NS1}: ended state job(s) 7 left by a master that is not reachable (ch)"
+    assert ("saltutil.term_job", [NS1], ["7"]) in salt.calls

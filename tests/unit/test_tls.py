@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from harness.tlsca import Authority
-from paphosting import haproxy, model, push, secrets, tls
+from paphosting import haproxy, model, pushcheck, secrets, tls
 from paphosting.errors import InvalidPillar
 from tests.unit import platforms
 
@@ -281,11 +281,11 @@ def test_tls_defaults():
 
 def _validate(pillar, bundles, number=20):
     compiled = {
-        m: push.Compiled(m, {"paphosting": pillar, secrets.PILLAR_KEY: {"tls": bundles}})
+        m: pushcheck.Compiled(m, {"paphosting": pillar, secrets.PILLAR_KEY: {"tls": bundles}})
         for m in (LB1, LB2)
     }
     sources = {"pillar/paphosting.sls": {"paphosting": pillar}}
-    return push.validate(number, compiled, sources, "pillar", ["paphosting.sls"])
+    return pushcheck.validate(number, compiled, sources, "pillar", ["paphosting.sls"])
 
 
 def test_push_checks_every_certificate_with_haproxy(ca):
@@ -298,7 +298,7 @@ def test_push_checks_every_certificate_with_haproxy(ca):
     )
 
     bad = dict(good, shop=ca.issue(["shop.paphosting.nl"])[0] + Authority.new_key())
-    with pytest.raises(push.Rejected) as exc:
+    with pytest.raises(pushcheck.Rejected) as exc:
         _validate(pillar, bad)
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/secrets/tls/shop.asc",)
