@@ -23,7 +23,7 @@ import time
 
 import salt.utils.event
 
-from paphosting import certstate, metrics, pillarcompile, rotation, secrets
+from paphosting import certstate, decision, metrics, pillarcompile, secrets
 from paphosting.errors import PapError
 from paphosting.pushstore import Store
 
@@ -76,7 +76,7 @@ def start(refresh=30):
     """Serve the metrics and follow the event bus until the master stops."""
     opts = __opts__
     store = Store.of(opts)
-    state_path = rotation.state_path(opts)
+    state_path = decision.state_path(opts)
     observer = metrics.Observer(
         drift_path=os.path.join(opts["cachedir"], "paphosting", "metrics_drift.json")
     )
@@ -87,8 +87,8 @@ def start(refresh=30):
         if platform is None:
             return None
         return {
-            "state": rotation.load(state_path),
-            "config": rotation.config_of(platform),
+            "state": decision.load(state_path),
+            "config": decision.config_of(platform),
             "heartbeat": platform.health.heartbeat,
             "record": store.record(),
             "minions": sorted(

@@ -13,15 +13,14 @@ import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from paphosting import files, model, saltcontext, secrets, tls
-from paphosting import haproxy as core
+from paphosting import files, haproxy, model, saltcontext, secrets, tls
 from paphosting.errors import PapError
 
 __virtualname__ = "haproxy_cfg"
 
 
 def __virtual__():
-    if core.binary() is None:
+    if haproxy.binary() is None:
         return (False, "haproxy_cfg: haproxy is not installed (Debian package haproxy)")
     return __virtualname__
 
@@ -58,7 +57,7 @@ def _in_place(platform, name):
     return sorted(
         svc
         for svc in tls.wanted(platform, name, _published())
-        if os.path.exists(core.certificate_path(root, svc))
+        if os.path.exists(haproxy.certificate_path(root, svc))
     )
 
 
@@ -72,7 +71,7 @@ def layout():
 
         salt-call haproxy_cfg.layout
     """
-    return core.layout(_root())
+    return haproxy.layout(_root())
 
 
 def service_mode(lb=None):
@@ -109,7 +108,7 @@ def render(lb=None):
     platform = _platform()
     name = lb or __opts__["id"]
     try:
-        return core.render(platform, name, _root(), _certificates(platform, name))
+        return haproxy.render(platform, name, _root(), _certificates(platform, name))
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -137,9 +136,9 @@ def check(path=None, text=None):
         raise SaltInvocationError("give path or text, not both")
     try:
         if text is not None:
-            core.check_text(text)
+            haproxy.check_text(text)
         else:
-            core.check_file(path or layout()["config"])
+            haproxy.check_file(path or layout()["config"])
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return True
@@ -168,8 +167,8 @@ def validate(lb=None):
     out, errors = {}, []
     for name in names:
         try:
-            text = core.render(platform, name, _root(), _certificates(platform, name))
-            core.check_text(text)
+            text = haproxy.render(platform, name, _root(), _certificates(platform, name))
+            haproxy.check_text(text)
             out[name] = f"valid ({len(text.splitlines())} lines, haproxy -c accepts it)"
         except PapError as exc:
             errors.append(f"{name}: {exc}")
@@ -205,7 +204,7 @@ def write(path=None, text=None, user="root", group="root", mode="0644"):
     try:
         old = files.read(path)
         files.write_checked(
-            path, text, check=core.check_file, mode=int(str(mode), 8), user=user, group=group
+            path, text, check=haproxy.check_file, mode=int(str(mode), 8), user=user, group=group
         )
     except (PapError, OSError, KeyError, ValueError) as exc:
         raise CommandExecutionError(f"{path} left unchanged: {exc}") from exc
@@ -227,13 +226,13 @@ def status():
     mode = _mode()
     root = _root()
     if mode == "process":
-        out = core.status(root)
+        out = haproxy.status(root)
     else:
         running = bool(__salt__["service.status"]("haproxy"))
         out = {"running": running, "pid": None, "workers": [], "reloads": 0}
         if running:
             try:
-                procs = core.processes(core.layout(root)["master_socket"])
+                procs = haproxy.processes(haproxy.layout(root)["master_socket"])
                 out.update(
                     pid=procs["master"], workers=sorted(procs["workers"]), reloads=procs["reloads"]
                 )
@@ -255,7 +254,7 @@ def start():
     """
     try:
         if _mode() == "process":
-            core.start(_root())
+            haproxy.start(_root())
         elif not __salt__["service.start"]("haproxy"):
             raise CommandExecutionError("systemctl start haproxy failed")
     except PapError as exc:
@@ -277,20 +276,20 @@ def reload():
         salt-call haproxy_cfg.reload
     """
     root = _root()
-    paths = core.layout(root)
+    paths = haproxy.layout(root)
     check(path=paths["config"])
     process = _mode() == "process"
     if not process and not __salt__["service.status"]("haproxy"):
         return start()
     try:
         if process:
-            core.reload(root)
+            haproxy.reload(root)
         else:
-            core.wait_peers_synced(paths["admin_socket"])
-            before = core.processes(paths["master_socket"])
+            haproxy.wait_peers_synced(paths["admin_socket"])
+            before = haproxy.processes(paths["master_socket"])
             if not __salt__["service.reload"]("haproxy"):
                 raise CommandExecutionError("systemctl reload haproxy failed")
-            core.wait_reloaded(paths["master_socket"], before)
+            haproxy.wait_reloaded(paths["master_socket"], before)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return status()
@@ -307,7 +306,7 @@ def stop():
         salt-call haproxy_cfg.stop
     """
     if _mode() == "process":
-        return core.stop(_root())
+        return haproxy.stop(_root())
     was = bool(__salt__["service.status"]("haproxy"))
     if was and not __salt__["service.stop"]("haproxy"):
         raise CommandExecutionError("systemctl stop haproxy failed")
@@ -348,7 +347,7 @@ def failover_status():
     try:
         for name, svc in sorted(platform.services.items()):
             if svc.stateful and svc.failback == "manual":
-                out[name] = core.FAILOVER_STATES[core.failover_state(sock, name)]
+                out[name] = haproxy.FAILOVER_STATES[haproxy.failover_state(sock, name)]
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return out
@@ -376,20 +375,20 @@ def failback(service):
     primary = next(s for s in svc.servers if s.role == "primary")
     sock = layout()["admin_socket"]
     try:
-        state = core.servers(sock).get(service, {}).get(primary.name, "")
+        state = haproxy.servers(sock).get(service, {}).get(primary.name, "")
         if not state.startswith("UP"):
             raise CommandExecutionError(
                 f"{service}: the primary {primary.name} is {state or 'unknown'} on this load balancer; "
                 "traffic stays on the backup"
             )
-        before = core.failback(sock, service)
+        before = haproxy.failback(sock, service)
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
     return {
         "service": service,
         "primary": primary.name,
-        "old": core.FAILOVER_STATES[before],
-        "new": core.FAILOVER_STATES[core.FAILED_BACK],
+        "old": haproxy.FAILOVER_STATES[before],
+        "new": haproxy.FAILOVER_STATES[haproxy.FAILED_BACK],
     }
 
 
@@ -404,7 +403,7 @@ def servers():
         salt-call haproxy_cfg.servers
     """
     try:
-        return core.servers(layout()["admin_socket"])
+        return haproxy.servers(layout()["admin_socket"])
     except PapError as exc:
         raise CommandExecutionError(str(exc)) from exc
 
@@ -413,7 +412,7 @@ def servers():
 
 
 def _deployed(root):
-    folder = core.layout(root)["certs_dir"]
+    folder = haproxy.layout(root)["certs_dir"]
     out = {}
     try:
         names = sorted(os.listdir(folder))
@@ -472,7 +471,7 @@ def _in_running(paths, path):
     if not os.path.exists(paths["admin_socket"]):
         return False
     try:
-        return core.loaded_certificate(paths["admin_socket"], path) is not None
+        return haproxy.loaded_certificate(paths["admin_socket"], path) is not None
     except PapError:
         return False
 
@@ -504,12 +503,12 @@ def deploy_certificates():
     changes = plan.changes()
     os.makedirs(paths["certs_dir"], mode=0o700, exist_ok=True)
     for svc, cert in plan.updates.items():
-        path = core.certificate_path(root, svc)
+        path = haproxy.certificate_path(root, svc)
 
         def check(tmp, path=path, cert=cert, svc=svc):
-            core.check_certificate(tmp)
+            haproxy.check_certificate(tmp)
             if _in_running(paths, path):
-                core.set_certificate(paths["admin_socket"], path, cert.bundle, cert.sha1)
+                haproxy.set_certificate(paths["admin_socket"], path, cert.bundle, cert.sha1)
                 swapped.append(svc)
 
         try:
@@ -522,13 +521,13 @@ def deploy_certificates():
             )
     for svc in plan.removals:
         try:
-            os.unlink(core.certificate_path(root, svc))
+            os.unlink(haproxy.certificate_path(root, svc))
             done[svc] = changes[svc]
         except FileNotFoundError:
             pass
     # The bundles really in place (a write haproxy refused left none for a new service).
     platform = _platform()
-    crt_list = core.render_crt_list(
+    crt_list = haproxy.render_crt_list(
         platform, __opts__["id"], _in_place(platform, __opts__["id"]), root
     )
     old = files.read(paths["crt_list"])
@@ -553,12 +552,12 @@ def certificates():
     paths = layout()
     out = {}
     for svc, text in _deployed(_root()).items():
-        path = core.certificate_path(_root(), svc)
+        path = haproxy.certificate_path(_root(), svc)
         info = tls.describe(text)
         served = None
         if os.path.exists(paths["admin_socket"]):
             try:
-                served = core.loaded_certificate(paths["admin_socket"], path)
+                served = haproxy.loaded_certificate(paths["admin_socket"], path)
             except PapError:
                 served = None
         info["served_sha1"] = served

@@ -2,7 +2,7 @@
 The DNS failover on the masters: take the watchers' health reports, decide the rotations, push.
 
 The reactor (``reactor/health_report.sls``) hands every ``http_health`` beacon event to
-:func:`report`. The decision itself is :mod:`paphosting.rotation`; this runner adds the Salt
+:func:`report`. The decision itself is :mod:`paphosting.decision`; this runner adds the Salt
 around it: the platform from the reporting watcher's pillar, the public keys the master accepted,
 the state file in the master's cachedir (``paphosting_rotation_state`` to move it), and, when a
 membership changed, one job on every nameserver and watcher (``rotation.apply`` with the new
@@ -25,7 +25,7 @@ import types
 import salt.client
 import salt.utils.event
 
-from paphosting import actions, dnsserver, pillarcompile, refusals, rotation
+from paphosting import actions, decision, dnsserver, pillarcompile, refusals
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def __virtual__():
 
 
 def _state_path():
-    return rotation.state_path(__opts__)
+    return decision.state_path(__opts__)
 
 
 def _fire(data, tag):
@@ -74,7 +74,7 @@ def _config(minion_id=None):
 def _context(minion_id=None):
     """``(configuration, pillar digest)`` from the pillar of ``minion_id`` or of a known minion."""
     if minion_id is None:
-        state = rotation.load(_state_path())
+        state = decision.load(_state_path())
         known = list(state.get("views", {}))
         accepted = pillarcompile.accepted_minions(__opts__)
         candidates = known + [m for m in accepted if m not in known]
@@ -92,7 +92,7 @@ def _context(minion_id=None):
         # Never compile a pillar for an id this master has no key for (anyone can claim any id).
         raise PapError(f"no accepted key for {minion_id!r}")
     platform, digest = _platform(minion_id)
-    found = (rotation.config_of(platform), digest)
+    found = (decision.config_of(platform), digest)
     with _configs_lock:
         _configs.clear()
         _configs[key] = found
@@ -233,31 +233,31 @@ def report(report=None, sig=None, sender=None):
     """
     now = time.time()
     try:
-        config, digest = _context(rotation.claimed_watcher(report))
-        body = rotation.admit(report, sig, config, _public_key, _limit, now)
-    except (rotation.Rejected, PapError) as exc:
+        config, digest = _context(decision.claimed_watcher(report))
+        body = decision.admit(report, sig, config, _public_key, _limit, now)
+    except (decision.Rejected, PapError) as exc:
         return _reject(str(exc), sender, now)
     try:  # the refusals of a flood's last second, written once a real report comes
         _refusal_counts().flush(now)
     except OSError as exc:
         log.warning("rotation: cannot record refused reports: %s", exc)
     path = _state_path()
-    with rotation.locked(path):
-        state = rotation.load(path)
+    with decision.locked(path):
+        state = decision.load(path)
         try:
-            dropped = rotation.accept(state, body, config, time.time())
-        except rotation.Rejected as exc:
+            dropped = decision.accept(state, body, config, time.time())
+        except decision.Rejected as exc:
             return _reject(str(exc), sender)
         now = time.time()
-        change = rotation.decide(state, config, now, cause=f"{body['kind']} from {body['watcher']}")
+        change = decision.decide(state, config, now, cause=f"{body['kind']} from {body['watcher']}")
         lag = None
         if change is None and body["kind"] == "heartbeat":
-            lag = rotation.lagging(state, config, body["watcher"], now)
+            lag = decision.lagging(state, config, body["watcher"], now)
             if lag is not None:
                 state.setdefault("resyncs", {})[body["watcher"]] = now
         compare = _actions_differ(state, body, now)
-        rotation.save(path, state)
-        published = rotation.publish(state, config)
+        decision.save(path, state)
+        published = decision.publish(state, config)
     if compare is not None:
         _relay(config, compare, targets=[body["watcher"]])
     if dropped:
@@ -301,8 +301,8 @@ def resync(minion=None):
         return {"result": False, "comment": f"{minion!r} is no nameserver or watcher"}
     path = _state_path()
     now = time.time()
-    with rotation.locked(path):
-        state = rotation.load(path)
+    with decision.locked(path):
+        state = decision.load(path)
         last = state.get("resyncs", {}).get(minion)
         if last is not None and now - last < 1.0:
             return {
@@ -310,8 +310,8 @@ def resync(minion=None):
                 "comment": f"{minion} was pushed the rotation {now - last:.1f} s ago",
             }
         state.setdefault("resyncs", {})[minion] = now
-        rotation.save(path, state)
-        published = rotation.publish(state, config)
+        decision.save(path, state)
+        published = decision.publish(state, config)
     jid = _resync(config, minion, published, digest, "it started")
     return {
         "result": True,
@@ -379,16 +379,16 @@ def _operator(action, lb, kind, reason="", force=False):
     config, digest = _context()
     path = _state_path()
     kwargs = {"reason": reason, "force": force} if kind == "drain" else {}
-    with rotation.locked(path):
-        state = rotation.load(path)
+    with decision.locked(path):
+        state = decision.load(path)
         try:
             change = action(state, config, lb, time.time(), **kwargs)
-        except rotation.Rejected as exc:
+        except decision.Rejected as exc:
             return {"result": False, "comment": str(exc)}
         # Recorded even when nothing changed here: the other master may not be so yet.
         entries = _record(state, kind, lb, reason, force)
-        rotation.save(path, state)
-        published = rotation.publish(state, config)
+        decision.save(path, state)
+        published = decision.publish(state, config)
     relay = _relay(config, entries)
     if change is None:
         return {
@@ -400,7 +400,7 @@ def _operator(action, lb, kind, reason="", force=False):
     jid = _publish_change(config, change, published, digest)
     return {
         "result": True,
-        "comment": rotation.describe(change),
+        "comment": decision.describe(change),
         "version": change["version"],
         "jid": jid,
         "relay": relay,
@@ -413,8 +413,8 @@ def _take(config, digest, entries, sender):
     public = _master_key("master.pub")
     taken, refused, changes = [], [], []
     path = _state_path()
-    with rotation.locked(path):
-        state = rotation.load(path)
+    with decision.locked(path):
+        state = decision.load(path)
         journal = state.setdefault("actions", {})
         for entry in entries.values() if isinstance(entries, dict) else []:
             try:
@@ -423,17 +423,17 @@ def _take(config, digest, entries, sender):
                     continue
                 change = None
                 if record["kind"] != "failback":
-                    change = rotation.apply_action(state, config, record, time.time())
+                    change = decision.apply_action(state, config, record, time.time())
                 actions.merge(journal, entry["record"], entry["sig"], record)
-            except (actions.BadRecord, rotation.Rejected) as exc:
+            except (actions.BadRecord, decision.Rejected) as exc:
                 refused.append(str(exc))
                 continue
             taken.append(f"{record['kind']} {record['target']} (from {record['master']})")
             if change is not None:
                 changes.append(change)
         if taken:
-            rotation.save(path, state)
-        published = rotation.publish(state, config)
+            decision.save(path, state)
+        published = decision.publish(state, config)
     for reason in refused:
         _reject(f"operator action: {reason}", sender)
     if changes:
@@ -502,7 +502,7 @@ def sync_actions(timeout=10):
         out = _take(config, digest, journal, minion)
         taken += out["taken"]
         refused += [f"{minion}: {r}" for r in out["refused"]]
-    mine = rotation.load(_state_path()).get("actions", {})
+    mine = decision.load(_state_path()).get("actions", {})
     behind = {}
     for minion in targets:
         journal = (answers or {}).get(minion)
@@ -568,10 +568,10 @@ def failback(service, timeout=30):
             "refused": refused,
         }
     path = _state_path()
-    with rotation.locked(path):
-        state = rotation.load(path)
+    with decision.locked(path):
+        state = decision.load(path)
         entries = _record(state, "failback", service, reason=f"done on {', '.join(sorted(done))}")
-        rotation.save(path, state)
+        decision.save(path, state)
     _relay(config, entries)
     return {
         "result": not refused,
@@ -611,21 +611,21 @@ def drain(lb, reason="", force=False, wait=30):
 
         salt-run rotation.drain lb=lb1.paphosting.net reason="kernel upgrade"
     """
-    ret = _operator(rotation.drain, lb, "drain", reason=reason, force=force)
+    ret = _operator(decision.drain, lb, "drain", reason=reason, force=force)
     if ret["result"] is False:
         return ret
     config = _config()
     path = _state_path()
-    known = rotation.load(path)["drains"].get(lb, {})
+    known = decision.load(path)["drains"].get(lb, {})
     if known.get("expires") is None:
         stopped = _unserved(config, lb, float(wait))
-        with rotation.locked(path):
-            state = rotation.load(path)
-            known = rotation.note_drain_expiry(state, config, lb, stopped, time.time())
+        with decision.locked(path):
+            state = decision.load(path)
+            known = decision.note_drain_expiry(state, config, lb, stopped, time.time())
             if known is None:  # restored meanwhile
                 return ret
-            rotation.save(path, state)
-    ret["comment"] += f"; {lb}: " + rotation.drain_expiry_text(known, time.time())
+            decision.save(path, state)
+    ret["comment"] += f"; {lb}: " + decision.drain_expiry_text(known, time.time())
     ret["expires"] = known.get("expires")
     ret["pending"] = known.get("pending", [])
     return ret
@@ -635,7 +635,7 @@ def _unserved(config, lb, wait):
     """``{nameserver: time it was first seen answering none of lb's rotation names with lb's
     address, or None}``, asking each every 0.1 s for up to ``wait`` seconds."""
     target = config["loadbalancers"][lb]
-    wanted = [(n, "A", target["address"]) for n in rotation.drained_names(config, lb)]
+    wanted = [(n, "A", target["address"]) for n in decision.drained_names(config, lb)]
     if target.get("address6"):
         wanted += [(n, "AAAA", target["address6"]) for n, _t, _a in list(wanted)]
     stopped = {ns: None for ns in config["nameservers"]}
@@ -676,7 +676,7 @@ def restore(lb):
 
         salt-run rotation.restore lb=lb1.paphosting.net
     """
-    return _operator(rotation.restore, lb, "restore")
+    return _operator(decision.restore, lb, "restore")
 
 
 def status():
@@ -691,7 +691,7 @@ def status():
         salt-run rotation.status
     """
     config = _config()
-    text = rotation.status_text(rotation.load(_state_path()), config, time.time())
+    text = decision.status_text(decision.load(_state_path()), config, time.time())
     try:
         _refusal_counts().flush()  # this process's own refusals not yet written
     except OSError as exc:
@@ -712,9 +712,9 @@ def show():
 
         salt-run rotation.show --out=json
     """
-    state = rotation.load(_state_path())
+    state = decision.load(_state_path())
     now = time.time()
-    published_ = rotation.publish(state, _config())
+    published_ = decision.publish(state, _config())
     return {
         "version": published_["version"],
         "rotations": published_["rotations"],

@@ -36,7 +36,7 @@ import salt.utils.network
 from salt.exceptions import SaltException
 
 from paphosting import pillarcompile, pushapply
-from paphosting import push as core
+from paphosting import push as ppush
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def push(rev=None, test=False):
         salt-run svnpillar.push rev=1234 test=True
     """
     with _fleet() as fleet:
-        return _finish(*core.push(__opts__, rev, test, _compile_tree, fleet, log))
+        return _finish(*ppush.push(__opts__, rev, test, _compile_tree, fleet, log))
 
 
 def sync():
@@ -177,7 +177,7 @@ def sync():
 
         salt-run svnpillar.sync
     """
-    return _finish(*core.sync(__opts__, _compile_tree, log))
+    return _finish(*ppush.sync(__opts__, _compile_tree, log))
 
 
 def status():
@@ -192,7 +192,7 @@ def status():
         salt-run svnpillar.status
     """
     try:
-        return core.status(__opts__)
+        return ppush.status(__opts__)
     except PapError as exc:
         return _finish(False, str(exc))
 
@@ -209,6 +209,6 @@ def revision():
         salt-run svnpillar.revision --out=json
     """
     try:
-        return core.live_info(__opts__)
+        return ppush.live_info(__opts__)
     except PapError as exc:
         return _finish(False, str(exc))

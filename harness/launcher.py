@@ -8,7 +8,7 @@
 - two salt-masters, NL and CH, on the masters' addresses of the pillar (``paphosting:masters``),
   sharing one master key pair and one set of accepted minion keys, configured with
   ``conf/master.d/*.conf`` (the checkout in place of ``/srv/paphosting``): the repository's
-  ``salt://`` tree (symlinks, :mod:`harness.saltenv`), the reactor, the rotation ext_pillar,
+  ``salt://`` tree (symlinks, :mod:`harness.saltenv`), the reactor, the paphosting_rotation ext_pillar,
   the runners, the pillar from Subversion;
 - one salt-minion per server of the pillar (load balancers, nameservers, webservers), each with
   its own ``paphosting_root`` sandbox under ``roots/`` and ``master: [NL, CH]`` (hot multi-master),

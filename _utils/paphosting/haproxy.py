@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 
-from paphosting import daemon as daemons
+from paphosting import daemon as pdaemon
 from paphosting import waiting
 from paphosting.errors import CheckFailed, PapError, PillarError
 from paphosting.model import ROOT
@@ -717,7 +717,7 @@ def daemon(root="/", haproxy="haproxy"):
     """haproxy as a plain master-worker process (service mode ``process``)."""
     paths = layout(root)
     exe = shutil.which(haproxy) or binary() or haproxy
-    return daemons.Daemon(
+    return pdaemon.Daemon(
         name="haproxy",
         command=(
             exe,
@@ -772,7 +772,7 @@ def _wait(predicate, timeout, what, log):
 def status(root="/"):
     """``{"running", "pid", "workers", "reloads"}`` of haproxy in service mode ``process``."""
     d = daemon(root)
-    pid = daemons.pid(d)
+    pid = pdaemon.pid(d)
     out = {"running": pid is not None, "pid": pid, "workers": [], "reloads": 0}
     if pid is not None:
         try:
@@ -788,14 +788,14 @@ def start(root="/", wait=15.0):
     """Start haproxy unless it runs; return the master's pid once a worker serves."""
     paths = layout(root)
     d = daemon(root)
-    if daemons.running(d):
-        return daemons.pid(d)
+    if pdaemon.running(d):
+        return pdaemon.pid(d)
     for key in ("admin_socket", "master_socket", "peers_socket", "pidfile", "log"):
         os.makedirs(os.path.dirname(paths[key]), exist_ok=True)
-    pid = daemons.start(d)
+    pid = pdaemon.start(d)
 
     def ready():
-        if not daemons.running(d):
+        if not pdaemon.running(d):
             raise HaproxyError("haproxy exited")
         return bool(processes(paths["master_socket"])["workers"]) and os.path.exists(
             paths["admin_socket"]
@@ -804,7 +804,7 @@ def start(root="/", wait=15.0):
     try:
         _wait(ready, wait, "did not start", paths["log"])
     except HaproxyError:
-        daemons.stop(d)
+        pdaemon.stop(d)
         raise
     return pid
 
@@ -843,7 +843,7 @@ def reload(root="/", wait=15.0):
     """
     paths = layout(root)
     d = daemon(root)
-    if not daemons.running(d):
+    if not pdaemon.running(d):
         start(root, wait)
         return sorted(processes(paths["master_socket"])["workers"])
     if not wait_peers_synced(paths["admin_socket"], wait):
@@ -851,10 +851,10 @@ def reload(root="/", wait=15.0):
             f"haproxy: the stick tables did not sync within {wait:g}s; not reloading"
         )
     before = processes(paths["master_socket"])
-    daemons.reload(d)
+    pdaemon.reload(d)
     return wait_reloaded(paths["master_socket"], before, wait, paths["log"])
 
 
 def stop(root="/"):
     """Stop haproxy (the master and its workers); True when it was running."""
-    return daemons.stop(daemon(root))
+    return pdaemon.stop(daemon(root))

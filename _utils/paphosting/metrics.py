@@ -1,8 +1,8 @@
 """The platform's own metrics, computed on a master from what it already keeps (docs/monitoring.md).
 
 Plain Python over plain data, no Salt in it: the master's exporter (``_engines/platform_metrics``)
-hands it the rotation state (:mod:`paphosting.rotation`), the decision's configuration
-(:func:`paphosting.rotation.config_of`), the push record (:class:`paphosting.pushstore.Store`) and the
+hands it the rotation state (:mod:`paphosting.decision`), the decision's configuration
+(:func:`paphosting.decision.config_of`), the push record (:class:`paphosting.pushstore.Store`) and the
 events of the master's bus; it gets Prometheus metric families back.
 
 * :func:`rotation_families`: per rotation its members, floor and version; per load balancer each
@@ -23,7 +23,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from paphosting import files, health, rotation
+from paphosting import decision, files, health
 
 PREFIX = "paphosting"
 CHANGED_TAG = "paphosting/rotation/changed"
@@ -32,7 +32,7 @@ DRIFT_TAG_PREFIX = "paphosting/drift/"
 JOB_RETURN_RE = re.compile(r"^salt/job/(?P<jid>[^/]+)/ret/(?P<minion>[^/]+)$")
 # Seconds; the failover's floor is 3 s (fall x interval) and its target 4-5 s.
 LATENCY_BUCKETS = (0.25, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8, 10, 15, 20, 30, 60, 120)
-# What a refused report's reason starts with or contains -> its label (paphosting.rotation).
+# What a refused report's reason starts with or contains -> its label (paphosting.decision).
 REFUSALS = (
     ("malformed report", "malformed"),
     ("names an invalid minion id", "malformed"),
@@ -80,10 +80,10 @@ def rotation_families(state, config, now, heartbeat, applied=None, started=0):
     of metric families.
     """
     applied = applied or {}
-    fresh = rotation._fresh_views(state, config, now)
+    fresh = decision._fresh_views(state, config, now)
     verdicts = state.get("verdicts", {})
     drains = state.get("drains", {})
-    members, notes = rotation.membership(config, verdicts, drains)
+    members, notes = decision.membership(config, verdicts, drains)
 
     version = _gauge("rotation_version", "The rotation version this master publishes.")
     version.add_metric([], state.get("version", 0))

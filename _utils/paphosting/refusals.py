@@ -1,7 +1,7 @@
 """What a master refuses of the watchers' health reports: the rate limit and the refusal counts.
 
 * :class:`RateLimit` bounds what one *authenticated* watcher can make a master do (a token
-  bucket per watcher). It is applied after the signature is checked (:func:`paphosting.rotation.
+  bucket per watcher). It is applied after the signature is checked (:func:`paphosting.decision.
   admit`), never on a claimed id: an id in an event or in a report text is only a claim, and a
   limit on claims lets anyone who sends forged reports in a watcher's name use up that watcher's
   allowance and hold back its real reports. A forged report costs a parse and a signature check

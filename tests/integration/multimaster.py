@@ -40,7 +40,7 @@ import yaml
 from harness import REPO
 from harness.launcher import minions_idle
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
-from paphosting import daemon, dnsserver, haproxy, model, rotation
+from paphosting import daemon, decision, dnsserver, haproxy, model
 from tests.integration.conftest import SaltPlatform, wait
 
 PROVISION = REPO / "scripts" / "provision-second-master"
@@ -105,11 +105,11 @@ class MasterView(SaltPlatform):
 
     def failover_state(self):
         """The failover's state file on this master (``rotation.show`` reads the same)."""
-        return rotation.load(rotation.state_path(self.master.config))
+        return decision.load(decision.state_path(self.master.config))
 
     def published(self, paphosting, name):
         """``(version, members)`` this master publishes for rotation ``name`` (the ext_pillar's value)."""
-        shown = rotation.publish(self.failover_state(), rotation.config_of(model.parse(paphosting)))
+        shown = decision.publish(self.failover_state(), decision.config_of(model.parse(paphosting)))
         return shown["version"], shown["rotations"][name]["members"]
 
     def views_of(self, watcher):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from paphosting import actions, model, rotation
+from paphosting import actions, decision, model
 from tests.conftest import rsa_key_pair
 from tests.unit import platforms
 
@@ -21,7 +21,7 @@ def masters_key():
 
 @pytest.fixture
 def config():
-    return rotation.config_of(model.parse(platforms.pillar()))
+    return decision.config_of(model.parse(platforms.pillar()))
 
 
 def entry(key, kind, target, at, master="nl", reason="", force=False, nonce=None):
@@ -137,32 +137,32 @@ def test_missing_lists_what_the_other_journal_lacks_or_holds_older(masters_key):
 def test_a_relayed_drain_is_applied_even_below_the_minimum_and_restore_undoes_it(config):
     """The minimum was checked on the master the operator used: the other one follows (forced),
     so both end with the same drains whatever their verdicts were at that moment."""
-    state = rotation.new_state()
+    state = decision.new_state()
     state["verdicts"][LB2] = {"verdict": "down", "since": NOW}
     drain = actions.parse(actions.record_text("drain", LB1, "nl", NOW, reason="disk", force=True))
-    change = rotation.apply_action(state, config, drain, NOW)
+    change = decision.apply_action(state, config, drain, NOW)
     assert LB1 in state["drains"] and state["drains"][LB1]["reason"] == "disk"
     assert change is not None
     # Applied again (the second master's copy of the event): nothing changes.
-    assert rotation.apply_action(state, config, drain, NOW + 1) is None
+    assert decision.apply_action(state, config, drain, NOW + 1) is None
     restore = actions.parse(actions.record_text("restore", LB1, "ch", NOW + 2))
-    assert rotation.apply_action(state, config, restore, NOW + 2) is not None
+    assert decision.apply_action(state, config, restore, NOW + 2) is not None
     assert LB1 not in state["drains"]
-    assert rotation.apply_action(state, config, restore, NOW + 3) is None
+    assert decision.apply_action(state, config, restore, NOW + 3) is None
 
 
 def test_a_relayed_action_on_an_unknown_load_balancer_is_refused(config):
     record = actions.parse(actions.record_text("drain", "lb9.example.net", "nl", NOW))
-    with pytest.raises(rotation.Rejected, match="'lb9.example.net' is not a load balancer"):
-        rotation.apply_action(rotation.new_state(), config, record, NOW)
+    with pytest.raises(decision.Rejected, match="'lb9.example.net' is not a load balancer"):
+        decision.apply_action(decision.new_state(), config, record, NOW)
 
 
 def test_status_lists_the_operator_actions(config, masters_key):
-    state = rotation.new_state()
+    state = decision.new_state()
     e = entry(masters_key, "drain", LB1, NOW, master="ch", reason="kernel")
     actions.merge(state["actions"], e["record"], e["sig"])
-    rotation.apply_action(state, config, actions.parse(e["record"]), NOW)
-    text = rotation.status_text(state, config, NOW)
+    decision.apply_action(state, config, actions.parse(e["record"]), NOW)
+    text = decision.status_text(state, config, NOW)
     assert "drain lb1.paphosting.net at" in text and "on ch (kernel)" in text
 
 

@@ -4,7 +4,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from paphosting import health, metrics, model, rotation
+from paphosting import decision, health, metrics, model
 from tests.unit import platforms
 
 LB1, LB2 = "lb1.paphosting.net", "lb2.paphosting.net"
@@ -24,7 +24,7 @@ def samples(families):
 
 @pytest.fixture
 def config():
-    return rotation.config_of(
+    return decision.config_of(
         model.parse(platforms.pillar(servers=platforms.EVERY_SERVER, metrics=True))
     )
 
@@ -40,12 +40,12 @@ def feed(state, config, watcher, seq, now=NOW, version=None, **lbs):
     }
     rot = {"version": version, "digest": "x"} if version is not None else None
     text = health.report_text(watcher, seq, now, "transition", views, rotation=rot)
-    rotation.accept(state, health.parse_report(text), config, now)
-    return rotation.decide(state, config, now)
+    decision.accept(state, health.parse_report(text), config, now)
+    return decision.decide(state, config, now)
 
 
 def test_a_dead_load_balancer_leaves_the_rotation(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     feed(state, config, NS1, 1, lb1="down", lb2="up", version=0)
     change = feed(state, config, NS2, 1, lb1="down", lb2="up")
     assert change is not None
@@ -77,7 +77,7 @@ def test_a_dead_load_balancer_leaves_the_rotation(config):
 
 
 def test_both_down_is_fail_open_and_flapping_is_a_hold(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     feed(state, config, NS1, 1, lb1="down", lb2="flapping")
     feed(state, config, NS2, 1, lb1="down", lb2="down")
     got = samples(metrics.rotation_families(state, config, NOW, 30.0))
@@ -89,7 +89,7 @@ def test_both_down_is_fail_open_and_flapping_is_a_hold(config):
 
 
 def test_a_stale_view_is_shown_stale(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     feed(state, config, NS1, 1, lb1="up", lb2="up")
     later = NOW + config["stale_after"] + 1
     got = samples(metrics.rotation_families(state, config, later, 30.0))
@@ -218,7 +218,7 @@ def test_collector_before_and_after_the_platform_is_known(config):
     got = samples(collector.collect())
     assert got[("paphosting_master_platform_loaded", frozenset())] == 0
     src["value"] = {
-        "state": rotation.new_state(),
+        "state": decision.new_state(),
         "config": config,
         "heartbeat": 30.0,
         "record": {},

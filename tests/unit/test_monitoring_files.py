@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from paphosting import dnsmetrics, metrics, model, rotation
+from paphosting import decision, dnsmetrics, metrics, model
 from tests.conftest import REPO, require_binary
 from tests.unit import platforms
 
@@ -60,14 +60,14 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
 def exported_names(monkeypatch):
     """Every metric name the masters' engine and the nameservers' exporter can export."""
     platform = model.parse(platforms.pillar(metrics=True))
-    config = rotation.config_of(platform)
+    config = decision.config_of(platform)
     observer = metrics.Observer()
     conf = dnsmetrics.exporter_config(platform, "ns2.paphosting.net")
     conf["held"] = "/nonexistent"
     # The statistics need a running server; their names are in the parsed form of any answer.
     monkeypatch.setattr(dnsmetrics, "read_stats", lambda c: {"queries": 1, "responses": {"X": 1}})
     families = [
-        *metrics.rotation_families(rotation.new_state(), config, 0, 30),
+        *metrics.rotation_families(decision.new_state(), config, 0, 30),
         *metrics.push_families({"last_push": {"outcome": "applied"}}),
         *metrics.tls_families({"www": {"not_after": 1.0}, "shop": None}),
         *observer.drift_families([], 1),

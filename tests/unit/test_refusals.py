@@ -5,16 +5,16 @@ import json
 
 import pytest
 
-from paphosting import health, refusals, rotation
+from paphosting import decision, health, refusals
 from tests.conftest import rsa_key_pair
-from tests.unit.test_rotation import LB1, NOW, NS1, NS2, platform, view
+from tests.unit.test_decision import LB1, NOW, NS1, NS2, platform, view
 
 WEB1 = "web1.paphosting.net"
 
 
 @pytest.fixture
 def config():
-    return rotation.config_of(platform())
+    return decision.config_of(platform())
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +41,22 @@ def test_forged_reports_in_a_watchers_name_do_not_use_up_its_allowance(keys, con
     public = {name: pair[1] for name, pair in keys.items()}.get
     for seq in range(200):  # web1 floods reports claiming ns1, signed with its own key
         text, sig = signed(keys, WEB1, NS1, seq)
-        with pytest.raises(rotation.Rejected, match="bad signature") as exc:
-            rotation.admit(text, sig, config, public, limit, NOW)
-        assert not isinstance(exc.value, rotation.RateLimited)
+        with pytest.raises(decision.Rejected, match="bad signature") as exc:
+            decision.admit(text, sig, config, public, limit, NOW)
+        assert not isinstance(exc.value, decision.RateLimited)
     text, sig = signed(keys, NS1, NS1, 1000)
-    assert rotation.admit(text, sig, config, public, limit, NOW)["watcher"] == NS1
+    assert decision.admit(text, sig, config, public, limit, NOW)["watcher"] == NS1
 
 
 def test_a_watcher_beyond_its_allowance_is_rate_limited_and_others_are_not(keys, config):
     limit = refusals.RateLimit(rate=5.0, burst=20.0)
     public = {name: pair[1] for name, pair in keys.items()}.get
     for seq in range(20):
-        rotation.admit(*signed(keys, NS1, NS1, seq), config, public, limit, NOW)
-    with pytest.raises(rotation.RateLimited, match=f"rate limited: '{NS1}'"):
-        rotation.admit(*signed(keys, NS1, NS1, 20), config, public, limit, NOW)
-    assert rotation.admit(*signed(keys, NS2, NS2, 1), config, public, limit, NOW)
-    assert rotation.admit(*signed(keys, NS1, NS1, 21), config, public, limit, NOW + 0.3)
+        decision.admit(*signed(keys, NS1, NS1, seq), config, public, limit, NOW)
+    with pytest.raises(decision.RateLimited, match=f"rate limited: '{NS1}'"):
+        decision.admit(*signed(keys, NS1, NS1, 20), config, public, limit, NOW)
+    assert decision.admit(*signed(keys, NS2, NS2, 1), config, public, limit, NOW)
+    assert decision.admit(*signed(keys, NS1, NS1, 21), config, public, limit, NOW + 0.3)
 
 
 def test_refusals_are_logged_once_a_second_with_what_they_stand_for(tmp_path):

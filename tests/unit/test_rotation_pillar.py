@@ -1,9 +1,9 @@
-"""The ``rotation`` ext_pillar, loaded by Salt's own pillar loader with the repository's folders."""
+"""The ``paphosting_rotation`` ext_pillar, loaded by Salt's own pillar loader with the repository's folders."""
 
 import pytest
 import salt.loader
 
-from paphosting import model, rotation
+from paphosting import decision, model
 from tests.conftest import master_opts
 from tests.unit import platforms
 
@@ -18,7 +18,7 @@ def opts(tmp_path):
 
 @pytest.fixture
 def ext_pillar(opts):
-    return salt.loader.pillars(opts, {})["rotation"]
+    return salt.loader.pillars(opts, {})["paphosting_rotation"]
 
 
 def test_without_state_every_rotation_has_its_configured_members(ext_pillar):
@@ -29,10 +29,10 @@ def test_without_state_every_rotation_has_its_configured_members(ext_pillar):
 
 
 def test_publishes_the_stored_decision(ext_pillar, opts):
-    config = rotation.config_of(model.parse(platforms.pillar()))
-    state = rotation.new_state()
-    rotation.drain(state, config, LB1, 1000.0, reason="maintenance")
-    rotation.save(rotation.state_path(opts), state)
+    config = decision.config_of(model.parse(platforms.pillar()))
+    state = decision.new_state()
+    decision.drain(state, config, LB1, 1000.0, reason="maintenance")
+    decision.save(decision.state_path(opts), state)
     out = ext_pillar("ns1.paphosting.net", {"paphosting": platforms.pillar()})
     assert out == {"paphosting_rotation": {"version": 1, "rotations": {ROT: {"members": [LB2]}}}}
 
@@ -48,7 +48,7 @@ def test_invalid_platform_pillar_publishes_nothing(ext_pillar):
 
 
 def test_unreadable_state_fails_instead_of_undoing_a_failover(ext_pillar, opts, tmp_path):
-    path = rotation.state_path(opts)
+    path = decision.state_path(opts)
     (tmp_path / "cache" / "paphosting").mkdir(parents=True)
     with open(path, "w") as fh:
         fh.write("{ not json")

@@ -1,6 +1,11 @@
 """The platform model: validate the ``paphosting`` pillar and tell a minion its roles.
 
 The schema is documented in ``docs/pillar.md``.
+
+Salt knows it as ``paphosting`` (``salt '*' paphosting.validate``, ``salt['paphosting.roles']()``
+in the SLS files); the file is named ``paphosting_platform.py`` so that it is not mistaken for the
+core package ``paphosting`` (``_utils/paphosting/``) that every module imports, as Salt's own
+``aptpkg.py`` is known as ``pkg``.
 """
 
 import os

@@ -13,17 +13,17 @@ Master configuration (``conf/master.d/paphosting.conf``):
 .. code-block:: yaml
 
     ext_pillar:
-      - rotation: {}
+      - paphosting_rotation: {}
 """
 
 import logging
 
-from paphosting import overlay, platformcache, rotation
+from paphosting import decision, overlay, platformcache
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
 
-__virtualname__ = "rotation"
+__virtualname__ = "paphosting_rotation"
 
 
 def __virtual__():
@@ -36,7 +36,7 @@ def ext_pillar(minion_id, pillar, **kwargs):
         return {}  # not a minion of the platform
     try:
         # Parsed once per pillar digest for all of this master's processes (platformcache.platform).
-        config = rotation.config_of(
+        config = decision.config_of(
             platformcache.platform(pillar.get("paphosting"), __opts__["cachedir"])
         )
     except PapError as exc:
@@ -48,6 +48,6 @@ def ext_pillar(minion_id, pillar, **kwargs):
         return {}
     # An unreadable state must not publish the configured members: that would undo a failover.
     # Raising makes the pillar fail to compile, so highstates stop instead (Salt reports
-    # "Failed to load ext_pillar rotation: ...").
-    state = rotation.load(rotation.state_path(__opts__))
-    return {overlay.KEY: rotation.publish(state, config)}
+    # "Failed to load ext_pillar paphosting_rotation: ...").
+    state = decision.load(decision.state_path(__opts__))
+    return {overlay.KEY: decision.publish(state, config)}

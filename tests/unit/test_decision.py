@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from paphosting import health, model, overlay, rotation
+from paphosting import decision, health, model, overlay
 from paphosting.errors import PapError
 from tests.conftest import rsa_key_pair
 from tests.unit import platforms
@@ -26,7 +26,7 @@ def platform(**health_over):
 
 @pytest.fixture
 def config():
-    return rotation.config_of(platform())
+    return decision.config_of(platform())
 
 
 def three_load_balancers(rotation_min=1, platform_min=None):
@@ -38,7 +38,7 @@ def three_load_balancers(rotation_min=1, platform_min=None):
     pillar["rotations"][ROT]["min_members"] = rotation_min
     if platform_min is not None:
         pillar["health"]["min_members"] = platform_min
-    return rotation.config_of(model.parse(pillar))
+    return decision.config_of(model.parse(pillar))
 
 
 def view(state="up", flapping=False, detail=""):
@@ -58,8 +58,8 @@ def feed(state, config, *reports, now=NOW):
     """Accept and decide each report in turn; return the changes (None for no change)."""
     out = []
     for r in reports:
-        rotation.accept(state, r, config, now)
-        out.append(rotation.decide(state, config, now))
+        decision.accept(state, r, config, now)
+        out.append(decision.decide(state, config, now))
     return out
 
 
@@ -69,7 +69,7 @@ def both_watchers(state, config, seq, **lbs):
 
 
 def members(state, config):
-    return rotation.publish(state, config)["rotations"][ROT]["members"]
+    return decision.publish(state, config)["rotations"][ROT]["members"]
 
 
 # ------------------------------------------------------------------ authentication
@@ -92,7 +92,7 @@ def signed(keys, signer, watcher, **lbs):
 
 def test_authenticate_accepts_a_watcher_signed_report(keys, config):
     text, sig = signed(keys, NS1, NS1)
-    body = rotation.authenticate(text, sig, config, lambda w: keys[w][1])
+    body = decision.authenticate(text, sig, config, lambda w: keys[w][1])
     assert body["watcher"] == NS1 and body["lbs"][LB1]["state"] == "down"
 
 
@@ -109,52 +109,52 @@ def test_authenticate_accepts_a_watcher_signed_report(keys, config):
 def test_authenticate_rejects(keys, config, signer, watcher, sig, keyring, reason):
     text, good = signed(keys, signer, watcher)
     ring = {k: v[1] for k, v in keys.items()} if keyring is None else keyring
-    with pytest.raises(rotation.Rejected, match=reason):
-        rotation.authenticate(text, good if sig is None else sig, config, ring.get)
+    with pytest.raises(decision.Rejected, match=reason):
+        decision.authenticate(text, good if sig is None else sig, config, ring.get)
 
 
 def test_authenticate_rejects_malformed_and_invalid_ids(keys, config):
-    with pytest.raises(rotation.Rejected, match="malformed"):
-        rotation.authenticate("{", "x", config, lambda w: None)
+    with pytest.raises(decision.Rejected, match="malformed"):
+        decision.authenticate("{", "x", config, lambda w: None)
     text = health.report_text("../../etc/passwd", 1, NOW, "heartbeat", {LB1: view()})
-    with pytest.raises(rotation.Rejected, match="invalid minion id"):
-        rotation.authenticate(
+    with pytest.raises(decision.Rejected, match="invalid minion id"):
+        decision.authenticate(
             text, "x", config, lambda w: pytest.fail("no key lookup for a bad id")
         )
 
 
 def test_accept_refuses_stale_future_replayed_and_duplicate(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     limit = config["stale_after"]
     assert limit == 3 * 30 + 1 * 3
-    with pytest.raises(rotation.Rejected, match="stale"):
-        rotation.accept(state, report(NS1, 5, ts=NOW - limit - 1, lb1="down"), config, NOW)
-    with pytest.raises(rotation.Rejected, match="future"):
-        rotation.accept(state, report(NS1, 5, ts=NOW + limit + 1, lb1="down"), config, NOW)
-    rotation.accept(state, report(NS1, 5, lb1="down"), config, NOW)
-    with pytest.raises(rotation.Rejected, match="duplicate"):
-        rotation.accept(state, report(NS1, 5, lb1="down"), config, NOW)
-    with pytest.raises(rotation.Rejected, match="replayed or out-of-order"):
-        rotation.accept(state, report(NS1, 4, lb1="up"), config, NOW)
+    with pytest.raises(decision.Rejected, match="stale"):
+        decision.accept(state, report(NS1, 5, ts=NOW - limit - 1, lb1="down"), config, NOW)
+    with pytest.raises(decision.Rejected, match="future"):
+        decision.accept(state, report(NS1, 5, ts=NOW + limit + 1, lb1="down"), config, NOW)
+    decision.accept(state, report(NS1, 5, lb1="down"), config, NOW)
+    with pytest.raises(decision.Rejected, match="duplicate"):
+        decision.accept(state, report(NS1, 5, lb1="down"), config, NOW)
+    with pytest.raises(decision.Rejected, match="replayed or out-of-order"):
+        decision.accept(state, report(NS1, 4, lb1="up"), config, NOW)
     assert state["views"][NS1]["seq"] == 5
 
 
 def test_accept_drops_unknown_load_balancers(config):
-    state = rotation.new_state()
-    dropped = rotation.accept(
+    state = decision.new_state()
+    dropped = decision.accept(
         state, report(NS1, 1, lb1="down", **{"lb9.example": "down"}), config, NOW
     )
     assert dropped == ["lb9.example"]
     assert list(state["views"][NS1]["lbs"]) == [LB1]
-    with pytest.raises(rotation.Rejected, match="no known load balancer"):
-        rotation.accept(state, report(NS2, 1, **{"lb9.example": "down"}), config, NOW)
+    with pytest.raises(decision.Rejected, match="no known load balancer"):
+        decision.accept(state, report(NS2, 1, **{"lb9.example": "down"}), config, NOW)
 
 
 # ------------------------------------------------------------------ quorum
 
 
 def test_one_of_three_watchers_changes_nothing(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     assert feed(state, config, report(NS1, 1, lb1="down", lb2="up")) == [None]
     assert members(state, config) == [LB1, LB2]
     assert state["version"] == 0
@@ -163,7 +163,7 @@ def test_one_of_three_watchers_changes_nothing(config):
 
 
 def test_quorum_takes_out_and_puts_back(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     changes = feed(
         state,
         config,
@@ -186,15 +186,15 @@ def test_quorum_takes_out_and_puts_back(config):
 
 
 def test_explicit_quorum_of_one(keys):
-    config = rotation.config_of(platform(quorum=1))
-    state = rotation.new_state()
+    config = decision.config_of(platform(quorum=1))
+    state = decision.new_state()
     assert feed(state, config, report(NS1, 1, lb1="down", lb2="up"))[0]["changes"][ROT][
         "removed"
     ] == [LB1]
 
 
 def test_undecided_keeps_the_previous_verdict(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
     # ns2 changes its mind; ns3 never reported: 1 down, 1 up, 1 silent: stays down.
@@ -204,7 +204,7 @@ def test_undecided_keeps_the_previous_verdict(config):
 
 
 def test_unknown_views_abstain(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     feed(
         state,
         config,
@@ -216,7 +216,7 @@ def test_unknown_views_abstain(config):
 
 
 def test_stale_views_do_not_vote(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
     later = NOW + config["stale_after"] + 1
@@ -229,10 +229,10 @@ def test_stale_views_do_not_vote(config):
 
 
 def test_reports_from_watchers_no_longer_configured_do_not_vote(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
     smaller = dict(config, watchers=[NS2, NS3], quorum=2)
-    rotation.decide(state, smaller, NOW)
+    decision.decide(state, smaller, NOW)
     assert state["verdicts"][LB1]["verdict"] == "down"  # ns2 down, ns3 silent: undecided, stays
     feed(state, smaller, report(NS3, 1, lb1="up", lb2="up"))
     assert members(state, smaller) == [LB1, LB2]  # ns1's vote no longer counts
@@ -242,7 +242,7 @@ def test_reports_from_watchers_no_longer_configured_do_not_vote(config):
 
 
 def test_all_down_keeps_them_all(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     changes = both_watchers(state, config, 1, lb1="down", lb2="up")
     assert members(state, config) == [LB2]
     changes = both_watchers(state, config, 2, lb1="down", lb2="down")
@@ -269,7 +269,7 @@ def test_a_rotation_keeps_its_minimum(minimum, after_lb1_down, note):
     """Below its minimum (the rotation's min_members, or the platform's health:min_members when
     that is larger) a rotation fails open: it keeps every member."""
     config = three_load_balancers(**minimum)
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up", lb3="up")
     assert members(state, config) == after_lb1_down
     both_watchers(state, config, 2, lb1="down", lb2="down", lb3="up")
@@ -281,7 +281,7 @@ def test_a_rotation_keeps_its_minimum(minimum, after_lb1_down, note):
 
 
 def test_flapping_views_count_as_down(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     ch = feed(
         state,
         config,
@@ -296,56 +296,56 @@ def test_flapping_views_count_as_down(config):
 
 
 def test_drain_and_restore(config):
-    state = rotation.new_state()
-    ch = rotation.drain(state, config, LB1, NOW, reason="kernel upgrade")
+    state = decision.new_state()
+    ch = decision.drain(state, config, LB1, NOW, reason="kernel upgrade")
     assert ch["changes"][ROT]["removed"] == [LB1]
     assert ch["reasons"][LB1] == "drained: kernel upgrade"
     assert ch["cause"] == f"drain {LB1}" and ch["version"] == 1
-    assert rotation.drain(state, config, LB1, NOW) is None  # already drained
+    assert decision.drain(state, config, LB1, NOW) is None  # already drained
     # Reports that say lb1 is up do not bring it back.
     feed(state, config, *(report(w, 1, lb1="up", lb2="up") for w in (NS1, NS2, NS3)))
     assert members(state, config) == [LB2]
-    ch = rotation.restore(state, config, LB1, NOW)
+    ch = decision.restore(state, config, LB1, NOW)
     assert ch["changes"][ROT]["added"] == [LB1] and ch["version"] == 2
-    assert rotation.restore(state, config, LB1, NOW) is None
+    assert decision.restore(state, config, LB1, NOW) is None
 
 
 def test_a_drain_knows_when_the_last_cached_answer_naming_it_expires(config):
-    state = rotation.new_state()
-    rotation.drain(state, config, LB1, NOW)
+    state = decision.new_state()
+    decision.drain(state, config, LB1, NOW)
     ttl = config["rotations"][ROT]["ttl"]
     assert ttl == 300
     stopped = {NS1: NOW + 0.4, NS2: NOW + 1.5, NS3: NOW + 0.9}
-    d = rotation.note_drain_expiry(state, config, LB1, stopped, NOW + 2)
+    d = decision.note_drain_expiry(state, config, LB1, stopped, NOW + 2)
     # The last nameserver to stop, plus the TTL: a client may have cached its answer just before.
     assert d["stopped"] == NOW + 1.5 and d["expires"] == NOW + 1.5 + ttl
-    assert "(in 300 s)" in rotation.drain_expiry_text(d, NOW + 2)
-    assert "safe to power off" in rotation.drain_expiry_text(d, NOW + 1.5 + ttl)
-    text = rotation.status_text(state, config, NOW + 2)
+    assert "(in 300 s)" in decision.drain_expiry_text(d, NOW + 2)
+    assert "safe to power off" in decision.drain_expiry_text(d, NOW + 1.5 + ttl)
+    text = decision.status_text(state, config, NOW + 2)
     assert f"Drained: {LB1}" in text and "expire at" in text
 
 
 def test_a_drain_still_served_somewhere_has_no_expiry_yet(config):
-    state = rotation.new_state()
-    rotation.drain(state, config, LB1, NOW)
-    d = rotation.note_drain_expiry(state, config, LB1, {NS1: NOW, NS2: None, NS3: None}, NOW + 30)
+    state = decision.new_state()
+    decision.drain(state, config, LB1, NOW)
+    d = decision.note_drain_expiry(state, config, LB1, {NS1: NOW, NS2: None, NS3: None}, NOW + 30)
     assert d["pending"] == [NS2, NS3] and "expires" not in d
-    assert f"still served by {NS2}, {NS3}" in rotation.status_text(state, config, NOW + 31)
+    assert f"still served by {NS2}, {NS3}" in decision.status_text(state, config, NOW + 31)
     # A later check that sees every nameserver stopped gives the expiry.
-    d = rotation.note_drain_expiry(
+    d = decision.note_drain_expiry(
         state, config, LB1, {NS1: NOW, NS2: NOW + 40, NS3: NOW + 41}, NOW + 42
     )
     assert "pending" not in d and d["expires"] == NOW + 41 + 300
-    assert rotation.note_drain_expiry(state, config, LB2, {NS1: NOW}, NOW) is None
+    assert decision.note_drain_expiry(state, config, LB2, {NS1: NOW}, NOW) is None
 
 
 def test_drain_refused_below_minimum_unless_forced(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
-    with pytest.raises(rotation.Rejected, match="below its minimum"):
-        rotation.drain(state, config, LB2, NOW)
+    with pytest.raises(decision.Rejected, match="below its minimum"):
+        decision.drain(state, config, LB2, NOW)
     assert state["drains"] == {}
-    ch = rotation.drain(state, config, LB2, NOW, force=True)
+    ch = decision.drain(state, config, LB2, NOW, force=True)
     # lb2 drained, lb1 down: the pool is lb1 alone, kept by fail open.
     assert members(state, config) == [LB1]
     assert ch["changes"][ROT] == {
@@ -357,17 +357,17 @@ def test_drain_refused_below_minimum_unless_forced(config):
 
 
 def test_drain_everything_forced_keeps_the_rotation_non_empty(config):
-    state = rotation.new_state()
-    rotation.drain(state, config, LB1, NOW)
-    rotation.drain(state, config, LB2, NOW, force=True)
+    state = decision.new_state()
+    decision.drain(state, config, LB1, NOW)
+    decision.drain(state, config, LB2, NOW, force=True)
     assert members(state, config) == [LB1, LB2]
 
 
 def test_drain_unknown_load_balancer(config):
-    with pytest.raises(rotation.Rejected, match="not a load balancer"):
-        rotation.drain(rotation.new_state(), config, "lb9.example", NOW)
-    with pytest.raises(rotation.Rejected, match="not a load balancer"):
-        rotation.restore(rotation.new_state(), config, "lb9.example", NOW)
+    with pytest.raises(decision.Rejected, match="not a load balancer"):
+        decision.drain(decision.new_state(), config, "lb9.example", NOW)
+    with pytest.raises(decision.Rejected, match="not a load balancer"):
+        decision.restore(decision.new_state(), config, "lb9.example", NOW)
 
 
 # ------------------------------------------------------------------ determinism and versions
@@ -384,14 +384,14 @@ STORY = [
 
 
 def _final(order, config):
-    state = rotation.new_state()
+    state = decision.new_state()
     for r in order:
         try:
-            rotation.accept(state, r, config, NOW)
-        except rotation.Rejected:
+            decision.accept(state, r, config, NOW)
+        except decision.Rejected:
             continue  # an older report after a newer one from the same watcher
-        rotation.decide(state, config, NOW)
-    return rotation.publish(state, config)["rotations"], {
+        decision.decide(state, config, NOW)
+    return decision.publish(state, config)["rotations"], {
         lb: v["verdict"] for lb, v in state["verdicts"].items()
     }
 
@@ -404,19 +404,19 @@ def test_same_reports_in_any_order_give_the_same_outcome(config):
 
 
 def test_two_masters_agree_on_membership_and_version(config):
-    a, b = rotation.new_state(), rotation.new_state()
+    a, b = decision.new_state(), decision.new_state()
     reports = [report(w, 1, lb1="down", lb2="up") for w in (NS1, NS2, NS3)]
     feed(a, config, *reports)
     feed(b, config, *reversed(reports))
     assert (
-        rotation.publish(a, config)
-        == rotation.publish(b, config)
+        decision.publish(a, config)
+        == decision.publish(b, config)
         == {"version": 1, "rotations": {ROT: {"members": [LB2]}}}
     )
 
 
 def test_version_only_moves_on_a_membership_change(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     for seq in range(1, 4):
         feed(state, config, *(report(w, seq, lb1="up", lb2="up") for w in (NS1, NS2, NS3)))
     assert state["version"] == 0 and state["last_change"] is None
@@ -424,42 +424,42 @@ def test_version_only_moves_on_a_membership_change(config):
 
 def test_version_continues_from_what_the_watchers_hold(config):
     """A master that missed changes publishes a newer number than the fleet's, never an older one."""
-    state = rotation.new_state()
+    state = decision.new_state()
     held = {"version": 41, "digest": "somethingelse"}
     ch = both_watchers(state, config, 1, rot=held, lb1="down", lb2="up")[1]
     assert ch["version"] == 42
 
 
 def test_version_adopted_when_the_watchers_hold_the_same_membership(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     same = {"version": 7, "digest": overlay.digest({ROT: {"members": [LB2, LB1]}})}
     assert feed(state, config, report(NS1, 1, rot=same, lb1="up", lb2="up")) == [None]
-    assert rotation.publish(state, config)["version"] == 7
+    assert decision.publish(state, config)["version"] == 7
 
 
 def test_publish_without_state_is_the_configured_rotation(config):
-    assert rotation.publish(rotation.new_state(), config) == {
+    assert decision.publish(decision.new_state(), config) == {
         "version": 0,
         "rotations": {ROT: {"members": [LB1, LB2]}},
     }
 
 
 def test_publish_follows_the_current_pillar(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
     smaller = json.loads(json.dumps(config))
     smaller["rotations"][ROT]["members"] = [LB2]
-    assert rotation.publish(state, smaller)["rotations"][ROT]["members"] == [LB2]
+    assert decision.publish(state, smaller)["rotations"][ROT]["members"] == [LB2]
     # lb1 back in the pillar's rotation: still out while down.
-    assert rotation.publish(state, config)["rotations"][ROT]["members"] == [LB2]
+    assert decision.publish(state, config)["rotations"][ROT]["members"] == [LB2]
 
 
 def test_pillar_change_is_a_recorded_change(config):
-    state = rotation.new_state()
-    rotation.decide(state, config, NOW)
+    state = decision.new_state()
+    decision.decide(state, config, NOW)
     smaller = json.loads(json.dumps(config))
     smaller["rotations"][ROT]["members"] = [LB2]
-    ch = rotation.decide(state, smaller, NOW)
+    ch = decision.decide(state, smaller, NOW)
     assert ch["changes"][ROT]["removed"] == [LB1]
     assert ch["reasons"][LB1] == "no longer a member in the pillar"
 
@@ -469,14 +469,14 @@ def test_pillar_change_is_a_recorded_change(config):
 
 def test_persistence_round_trip(tmp_path, config):
     path = str(tmp_path / "state" / "rotation.json")
-    assert rotation.load(path) == rotation.new_state()
-    state = rotation.new_state()
+    assert decision.load(path) == decision.new_state()
+    state = decision.new_state()
     both_watchers(state, config, 1, lb1="down", lb2="up")
-    rotation.drain(state, config, LB2, NOW, reason="maint", force=True)
-    with rotation.locked(path):
-        rotation.save(path, state)
+    decision.drain(state, config, LB2, NOW, reason="maint", force=True)
+    with decision.locked(path):
+        decision.save(path, state)
     assert sorted(os.listdir(tmp_path / "state")) == ["rotation.json", "rotation.json.lock"]
-    again = rotation.load(path)
+    again = decision.load(path)
     assert again == state
     # The loaded state decides exactly as the original.
     r = report(NS3, 1, lb1="up", lb2="up")
@@ -489,19 +489,19 @@ def test_load_refuses_a_foreign_file(tmp_path):
     path = tmp_path / "rotation.json"
     path.write_text(json.dumps({"format": 99}))
     with pytest.raises(PapError, match="not a rotation state"):
-        rotation.load(str(path))
+        decision.load(str(path))
 
 
 def test_status_text_is_a_table(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     feed(
         state,
         config,
         report(NS1, 1, lb1=view("down", detail="ConnectionRefusedError"), lb2="up"),
         report(NS2, 1, lb1=view("down", True), lb2="up"),
     )
-    rotation.drain(state, config, LB2, NOW, reason="maint", force=True)
-    text = rotation.status_text(state, config, NOW + 1)
+    decision.drain(state, config, LB2, NOW, reason="maint", force=True)
+    text = decision.status_text(state, config, NOW + 1)
     lines = text.splitlines()
     assert lines[0].split() == [
         "LOAD",
@@ -526,32 +526,32 @@ def test_status_text_is_a_table(config):
 
 def test_state_path():
     assert (
-        rotation.state_path({"cachedir": "/var/cache/salt/master"})
+        decision.state_path({"cachedir": "/var/cache/salt/master"})
         == "/var/cache/salt/master/paphosting/rotation.json"
     )
     assert (
-        rotation.state_path({"cachedir": "/x", "paphosting_rotation_state": "/srv/r.json"})
+        decision.state_path({"cachedir": "/x", "paphosting_rotation_state": "/srv/r.json"})
         == "/srv/r.json"
     )
 
 
 def test_claimed_watcher():
     assert (
-        rotation.claimed_watcher(health.report_text(NS1, 1, NOW, "heartbeat", {LB1: view()})) == NS1
+        decision.claimed_watcher(health.report_text(NS1, 1, NOW, "heartbeat", {LB1: view()})) == NS1
     )
-    with pytest.raises(rotation.Rejected, match="malformed"):
-        rotation.claimed_watcher(None)
+    with pytest.raises(decision.Rejected, match="malformed"):
+        decision.claimed_watcher(None)
 
 
 def test_describe(config):
-    state = rotation.new_state()
-    ch = rotation.drain(state, config, LB1, NOW, reason="maint")
-    assert rotation.describe(ch) == f"{ROT}: -{LB1} (version 1): {LB1}: drained: maint"
+    state = decision.new_state()
+    ch = decision.drain(state, config, LB1, NOW, reason="maint")
+    assert decision.describe(ch) == f"{ROT}: -{LB1} (version 1): {LB1}: drained: maint"
 
 
 def test_a_master_that_missed_a_change_catches_up_without_a_new_version(config):
     """CH took lb1 out (version 5) while NL was down; NL comes back with its old state."""
-    nl = rotation.new_state()
+    nl = decision.new_state()
     nl["version"] = 4
     held = {"version": 5, "digest": overlay.digest({ROT: {"members": [LB2]}})}
     changes = feed(
@@ -559,13 +559,13 @@ def test_a_master_that_missed_a_change_catches_up_without_a_new_version(config):
     )
     ch = changes[1]
     assert ch["version"] == 5 and "catching up with version 5" in ch["cause"]
-    assert rotation.publish(nl, config) == {"version": 5, "rotations": {ROT: {"members": [LB2]}}}
+    assert decision.publish(nl, config) == {"version": 5, "rotations": {ROT: {"members": [LB2]}}}
 
 
 def test_no_catching_up_with_a_version_older_than_the_newest_held(config):
     """The watchers hold version 5 for lb2 alone, but one already holds version 6 (both back):
     a master now taking lb1 out publishes version 7, not 5 again."""
-    nl = rotation.new_state()
+    nl = decision.new_state()
     nl["version"] = 4
     old = {"version": 5, "digest": overlay.digest({ROT: {"members": [LB2]}})}
     newer = {"version": 6, "digest": overlay.digest({ROT: {"members": [LB1, LB2]}})}
@@ -639,26 +639,26 @@ def test_held_of_and_newest_held():
 
 
 def test_a_lagging_nameserver_is_pushed_again_at_most_once_per_heartbeat(config):
-    state = rotation.new_state()
+    state = decision.new_state()
     now = NOW
     for w in config["watchers"]:
-        rotation.accept(state, report(w, 1, now, lb1="up", lb2="up"), config, now)
-    rotation.decide(state, config, now)
+        decision.accept(state, report(w, 1, now, lb1="up", lb2="up"), config, now)
+    decision.decide(state, config, now)
     state["version"] = 4
     ns = config["nameservers"][0]
-    current = overlay.digest(rotation.publish(state, config)["rotations"])
+    current = overlay.digest(decision.publish(state, config)["rotations"])
     state["views"][ns]["rotation"] = {"version": 3, "digest": "x"}
-    assert "holds version 3" in rotation.lagging(state, config, ns, now)
+    assert "holds version 3" in decision.lagging(state, config, ns, now)
     state["resyncs"][ns] = now
-    assert rotation.lagging(state, config, ns, now + 1) is None  # just pushed
+    assert decision.lagging(state, config, ns, now + 1) is None  # just pushed
     state["views"][ns]["rotation"] = {"version": 4, "digest": current}
     state["views"][ns]["serving"] = {"digest": "another"}
     later = now + config["stale_after"]
-    assert "serves another membership" in rotation.lagging(state, config, ns, later)
+    assert "serves another membership" in decision.lagging(state, config, ns, later)
     state["views"][ns]["serving"] = {"digest": current}
-    assert rotation.lagging(state, config, ns, later) is None
-    assert rotation.lagging(state, config, "lb1.paphosting.net", later) is None  # no nameserver
-    text = rotation.status_text(state, config, later)
+    assert decision.lagging(state, config, ns, later) is None
+    assert decision.lagging(state, config, "lb1.paphosting.net", later) is None  # no nameserver
+    text = decision.status_text(state, config, later)
     assert "NAMESERVER" in text and ns in text
 
 
@@ -669,8 +669,8 @@ def test_a_quorum_verdict_that_switches_too_often_is_held_out_until_stable():
     """Watchers whose own damping does not trip (each sees few switches) can still switch the
     quorum's verdict back and forth: more than max_transitions switches within the window hold
     the load balancer out until its verdict has been up for ``hold`` seconds."""
-    config = rotation.config_of(platform(flap={"window": 60, "max_transitions": 3, "hold": 20}))
-    state = rotation.new_state()
+    config = decision.config_of(platform(flap={"window": 60, "max_transitions": 3, "hold": 20}))
+    state = decision.new_state()
     seq = itertools.count(1)
     changes = []
     t = NOW
@@ -698,8 +698,8 @@ def test_a_quorum_verdict_that_switches_too_often_is_held_out_until_stable():
 
 def test_a_load_balancer_that_goes_down_is_never_held_in():
     """The damping only ever keeps a load balancer out: a down verdict always takes effect."""
-    config = rotation.config_of(platform(flap={"window": 60, "max_transitions": 2, "hold": 30}))
-    state = rotation.new_state()
+    config = decision.config_of(platform(flap={"window": 60, "max_transitions": 2, "hold": 30}))
+    state = decision.new_state()
     seq = itertools.count(1)
     t = NOW
     for i in range(7):
@@ -720,10 +720,10 @@ def test_status_does_not_call_lagging_a_nameserver_whose_last_report_predates_th
     """Right after a change every nameserver's last report still holds the previous version: the
     status says the report is older than the change (the next heartbeat shows it), and LAGS only
     for a report made after the change that still holds an older version."""
-    state = rotation.new_state()
+    state = decision.new_state()
     for w in config["watchers"]:
-        rotation.accept(state, report(w, 1, NOW, lb1="up", lb2="up"), config, NOW)
-    rotation.decide(state, config, NOW)
+        decision.accept(state, report(w, 1, NOW, lb1="up", lb2="up"), config, NOW)
+    decision.decide(state, config, NOW)
     ns = config["nameservers"][0]
     state["version"] = 4
     state["last_change"] = {
@@ -735,8 +735,8 @@ def test_status_does_not_call_lagging_a_nameserver_whose_last_report_predates_th
     }
     state["views"][ns]["rotation"] = {"version": 3, "digest": "x"}
     state["views"][ns]["ts"] = NOW + 1  # before the change
-    row = nameserver_row(rotation.status_text(state, config, NOW + 6), ns)
+    row = nameserver_row(decision.status_text(state, config, NOW + 6), ns)
     assert "from before version 4" in row and "LAGS" not in row, row
     state["views"][ns]["ts"] = NOW + 10  # after it, still holding 3
-    row = nameserver_row(rotation.status_text(state, config, NOW + 11), ns)
+    row = nameserver_row(decision.status_text(state, config, NOW + 11), ns)
     assert "LAGS: holds 3 of 4" in row, row
