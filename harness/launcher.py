@@ -52,7 +52,7 @@ from harness.prometheus import Prometheus
 from harness.saltenv import file_root, loader_dirs, master_config, minion_config
 from harness.svn import SvnServer, master_options
 from harness.wait import wait_until
-from paphosting import daemon, dnsserver, haproxy, model, secrets
+from paphosting import daemon, dnsserver, haproxy, highstate, model, secrets
 from paphosting.paths import under
 
 BIN = pathlib.Path(sys.executable).parent
@@ -80,30 +80,27 @@ def _dump(path, data):
 
 
 def state_summary(ret):
-    """``(changed, failed, details, durations)`` of one minion's ``state.apply`` return: the state
-    ids that changed, ``(state id, comment)`` of those that failed, ``{state id: comment and
-    changes}`` of the changed ones and ``{state id: milliseconds}``. A return that is not a state
-    result (an error list or string) is one failure."""
-    if not isinstance(ret, dict):
-        return [], [("highstate", str(ret)[:300])], {}, {}
+    """``(changed, failed, details, durations)`` of one minion's ``state.apply`` return, read
+    through the product's one reader (:mod:`paphosting.highstate`): the state ids that changed,
+    ``(state id, comment)`` of those that failed, ``{state id: comment and changes}`` of the
+    changed ones and ``{state id: milliseconds}``. A return that is not a state result (an error
+    list or string) is one failure."""
+    problem = highstate.failure(ret)
+    if problem is not None:
+        return [], [("highstate", problem[:300])], {}, {}
     changed, failed, details, durations = [], [], {}, {}
-    for key, item in ret.items():
-        if not isinstance(item, dict):
-            failed.append((key, str(item)[:300]))
-            continue
-        sid = item.get("__id__") or (key.split("_|-")[1] if "_|-" in key else key)
-        if isinstance(item.get("duration"), (int, float)):
-            durations[sid] = durations.get(sid, 0.0) + item["duration"]
-        if item.get("result") is False:
-            failed.append((sid, str(item.get("comment", ""))[:300]))
-        elif item.get("changes"):
+    failed += [(key, str(item)[:300]) for key, item in ret.items() if not isinstance(item, dict)]
+    for run in highstate.states(ret):
+        sid = run.id or run.key
+        if isinstance(run.duration, (int, float)):
+            durations[sid] = durations.get(sid, 0.0) + run.duration
+        if run.result is False:
+            failed.append((sid, run.comment[:300]))
+        elif run.changes:
             changed.append(sid)
-            changes = {k: v for k, v in item["changes"].items() if k != "diff"}
-            details[sid] = (
-                f"{str(item.get('comment', '')).splitlines()[0] if item.get('comment') else ''} {changes if changes else ''}".strip()[
-                    :300
-                ]
-            )
+            changes = {k: v for k, v in run.changes.items() if k != "diff"}
+            first = run.comment.splitlines()[0] if run.comment else ""
+            details[sid] = f"{first} {changes if changes else ''}".strip()[:300]
     return changed, failed, details, durations
 
 
