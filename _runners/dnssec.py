@@ -25,7 +25,7 @@ import salt.client
 import salt.pillar
 import salt.utils.minions
 
-from paphosting import dnssec, model, pillarcompile, platformcache, secrets, svn
+from paphosting import dnssec, model, pillarcompile, platformcache, saltcontext, secrets, svn
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,7 @@ def __virtual__():
 
 
 def _finish(ok, text):
-    if not ok:
-        __context__["retcode"] = 1
-        return {"result": False, "retcode": 1, "comment": text}
-    return text
+    return saltcontext.runner_return(__context__, ok, text)
 
 
 def _accepted():

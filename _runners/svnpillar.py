@@ -30,12 +30,11 @@ import shutil
 
 import salt.cache
 import salt.client
-import salt.key
 import salt.loader
 import salt.utils.network
 from salt.exceptions import SaltException
 
-from paphosting import pillarcompile, pushapply
+from paphosting import pillarcompile, pushapply, saltcontext
 from paphosting import push as ppush
 from paphosting.errors import PapError
 
@@ -51,15 +50,11 @@ def __virtual__():
 
 
 def _finish(ok, text):
-    """The runner's return: the text, and a non-zero exit code for ``salt-run`` on failure."""
-    if not ok:
-        __context__["retcode"] = 1
-        return {"result": False, "retcode": 1, "comment": text}
-    return text
+    return saltcontext.runner_return(__context__, ok, text)
 
 
 def _accepted():
-    return list(salt.key.get_key(__opts__).list_status("accepted").get("minions", []))
+    return pillarcompile.accepted_minions(__opts__)
 
 
 def _compile_tree(tree, prefix):

@@ -1,4 +1,5 @@
-"""What every execution module of the project needs from the minion, in one place.
+"""What every execution module of the project needs from the minion, in one place (and the one
+shape of a runner's return, :func:`runner_return`).
 
 The minion's root (``paphosting_root``), the platform of a ``paphosting`` pillar value and this
 minion's nameserver or load balancer in it, with the core's errors turned into
@@ -17,6 +18,15 @@ from paphosting import model, platformcache
 from paphosting.errors import PapError
 
 CONTEXT_KEY = "paphosting.platform"
+
+
+def runner_return(context, ok, text):
+    """A runner's return: ``text``; on failure ``{"result": False, "retcode": 1, "comment": text}``
+    with ``retcode`` 1 in the runner's ``__context__`` too, so that ``salt-run`` exits non-zero."""
+    if not ok:
+        context["retcode"] = 1
+        return {"result": False, "retcode": 1, "comment": text}
+    return text
 
 
 def root(opts):
