@@ -6,6 +6,7 @@ poll a condition until a deadline (:func:`harness.wait.wait_until`) and fail wit
 what did not happen.
 """
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -214,9 +215,12 @@ def platform_pillar(loopback, lbs=2, webservers=3, failback="manual", inter=200,
 def webapps_of(pillar, log_dir):
     """Start one webapp per webserver of ``pillar`` on the port its services use; return them by name."""
     ports = {}
-    for svc in pillar["services"].values():
+    for name, svc in pillar["services"].items():
         for srv in svc["servers"]:
-            ports.setdefault(srv["name"], srv["port"])
+            port = srv.get("port", svc.get("port"))
+            if port is None:
+                raise ValueError(f"service {name}: server {srv['name']} has no port to run on")
+            ports.setdefault(srv["name"], port)
     apps = {}
     try:
         for name, port in ports.items():
@@ -226,6 +230,18 @@ def webapps_of(pillar, log_dir):
             app.stop()
         raise
     return apps
+
+
+@contextlib.contextmanager
+def webservers(pillar, log_dir):
+    """The webservers of ``pillar`` running (:func:`webapps_of`) for the ``with`` block: a load
+    balancer with no server up fails its health endpoint, so a failover test needs them."""
+    apps = webapps_of(pillar, log_dir)
+    try:
+        yield apps
+    finally:
+        for app in apps.values():
+            app.stop()
 
 
 def clean_env():

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from harness import services
 from paphosting import daemon, dnsserver, drift, haproxy, health, model
 from tests.integration import multimaster
 from tests.integration.multimaster import ROTATION, ZONE
@@ -26,10 +27,11 @@ INTERVAL = 10  # the model's minimum
 
 
 @pytest.fixture(scope="module")
-def paphosting(loopback):
+def paphosting(loopback, tmp_path_factory):
     pillar = multimaster.platform_pillar(loopback, DOMAIN, lbs=1)
     pillar["schedule"] = {"enabled": False, "highstate_interval": INTERVAL, "splay": 0}
-    return pillar
+    with services.webservers(pillar, tmp_path_factory.mktemp("webapps")):
+        yield pillar
 
 
 @pytest.fixture(scope="module")

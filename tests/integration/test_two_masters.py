@@ -19,6 +19,7 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from harness import services
 from harness.svn import SHORT, master_options, served
 from paphosting import dnsserver, haproxy, model
 from tests.integration import multimaster
@@ -40,8 +41,10 @@ def sls(paphosting):
 
 
 @pytest.fixture(scope="module")
-def paphosting(loopback):
-    return multimaster.platform_pillar(loopback, DOMAIN, heartbeat=HEARTBEAT)
+def paphosting(loopback, tmp_path_factory):
+    value = multimaster.platform_pillar(loopback, DOMAIN, heartbeat=HEARTBEAT)
+    with services.webservers(value, tmp_path_factory.mktemp("webapps")):
+        yield value
 
 
 @pytest.fixture(scope="module")
