@@ -49,7 +49,7 @@ from harness import netns as harness_netns
 from harness.pebble import Pebble
 from harness.ports import free_port, port_in_use
 from harness.prometheus import Prometheus
-from harness.saltenv import file_root, loader_dirs, master_config, minion_config
+from harness.saltenv import file_root, platform_master_config, platform_minion_config
 from harness.svn import SvnServer, master_options
 from harness.wait import wait_until
 from paphosting import daemon, dnsserver, haproxy, highstate, model, secrets
@@ -237,18 +237,19 @@ class Master(_SaltDaemon):
 
     def config(self):
         lab = self.lab
-        conf = master_config()
+        conf = platform_master_config(
+            self.address,
+            RET_PORT,
+            PUBLISH_PORT,
+            [lab.file_root, *lab.extra_file_roots],
+            lab.worker_threads,
+        )
         conf.update(
             {
                 "id": self.name,
                 **self.folders(),
                 "key_logfile": str(self.root / "log" / "key"),
-                "interface": self.address,
-                "publish_port": PUBLISH_PORT,
-                "ret_port": RET_PORT,
-                "worker_threads": lab.worker_threads,
                 "auto_accept": False,
-                "file_roots": {"base": [str(lab.file_root), *lab.extra_file_roots]},
                 "paphosting_rotation_state": str(self.cachedir / "paphosting" / "rotation.json"),
                 "gpg_keydir": str(self.gpg_keydir),
             }
@@ -331,25 +332,18 @@ class Minion(_SaltDaemon):
         """``conf/minion.d/paphosting.conf`` (every master, NL first, hot multi-master), with this
         minion's folders and the lab's shorter waits."""
         lab = self.lab
-        conf = minion_config([m.address for m in lab.masters.values()], RET_PORT)
+        conf = platform_minion_config(
+            [m.address for m in lab.masters.values()], RET_PORT, PUBLISH_PORT, self.sandbox
+        )
         conf.update(
             {
                 "id": self.id,
                 **self.folders(),
-                "publish_port": PUBLISH_PORT,
-                "paphosting_root": str(self.sandbox),
                 # Salt's beacons tick once a second whatever this says; the scheduler (drift
                 # correction, docs/demo.md) checks its jobs every loop_interval seconds.
                 "loop_interval": lab.loop_interval,
-                # The lab stops and starts masters: a minion signs in again within a second.
-                "acceptance_wait_time": 1,
-                "random_reauth_delay": 1,
-                # Reverse lookups of every address of the machine: slow and useless on loopback.
-                "enable_fqdns_grains": False,
-                "enable_gpu_grains": False,
             }
         )
-        conf.update(loader_dirs())
         conf.update(lab.minion_overrides)
         return conf
 

@@ -64,3 +64,43 @@ def minion_config(masters, port):
     conf["master"] = [f"{address}:{port}" for address in masters]
     conf["master_port"] = port
     return conf
+
+
+def platform_master_config(address, ret_port, publish_port, file_roots, worker_threads):
+    """One master of a two-master platform, as the lab (:class:`harness.launcher.Master`) and the
+    integration tests (:mod:`tests.integration.multimaster`) both run it: ``conf/master.d/
+    paphosting.conf`` on its own ``address``, on the ports every master of the platform shares,
+    serving the ``salt://`` trees ``file_roots``. Each launcher adds only its own folders."""
+    conf = master_config()
+    conf.update(
+        {
+            "interface": address,
+            "ret_port": ret_port,
+            "publish_port": publish_port,
+            "file_roots": {"base": [str(root) for root in file_roots]},
+            "worker_threads": worker_threads,
+        }
+    )
+    return conf
+
+
+def platform_minion_config(masters, ret_port, publish_port, root):
+    """One minion of a two-master platform (the lab's and the integration tests'):
+    ``conf/minion.d/paphosting.conf`` connected to every address of ``masters`` (NL first), the
+    project's modules from the checkout, everything it manages under ``root``
+    (``paphosting_root``), and the waits of a platform whose masters are stopped and started."""
+    conf = minion_config(masters, ret_port)
+    conf.update(
+        {
+            "publish_port": publish_port,
+            "paphosting_root": str(root),
+            # A master stopped and started again: the minion signs in again within a second.
+            "acceptance_wait_time": 1,
+            "random_reauth_delay": 1,
+            # Reverse lookups of every address of the machine: slow and useless on loopback.
+            "enable_fqdns_grains": False,
+            "enable_gpu_grains": False,
+            **loader_dirs(),
+        }
+    )
+    return conf

@@ -20,6 +20,14 @@ would with ``salt-key``); CH accepts nothing by itself. Each minion runs with
         pair.ch.run("rotation.show")                 # a runner with CH's configuration
         pair.stop("nl"); ...; pair.start("nl")
 
+The masters and minions are configured exactly as the lab's (:mod:`harness.launcher`): both
+launchers take their configuration from :func:`harness.saltenv.platform_master_config` and
+:func:`harness.saltenv.platform_minion_config`, and wait for idle minions with
+:func:`harness.launcher.minions_idle`. What differs is who runs the processes: here
+salt-factories (its event listener and ``salt-run`` wrapper are what the tests assert on, and CH
+is provisioned with the production ``scripts/provision-second-master``); in the lab plain
+processes that outlive pytest, in network namespaces when asked, with keys laid in advance.
+
 ``pair.nl`` and ``pair.ch`` are :class:`MasterView` (a :class:`tests.integration.conftest.SaltPlatform`)
 views of each master over the same minions. Every daemon is stopped when the ``with`` block ends.
 """
@@ -39,7 +47,7 @@ import yaml
 
 from harness import REPO
 from harness.launcher import minions_idle
-from harness.saltenv import file_root, loader_dirs, master_config, minion_config
+from harness.saltenv import file_root, platform_master_config, platform_minion_config
 from paphosting import daemon, decision, dnsserver, haproxy, model
 from tests.integration.conftest import SaltPlatform, wait
 
@@ -237,18 +245,8 @@ def environment(
 
     masters = {}
     for name in NAMES:
-        overrides = master_config()
-        overrides.update(
-            {
-                "interface": addresses[name],
-                "ret_port": ret_port,
-                "publish_port": publish_port,
-                "file_roots": {"base": [files]},
-                "pillar_roots": {"base": [str(pillar_dir)]},
-                "log_level_logfile": "info",
-                "worker_threads": 3,
-            }
-        )
+        overrides = platform_master_config(addresses[name], ret_port, publish_port, [files], 3)
+        overrides.update({"pillar_roots": {"base": [str(pillar_dir)]}, "log_level_logfile": "info"})
         overrides.update(master_overrides(name) if master_overrides else {})
         kwargs = {}
         if name == "ch":
@@ -266,17 +264,10 @@ def environment(
     for i, mid in enumerate(minion_ids):
         roots[mid] = base / "roots" / mid
         roots[mid].mkdir(parents=True)
-        conf = minion_config([addresses["nl"], addresses["ch"]], ret_port)
-        conf.update(
-            {
-                "paphosting_root": str(roots[mid]),
-                **loader_dirs(),
-                "log_level_logfile": "info",
-                # The test starts CH after the minions: reach it within a second.
-                "acceptance_wait_time": 1,
-                **(minion_overrides or {}),
-            }
+        conf = platform_minion_config(
+            [addresses["nl"], addresses["ch"]], ret_port, publish_port, roots[mid]
         )
+        conf.update({"log_level_logfile": "info", **(minion_overrides or {})})
         minions[mid] = masters["nl"].salt_minion_daemon(
             mid, defaults={"root_dir": str(daemons / f"m{i}")}, overrides=conf
         )
