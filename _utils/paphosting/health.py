@@ -76,6 +76,7 @@ class Tracker:
     detail: str = ""
     switches: deque = field(default_factory=deque)
     last_switch: float | None = None
+    been_up: bool = False
 
     @property
     def state(self):
@@ -97,10 +98,14 @@ class Tracker:
         elif not ok and self.raw != DOWN and self.bad >= s.fall:
             new = DOWN
         if new != self.raw:
-            if self.raw != UNKNOWN:
+            # A flap is a switch of a load balancer that was up once: the first verdict, and a
+            # first "up" after "down" since the watcher started (a platform coming up, its
+            # load balancers after its watchers), are its start, not flapping.
+            if self.been_up:
                 self.switches.append(now)
                 self.last_switch = now
             self.raw = new
+            self.been_up = self.been_up or new == UP
         while self.switches and self.switches[0] < now - s.flap_window:
             self.switches.popleft()
         if len(self.switches) > s.flap_max_transitions:

@@ -61,6 +61,18 @@ def test_first_verdict_is_not_a_flap():
     assert not t.held
 
 
+def test_a_load_balancer_coming_up_for_the_first_time_is_not_a_flap():
+    t = health.Tracker(
+        health.Settings(fall=1, rise=1, flap_window=60, flap_max_transitions=2, flap_hold=10)
+    )
+    # Down while the platform starts (its haproxy not yet running), then up, then two switches:
+    # the first up is the load balancer's start; two switches are not more than 2.
+    assert feed(t, "-+-+") == ["down", "up", "down", "up"]
+    assert not t.held
+    assert feed(t, "-", start=4) == ["down"]  # a third switch: more than 2
+    assert t.held
+
+
 def test_flapping_is_held_down_until_stable_for_hold():
     s = health.Settings(fall=1, rise=1, flap_window=60, flap_max_transitions=3, flap_hold=10)
     t = health.Tracker(s)
