@@ -222,6 +222,9 @@ def _fresh_views(state, config, now):
     }
 
 
+UNDECIDED = "undecided"  # a verdict kept, not given by the watchers (reason's first word)
+
+
 def _verdict(lb, fresh, config, previous):
     n = len(config["watchers"])
     q = config["quorum"]
@@ -238,7 +241,7 @@ def _verdict(lb, fresh, config, previous):
         return health.UP, f"up for {len(up)} of {n} watchers"
     keep = previous or health.UP
     return keep, (
-        f"undecided ({len(down)} down, {len(up)} up, {n - len(down) - len(up)} unknown or silent "
+        f"{UNDECIDED} ({len(down)} down, {len(up)} up, {n - len(down) - len(up)} unknown or silent "
         f"of {n}; quorum {q}): stays {keep}"
     )
 
@@ -303,10 +306,18 @@ def _damp(state, config, raw, now):
     out = {}
     for lb, v in raw.items():
         rec = flaps.setdefault(lb, {"raw": None, "switches": [], "held": False, "last": None})
-        if rec["raw"] is not None and v["verdict"] != rec["raw"]:
+        # As on the watchers: only a load balancer that was up once flaps; its first "up" (the
+        # platform coming up, its load balancers down until their webservers serve) is its start.
+        # (An "up" kept while undecided, as every load balancer starts, is not one the watchers
+        # gave.)
+        been_up = rec.setdefault("been_up", rec["raw"] == health.UP)
+        if rec["raw"] is not None and v["verdict"] != rec["raw"] and been_up:
             rec["switches"].append(now)
             rec["last"] = now
         rec["raw"] = v["verdict"]
+        rec["been_up"] = been_up or (
+            v["verdict"] == health.UP and not v["reason"].startswith(UNDECIDED)
+        )
         rec["switches"] = [t for t in rec["switches"] if t >= now - flap["window"]]
         if len(rec["switches"]) > flap["max_transitions"]:
             rec["held"] = True

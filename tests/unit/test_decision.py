@@ -292,6 +292,37 @@ def test_flapping_views_count_as_down(config):
     assert members(state, config) == [LB2]
 
 
+def _switch_lb1(state, config, states, start=NOW):
+    """ns1 and ns2 report lb1 in each of ``states`` in turn, 10 s apart (lb2 up); the changes."""
+    changes = []
+    for i, st in enumerate(states):
+        t = start + 10 * i
+        changes += feed(
+            state,
+            config,
+            report(NS1, 10 + i, t, lb1=st, lb2="up"),
+            report(NS2, 10 + i, t, lb1=st, lb2="up"),
+            now=t,
+        )
+    return changes
+
+
+def test_the_masters_hold_a_load_balancer_whose_verdict_switches_too_often(config):
+    state = decision.new_state()  # window 300 s, more than 4 switches hold it for 120 s
+    _switch_lb1(state, config, ["up", "down", "up", "down", "up", "down", "up"])
+    assert state["verdicts"][LB1]["verdict"] == "down"
+    assert state["verdicts"][LB1]["reason"].startswith("flapping: the watchers' verdict switched")
+    assert members(state, config) == [LB2]
+
+
+def test_a_load_balancer_coming_up_for_the_first_time_is_no_switch_for_the_masters(config):
+    state = decision.new_state()
+    # Down at the platform's start (no webserver yet), up, then four switches: not more than 4.
+    _switch_lb1(state, config, ["down", "up", "down", "up", "down", "up"])
+    assert state["verdicts"][LB1]["verdict"] == "up"
+    assert members(state, config) == [LB1, LB2]
+
+
 # ------------------------------------------------------------------ drain and restore
 
 
@@ -674,8 +705,8 @@ def test_a_quorum_verdict_that_switches_too_often_is_held_out_until_stable():
     seq = itertools.count(1)
     changes = []
     t = NOW
-    for i in range(8):  # down, up, down, up, ... every 2 s
-        s = "down" if i % 2 == 0 else "up"
+    for i in range(9):  # up (the watchers' first verdict), down, up, down, ... every 2 s
+        s = "up" if i % 2 == 0 else "down"
         t += 2
         reports = [report(w, next(seq), ts=t, lb1=s) for w in (NS1, NS2, NS3)]
         changes += [c for c in feed(state, config, *reports, now=t) if c]
