@@ -50,10 +50,8 @@ def pillar(lbs, loopback, tmp_path_factory):
     """The platform, with its webserver running: a load balancer with no server up fails its
     health endpoint (docs/haproxy.md), and these tests are about the load balancers."""
     value = platform_pillar(lbs, loopback)
-    apps = services.webapps_of(value, tmp_path_factory.mktemp("webapps"))
-    yield value
-    for app in apps.values():
-        app.stop()
+    with services.webservers(value, tmp_path_factory.mktemp("webapps")):
+        yield value
 
 
 def platform_pillar(lbs, loopback):

@@ -60,12 +60,10 @@ def pillar(lbs, loopback, tmp_path_factory):
         "schedule": {"enabled": False},
     }
     # A running webserver: a load balancer with no server up fails its health endpoint.
-    apps = services.webapps_of(pillar, tmp_path_factory.mktemp("webapps"))
-    for lb in lbs.values():
-        lb.configure(pillar).start()
-    yield pillar
-    for app in apps.values():
-        app.stop()
+    with services.webservers(pillar, tmp_path_factory.mktemp("webapps")):
+        for lb in lbs.values():
+            lb.configure(pillar).start()
+        yield pillar
 
 
 @pytest.mark.parametrize("kind", peers.KINDS)
