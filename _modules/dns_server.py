@@ -119,7 +119,8 @@ def diff(nameserver=None):
     """
     What writing the config would change: ``{"changed": bool, "diff": unified diff, "key": bool}``.
 
-    ``key`` is True when BIND's rndc key would be created.
+    ``key`` is True when the key file the config includes would be created (BIND's rndc key,
+    Knot's update key: :func:`paphosting.dnsserver.key_file`), ``key_file`` its path (or None).
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
@@ -131,14 +132,19 @@ def diff(nameserver=None):
         salt-call dns_server.diff
     """
     platform, ns = _platform_and_ns(nameserver)
-    lay = dnsserver.layout(ns, _root())
     text = ""
     for path, wanted in _wanted_files(platform, ns).items():
         current = files.read(path)
         if current != wanted:
             text += files.unified_diff(current, wanted, path)
-    key = ns.server == "bind" and not os.path.exists(lay["control"]["key"])
-    return {"changed": bool(text) or key, "diff": text, "key": key}
+    key_file = dnsserver.key_file(ns, _root())
+    key = key_file is not None and not os.path.exists(key_file[0])
+    return {
+        "changed": bool(text) or key,
+        "diff": text,
+        "key": key,
+        "key_file": key_file[0] if key_file else None,
+    }
 
 
 def _group(name):
@@ -153,8 +159,8 @@ def write(nameserver=None):
     """
     Write the server's config after its checker accepted it on a temporary file.
 
-    Creates the directories, and for BIND a new rndc key when there is none (it is never
-    rewritten). Returns what :func:`diff` returned before the write.
+    Creates the directories, and the key file the config includes when there is none (BIND's
+    rndc key, Knot's update key; never rewritten). Returns what :func:`diff` returned before the write.
 
     nameserver
         The nameserver's minion id in pillar; defaults to this minion's id.
@@ -171,10 +177,9 @@ def write(nameserver=None):
     try:
         for d in lay["dirs"]:
             os.makedirs(d, mode=0o755, exist_ok=True)
+        key_file = dnsserver.key_file(ns, _root())
         if before["key"]:
-            files.write_checked(
-                lay["control"]["key"], dnsserver.rndc_key(), mode=0o640, group=_group("bind")
-            )
+            files.write_checked(key_file[0], key_file[1](), mode=0o640, group=_group(ns.server))
         for path, text in reversed(list(_wanted_files(platform, ns).items())):
             if files.read(path) == text:
                 continue

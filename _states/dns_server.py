@@ -44,10 +44,7 @@ def managed(name):
         if diff["diff"]:
             changes["diff"] = diff["diff"]
         if diff["key"]:
-            changes["rndc_key"] = {
-                "old": None,
-                "new": __salt__["dns_server.info"](nameserver=name)["control"]["key"],
-            }
+            changes["key"] = {"old": None, "new": diff["key_file"]}
         if __opts__["test"]:
             __salt__["dns_server.check"](nameserver=name)
             ret.update(result=None, changes=changes, comment="DNS server config would be updated")

@@ -4,8 +4,9 @@ Pure functions of the platform model and a root prefix (``paphosting_root``): th
 them. Each nameserver in pillar names its server; every nameserver serves every zone of the
 platform, as a primary that needs no transfers.
 
-Secure defaults, for all three: no zone transfers (no ``allow-transfer``/``provide-xfr``/``acl``),
-no recursion, no dynamic updates; control only on a local unix socket (NSD, Knot) or on 127.0.0.1
+Secure defaults, for all three: no zone transfers (no ``allow-transfer``/``provide-xfr``, no
+Knot ``remote``), no recursion, no dynamic updates but Knot's for the failover (signed with a
+key of the nameserver's own, from its own address: :mod:`paphosting.dnsupdate`); control only on a local unix socket (NSD, Knot) or on 127.0.0.1
 with a generated key (BIND's rndc, port ``control_port``, default 953), all under the root.
 """
 
@@ -30,7 +31,7 @@ import dns.rcode
 import dns.rdatatype
 
 from paphosting import daemon as pdaemon
-from paphosting import waiting
+from paphosting import dnsupdate, waiting
 from paphosting.errors import CheckFailed, PapError
 from paphosting.paths import under
 
@@ -132,6 +133,8 @@ def layout(server, root="/"):
             "pidfile": u("/run/knot/knot.pid"),
             "log": u("/var/log/knot/knot.log"),
             "control": {"socket": u("/run/knot/knot.sock")},
+            # The failover's RFC 2136 updates are signed with it (paphosting.dnsupdate).
+            "update_key": u("/etc/knot/paphosting-update.key"),
         }
         out["dirs"] = [out["zone_dir"], out["state_dir"], out["run_dir"], u("/var/log/knot")]
     out["server"] = kind
@@ -248,6 +251,17 @@ def rndc_conf(ns, root="/"):
     )
 
 
+def key_file(server, root="/"):
+    """``(path, make)`` of the key file the server's config includes (BIND's rndc key, Knot's
+    update key), ``make()`` giving a new one; None for NSD. Made once, never rewritten."""
+    lay = layout(server, root)
+    if lay["server"] == "bind":
+        return lay["control"]["key"], rndc_key
+    if lay["server"] == "knot":
+        return lay["update_key"], dnsupdate.key_text
+    return None
+
+
 def rndc_key(secret=None):
     """A new rndc key file (hmac-sha256, 256 random bits unless ``secret`` is given)."""
     secret = secret or base64.b64encode(os.urandom(32)).decode("ascii")
@@ -311,6 +325,17 @@ def _knot_conf(ns, lay, zones, process):
         "control:",
         f"    listen: {_q(lay['control']['socket'])}",
         "",
+        # The failover's updates (paphosting.dnsupdate): signed with this server's own key, from
+        # its own address. Knot never writes a zone file (zonefile-sync -1) nor keeps a journal:
+        # the failover writes the same text to the file once the update is served.
+        f"include: {_q(lay['update_key'])}",
+        "",
+        "acl:",
+        f"  - id: {dnsupdate.KEY_NAME}",
+        f"    address: {ns.address}",
+        f"    key: {dnsupdate.KEY_NAME}",
+        "    action: update",
+        "",
         "template:",
         "  - id: default",
         f"    storage: {_q(lay['zone_dir'])}",
@@ -319,6 +344,7 @@ def _knot_conf(ns, lay, zones, process):
         "    zonefile-load: whole",
         "    journal-content: none",
         "    semantic-checks: on",
+        f"    acl: {dnsupdate.KEY_NAME}",
         "",
     ]
     if zones:
@@ -456,20 +482,19 @@ def check_config_text(server, text):
 def check_config_before_write(ns, text, root="/"):
     """Validate rendered config ``text`` of ``ns`` before anything exists on disk.
 
-    ``named-checkconf`` insists that the working directory and the included rndc key exist; until
-    the first write they don't, so a throw-away directory and key stand in for them.
+    ``named-checkconf`` insists that the working directory and the included rndc key exist, and
+    ``knotc conf-check`` that the included update key does; until the first write they don't, so
+    a throw-away directory and key stand in for them.
     """
-    if ns.server != "bind":
-        check_config_text(ns, text)
-        return
     lay = layout(ns, root)
     with tempfile.TemporaryDirectory(prefix="paphosting-conf-") as d:
-        if not os.path.exists(lay["control"]["key"]):
-            key = os.path.join(d, "rndc.key")
-            with open(key, "w", encoding="utf-8") as fh:
-                fh.write(rndc_key())
-            text = text.replace(_q(lay["control"]["key"]), _q(key))
-        if not os.path.isdir(lay["work_dir"]):
+        key = key_file(ns, root)
+        if key is not None and not os.path.exists(key[0]):
+            stand_in = os.path.join(d, os.path.basename(key[0]))
+            with open(stand_in, "w", encoding="utf-8") as fh:
+                fh.write(key[1]())
+            text = text.replace(_q(key[0]), _q(stand_in))
+        if ns.server == "bind" and not os.path.isdir(lay["work_dir"]):
             text = text.replace(_q(lay["work_dir"]), _q(d))
         check_config_text(ns, text)
 

@@ -123,7 +123,7 @@ def checks(platform, minion):
                 f"{ns.server} config of {minion}",
                 (model.ROOT, "nameservers", minion),
                 lambda: dnsserver.render_config(platform, minion),
-                lambda text, s=ns: dnsserver.check_config_text(s, text),
+                lambda text, s=ns: dnsserver.check_config_before_write(s, text),
             )
         )
     return out

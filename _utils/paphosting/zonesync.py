@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 
-from paphosting import dnssec, dnsserver, files, waiting
+from paphosting import dnssec, dnsserver, dnsupdate, files, waiting
 from paphosting import zone as pzone
 from paphosting.errors import PapError
 
@@ -283,6 +283,42 @@ def _write(ns, plans, entries, keep_old=None):
     return written
 
 
+def _update(ns, root, renderer, todo, entries):
+    """Serve what can be served through RFC 2136 updates (:mod:`paphosting.dnsupdate`): on Knot,
+    the rotation-only changes of unsigned zones whose live file is what the server serves.
+    Returns the zones the server took; every other zone (refused, unanswered, not eligible) is
+    left to the file path, which then reloads it as before."""
+    if ns.server != "knot":
+        return []
+    signed = getattr(renderer, "dnssec", {})
+    eligible = {
+        z: (p.text, p.serial_live, p.serial_new, p.records)
+        for z, p in todo.items()
+        if p.rotation_only
+        and not entries[z]["patched"]
+        and p.signed_live is None
+        and z not in signed
+        and p.serial_live is not None
+        and p.serial_served == p.serial_live
+    }
+    if not eligible:
+        return []
+    key = dnsserver.layout(ns, root)["update_key"]
+    secret = dnsupdate.read_key(key)
+    if secret is None:
+        results = dict.fromkeys(eligible, f"no update key in {key}")
+    else:
+        results = dnsupdate.apply(ns.address, ns.port, secret, eligible)
+    done = []
+    for z, why in results.items():
+        if why is None:
+            entries[z]["reloaded"] = "updated (RFC 2136)"
+            done.append(z)
+        else:
+            entries[z]["update"] = f"not updated ({why}): reloaded from its file instead"
+    return done
+
+
 def _reload(ns, root, zones, running, unknown=False):
     """Make the running server load ``zones`` (changed files, or current files it does not serve);
     the outcome. ``unknown``: some are not served at all yet (new in the config): reload the
@@ -378,6 +414,7 @@ def sync(
     groups = [first, [z for z in names if z not in set(first)]]
     log_path = dnsserver.layout(ns, root)["log"]
     plans, entries = {}, {}
+    later = {}  # zones served through updates, their files written at the end
     for group in groups:
         if not group:
             continue
@@ -414,26 +451,38 @@ def sync(
                 stale.append(z)
         if not todo and not stale:
             continue
+        updated = []
+        if reload and running:
+            updated = _update(ns, root, renderer, todo, entries)
+            if updated:
+                lap("update")
+                later.update({z: todo.pop(z) for z in updated})
         written = _write(ns, todo, entries, replaced) if todo else []
         lap("write")
-        if not reload or not (written or stale):
+        if not reload or not (written or stale or updated):
             continue
-        unknown = any(plans[z].serial_served is None for z in written)
         before = dnsserver.server_processes(ns, root) if running else set()
-        outcome = _reload(ns, root, written + stale, running, unknown)
-        lap("reload")
-        for z in written + stale:
-            entries[z]["reloaded"] = outcome
-        if outcome.startswith("error"):
+        if written or stale:
+            unknown = any(plans[z].serial_served is None for z in written)
+            outcome = _reload(ns, root, written + stale, running, unknown)
+            lap("reload")
             for z in written + stale:
-                entries[z]["error"] = outcome
-            continue
+                entries[z]["reloaded"] = outcome
+            if outcome.startswith("error"):
+                for z in written + stale:
+                    entries[z]["error"] = outcome
+                written, stale = [], []
         if running:
-            want = {z: plans[z].serial_new for z in written}
+            want = {z: plans[z].serial_new for z in written + updated}
             want.update({z: plans[z].serial_live for z in stale})
             _wait(ns, want, entries, log_path)
             dnsserver.wait_reloaded_processes(ns, before, root)
             lap("wait")
+    # The server serves the updated zones: their files get the same text, so that it reads the
+    # same at a restart and drift correction compares what is served (no reload: nothing new).
+    if later:
+        _write(ns, later, entries, replaced)
+        lap("write after")
     # The servers serve the new files: make them durable (one flush for every file written,
     # out of the way of the serving: files.stage) and free the replaced ones (seconds for
     # thousands).

@@ -30,6 +30,10 @@ def clean_root(minion_root):
     yield
 
 
+# The key file each server's config includes (made once, never shown).
+KEYS = {"bind": "etc/bind/rndc.key", "knot": "etc/knot/paphosting-update.key"}
+
+
 @pytest.mark.parametrize("test", [True, False])
 @pytest.mark.parametrize("server", ["bind", "nsd", "knot"])
 def test_managed_writes_a_checked_config_once(set_pillar, loaders, minion_root, server, test):
@@ -40,12 +44,11 @@ def test_managed_writes_a_checked_config_once(set_pillar, loaders, minion_root, 
     ret = loaders.states.dns_server.managed(name=ns_id, test=test)
     assert ret.result is (None if test else True), ret.comment
     assert f"+++ {config}" in ret.changes["diff"]
-    if server == "bind":
-        assert ret.changes["rndc_key"] == {
-            "old": None,
-            "new": str(minion_root / "etc/bind/rndc.key"),
-        }
+    if server in KEYS:
+        assert ret.changes["key"] == {"old": None, "new": str(minion_root / KEYS[server])}
         assert "secret" not in ret.changes["diff"]
+    else:
+        assert "key" not in ret.changes
     if test:
         assert not config.exists()
         return
@@ -55,9 +58,10 @@ def test_managed_writes_a_checked_config_once(set_pillar, loaders, minion_root, 
     again = loaders.states.dns_server.managed(name=ns_id)
     assert again.result is True and again.changes == {}
     assert again.comment == "DNS server config is up to date"
-    if server == "bind":
-        key = minion_root / "etc/bind/rndc.key"
+    if server in KEYS:
+        key = minion_root / KEYS[server]
         assert stat.S_IMODE(key.stat().st_mode) == 0o640
+    if server == "bind":
         assert "default-port 5398;" in (minion_root / "etc/bind/rndc.conf").read_text()
 
 
@@ -74,7 +78,7 @@ def test_a_pillar_change_shows_a_diff(set_pillar, loaders, minion_root, server):
     assert "paphosting.net" in "".join(
         line for line in ret.changes["diff"].splitlines() if line.startswith("+")
     )
-    assert "rndc_key" not in ret.changes
+    assert "key" not in ret.changes
 
 
 def test_invalid_pillar_writes_no_config(set_pillar, loaders, minion_root):

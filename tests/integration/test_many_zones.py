@@ -10,6 +10,7 @@ import os
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rdatatype
 import pytest
@@ -17,7 +18,7 @@ import yaml
 
 from harness.saltenv import file_root
 from paphosting import daemon as pdaemon
-from paphosting import dnsserver, model
+from paphosting import dnsserver, dnsupdate, model
 from paphosting import zone as pzone
 from tests.conftest import example_pillar, require_binary
 from tests.integration.conftest import masterless
@@ -163,3 +164,81 @@ def test_a_no_change_apply_of_every_zone_writes_nothing(minions, net):
         assert ret.result is True, ret.comment
         assert ret.changes == {}
         assert snapshot(root, server, platform.zones) == before[server]
+
+
+def served_serial(ns, zone):
+    query = dns.message.make_query(zone + ".", "SOA")
+    resp = dns.query.udp(query, ns["address"], port=ns["port"], timeout=2)
+    return resp.answer[0][0].serial
+
+
+def file_view(root, zone):
+    """``(serial, apex addresses)`` of a zone's file."""
+    with open(dnsserver.zone_path("knot", zone, str(root)), encoding="utf-8") as fh:
+        wanted = pzone.parse_text(zone, fh.read())
+    apex = wanted.rrsets.get((dns.name.empty, dns.rdatatype.A))
+    return wanted.soa[0].serial, sorted(rd.to_text() for rd in apex or ())
+
+
+def test_knot_takes_a_failover_as_updates_and_its_files_then_say_the_same(minions, net):
+    """Knot serves a rotation change through RFC 2136 updates (paphosting.dnsupdate), then the
+    files get the same content: a reload from them changes nothing. Where an update cannot be
+    used (no key; the server does not serve what the file holds) the zone goes the file way."""
+    loaders, root = minions["knot"]
+    ns = net["knot"]
+    platform = model.parse(platform_pillar(net))
+    knot = platform.nameservers[IDS["knot"]]
+    rotated = sorted(z for z in platform.zones if z.startswith("customer")) + ["paphosting.nl"]
+    lb1 = [platform.loadbalancers[LB1].address]
+    out = loaders.modules.dns_zone.apply_all(members={ROT: [LB1]})
+    assert {z: out[z]["reloaded"] for z in rotated} == dict.fromkeys(
+        rotated, "updated (RFC 2136)"
+    ), out[rotated[0]]
+    assert [z for z in rotated if not out[z]["written"] or out[z]["error"]] == []
+    views = {z: file_view(root, z) for z in rotated}
+    assert {v[1][0] for v in views.values()} == set(lb1) and all(
+        len(v[1]) == 1 for v in views.values()
+    )
+    served = {z: served_serial(ns, z) for z in rotated}
+    assert served == {z: v[0] for z, v in views.items()}
+    for argv in dnsserver.zones_reload_commands(knot, rotated, str(root)):
+        dnsserver.run_control(argv)
+    assert {z: served_serial(ns, z) for z in rotated} == served
+    assert {z: apex_addresses(ns, z) for z in rotated[:20]} == dict.fromkeys(rotated[:20], lb1)
+
+    # The server serves something else than the file (a newer serial for one zone, as a restored
+    # backup of the file would leave it): that zone is reloaded from its new file, the serial
+    # still goes up; the others are updated.
+    odd = rotated[0]
+    key = dnsupdate.read_key(dnsserver.layout(knot, str(root))["update_key"])
+    with open(dnsserver.zone_path(knot, odd, str(root)), encoding="utf-8") as fh:
+        text = fh.read()
+    bumped = served[odd] + 5
+    assert dnsupdate.apply(
+        ns["address"], ns["port"], key, {odd: (text, served[odd], bumped, {})}
+    ) == {odd: None}
+    both = sorted(platform.loadbalancers[lb].address for lb in (LB1, LB2))
+    out = loaders.modules.dns_zone.apply_all(members={ROT: [LB1, LB2]})
+    assert out[odd]["reloaded"] == "reloaded" and "update" not in out[odd]
+    assert (
+        out[odd]["serial"]["new"] > bumped and served_serial(ns, odd) == out[odd]["serial"]["new"]
+    )
+    assert {out[z]["reloaded"] for z in rotated[1:]} == {"updated (RFC 2136)"}
+    assert {z: apex_addresses(ns, z) for z in rotated} == dict.fromkeys(rotated, both)
+
+    # Without its update key the failover still reaches every zone, from the files, and says why.
+    key_path = dnsserver.layout(knot, str(root))["update_key"]
+    os.rename(key_path, key_path + ".away")
+    try:
+        out = loaders.modules.dns_zone.apply_all(members={ROT: [LB2]})
+    finally:
+        os.rename(key_path + ".away", key_path)
+    assert {out[z]["reloaded"] for z in rotated} == {"reloaded"}
+    assert (
+        out[rotated[1]]["update"]
+        == f"not updated (no update key in {key_path}): reloaded from its file instead"
+    )
+    lb2 = [platform.loadbalancers[LB2].address]
+    assert {z: apex_addresses(ns, z) for z in rotated} == dict.fromkeys(rotated, lb2)
+    out = loaders.modules.dns_zone.apply_all(members={ROT: [LB1, LB2]})
+    assert {out[z]["reloaded"] for z in rotated} == {"updated (RFC 2136)"}

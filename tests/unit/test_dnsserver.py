@@ -95,7 +95,12 @@ def test_nsd_config_is_closed_by_default():
 def test_knot_config_is_closed_by_default():
     conf = dnsserver.render_config(platform(), NS["knot"], ROOT)
     assert "    listen: 127.0.3.3@5300\n" in conf
-    assert "acl" not in conf and "remote" not in conf
+    assert "remote" not in conf and "transfer" not in conf and "notify" not in conf
+    # One acl: updates (the failover's, paphosting.dnsupdate), with the server's own key, from
+    # its own address only.
+    assert conf.count("  - id: ") == 2 and "    action: update\n" in conf
+    assert "    address: 127.0.3.3\n    key: paphosting-update\n" in conf
+    assert f'include: "{ROOT}/etc/knot/paphosting-update.key"\n' in conf
     assert f'    listen: "{ROOT}/run/knot/knot.sock"\n' in conf
     assert "    zonefile-sync: -1\n" in conf  # Knot never rewrites the zone files Salt owns
     assert '  - domain: "paphosting.nl"\n' in conf
