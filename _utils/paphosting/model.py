@@ -330,6 +330,10 @@ def _mapping(value, path, errs, keys, required=()):
     for key in required:
         if key not in value:
             errs.add(path + (key,), "is required")
+        elif value[key] is None:
+            # YAML reads `key:` with nothing after it (or `~`, `null`) as null: the key is there
+            # but says nothing, and every check below would take it for "not given".
+            errs.add(path + (key,), "is required, and is empty here (null)")
     return value
 
 
@@ -749,14 +753,15 @@ def _service_servers(item, p, errs, stype, webservers, default_port):
             for k, v in rawservers.items()
         ]
     for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
-        sp = p + ("servers", srv.get("name", i) if isinstance(srv, dict) else i)
+        named = isinstance(srv, dict) and isinstance(srv.get("name"), str)
+        sp = p + ("servers", srv["name"] if named else i)
         if isinstance(srv, dict) and "_bad" in srv:
             errs.add(sp, f"must be a mapping, got {type(srv['_bad']).__name__}")
             continue
         server = _backend_server(srv, sp, errs, stype, webservers, default_port, servers)
         if server is not None:
             servers.append(server)
-    if not servers and "servers" in item:
+    if not servers and rawservers is not None:
         errs.add(p + ("servers",), "at least one server is required")
     return servers
 

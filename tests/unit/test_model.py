@@ -689,3 +689,32 @@ def test_the_default_limit_is_what_the_load_balancer_runs_with(monkeypatch):
         lb.pop("service_mode", None)
     assert haproxy.default_fd_limit("systemd") == 1048576
     model.parse(data)
+
+
+# --- bad input (#11): what YAML makes of a slip, refused with its path -------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("loadbalancers", LB1, "address"),
+        ("nameservers", "ns2.paphosting.net", "address"),
+        ("nameservers", "ns2.paphosting.net", "server"),
+        ("services", "www", "type"),
+        ("services", "www", "hostnames"),
+        ("services", "www", "servers"),
+        ("services", "www", "servers", 0, "name"),
+        ("zones", ZONE, "records", "mail", 0, "type"),
+        ("zones", ZONE, "records", "mail", 0, "data"),
+    ],
+    ids=lambda p: ":".join(map(str, p)),
+)
+def test_a_required_key_left_empty_is_refused(path):
+    """``address:`` with nothing after it is null in YAML: the key is there but says nothing.
+    Before, the required check saw the key and every later check took null for "not given"
+    (a nameserver without an address, a service without a type, a record dropped)."""
+    data = full_pillar()
+    _set(path, None)(data)
+    where = "paphosting:" + ":".join(map(str, path))
+    messages = _errors(data)
+    assert f"pillar {where}: is required, and is empty here (null)" in messages, messages
