@@ -400,8 +400,8 @@ def _address(value, path, errs, version=None):
     return str(addr)
 
 
-def _fqdn(value, path, errs, what="DNS name"):
-    text = _str(value, path, errs)
+def _fqdn(value, path, errs, what="DNS name", key=False):
+    text = _key(value, path, errs, what=what) if key else _str(value, path, errs)
     if text is None:
         return None
     try:
@@ -424,6 +424,16 @@ def _list(value, path, errs):
     return value
 
 
+def _key(key, path, errs, regex=None, what="name"):
+    """A mapping's key that names something (a server, a zone, an owner), or None. A key YAML
+    read as null (``~:``, ``null:``, an empty key) is refused: :func:`_str` takes null for "not
+    given", which would drop the entry without a word."""
+    if key is None:
+        errs.add(path, f"the key is empty (null), not a valid {what}")
+        return None
+    return _str(key, path, errs, regex, what)
+
+
 def _named(value, path, errs, regex, what):
     """A mapping of name -> settings; names are checked against ``regex``."""
     if value is None:
@@ -433,7 +443,7 @@ def _named(value, path, errs, regex, what):
         return {}
     out = {}
     for name, item in value.items():
-        if _str(name, path + (name,), errs, regex, f"{what} name") is not None:
+        if _key(name, path + (name,), errs, regex, f"{what} name") is not None:
             out[name] = item
     return out
 
@@ -852,7 +862,7 @@ def _rotations(raw, errs, loadbalancers):
         return out
     for key, item in (raw or {}).items():
         p = path + (key,)
-        name = _fqdn(key, p, errs, "rotation name")
+        name = _fqdn(key, p, errs, "rotation name", key=True)
         if name is None:
             continue
         item = _mapping(item, p, errs, {"ttl", "members", "min_members"})
@@ -999,7 +1009,7 @@ def _zones(raw, errs, nameservers, owner_keys=None):
         return out
     for key, item in (raw or {}).items():
         p = path + (key,)
-        zname = _fqdn(key, p, errs, "zone name")
+        zname = _fqdn(key, p, errs, "zone name", key=True)
         if zname is None:
             continue
         if zname in out:
@@ -1079,7 +1089,7 @@ def _zone_records(rawrecords, path, errs, zname, owner_keys):
 
 def _record_owner(owner, op, errs, zname, origin):
     """The owner name of a ``records`` key, relative to its zone and lower case, or None."""
-    owner_text = _str(owner, op, errs)
+    owner_text = _key(owner, op, errs, what="owner name")
     if owner_text is None:
         return None
     try:
@@ -1663,8 +1673,26 @@ def parse(pillar):
     return platform
 
 
+def _canonical(value):
+    """``value`` as JSON can hold it, every type kept apart: a key that is not a string (YAML
+    reads ``1:``, ``yes:``, ``~:`` and ``2026-01-01:`` as an int, a bool, null and a date) and a
+    value JSON has no type for become strings tagged with their type and a NUL, which no valid
+    pillar holds. So a pillar with mixed keys has a digest (JSON cannot sort an int beside a
+    string), and ``{1: x}`` is not the valid ``{"1": x}`` that a cache holds."""
+    if isinstance(value, dict):
+        return {
+            k if isinstance(k, str) else f"\x00{type(k).__name__}:{k!r}": _canonical(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return f"\x00{type(value).__name__}:{value!r}"
+
+
 def digest(paphosting):
     """A digest of a ``paphosting`` pillar value as compiled (canonical JSON, SHA-256): two
     minions, or a minion and a master, hold the same platform exactly when their digests match."""
-    text = json.dumps(paphosting, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(_canonical(paphosting), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

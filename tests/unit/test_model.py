@@ -1,6 +1,7 @@
 """The pillar model: every invalid value is rejected with its pillar path and a reason."""
 
 import copy
+import datetime
 import json
 
 import pytest
@@ -718,3 +719,44 @@ def test_a_required_key_left_empty_is_refused(path):
     where = "paphosting:" + ":".join(map(str, path))
     messages = _errors(data)
     assert f"pillar {where}: is required, and is empty here (null)" in messages, messages
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("loadbalancers",), ("services",), ("zones",), ("rotations",), ("zones", ZONE, "records")],
+    ids=":".join,
+)
+def test_a_key_left_empty_is_refused_not_dropped(where):
+    """``~:`` (or an empty key) is null in YAML: a server, service, zone, rotation or owner of
+    that name was dropped without a word before."""
+    data = full_pillar()
+    node = data
+    for k in where:
+        node = node[k]
+    node[None] = copy.deepcopy(next(iter(node.values())))
+    messages = _errors(data)
+    assert any(
+        m.startswith(f"pillar paphosting:{':'.join(where)}:None: the key is empty (null)")
+        for m in messages
+    ), messages
+
+
+def test_the_digest_keeps_key_and_value_types_apart():
+    """YAML reads ``1:``, ``yes:`` and ``2026-01-01:`` as an int, a bool and a date: a pillar
+    with such keys beside strings has a digest, and a different one from its all-string twin
+    (the platform cache must never serve the valid twin's platform for the invalid one)."""
+    pillar = full_pillar()
+    records = pillar["zones"][ZONE]["records"]
+    twin = copy.deepcopy(pillar)
+    records[1] = twin["zones"][ZONE]["records"]["1"] = [A_RECORD]
+    assert model.digest(pillar) != model.digest(twin)
+    for key in (None, True, datetime.date(2026, 1, 1)):
+        again, plain = full_pillar(), full_pillar()
+        again["zones"][ZONE]["records"][key] = plain["zones"][ZONE]["records"][str(key)] = [
+            A_RECORD
+        ]
+        assert model.digest(again) != model.digest(plain)
+    dated = copy.deepcopy(twin)
+    dated["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": datetime.date(2026, 1, 1)}]
+    twin["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": "2026-01-01"}]
+    assert model.digest(dated) != model.digest(twin)
