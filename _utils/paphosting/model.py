@@ -397,6 +397,19 @@ def _address(value, path, errs, version=None):
     if version and addr.version != version:
         errs.add(path, f"{text!r} is not an IPv{version} address")
         return None
+    # Every address here is one machine's, which it listens on, others connect to and the zones
+    # may hand out: not "any", a group or the broadcast, and without an IPv6 zone index
+    # (fe80::1%eth0 names an interface of one host, and is no DNS data).
+    if getattr(addr, "scope_id", None) is not None:
+        errs.add(
+            path, f"{text!r}: an IPv6 zone index (%...) names a local interface, not an address"
+        )
+        return None
+    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
+        errs.add(
+            path, f"{text!r} is not one machine's address (unspecified, multicast or broadcast)"
+        )
+        return None
     return str(addr)
 
 

@@ -101,6 +101,30 @@ BAD = [
         "not an IPv4 address",
     ),
     (
+        "ipv6 zone index",
+        _set(("loadbalancers", LB1, "address6"), "fe80::1%eth0"),
+        f"paphosting:loadbalancers:{LB1}:address6",
+        "an IPv6 zone index (%...) names a local interface",
+    ),
+    (
+        "unspecified address",
+        _set(("nameservers", "ns2.paphosting.net", "address"), "0.0.0.0"),
+        "paphosting:nameservers:ns2.paphosting.net:address",
+        "'0.0.0.0' is not one machine's address",
+    ),
+    (
+        "multicast address",
+        _set(("webservers", WEB1, "address"), "224.0.0.1"),
+        f"paphosting:webservers:{WEB1}:address",
+        "is not one machine's address",
+    ),
+    (
+        "broadcast address",
+        _set(("loadbalancers", LB1, "address"), "255.255.255.255"),
+        f"paphosting:loadbalancers:{LB1}:address",
+        "is not one machine's address",
+    ),
+    (
         "duplicate address",
         _set(("webservers", "web2.paphosting.net", "address"), "127.0.2.1"),
         "paphosting:webservers:web2.paphosting.net:address",
