@@ -770,16 +770,25 @@ def _service_servers(item, p, errs, stype, webservers, default_port):
     rawservers = item.get("servers")
     if isinstance(rawservers, dict):
         rawservers = [
-            dict({"name": k}, **(v or {}))
-            if isinstance(v, (dict, type(None)))
-            else {"name": k, "_bad": v}
+            dict(v or {}, name=k) if isinstance(v, (dict, type(None))) else {"name": k, "_bad": v}
             for k, v in rawservers.items()
         ]
+        # In the mapping form the key names the server: a name inside would silently send the
+        # traffic to another webserver than the one the key says.
+        for v, srv in zip(item["servers"].values(), rawservers, strict=True):
+            if isinstance(v, dict) and "name" in v and v["name"] != srv["name"]:
+                srv["_bad_name"] = v["name"]
     for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
         named = isinstance(srv, dict) and isinstance(srv.get("name"), str)
         sp = p + ("servers", srv["name"] if named else i)
         if isinstance(srv, dict) and "_bad" in srv:
             errs.add(sp, f"must be a mapping, got {type(srv['_bad']).__name__}")
+            continue
+        if isinstance(srv, dict) and "_bad_name" in srv:
+            errs.add(
+                sp + ("name",),
+                f"{srv.pop('_bad_name')!r} is not the server the key names ({srv['name']!r})",
+            )
             continue
         server = _backend_server(srv, sp, errs, stype, webservers, default_port, servers)
         if server is not None:

@@ -179,6 +179,12 @@ BAD = [
         "listed twice",
     ),
     (
+        "a name inside the mapping form of servers that is not its key",
+        _set(("services", "www", "servers"), {WEB1: {"name": "web2.paphosting.net"}}),
+        f"paphosting:services:www:servers:{WEB1}:name",
+        f"'web2.paphosting.net' is not the server the key names ('{WEB1}')",
+    ),
+    (
         "stateful without primary",
         _set(("services", "shop", "servers", 0, "role"), "backup"),
         "paphosting:services:shop:servers",
