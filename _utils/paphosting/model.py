@@ -578,11 +578,15 @@ def _nameservers(raw, errs, settings):
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
             errs.add(p + ("control_port",), f"{control_port} is already the DNS port")
+        server = _choice(item.get("server"), p + ("server",), errs, DNS_SERVERS)
+        if control_port is not None and server not in (None, "bind"):
+            # NSD and Knot are controlled through a local socket: the port would be ignored.
+            errs.add(p + ("control_port",), f"applies to BIND only, not to {server}")
         out[name] = Nameserver(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs),
             port=_int(item.get("port"), p + ("port",), errs, 1, 65535, 53),
-            server=_choice(item.get("server"), p + ("server",), errs, DNS_SERVERS),
+            server=server,
             fqdn=fqdn,
             service_mode=_service_mode(item, p, errs, settings),
             control_port=control_port,
@@ -1520,7 +1524,34 @@ def _metrics(raw, errs, loadbalancers, nameservers, masters):
                 errs.add(p, f"{listener.address}:{listener.port} is already used by {other}")
             taken[where] = (role, name)
             out[role][name] = listener
+            if role == "nameservers":
+                _nameserver_local_ports(nameservers[name], listener, item, p, errs)
     return out
+
+
+def _nameserver_local_ports(ns, listener, item, p, errs):
+    """What listens on one nameserver's machine: its DNS port, BIND's rndc and statistics
+    channel on the loopback of its address's family (as :func:`paphosting.dnsserver.layout`
+    writes them) and its exporter. Two on one address and port, and one of them would not
+    start. NSD and Knot are read through their control socket: a ``stats_port`` is refused."""
+    if ns.server != "bind":
+        if "stats_port" in item:
+            errs.add(p + ("stats_port",), f"applies to BIND only, not to {ns.server}")
+        return
+    if ns.address is None or listener.address is None:
+        return
+    loopback = "::1" if ipaddress.ip_address(ns.address).version == 6 else "127.0.0.1"
+    own = {
+        (ns.address, ns.port): f"{ROOT}:nameservers:{ns.name}:port",
+        (loopback, ns.control_port or 953): f"{ROOT}:nameservers:{ns.name}:control_port",
+    }
+    where = (listener.address, listener.port)
+    if where in own and where != (ns.address, ns.port):  # the DNS port: reported by the caller
+        errs.add(p, f"{where[0]}:{where[1]} is already used by {own[where]}")
+    own.setdefault(where, path_text(p))
+    stats = (loopback, listener.stats_port)
+    if stats in own:
+        errs.add(p + ("stats_port",), f"{stats[0]}:{stats[1]} is already used by {own[stats]}")
 
 
 ACME_NAME_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}$")

@@ -125,6 +125,12 @@ BAD = [
         "is not one machine's address",
     ),
     (
+        "control_port on a server that is not BIND",
+        _set(("nameservers", "ns3.paphosting.net", "control_port"), 9953),
+        "paphosting:nameservers:ns3.paphosting.net:control_port",
+        "applies to BIND only, not to knot",
+    ),
+    (
         "duplicate address",
         _set(("webservers", "web2.paphosting.net", "address"), "127.0.2.1"),
         "paphosting:webservers:web2.paphosting.net:address",
