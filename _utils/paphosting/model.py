@@ -1716,6 +1716,16 @@ def parse(pillar):
     _shadowed_records(zones, platform.zone_of, errs, owner_keys)
     _fd_budget(platform, errs)
     _dnssec_schedule_check(platform, errs)
+    for rname in sorted(rotations):
+        members = rotations[rname].members
+        if members and health.min_members > len(members):
+            # The floor is the larger of the two minimums: above the members, the failover
+            # could never take one out (fail open), as a rotation's own min_members above them.
+            errs.add(
+                (ROOT, "health", "min_members"),
+                f"{health.min_members} is more than the {len(members)} members of rotation "
+                f"{rname}: the failover could never take one of them out",
+            )
     for i, w in enumerate(health.watchers):
         if w not in nameservers and w not in loadbalancers and w not in webservers:
             errs.add(

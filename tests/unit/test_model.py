@@ -371,6 +371,12 @@ BAD = [
         "more than the 2 members",
     ),
     (
+        "platform-wide min_members above a rotation's members",
+        _set(("health", "min_members"), 3),
+        "paphosting:health:min_members",
+        "3 is more than the 2 members of rotation http0.l.paphosting.nl",
+    ),
+    (
         "no load balancers",
         _set(("loadbalancers",), {}),
         "paphosting:loadbalancers",
