@@ -1315,6 +1315,84 @@ def _shadowed_records(zones, platform_zone_of, errs, owner_keys):
             )
 
 
+def _delegations(platform, errs, owner_keys):
+    """Below an NS record inside a zone (a delegation, ``sub`` NS ``ns.other.net.``) the child's
+    servers answer: a record there, or beside the NS at the cut, is never served. Only DS at the
+    cut and A/AAAA glue for the delegation's name servers belong there, and a name server below
+    the cut needs that glue (without it no resolver can reach it). Service hostnames and
+    rotation names are not served there either. Below a DNAME no name is served at all."""
+    served = {}  # zone -> [(fqdn, its pillar path)]: the names the rotations give records
+    for rname in platform.rotations:
+        served.setdefault(platform.zone_of(rname), []).append((rname, (ROOT, "rotations", rname)))
+    for sname, svc in platform.services.items():
+        for i, host in enumerate(svc.hostnames):
+            where = (ROOT, "services", sname, "hostnames", i)
+            served.setdefault(platform.zone_of(host), []).append((host, where))
+    for zname, zone in platform.zones.items():
+        origin = dns.name.from_text(zname)
+
+        def path_of(name, zname=zname, origin=origin):
+            rel = "@" if name == origin else name.relativize(origin).to_text().lower()
+            return (ROOT, "zones", zname, "records", (owner_keys.get((zname, rel)) or [rel])[0])
+
+        cuts = {}  # the delegated name -> its NS targets
+        dnames = set()  # a DNAME redirects every name below its owner: nothing may stand there
+        for r in zone.records:
+            if r.type == "NS" and r.owner != "@" and r.rdata is not None:
+                cut = dns.name.from_text(r.owner, origin)
+                cuts.setdefault(cut, set()).add(r.rdata.target.derelativize(origin))
+            elif r.type == "DNAME":
+                dnames.add(origin if r.owner == "@" else dns.name.from_text(r.owner, origin))
+        for r in zone.records:
+            name = origin if r.owner == "@" else dns.name.from_text(r.owner, origin)
+            above = next((d for d in dnames if name != d and name.is_subdomain(d)), None)
+            if above is not None:
+                errs.add(
+                    path_of(name),
+                    f"{name.to_text(omit_final_dot=True)} lies below the DNAME of "
+                    f"{path_text(path_of(above))}, which redirects every name below it: this "
+                    f"{r.type} record would never be served",
+                )
+        if not cuts:
+            continue
+        glue = set().union(*cuts.values())
+        # The names of this zone that get an address: A/AAAA records, the zone's own in-zone
+        # name servers (glue from their pillar address), rotation names and apex hostnames.
+        fqdns = {s.fqdn for s in platform.nameservers.values()} & set(zone.ns)
+        fqdns.update(name for name, _ in platform.address_owners.get(zname, ()))
+        addressed = {dns.name.from_text(n) for n in fqdns}
+        for r in zone.records:
+            name = origin if r.owner == "@" else dns.name.from_text(r.owner, origin)
+            cut = next((c for c in cuts if name.is_subdomain(c)), None)
+            if r.type in ("A", "AAAA"):
+                addressed.add(name)
+            if cut is None or (name == cut and r.type in ("NS", "DS")):
+                continue
+            if r.type in ("A", "AAAA") and name in glue:
+                continue
+            errs.add(
+                path_of(name),
+                f"{name.to_text(omit_final_dot=True)} is delegated by the NS records of "
+                f"{path_text(path_of(cut))}: this {r.type} record would never be served (only "
+                "DS at the delegation and A/AAAA glue for its name servers stand there)",
+            )
+        for fqdn, where in served.get(zname, ()):
+            cut = next((c for c in cuts if dns.name.from_text(fqdn).is_subdomain(c)), None)
+            if cut is not None:
+                errs.add(
+                    where,
+                    f"{fqdn} is delegated by the NS records of {path_text(path_of(cut))}: its "
+                    "records would never be served",
+                )
+        for cut, targets in cuts.items():
+            for t in sorted(t for t in targets if t.is_subdomain(origin) and t not in addressed):
+                errs.add(
+                    path_of(cut),
+                    f"name server {t.to_text(omit_final_dot=True)} lies in zone {zname} and has "
+                    "no A or AAAA record there (glue): no resolver could reach it",
+                )
+
+
 def _fd_budget(platform, errs):
     """haproxy refuses to start when it cannot raise its file descriptor limit to what its
     config needs (two per connection up to maxconn, one per checked server): check each load
@@ -1714,6 +1792,7 @@ def parse(pillar):
         )
     _rotation_zones(rotations, services, zones, platform.zone_of, errs, owner_keys)
     _shadowed_records(zones, platform.zone_of, errs, owner_keys)
+    _delegations(platform, errs, owner_keys)
     _fd_budget(platform, errs)
     _dnssec_schedule_check(platform, errs)
     for rname in sorted(rotations):

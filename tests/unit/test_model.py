@@ -802,3 +802,60 @@ def test_the_digest_keeps_key_and_value_types_apart():
     dated["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": datetime.date(2026, 1, 1)}]
     twin["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": "2026-01-01"}]
     assert model.digest(dated) != model.digest(twin)
+
+
+NS_AWAY = {"type": "NS", "data": "ns.other.net."}
+
+
+@pytest.mark.parametrize(
+    "records, key, reason",
+    [
+        # below an NS delegation inside the zone the child's servers answer
+        (
+            {"sub": [NS_AWAY], "x.sub": [A_RECORD]},
+            "x.sub",
+            "x.sub.paphosting.nl is delegated by the NS records of "
+            f"{ZP}:sub: this A record would never be served",
+        ),
+        # beside the NS at the cut: an A that is not glue for one of its name servers
+        ({"Sub": [NS_AWAY, A_RECORD]}, "Sub", f"delegated by the NS records of {ZP}:Sub"),
+        # a name server inside the zone without an address (glue)
+        (
+            {"sub": [{"type": "NS", "data": "ns.sub"}]},
+            "sub",
+            "name server ns.sub.paphosting.nl lies in zone paphosting.nl and has no A or AAAA",
+        ),
+        # below a DNAME every name is redirected
+        (
+            {"g": [{"type": "DNAME", "data": "other.net."}], "x.g": [A_RECORD]},
+            "x.g",
+            f"lies below the DNAME of {ZP}:g",
+        ),
+    ],
+    ids=["below a delegation", "beside a delegation", "no glue", "below a DNAME"],
+)
+def test_a_record_a_delegation_hides_is_refused(records, key, reason):
+    """The child zone's servers answer below an NS record inside a zone: before, such records
+    were accepted (never served), or refused by a checker naming the zone only."""
+    messages = _errors(_records(**records))
+    assert any(m.startswith(f"pillar {ZP}:{key}: ") and reason in m for m in messages), messages
+
+
+def test_a_delegation_with_its_glue_and_ds_is_valid():
+    ds = {"type": "DS", "data": "12345 13 2 " + "ab" * 32}
+    model.parse(
+        _records(
+            sub=[{"type": "NS", "data": "ns.sub"}, NS_AWAY, ds],
+            **{"ns.sub": [A_RECORD]},
+            other=[{"type": "NS", "data": "ns1.paphosting.net."}],
+        )
+    )
+
+
+def test_a_rotation_name_below_a_delegation_is_refused():
+    messages = _errors(_records(l=[NS_AWAY]))
+    assert any(
+        m.startswith("pillar paphosting:rotations:http0.l.paphosting.nl: ")
+        and f"delegated by the NS records of {ZP}:l" in m
+        for m in messages
+    ), messages
