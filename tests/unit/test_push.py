@@ -218,18 +218,18 @@ def test_a_key_yaml_reads_as_null_a_number_or_a_date_is_a_schema_error(key):
 
 def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
     pillar = push_pillar()
-    # A delegation without glue: BIND and NSD load it, Knot's kzonecheck refuses it.
-    pillar["zones"]["paphosting.nl"]["records"]["sub"] = [
-        {"type": "NS", "data": "ns.sub.paphosting.nl."}
-    ]
+    # A CDS that no DNSKEY of the zone matches: NSD and Knot load it, BIND's checker refuses it.
+    pillar["zones"]["paphosting.nl"]["records"]["@"].append(
+        {"type": "CDS", "data": "12345 13 2 " + "ab" * 32}
+    )
     with pytest.raises(pushcheck.Rejected) as exc:
         pushcheck.validate(14, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/paphosting.sls",)
     assert problem.path == "paphosting:zones:paphosting.nl"
-    assert "kzonecheck rejected zone paphosting.nl (knot)" in problem.message
-    assert "missing glue" in problem.message
-    assert problem.minions == (NS3,)
+    assert "named-checkzone rejected zone paphosting.nl (bind)" in problem.message
+    assert "bad CDS" in problem.message
+    assert problem.minions == (NS1,)
 
 
 def test_a_config_haproxy_rejects_names_the_key_and_the_line():
