@@ -413,7 +413,39 @@ def _address(value, path, errs, version=None):
     return str(addr)
 
 
-def _fqdn(value, path, errs, what="DNS name", key=False):
+# A host name label (RFC 952/1123): letters, digits and '-', not first or last. BIND refuses
+# anything else (check-names) as the owner of an A, AAAA or MX record and in the names of NS, MX
+# and SRV data; haproxy takes a host name that begins with '-' for an option.
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+
+
+def _name_problem(labels, host=False, borders=True, wildcard=True):
+    """Why a name (its labels as text, left to right, fully qualified) is not one a DNS server
+    or haproxy takes as written, or None: a '*' that is not the whole first label (a wildcard,
+    refused without ``wildcard``) is a plain character to DNS; with ``borders``, a label begins or ends with '-' (haproxy takes
+    a host name that begins with '-' for an option); with ``host``, a label is not a host name
+    label; an all-digit last label is an IP address written where a name belongs."""
+    labels = [label for label in labels if label]
+    for i, label in enumerate(labels):
+        if label == "*" and i == 0:
+            if wildcard:
+                continue
+            return "a wildcard is not a host name"
+        if "*" in label:
+            return "'*' is a wildcard only as the whole first label"
+        if borders and (label.startswith("-") or label.endswith("-")):
+            return f"the label {label!r} begins or ends with '-'"
+        if host and not HOST_LABEL_RE.match(label):
+            return (
+                f"the label {label!r} is not a host name label (letters, digits and '-'; "
+                "DNS servers refuse others here)"
+            )
+    if labels and labels[-1].isdigit():
+        return "it ends in a number: an IP address where a name belongs?"
+    return None
+
+
+def _fqdn(value, path, errs, what="DNS name", key=False, host=False):
     text = _key(value, path, errs, what=what) if key else _str(value, path, errs)
     if text is None:
         return None
@@ -424,6 +456,10 @@ def _fqdn(value, path, errs, what="DNS name", key=False):
         return None
     if not re.match(r"^[A-Za-z0-9*_.-]+\.?$", text):
         errs.add(path, f"{text!r} is not a valid {what}: only letters, digits, '-', '_', '.'")
+        return None
+    problem = _name_problem(text.split("."), host=host, wildcard=not host)
+    if problem is not None:
+        errs.add(path, f"{text!r} is not a valid {what}: {problem}")
         return None
     return name.to_text(omit_final_dot=True).lower()
 
@@ -574,7 +610,9 @@ def _nameservers(raw, errs, settings):
     out = {}
     keys = {"address", "port", "server", "fqdn", "service_mode", "control_port"}
     for name, p, item in _machines(raw, "nameservers", errs, keys, ["address", "server"]):
-        fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
+        fqdn = name
+        if item.get("fqdn") is not None:  # empty (null): the default, as for every optional key
+            fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs, "host name", host=True)
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
             errs.add(p + ("control_port",), f"{control_port} is already the DNS port")
@@ -742,7 +780,7 @@ def _service_hostnames(item, p, errs, name, hostnames_seen):
 def _service_rotation(item, p, errs, rotations):
     """The rotation a service is in: the one named, or the only one there is."""
     if item.get("rotation") is not None:
-        rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs)
+        rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs, host=True)
         if rotation is not None and rotation not in rotations:
             errs.add(p + ("rotation",), f"{rotation!r} is not a rotation in {ROOT}:rotations")
             return None
@@ -888,7 +926,7 @@ def _rotations(raw, errs, loadbalancers):
         return out
     for key, item in (raw or {}).items():
         p = path + (key,)
-        name = _fqdn(key, p, errs, "rotation name", key=True)
+        name = _fqdn(key, p, errs, "rotation name", key=True, host=True)
         if name is None:
             continue
         item = _mapping(item, p, errs, {"ttl", "members", "min_members"})
@@ -930,6 +968,10 @@ def _rotations(raw, errs, loadbalancers):
 # may hold. Anything else ('@' inside a name, '$', escapes) is a typo served as an odd label.
 DATA_LABEL_RE = re.compile(r"^(?:[A-Za-z0-9_-]+|\*)$")
 TEXT_TYPES = ("TXT", "SPF")
+# The types whose owner (HOST_OWNER_TYPES) or whose names in the data (HOST_DATA_TYPES) a DNS
+# server checks as host names (BIND's check-names, on by default for a primary zone).
+HOST_OWNER_TYPES = ("A", "AAAA", "MX")
+HOST_DATA_TYPES = ("NS", "MX", "SRV")
 
 
 def _data_specials(rtype, data):
@@ -1020,6 +1062,14 @@ def _rdata_ok(rtype, data, origin, path, errs):
                 "(letters, digits, '-', '_'; '@' alone is the zone's apex)",
             )
             return None
+        labels = [label.decode() for label in name.labels]
+        if rtype in HOST_DATA_TYPES and labels != [""]:  # "." alone: a null MX (RFC 7505)
+            problem = _name_problem(labels, host=True)
+            if problem is not None:
+                errs.add(
+                    path + ("data",), f"{data!r}: {name.to_text()!r} is not a host name: {problem}"
+                )
+                return None
     return rdata
 
 
@@ -1062,7 +1112,7 @@ def _zone_ns(rawns, path, errs, nameservers):
     ns = []
     default_ns = [n.fqdn for n in nameservers.values()]
     for i, n in enumerate(_list(rawns, path, errs) if rawns is not None else default_ns):
-        fq = _fqdn(n, path + (i,), errs, "nameserver name")
+        fq = _fqdn(n, path + (i,), errs, "nameserver name", host=True)
         if fq is not None:
             ns.append(fq)
     if not ns:
@@ -1074,7 +1124,7 @@ def _zone_soa(raw, sp, errs, zname, ns):
     """A zone's SOA: the keys given, the others from defaults (mname: the first NS)."""
     soa = _mapping(raw, sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"})
     return Soa(
-        mname=_fqdn(soa.get("mname"), sp + ("mname",), errs)
+        mname=_fqdn(soa.get("mname"), sp + ("mname",), errs, host=True)
         if "mname" in soa
         else (ns[0] if ns else ""),
         rname=_fqdn(soa.get("rname"), sp + ("rname",), errs)
@@ -1154,6 +1204,14 @@ def _record(rr, rp, errs, rel, origin):
     if rtype == "CNAME" and rel == "@":
         errs.add(rp, "a CNAME is not allowed at the zone apex")
         return None
+    if rel != "@":
+        host = rtype in HOST_OWNER_TYPES
+        labels = rel.split(".") + origin.to_text().split(".")
+        problem = _name_problem(labels, host=host, borders=host)
+        if problem is not None:
+            what = f"the owner of an {rtype} record" if rtype in HOST_OWNER_TYPES else "an owner"
+            errs.add(rp, f"{rel!r} is not a valid name for {what}: {problem}")
+            return None
     if rtype == "NS" and rel == "@":
         errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
         return None

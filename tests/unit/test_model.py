@@ -526,7 +526,7 @@ def test_a_refused_txt_says_how_to_quote_it():
         ("MX", "10 @"),
         ("MX", "0 ."),
         ("MX", "10 mail.paphosting.nl."),
-        ("SRV", "0 1 443 _sip._tcp.paphosting.nl."),
+        ("SRV", "0 1 443 sip.paphosting.nl."),
         ("CNAME", "www"),
         ("CAA", '0 issue "letsencrypt.org"'),
     ],
@@ -859,3 +859,79 @@ def test_a_rotation_name_below_a_delegation_is_refused():
         and f"delegated by the NS records of {ZP}:l" in m
         for m in messages
     ), messages
+
+
+@pytest.mark.parametrize(
+    "mutate, path, reason",
+    [
+        # BIND's check-names: the owner of an A, AAAA or MX record is a host name
+        (_set(("zones", ZONE, "records", "_x"), [A_RECORD]), f"{ZP}:_x:0", "'_x' is not a host"),
+        (_set(("zones", ZONE, "records", "x-"), [A_RECORD]), f"{ZP}:x-:0", "begins or ends with"),
+        # ... and so are the names in NS, MX and SRV data
+        (
+            _set(("zones", ZONE, "records", "x"), [{"type": "MX", "data": "10 -mail"}]),
+            f"{ZP}:x:0:data",
+            "'-mail' is not a host name",
+        ),
+        (
+            _set(("zones", ZONE, "records", "y"), [{"type": "SRV", "data": "0 0 1 _t.b.nl."}]),
+            f"{ZP}:y:0:data",
+            "'_t.b.nl.' is not a host name",
+        ),
+        # a '*' is a wildcard only as the first label
+        (
+            _set(("zones", ZONE, "records", "a.*"), [{"type": "TXT", "data": '"x"'}]),
+            f"{ZP}:a.*:0",
+            "'*' is a wildcard only as the whole first label",
+        ),
+        # haproxy takes a host name that begins with '-' for an option
+        (
+            _set(("services", "www", "hostnames"), ["-www.paphosting.nl"]),
+            "paphosting:services:www:hostnames:0",
+            "the label '-www' begins or ends with '-'",
+        ),
+        # an IP address where a name belongs, a wildcard as a name server
+        (
+            _set(("zones", ZONE, "ns"), ["127.0.0.1"]),
+            f"paphosting:zones:{ZONE}:ns:0",
+            "an IP address where a name belongs",
+        ),
+        (
+            _set(("nameservers", "ns2.paphosting.net", "fqdn"), "*.paphosting.net"),
+            "paphosting:nameservers:ns2.paphosting.net:fqdn",
+            "a wildcard is not a host name",
+        ),
+    ],
+    ids=[
+        "A at _x",
+        "A at x-",
+        "MX to -mail",
+        "SRV to _t",
+        "wildcard not first",
+        "hostname -www",
+        "NS an address",
+        "fqdn wildcard",
+    ],
+)
+def test_a_name_a_dns_server_or_haproxy_would_refuse_is_refused_with_its_path(mutate, path, reason):
+    """Before, these passed the schema and a checker refused them naming only the zone or the
+    load balancer (BIND's "bad name (check-names)" without a line), or they were served as
+    written (an NS named 127.0.0.1)."""
+    data = full_pillar()
+    mutate(data)
+    messages = _errors(data)
+    assert any(m.startswith(f"pillar {path}: ") and reason in m for m in messages), messages
+
+
+def test_underscores_and_wildcards_where_dns_takes_them_are_accepted():
+    model.parse(
+        _records(
+            **{
+                "_dmarc": [{"type": "TXT", "data": '"v=DMARC1; p=none"'}],
+                "*": [A_RECORD],
+                "-odd": [{"type": "TXT", "data": '"x"'}],
+                "_sip._tcp": [{"type": "SRV", "data": "0 1 5060 sip.paphosting.nl."}],
+                "nomail": [{"type": "MX", "data": "0 ."}],
+            }
+        )
+    )
