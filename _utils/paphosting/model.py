@@ -1192,7 +1192,14 @@ def _record(rr, rp, errs, rel, origin):
     rtype = _str(rr.get("type"), rp + ("type",), errs)
     data = rr.get("data")
     if isinstance(data, (int, float)) and not isinstance(data, bool):
-        data = str(data)
+        # YAML has already turned it into a number: 0x10 is 16, 010 is 8, 1_000 is 1000 and
+        # 12:30 is 750, so what was written can no longer be served. Quoted, it is kept.
+        errs.add(
+            rp + ("data",),
+            f"must be a string, got the number {data!r} (YAML reads 0x10, 010, 1_000 or 12:30 as "
+            "numbers): quote it as it should be served",
+        )
+        return None
     data = _str(data, rp + ("data",), errs)
     rttl = _int(rr.get("ttl"), rp + ("ttl",), errs, 0, TTL_MAX)
     if rtype is None or data is None:

@@ -131,6 +131,12 @@ BAD = [
         "applies to BIND only, not to knot",
     ),
     (
+        "record data YAML read as a number",
+        _set(("zones", ZONE, "records", "t"), [{"type": "TXT", "data": 0x10}]),
+        f"{ZP}:t:0:data",
+        "must be a string, got the number 16",
+    ),
+    (
         "duplicate address",
         _set(("webservers", "web2.paphosting.net", "address"), "127.0.2.1"),
         "paphosting:webservers:web2.paphosting.net:address",
