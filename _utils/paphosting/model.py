@@ -19,6 +19,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+from cryptography import x509
 
 from paphosting.errors import InvalidPillar, PillarError, path_text
 
@@ -913,6 +914,13 @@ def _tls(raw, errs):
     for i, pem in enumerate(_list(raw.get("trusted_roots"), path + ("trusted_roots",), errs)):
         if not isinstance(pem, str) or not PEM_CERT_RE.match(pem.strip() + "\n"):
             errs.add(path + ("trusted_roots", i), "must be one PEM certificate")
+            continue
+        try:
+            # Shaped like PEM is not a certificate: what the load balancers and the push load
+            # (paphosting.tls.load_roots) must load, or they fail with a traceback.
+            x509.load_pem_x509_certificate(pem.strip().encode() + b"\n")
+        except ValueError as exc:
+            errs.add(path + ("trusted_roots", i), f"is not a PEM certificate that loads: {exc}")
             continue
         roots.append(pem.strip() + "\n")
     return {"trusted_roots": tuple(roots)}
