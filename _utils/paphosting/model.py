@@ -1121,7 +1121,9 @@ def _zone_ns(rawns, path, errs, nameservers):
     default_ns = [n.fqdn for n in nameservers.values()]
     for i, n in enumerate(_list(rawns, path, errs) if rawns is not None else default_ns):
         fq = _fqdn(n, path + (i,), errs, "nameserver name", host=True)
-        if fq is not None:
+        if fq is not None and fq in ns:  # NS1.example.net and ns1.example.net. are one name
+            errs.add(path + (i,), f"{fq} is listed twice")
+        elif fq is not None:
             ns.append(fq)
     if not ns:
         errs.add(path, "a zone needs at least one NS (none given and no nameservers defined)")

@@ -137,6 +137,12 @@ BAD = [
         "must be a string, got the number 16",
     ),
     (
+        "zone NS listed twice",
+        _set(("zones", ZONE, "ns"), ["ns1.paphosting.net", "NS1.paphosting.net."]),
+        f"paphosting:zones:{ZONE}:ns:1",
+        "ns1.paphosting.net is listed twice",
+    ),
+    (
         "duplicate address",
         _set(("webservers", "web2.paphosting.net", "address"), "127.0.2.1"),
         "paphosting:webservers:web2.paphosting.net:address",
