@@ -19,6 +19,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+from cryptography import x509
 
 from paphosting.errors import InvalidPillar, PillarError, path_text
 
@@ -330,6 +331,10 @@ def _mapping(value, path, errs, keys, required=()):
     for key in required:
         if key not in value:
             errs.add(path + (key,), "is required")
+        elif value[key] is None:
+            # YAML reads `key:` with nothing after it (or `~`, `null`) as null: the key is there
+            # but says nothing, and every check below would take it for "not given".
+            errs.add(path + (key,), "is required, and is empty here (null)")
     return value
 
 
@@ -393,11 +398,56 @@ def _address(value, path, errs, version=None):
     if version and addr.version != version:
         errs.add(path, f"{text!r} is not an IPv{version} address")
         return None
+    # Every address here is one machine's, which it listens on, others connect to and the zones
+    # may hand out: not "any", a group or the broadcast, and without an IPv6 zone index
+    # (fe80::1%eth0 names an interface of one host, and is no DNS data).
+    if getattr(addr, "scope_id", None) is not None:
+        errs.add(
+            path, f"{text!r}: an IPv6 zone index (%...) names a local interface, not an address"
+        )
+        return None
+    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
+        errs.add(
+            path, f"{text!r} is not one machine's address (unspecified, multicast or broadcast)"
+        )
+        return None
     return str(addr)
 
 
-def _fqdn(value, path, errs, what="DNS name"):
-    text = _str(value, path, errs)
+# A host name label (RFC 952/1123): letters, digits and '-', not first or last. BIND refuses
+# anything else (check-names) as the owner of an A, AAAA or MX record and in the names of NS, MX
+# and SRV data; haproxy takes a host name that begins with '-' for an option.
+HOST_LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+
+
+def _name_problem(labels, host=False, borders=True, wildcard=True):
+    """Why a name (its labels as text, left to right, fully qualified) is not one a DNS server
+    or haproxy takes as written, or None: a '*' that is not the whole first label (a wildcard,
+    refused without ``wildcard``) is a plain character to DNS; with ``borders``, a label begins or ends with '-' (haproxy takes
+    a host name that begins with '-' for an option); with ``host``, a label is not a host name
+    label; an all-digit last label is an IP address written where a name belongs."""
+    labels = [label for label in labels if label]
+    for i, label in enumerate(labels):
+        if label == "*" and i == 0:
+            if wildcard:
+                continue
+            return "a wildcard is not a host name"
+        if "*" in label:
+            return "'*' is a wildcard only as the whole first label"
+        if borders and (label.startswith("-") or label.endswith("-")):
+            return f"the label {label!r} begins or ends with '-'"
+        if host and not HOST_LABEL_RE.match(label):
+            return (
+                f"the label {label!r} is not a host name label (letters, digits and '-'; "
+                "DNS servers refuse others here)"
+            )
+    if labels and labels[-1].isdigit():
+        return "it ends in a number: an IP address where a name belongs?"
+    return None
+
+
+def _fqdn(value, path, errs, what="DNS name", key=False, host=False):
+    text = _key(value, path, errs, what=what) if key else _str(value, path, errs)
     if text is None:
         return None
     try:
@@ -407,6 +457,10 @@ def _fqdn(value, path, errs, what="DNS name"):
         return None
     if not re.match(r"^[A-Za-z0-9*_.-]+\.?$", text):
         errs.add(path, f"{text!r} is not a valid {what}: only letters, digits, '-', '_', '.'")
+        return None
+    problem = _name_problem(text.split("."), host=host, wildcard=not host)
+    if problem is not None:
+        errs.add(path, f"{text!r} is not a valid {what}: {problem}")
         return None
     return name.to_text(omit_final_dot=True).lower()
 
@@ -420,6 +474,16 @@ def _list(value, path, errs):
     return value
 
 
+def _key(key, path, errs, regex=None, what="name"):
+    """A mapping's key that names something (a server, a zone, an owner), or None. A key YAML
+    read as null (``~:``, ``null:``, an empty key) is refused: :func:`_str` takes null for "not
+    given", which would drop the entry without a word."""
+    if key is None:
+        errs.add(path, f"the key is empty (null), not a valid {what}")
+        return None
+    return _str(key, path, errs, regex, what)
+
+
 def _named(value, path, errs, regex, what):
     """A mapping of name -> settings; names are checked against ``regex``."""
     if value is None:
@@ -429,7 +493,7 @@ def _named(value, path, errs, regex, what):
         return {}
     out = {}
     for name, item in value.items():
-        if _str(name, path + (name,), errs, regex, f"{what} name") is not None:
+        if _key(name, path + (name,), errs, regex, f"{what} name") is not None:
             out[name] = item
     return out
 
@@ -547,15 +611,21 @@ def _nameservers(raw, errs, settings):
     out = {}
     keys = {"address", "port", "server", "fqdn", "service_mode", "control_port"}
     for name, p, item in _machines(raw, "nameservers", errs, keys, ["address", "server"]):
-        fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs) if "fqdn" in item else name
+        fqdn = name
+        if item.get("fqdn") is not None:  # empty (null): the default, as for every optional key
+            fqdn = _fqdn(item.get("fqdn"), p + ("fqdn",), errs, "host name", host=True)
         control_port = _int(item.get("control_port"), p + ("control_port",), errs, 1, 65535)
         if control_port is not None and control_port == item.get("port", 53):
             errs.add(p + ("control_port",), f"{control_port} is already the DNS port")
+        server = _choice(item.get("server"), p + ("server",), errs, DNS_SERVERS)
+        if control_port is not None and server not in (None, "bind"):
+            # NSD and Knot are controlled through a local socket: the port would be ignored.
+            errs.add(p + ("control_port",), f"applies to BIND only, not to {server}")
         out[name] = Nameserver(
             name=name,
             address=_address(item.get("address"), p + ("address",), errs),
             port=_int(item.get("port"), p + ("port",), errs, 1, 65535, 53),
-            server=_choice(item.get("server"), p + ("server",), errs, DNS_SERVERS),
+            server=server,
             fqdn=fqdn,
             service_mode=_service_mode(item, p, errs, settings),
             control_port=control_port,
@@ -711,7 +781,7 @@ def _service_hostnames(item, p, errs, name, hostnames_seen):
 def _service_rotation(item, p, errs, rotations):
     """The rotation a service is in: the one named, or the only one there is."""
     if item.get("rotation") is not None:
-        rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs)
+        rotation = _fqdn(item.get("rotation"), p + ("rotation",), errs, host=True)
         if rotation is not None and rotation not in rotations:
             errs.add(p + ("rotation",), f"{rotation!r} is not a rotation in {ROOT}:rotations")
             return None
@@ -743,20 +813,30 @@ def _service_servers(item, p, errs, stype, webservers, default_port):
     rawservers = item.get("servers")
     if isinstance(rawservers, dict):
         rawservers = [
-            dict({"name": k}, **(v or {}))
-            if isinstance(v, (dict, type(None)))
-            else {"name": k, "_bad": v}
+            dict(v or {}, name=k) if isinstance(v, (dict, type(None))) else {"name": k, "_bad": v}
             for k, v in rawservers.items()
         ]
+        # In the mapping form the key names the server: a name inside would silently send the
+        # traffic to another webserver than the one the key says.
+        for v, srv in zip(item["servers"].values(), rawservers, strict=True):
+            if isinstance(v, dict) and "name" in v and v["name"] != srv["name"]:
+                srv["_bad_name"] = v["name"]
     for i, srv in enumerate(_list(rawservers, p + ("servers",), errs)):
-        sp = p + ("servers", srv.get("name", i) if isinstance(srv, dict) else i)
+        named = isinstance(srv, dict) and isinstance(srv.get("name"), str)
+        sp = p + ("servers", srv["name"] if named else i)
         if isinstance(srv, dict) and "_bad" in srv:
             errs.add(sp, f"must be a mapping, got {type(srv['_bad']).__name__}")
+            continue
+        if isinstance(srv, dict) and "_bad_name" in srv:
+            errs.add(
+                sp + ("name",),
+                f"{srv.pop('_bad_name')!r} is not the server the key names ({srv['name']!r})",
+            )
             continue
         server = _backend_server(srv, sp, errs, stype, webservers, default_port, servers)
         if server is not None:
             servers.append(server)
-    if not servers and "servers" in item:
+    if not servers and rawservers is not None:
         errs.add(p + ("servers",), "at least one server is required")
     return servers
 
@@ -835,6 +915,13 @@ def _tls(raw, errs):
         if not isinstance(pem, str) or not PEM_CERT_RE.match(pem.strip() + "\n"):
             errs.add(path + ("trusted_roots", i), "must be one PEM certificate")
             continue
+        try:
+            # Shaped like PEM is not a certificate: what the load balancers and the push load
+            # (paphosting.tls.load_roots) must load, or they fail with a traceback.
+            x509.load_pem_x509_certificate(pem.strip().encode() + b"\n")
+        except ValueError as exc:
+            errs.add(path + ("trusted_roots", i), f"is not a PEM certificate that loads: {exc}")
+            continue
         roots.append(pem.strip() + "\n")
     return {"trusted_roots": tuple(roots)}
 
@@ -847,7 +934,7 @@ def _rotations(raw, errs, loadbalancers):
         return out
     for key, item in (raw or {}).items():
         p = path + (key,)
-        name = _fqdn(key, p, errs, "rotation name")
+        name = _fqdn(key, p, errs, "rotation name", key=True, host=True)
         if name is None:
             continue
         item = _mapping(item, p, errs, {"ttl", "members", "min_members"})
@@ -889,6 +976,10 @@ def _rotations(raw, errs, loadbalancers):
 # may hold. Anything else ('@' inside a name, '$', escapes) is a typo served as an odd label.
 DATA_LABEL_RE = re.compile(r"^(?:[A-Za-z0-9_-]+|\*)$")
 TEXT_TYPES = ("TXT", "SPF")
+# The types whose owner (HOST_OWNER_TYPES) or whose names in the data (HOST_DATA_TYPES) a DNS
+# server checks as host names (BIND's check-names, on by default for a primary zone).
+HOST_OWNER_TYPES = ("A", "AAAA", "MX")
+HOST_DATA_TYPES = ("NS", "MX", "SRV")
 
 
 def _data_specials(rtype, data):
@@ -979,6 +1070,14 @@ def _rdata_ok(rtype, data, origin, path, errs):
                 "(letters, digits, '-', '_'; '@' alone is the zone's apex)",
             )
             return None
+        labels = [label.decode() for label in name.labels]
+        if rtype in HOST_DATA_TYPES and labels != [""]:  # "." alone: a null MX (RFC 7505)
+            problem = _name_problem(labels, host=True)
+            if problem is not None:
+                errs.add(
+                    path + ("data",), f"{data!r}: {name.to_text()!r} is not a host name: {problem}"
+                )
+                return None
     return rdata
 
 
@@ -994,7 +1093,7 @@ def _zones(raw, errs, nameservers, owner_keys=None):
         return out
     for key, item in (raw or {}).items():
         p = path + (key,)
-        zname = _fqdn(key, p, errs, "zone name")
+        zname = _fqdn(key, p, errs, "zone name", key=True)
         if zname is None:
             continue
         if zname in out:
@@ -1021,8 +1120,10 @@ def _zone_ns(rawns, path, errs, nameservers):
     ns = []
     default_ns = [n.fqdn for n in nameservers.values()]
     for i, n in enumerate(_list(rawns, path, errs) if rawns is not None else default_ns):
-        fq = _fqdn(n, path + (i,), errs, "nameserver name")
-        if fq is not None:
+        fq = _fqdn(n, path + (i,), errs, "nameserver name", host=True)
+        if fq is not None and fq in ns:  # NS1.example.net and ns1.example.net. are one name
+            errs.add(path + (i,), f"{fq} is listed twice")
+        elif fq is not None:
             ns.append(fq)
     if not ns:
         errs.add(path, "a zone needs at least one NS (none given and no nameservers defined)")
@@ -1033,7 +1134,7 @@ def _zone_soa(raw, sp, errs, zname, ns):
     """A zone's SOA: the keys given, the others from defaults (mname: the first NS)."""
     soa = _mapping(raw, sp, errs, {"mname", "rname", "refresh", "retry", "expire", "minimum"})
     return Soa(
-        mname=_fqdn(soa.get("mname"), sp + ("mname",), errs)
+        mname=_fqdn(soa.get("mname"), sp + ("mname",), errs, host=True)
         if "mname" in soa
         else (ns[0] if ns else ""),
         rname=_fqdn(soa.get("rname"), sp + ("rname",), errs)
@@ -1074,7 +1175,7 @@ def _zone_records(rawrecords, path, errs, zname, owner_keys):
 
 def _record_owner(owner, op, errs, zname, origin):
     """The owner name of a ``records`` key, relative to its zone and lower case, or None."""
-    owner_text = _str(owner, op, errs)
+    owner_text = _key(owner, op, errs, what="owner name")
     if owner_text is None:
         return None
     try:
@@ -1101,7 +1202,14 @@ def _record(rr, rp, errs, rel, origin):
     rtype = _str(rr.get("type"), rp + ("type",), errs)
     data = rr.get("data")
     if isinstance(data, (int, float)) and not isinstance(data, bool):
-        data = str(data)
+        # YAML has already turned it into a number: 0x10 is 16, 010 is 8, 1_000 is 1000 and
+        # 12:30 is 750, so what was written can no longer be served. Quoted, it is kept.
+        errs.add(
+            rp + ("data",),
+            f"must be a string, got the number {data!r} (YAML reads 0x10, 010, 1_000 or 12:30 as "
+            "numbers): quote it as it should be served",
+        )
+        return None
     data = _str(data, rp + ("data",), errs)
     rttl = _int(rr.get("ttl"), rp + ("ttl",), errs, 0, TTL_MAX)
     if rtype is None or data is None:
@@ -1113,6 +1221,14 @@ def _record(rr, rp, errs, rel, origin):
     if rtype == "CNAME" and rel == "@":
         errs.add(rp, "a CNAME is not allowed at the zone apex")
         return None
+    if rel != "@":
+        host = rtype in HOST_OWNER_TYPES
+        labels = rel.split(".") + origin.to_text().split(".")
+        problem = _name_problem(labels, host=host, borders=host)
+        if problem is not None:
+            what = f"the owner of an {rtype} record" if rtype in HOST_OWNER_TYPES else "an owner"
+            errs.add(rp, f"{rel!r} is not a valid name for {what}: {problem}")
+            return None
     if rtype == "NS" and rel == "@":
         errs.add(rp, "the apex NS records are set with the zone's 'ns' key")
         return None
@@ -1272,6 +1388,84 @@ def _shadowed_records(zones, platform_zone_of, errs, owner_keys):
                 f"{fqdn} lies in the managed zone {child}, which answers for it: this {r.type} "
                 f"record would never be served (put it under {ROOT}:zones:{child}:records)",
             )
+
+
+def _delegations(platform, errs, owner_keys):
+    """Below an NS record inside a zone (a delegation, ``sub`` NS ``ns.other.net.``) the child's
+    servers answer: a record there, or beside the NS at the cut, is never served. Only DS at the
+    cut and A/AAAA glue for the delegation's name servers belong there, and a name server below
+    the cut needs that glue (without it no resolver can reach it). Service hostnames and
+    rotation names are not served there either. Below a DNAME no name is served at all."""
+    served = {}  # zone -> [(fqdn, its pillar path)]: the names the rotations give records
+    for rname in platform.rotations:
+        served.setdefault(platform.zone_of(rname), []).append((rname, (ROOT, "rotations", rname)))
+    for sname, svc in platform.services.items():
+        for i, host in enumerate(svc.hostnames):
+            where = (ROOT, "services", sname, "hostnames", i)
+            served.setdefault(platform.zone_of(host), []).append((host, where))
+    for zname, zone in platform.zones.items():
+        origin = dns.name.from_text(zname)
+
+        def path_of(name, zname=zname, origin=origin):
+            rel = "@" if name == origin else name.relativize(origin).to_text().lower()
+            return (ROOT, "zones", zname, "records", (owner_keys.get((zname, rel)) or [rel])[0])
+
+        cuts = {}  # the delegated name -> its NS targets
+        dnames = set()  # a DNAME redirects every name below its owner: nothing may stand there
+        for r in zone.records:
+            if r.type == "NS" and r.owner != "@" and r.rdata is not None:
+                cut = dns.name.from_text(r.owner, origin)
+                cuts.setdefault(cut, set()).add(r.rdata.target.derelativize(origin))
+            elif r.type == "DNAME":
+                dnames.add(origin if r.owner == "@" else dns.name.from_text(r.owner, origin))
+        for r in zone.records:
+            name = origin if r.owner == "@" else dns.name.from_text(r.owner, origin)
+            above = next((d for d in dnames if name != d and name.is_subdomain(d)), None)
+            if above is not None:
+                errs.add(
+                    path_of(name),
+                    f"{name.to_text(omit_final_dot=True)} lies below the DNAME of "
+                    f"{path_text(path_of(above))}, which redirects every name below it: this "
+                    f"{r.type} record would never be served",
+                )
+        if not cuts:
+            continue
+        glue = set().union(*cuts.values())
+        # The names of this zone that get an address: A/AAAA records, the zone's own in-zone
+        # name servers (glue from their pillar address), rotation names and apex hostnames.
+        fqdns = {s.fqdn for s in platform.nameservers.values()} & set(zone.ns)
+        fqdns.update(name for name, _ in platform.address_owners.get(zname, ()))
+        addressed = {dns.name.from_text(n) for n in fqdns}
+        for r in zone.records:
+            name = origin if r.owner == "@" else dns.name.from_text(r.owner, origin)
+            cut = next((c for c in cuts if name.is_subdomain(c)), None)
+            if r.type in ("A", "AAAA"):
+                addressed.add(name)
+            if cut is None or (name == cut and r.type in ("NS", "DS")):
+                continue
+            if r.type in ("A", "AAAA") and name in glue:
+                continue
+            errs.add(
+                path_of(name),
+                f"{name.to_text(omit_final_dot=True)} is delegated by the NS records of "
+                f"{path_text(path_of(cut))}: this {r.type} record would never be served (only "
+                "DS at the delegation and A/AAAA glue for its name servers stand there)",
+            )
+        for fqdn, where in served.get(zname, ()):
+            cut = next((c for c in cuts if dns.name.from_text(fqdn).is_subdomain(c)), None)
+            if cut is not None:
+                errs.add(
+                    where,
+                    f"{fqdn} is delegated by the NS records of {path_text(path_of(cut))}: its "
+                    "records would never be served",
+                )
+        for cut, targets in cuts.items():
+            for t in sorted(t for t in targets if t.is_subdomain(origin) and t not in addressed):
+                errs.add(
+                    path_of(cut),
+                    f"name server {t.to_text(omit_final_dot=True)} lies in zone {zname} and has "
+                    "no A or AAAA record there (glue): no resolver could reach it",
+                )
 
 
 def _fd_budget(platform, errs):
@@ -1483,7 +1677,34 @@ def _metrics(raw, errs, loadbalancers, nameservers, masters):
                 errs.add(p, f"{listener.address}:{listener.port} is already used by {other}")
             taken[where] = (role, name)
             out[role][name] = listener
+            if role == "nameservers":
+                _nameserver_local_ports(nameservers[name], listener, item, p, errs)
     return out
+
+
+def _nameserver_local_ports(ns, listener, item, p, errs):
+    """What listens on one nameserver's machine: its DNS port, BIND's rndc and statistics
+    channel on the loopback of its address's family (as :func:`paphosting.dnsserver.layout`
+    writes them) and its exporter. Two on one address and port, and one of them would not
+    start. NSD and Knot are read through their control socket: a ``stats_port`` is refused."""
+    if ns.server != "bind":
+        if "stats_port" in item:
+            errs.add(p + ("stats_port",), f"applies to BIND only, not to {ns.server}")
+        return
+    if ns.address is None or listener.address is None:
+        return
+    loopback = "::1" if ipaddress.ip_address(ns.address).version == 6 else "127.0.0.1"
+    own = {
+        (ns.address, ns.port): f"{ROOT}:nameservers:{ns.name}:port",
+        (loopback, ns.control_port or 953): f"{ROOT}:nameservers:{ns.name}:control_port",
+    }
+    where = (listener.address, listener.port)
+    if where in own and where != (ns.address, ns.port):  # the DNS port: reported by the caller
+        errs.add(p, f"{where[0]}:{where[1]} is already used by {own[where]}")
+    own.setdefault(where, path_text(p))
+    stats = (loopback, listener.stats_port)
+    if stats in own:
+        errs.add(p + ("stats_port",), f"{stats[0]}:{stats[1]} is already used by {own[stats]}")
 
 
 ACME_NAME_RE = re.compile(r"^(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}$")
@@ -1646,8 +1867,19 @@ def parse(pillar):
         )
     _rotation_zones(rotations, services, zones, platform.zone_of, errs, owner_keys)
     _shadowed_records(zones, platform.zone_of, errs, owner_keys)
+    _delegations(platform, errs, owner_keys)
     _fd_budget(platform, errs)
     _dnssec_schedule_check(platform, errs)
+    for rname in sorted(rotations):
+        members = rotations[rname].members
+        if members and health.min_members > len(members):
+            # The floor is the larger of the two minimums: above the members, the failover
+            # could never take one out (fail open), as a rotation's own min_members above them.
+            errs.add(
+                (ROOT, "health", "min_members"),
+                f"{health.min_members} is more than the {len(members)} members of rotation "
+                f"{rname}: the failover could never take one of them out",
+            )
     for i, w in enumerate(health.watchers):
         if w not in nameservers and w not in loadbalancers and w not in webservers:
             errs.add(
@@ -1658,8 +1890,26 @@ def parse(pillar):
     return platform
 
 
+def _canonical(value):
+    """``value`` as JSON can hold it, every type kept apart: a key that is not a string (YAML
+    reads ``1:``, ``yes:``, ``~:`` and ``2026-01-01:`` as an int, a bool, null and a date) and a
+    value JSON has no type for become strings tagged with their type and a NUL, which no valid
+    pillar holds. So a pillar with mixed keys has a digest (JSON cannot sort an int beside a
+    string), and ``{1: x}`` is not the valid ``{"1": x}`` that a cache holds."""
+    if isinstance(value, dict):
+        return {
+            k if isinstance(k, str) else f"\x00{type(k).__name__}:{k!r}": _canonical(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return f"\x00{type(value).__name__}:{value!r}"
+
+
 def digest(paphosting):
     """A digest of a ``paphosting`` pillar value as compiled (canonical JSON, SHA-256): two
     minions, or a minion and a master, hold the same platform exactly when their digests match."""
-    text = json.dumps(paphosting, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(_canonical(paphosting), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -198,11 +198,12 @@ def invalid_haproxy(platform):
 
 def invalid_zone(platform):
     bad = copy.deepcopy(platform)
-    # A delegation without glue: Knot's checker (for ns3) refuses the zone.
-    bad["zones"]["paphosting.nl"]["records"]["sub"] = [
-        {"type": "NS", "data": "ns.sub.paphosting.nl."}
-    ]
-    return bad, "pillar/paphosting.sls", "paphosting:zones:paphosting.nl", "missing glue"
+    # A CDS that no DNSKEY of the zone matches: BIND's checker (for ns1) refuses the zone. (A
+    # delegation without glue, the example before, is the schema's to refuse now.)
+    bad["zones"]["paphosting.nl"]["records"]["@"].append(
+        {"type": "CDS", "data": "12345 13 2 " + "ab" * 32}
+    )
+    return bad, "pillar/paphosting.sls", "paphosting:zones:paphosting.nl", "bad CDS"
 
 
 @pytest.mark.parametrize(

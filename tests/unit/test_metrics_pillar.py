@@ -62,6 +62,34 @@ def test_no_metrics_key_means_no_exporter():
             "paphosting:metrics:nameservers:ns2.paphosting.net:port",
             "out of range",
         ),
+        # NSD's statistics come through its control socket: a stats_port was silently ignored.
+        (
+            lambda m: m["nameservers"]["ns2.paphosting.net"].update(stats_port=8054),
+            "paphosting:metrics:nameservers:ns2.paphosting.net:stats_port",
+            "applies to BIND only, not to nsd",
+        ),
+        # BIND's statistics channel on its own DNS port (on 127.0.0.1), its rndc port, or its
+        # exporter's address and port: BIND or the exporter would not start.
+        (
+            lambda m: m["nameservers"]["ns1.paphosting.net"].update(stats_port=5300),
+            "paphosting:metrics:nameservers:ns1.paphosting.net:stats_port",
+            "127.0.0.1:5300 is already used by paphosting:nameservers:ns1.paphosting.net:port",
+        ),
+        (
+            lambda m: m["nameservers"]["ns1.paphosting.net"].update(stats_port=953),
+            "paphosting:metrics:nameservers:ns1.paphosting.net:stats_port",
+            "127.0.0.1:953 is already used by paphosting:nameservers:ns1.paphosting.net:control_port",
+        ),
+        (
+            lambda m: m["nameservers"]["ns1.paphosting.net"].update(address="127.0.0.1", port=953),
+            "paphosting:metrics:nameservers:ns1.paphosting.net",
+            "127.0.0.1:953 is already used by paphosting:nameservers:ns1.paphosting.net:control_port",
+        ),
+        (
+            lambda m: m["nameservers"]["ns1.paphosting.net"].update(address="127.0.0.1", port=8053),
+            "paphosting:metrics:nameservers:ns1.paphosting.net:stats_port",
+            "127.0.0.1:8053 is already used by paphosting:metrics:nameservers:ns1.paphosting.net",
+        ),
     ],
 )
 def test_invalid_metrics_name_path_and_reason(mutate, path, reason):
@@ -75,3 +103,11 @@ def test_haproxy_exporter_on_the_management_listener_only():
     assert "prometheus-exporter" not in public
     assert "bind 127.0.5.1:8405" in metrics.split("backend")[0]
     assert "use-service prometheus-exporter if { path /metrics }" in metrics
+
+
+def test_two_bind_nameservers_each_have_their_own_loopback():
+    """The statistics channel and rndc are on each machine's own loopback: two BIND nameservers
+    (two machines) on the default stats_port and control_port do not clash."""
+    pillar = platforms.pillar(metrics=True)
+    pillar["nameservers"]["ns2.paphosting.net"]["server"] = "bind"
+    model.parse(pillar)

@@ -1,6 +1,7 @@
 """The pillar model: every invalid value is rejected with its pillar path and a reason."""
 
 import copy
+import datetime
 import json
 
 import pytest
@@ -100,6 +101,48 @@ BAD = [
         "not an IPv4 address",
     ),
     (
+        "ipv6 zone index",
+        _set(("loadbalancers", LB1, "address6"), "fe80::1%eth0"),
+        f"paphosting:loadbalancers:{LB1}:address6",
+        "an IPv6 zone index (%...) names a local interface",
+    ),
+    (
+        "unspecified address",
+        _set(("nameservers", "ns2.paphosting.net", "address"), "0.0.0.0"),
+        "paphosting:nameservers:ns2.paphosting.net:address",
+        "'0.0.0.0' is not one machine's address",
+    ),
+    (
+        "multicast address",
+        _set(("webservers", WEB1, "address"), "224.0.0.1"),
+        f"paphosting:webservers:{WEB1}:address",
+        "is not one machine's address",
+    ),
+    (
+        "broadcast address",
+        _set(("loadbalancers", LB1, "address"), "255.255.255.255"),
+        f"paphosting:loadbalancers:{LB1}:address",
+        "is not one machine's address",
+    ),
+    (
+        "control_port on a server that is not BIND",
+        _set(("nameservers", "ns3.paphosting.net", "control_port"), 9953),
+        "paphosting:nameservers:ns3.paphosting.net:control_port",
+        "applies to BIND only, not to knot",
+    ),
+    (
+        "record data YAML read as a number",
+        _set(("zones", ZONE, "records", "t"), [{"type": "TXT", "data": 0x10}]),
+        f"{ZP}:t:0:data",
+        "must be a string, got the number 16",
+    ),
+    (
+        "zone NS listed twice",
+        _set(("zones", ZONE, "ns"), ["ns1.paphosting.net", "NS1.paphosting.net."]),
+        f"paphosting:zones:{ZONE}:ns:1",
+        "ns1.paphosting.net is listed twice",
+    ),
+    (
         "duplicate address",
         _set(("webservers", "web2.paphosting.net", "address"), "127.0.2.1"),
         "paphosting:webservers:web2.paphosting.net:address",
@@ -152,6 +195,12 @@ BAD = [
         _set(("rotations", "http0.l.paphosting.nl", "members"), [LB1, LB1]),
         "paphosting:rotations:http0.l.paphosting.nl:members:1",
         "listed twice",
+    ),
+    (
+        "a name inside the mapping form of servers that is not its key",
+        _set(("services", "www", "servers"), {WEB1: {"name": "web2.paphosting.net"}}),
+        f"paphosting:services:www:servers:{WEB1}:name",
+        f"'web2.paphosting.net' is not the server the key names ('{WEB1}')",
     ),
     (
         "stateful without primary",
@@ -334,6 +383,12 @@ BAD = [
         "more than the 2 members",
     ),
     (
+        "platform-wide min_members above a rotation's members",
+        _set(("health", "min_members"), 3),
+        "paphosting:health:min_members",
+        "3 is more than the 2 members of rotation http0.l.paphosting.nl",
+    ),
+    (
         "no load balancers",
         _set(("loadbalancers",), {}),
         "paphosting:loadbalancers",
@@ -483,7 +538,7 @@ def test_a_refused_txt_says_how_to_quote_it():
         ("MX", "10 @"),
         ("MX", "0 ."),
         ("MX", "10 mail.paphosting.nl."),
-        ("SRV", "0 1 443 _sip._tcp.paphosting.nl."),
+        ("SRV", "0 1 443 sip.paphosting.nl."),
         ("CNAME", "www"),
         ("CAA", '0 issue "letsencrypt.org"'),
     ],
@@ -689,3 +744,206 @@ def test_the_default_limit_is_what_the_load_balancer_runs_with(monkeypatch):
         lb.pop("service_mode", None)
     assert haproxy.default_fd_limit("systemd") == 1048576
     model.parse(data)
+
+
+# --- bad input (#11): what YAML makes of a slip, refused with its path -------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("loadbalancers", LB1, "address"),
+        ("nameservers", "ns2.paphosting.net", "address"),
+        ("nameservers", "ns2.paphosting.net", "server"),
+        ("services", "www", "type"),
+        ("services", "www", "hostnames"),
+        ("services", "www", "servers"),
+        ("services", "www", "servers", 0, "name"),
+        ("zones", ZONE, "records", "mail", 0, "type"),
+        ("zones", ZONE, "records", "mail", 0, "data"),
+    ],
+    ids=lambda p: ":".join(map(str, p)),
+)
+def test_a_required_key_left_empty_is_refused(path):
+    """``address:`` with nothing after it is null in YAML: the key is there but says nothing.
+    Before, the required check saw the key and every later check took null for "not given"
+    (a nameserver without an address, a service without a type, a record dropped)."""
+    data = full_pillar()
+    _set(path, None)(data)
+    where = "paphosting:" + ":".join(map(str, path))
+    messages = _errors(data)
+    assert f"pillar {where}: is required, and is empty here (null)" in messages, messages
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("loadbalancers",), ("services",), ("zones",), ("rotations",), ("zones", ZONE, "records")],
+    ids=":".join,
+)
+def test_a_key_left_empty_is_refused_not_dropped(where):
+    """``~:`` (or an empty key) is null in YAML: a server, service, zone, rotation or owner of
+    that name was dropped without a word before."""
+    data = full_pillar()
+    node = data
+    for k in where:
+        node = node[k]
+    node[None] = copy.deepcopy(next(iter(node.values())))
+    messages = _errors(data)
+    assert any(
+        m.startswith(f"pillar paphosting:{':'.join(where)}:None: the key is empty (null)")
+        for m in messages
+    ), messages
+
+
+def test_the_digest_keeps_key_and_value_types_apart():
+    """YAML reads ``1:``, ``yes:`` and ``2026-01-01:`` as an int, a bool and a date: a pillar
+    with such keys beside strings has a digest, and a different one from its all-string twin
+    (the platform cache must never serve the valid twin's platform for the invalid one)."""
+    pillar = full_pillar()
+    records = pillar["zones"][ZONE]["records"]
+    twin = copy.deepcopy(pillar)
+    records[1] = twin["zones"][ZONE]["records"]["1"] = [A_RECORD]
+    assert model.digest(pillar) != model.digest(twin)
+    for key in (None, True, datetime.date(2026, 1, 1)):
+        again, plain = full_pillar(), full_pillar()
+        again["zones"][ZONE]["records"][key] = plain["zones"][ZONE]["records"][str(key)] = [
+            A_RECORD
+        ]
+        assert model.digest(again) != model.digest(plain)
+    dated = copy.deepcopy(twin)
+    dated["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": datetime.date(2026, 1, 1)}]
+    twin["zones"][ZONE]["records"]["1"] = [{"type": "TXT", "data": "2026-01-01"}]
+    assert model.digest(dated) != model.digest(twin)
+
+
+NS_AWAY = {"type": "NS", "data": "ns.other.net."}
+
+
+@pytest.mark.parametrize(
+    "records, key, reason",
+    [
+        # below an NS delegation inside the zone the child's servers answer
+        (
+            {"sub": [NS_AWAY], "x.sub": [A_RECORD]},
+            "x.sub",
+            "x.sub.paphosting.nl is delegated by the NS records of "
+            f"{ZP}:sub: this A record would never be served",
+        ),
+        # beside the NS at the cut: an A that is not glue for one of its name servers
+        ({"Sub": [NS_AWAY, A_RECORD]}, "Sub", f"delegated by the NS records of {ZP}:Sub"),
+        # a name server inside the zone without an address (glue)
+        (
+            {"sub": [{"type": "NS", "data": "ns.sub"}]},
+            "sub",
+            "name server ns.sub.paphosting.nl lies in zone paphosting.nl and has no A or AAAA",
+        ),
+        # below a DNAME every name is redirected
+        (
+            {"g": [{"type": "DNAME", "data": "other.net."}], "x.g": [A_RECORD]},
+            "x.g",
+            f"lies below the DNAME of {ZP}:g",
+        ),
+    ],
+    ids=["below a delegation", "beside a delegation", "no glue", "below a DNAME"],
+)
+def test_a_record_a_delegation_hides_is_refused(records, key, reason):
+    """The child zone's servers answer below an NS record inside a zone: before, such records
+    were accepted (never served), or refused by a checker naming the zone only."""
+    messages = _errors(_records(**records))
+    assert any(m.startswith(f"pillar {ZP}:{key}: ") and reason in m for m in messages), messages
+
+
+def test_a_delegation_with_its_glue_and_ds_is_valid():
+    ds = {"type": "DS", "data": "12345 13 2 " + "ab" * 32}
+    model.parse(
+        _records(
+            sub=[{"type": "NS", "data": "ns.sub"}, NS_AWAY, ds],
+            **{"ns.sub": [A_RECORD]},
+            other=[{"type": "NS", "data": "ns1.paphosting.net."}],
+        )
+    )
+
+
+def test_a_rotation_name_below_a_delegation_is_refused():
+    messages = _errors(_records(l=[NS_AWAY]))
+    assert any(
+        m.startswith("pillar paphosting:rotations:http0.l.paphosting.nl: ")
+        and f"delegated by the NS records of {ZP}:l" in m
+        for m in messages
+    ), messages
+
+
+@pytest.mark.parametrize(
+    "mutate, path, reason",
+    [
+        # BIND's check-names: the owner of an A, AAAA or MX record is a host name
+        (_set(("zones", ZONE, "records", "_x"), [A_RECORD]), f"{ZP}:_x:0", "'_x' is not a host"),
+        (_set(("zones", ZONE, "records", "x-"), [A_RECORD]), f"{ZP}:x-:0", "begins or ends with"),
+        # ... and so are the names in NS, MX and SRV data
+        (
+            _set(("zones", ZONE, "records", "x"), [{"type": "MX", "data": "10 -mail"}]),
+            f"{ZP}:x:0:data",
+            "'-mail' is not a host name",
+        ),
+        (
+            _set(("zones", ZONE, "records", "y"), [{"type": "SRV", "data": "0 0 1 _t.b.nl."}]),
+            f"{ZP}:y:0:data",
+            "'_t.b.nl.' is not a host name",
+        ),
+        # a '*' is a wildcard only as the first label
+        (
+            _set(("zones", ZONE, "records", "a.*"), [{"type": "TXT", "data": '"x"'}]),
+            f"{ZP}:a.*:0",
+            "'*' is a wildcard only as the whole first label",
+        ),
+        # haproxy takes a host name that begins with '-' for an option
+        (
+            _set(("services", "www", "hostnames"), ["-www.paphosting.nl"]),
+            "paphosting:services:www:hostnames:0",
+            "the label '-www' begins or ends with '-'",
+        ),
+        # an IP address where a name belongs, a wildcard as a name server
+        (
+            _set(("zones", ZONE, "ns"), ["127.0.0.1"]),
+            f"paphosting:zones:{ZONE}:ns:0",
+            "an IP address where a name belongs",
+        ),
+        (
+            _set(("nameservers", "ns2.paphosting.net", "fqdn"), "*.paphosting.net"),
+            "paphosting:nameservers:ns2.paphosting.net:fqdn",
+            "a wildcard is not a host name",
+        ),
+    ],
+    ids=[
+        "A at _x",
+        "A at x-",
+        "MX to -mail",
+        "SRV to _t",
+        "wildcard not first",
+        "hostname -www",
+        "NS an address",
+        "fqdn wildcard",
+    ],
+)
+def test_a_name_a_dns_server_or_haproxy_would_refuse_is_refused_with_its_path(mutate, path, reason):
+    """Before, these passed the schema and a checker refused them naming only the zone or the
+    load balancer (BIND's "bad name (check-names)" without a line), or they were served as
+    written (an NS named 127.0.0.1)."""
+    data = full_pillar()
+    mutate(data)
+    messages = _errors(data)
+    assert any(m.startswith(f"pillar {path}: ") and reason in m for m in messages), messages
+
+
+def test_underscores_and_wildcards_where_dns_takes_them_are_accepted():
+    model.parse(
+        _records(
+            **{
+                "_dmarc": [{"type": "TXT", "data": '"v=DMARC1; p=none"'}],
+                "*": [A_RECORD],
+                "-odd": [{"type": "TXT", "data": '"x"'}],
+                "_sip._tcp": [{"type": "SRV", "data": "0 1 5060 sip.paphosting.nl."}],
+                "nomail": [{"type": "MX", "data": "0 ."}],
+            }
+        )
+    )

@@ -1,6 +1,7 @@
 """The pure part of a push: the revision store, locating pillar paths, validation, outcomes, texts
 (:mod:`paphosting.pushstore`, ``pushproblems``, ``pushcheck``, ``pushapply``, ``pushreport``)."""
 
+import datetime
 import json
 import os
 import pathlib
@@ -201,20 +202,34 @@ def test_a_schema_error_names_file_and_pillar_path():
     )
 
 
+@pytest.mark.parametrize("key", [None, 1, datetime.date(2026, 1, 1)], ids=repr)
+def test_a_key_yaml_reads_as_null_a_number_or_a_date_is_a_schema_error(key):
+    """``~:``, ``1:`` or ``2026-01-01:`` beside string keys: the push names the key, where the
+    pillar's digest (JSON cannot sort an int beside a string) raised a TypeError before."""
+    pillar = push_pillar()
+    pillar["zones"]["paphosting.nl"]["records"][key] = [{"type": "A", "data": "192.0.2.1"}]
+    with pytest.raises(pushcheck.Rejected) as exc:
+        pushcheck.validate(
+            13, _compiled(pillar), _sources(pillar), "pillar", ["top.sls", "paphosting.sls"]
+        )
+    (problem,) = exc.value.problems
+    assert problem.path == f"paphosting:zones:paphosting.nl:records:{key}"
+
+
 def test_a_zone_the_checker_rejects_names_zone_checker_and_minion():
     pillar = push_pillar()
-    # A delegation without glue: BIND and NSD load it, Knot's kzonecheck refuses it.
-    pillar["zones"]["paphosting.nl"]["records"]["sub"] = [
-        {"type": "NS", "data": "ns.sub.paphosting.nl."}
-    ]
+    # A CDS that no DNSKEY of the zone matches: NSD and Knot load it, BIND's checker refuses it.
+    pillar["zones"]["paphosting.nl"]["records"]["@"].append(
+        {"type": "CDS", "data": "12345 13 2 " + "ab" * 32}
+    )
     with pytest.raises(pushcheck.Rejected) as exc:
         pushcheck.validate(14, _compiled(pillar), _sources(pillar), "pillar", ["paphosting.sls"])
     (problem,) = exc.value.problems
     assert problem.files == ("pillar/paphosting.sls",)
     assert problem.path == "paphosting:zones:paphosting.nl"
-    assert "kzonecheck rejected zone paphosting.nl (knot)" in problem.message
-    assert "missing glue" in problem.message
-    assert problem.minions == (NS3,)
+    assert "named-checkzone rejected zone paphosting.nl (bind)" in problem.message
+    assert "bad CDS" in problem.message
+    assert problem.minions == (NS1,)
 
 
 def test_a_config_haproxy_rejects_names_the_key_and_the_line():

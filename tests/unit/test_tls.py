@@ -256,6 +256,19 @@ def test_a_service_without_certificate_stays_plain_http(platform):
             "tls:trusted_roots:0",
             "one PEM certificate",
         ),
+        # Shaped like PEM but no certificate: the push and the load balancers' state raised
+        # a ValueError from cryptography when they loaded the roots.
+        (
+            lambda p: p.update(
+                tls={
+                    "trusted_roots": [
+                        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+                    ]
+                }
+            ),
+            "tls:trusted_roots:0",
+            "is not a PEM certificate that loads",
+        ),
         (lambda p: p.update(tls={"roots": []}), "tls:roots", "unknown key"),
     ],
 )
