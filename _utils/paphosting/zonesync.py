@@ -22,6 +22,7 @@ Zones holding a rotation name (``first``) go through 3–4 before all others, so
 name itself is served new within a reload of its own, whatever the number of customer zones.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -478,19 +479,41 @@ def sync(
             _wait(ns, want, entries, log_path)
             dnsserver.wait_reloaded_processes(ns, before, root)
             lap("wait")
-    # The server serves the updated zones: their files get the same text, so that it reads the
-    # same at a restart and drift correction compares what is served (no reload: nothing new).
-    if later:
-        _write(ns, later, entries, replaced)
-        lap("write after")
-    # The servers serve the new files: make them durable (one flush for every file written,
-    # out of the way of the serving: files.stage) and free the replaced ones (seconds for
-    # thousands).
-    if any(e["written"] for e in entries.values()):
-        os.sync()
-    files.purge(replaced)
-    lap("cleanup")
+    with unhurried():
+        # The server serves the updated zones: their files get the same text, so that it reads
+        # the same at a restart and drift correction compares what is served (no reload).
+        if later:
+            _write(ns, later, entries, replaced)
+            lap("write after")
+        # The servers serve the new files: make them durable (one flush for every file written,
+        # out of the way of the serving: files.stage) and free the replaced ones (seconds for
+        # thousands).
+        if any(e["written"] for e in entries.values()):
+            os.sync()
+        files.purge(replaced)
+        lap("cleanup")
     return entries
+
+
+@contextlib.contextmanager
+def unhurried(step=10):
+    """Run the block at a lower CPU priority (nice + ``step``), restored after: work nobody
+    waits for (the files after the server serves them, thousands at a hoster's size) must not
+    take the cores from the servers answering queries, nor, where nameservers share a machine,
+    from another nameserver's failover. Linux applies it to the calling thread only, so a minion
+    running jobs in threads lowers that job alone. Where the priority cannot be changed back (not
+    root), it is left lowered for the rest of this job rather than failing it."""
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, before + step))
+    except OSError:
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, before)
 
 
 # --- the same apply twice in a row (both masters send every failover) -----------------------------

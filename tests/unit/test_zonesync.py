@@ -1,4 +1,9 @@
-"""zonesync's record of the last sync: the same failover sent by both masters is applied once."""
+"""zonesync's record of the last sync (the same failover sent by both masters is applied once),
+and the priority of its work after serving."""
+
+import os
+
+import pytest
 
 from paphosting import zonesync
 
@@ -55,3 +60,14 @@ def test_an_unreadable_record_is_no_record(tmp_path):
     assert zonesync.last_run(str(path)) is None
     path.write_text("[1, 2]")
     assert zonesync.last_run(str(path)) is None
+
+
+def test_the_work_after_serving_runs_at_a_lower_priority_then_it_is_restored():
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with zonesync.unhurried():
+        inside = os.getpriority(os.PRIO_PROCESS, 0)
+    assert inside == min(19, before + 10)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    with pytest.raises(ValueError), zonesync.unhurried():
+        raise ValueError("the block failed")
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
