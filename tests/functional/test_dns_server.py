@@ -16,9 +16,9 @@ CONFIG = {"bind": "etc/bind/named.conf", "nsd": "etc/nsd/nsd.conf", "knot": "etc
 def server_pillar(ns_id, server):
     pillar = example_pillar()
     pillar.pop("metrics")  # the exporters of the example's own servers
-    pillar["nameservers"] = {
-        ns_id: {"address": "127.0.0.1", "port": 5399, "control_port": 5398, "server": server}
-    }
+    pillar["nameservers"] = {ns_id: {"address": "127.0.0.1", "port": 5399, "server": server}}
+    if server == "bind":  # rndc's port; NSD and Knot are controlled through a local socket
+        pillar["nameservers"][ns_id]["control_port"] = 5398
     pillar["health"]["watchers"] = [ns_id]
     return pillar
 

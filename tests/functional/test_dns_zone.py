@@ -173,9 +173,15 @@ def test_invalid_pillar_writes_nothing_and_names_the_path(
 def test_the_checker_refuses_what_it_rejects_and_nothing_is_written(
     after_first_apply, zone_file, test
 ):
-    # A delegation to an in-zone server without glue: dnspython accepts it, kzonecheck does not.
+    # A delegation whose DS names a digest type that does not exist (9): the pillar's checks
+    # accept it, kzonecheck does not ("invalid algorithm in DS").
     loaders, before = after_first_apply(
-        lambda p: p["zones"][ZONE]["records"].update(sub=[{"type": "NS", "data": "ns.sub"}])
+        lambda p: p["zones"][ZONE]["records"].update(
+            sub=[
+                {"type": "NS", "data": "ns.other.example."},
+                {"type": "DS", "data": "12345 13 9 abab"},
+            ]
+        )
     )
     ret = loaders.states.dns_zone.managed(name=ZONE, test=test)
     # Under test=True too: kzonecheck ran on a temporary copy, and a prediction that would fail
