@@ -28,6 +28,7 @@ import time
 
 import dns.name
 
+from paphosting import zone as pzone
 from paphosting.errors import PapError
 
 KEY_NAME = "paphosting-update"
@@ -105,18 +106,6 @@ def _soa_rdata(fields, serial):
     )
 
 
-def soa_line(text):
-    """``(ttl, [mname, rname, serial, refresh, retry, expire, minimum])`` of the first SOA line
-    of a zone text in the format :mod:`paphosting.zone` writes; UpdateError without one."""
-    for line in text.splitlines():
-        fields = line.split(None, 4)
-        if len(fields) == 5 and fields[2] == "IN" and fields[3] == "SOA":
-            rdata = fields[4].split()
-            if len(rdata) == 7 and fields[1].isdigit():
-                return int(fields[1]), rdata
-    raise UpdateError("the zone text has no SOA line in the expected format")
-
-
 def _record(line):
     """``(owner, ttl, type, address)`` of a record line ``owner. ttl IN A|AAAA address``."""
     fields = line.split()
@@ -129,7 +118,10 @@ def rotation_update(zone_name, text, serial_live, serial_new, records):
     """The unsigned body of the update for one zone's rotation-only change: ``text`` is the new
     zone text (its SOA but the serial is the live one's), ``records`` the plan's ``{"added":
     [...], "removed": [...]}`` record lines. Prerequisite: the SOA is the live one."""
-    ttl, fields = soa_line(text)
+    soa = pzone.soa_line(text)
+    if soa is None:
+        raise UpdateError("the zone text has no SOA line in the expected format")
+    ttl, fields = soa
     zone = _name(zone_name + ".")
     body = [
         zone + struct.pack("!HH", _TYPES["SOA"], _IN),

@@ -594,6 +594,20 @@ class Plan:
 _SOA_SERIAL_RE = re.compile(r"^\S+\s+\d+\s+IN\s+SOA\s+\S+\s+\S+\s+(\d+)\s", re.MULTILINE)
 
 
+def soa_line(text):
+    """``(ttl, [mname, rname, serial, refresh, retry, expire, minimum])`` of the SOA line of a
+    zone text in the format this module writes (the line :func:`quick_serial` reads the serial
+    off), or None without one."""
+    match = _SOA_SERIAL_RE.search(text or "")
+    if match is None:
+        return None
+    end = text.find("\n", match.start())
+    fields = text[match.start() : None if end < 0 else end].split()
+    if len(fields) != 11:
+        return None
+    return int(fields[1]), fields[4:]
+
+
 def quick_serial(zone_name, text):
     """The serial of a zone's master-file text: read off the first SOA line when the file is in
     the format this module writes, else parsed in full (:func:`serial_of`); None without one."""
