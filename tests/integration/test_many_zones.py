@@ -166,12 +166,6 @@ def test_a_no_change_apply_of_every_zone_writes_nothing(minions, net):
         assert snapshot(root, server, platform.zones) == before[server]
 
 
-def served_serial(ns, zone):
-    query = dns.message.make_query(zone + ".", "SOA")
-    resp = dns.query.udp(query, ns["address"], port=ns["port"], timeout=2)
-    return resp.answer[0][0].serial
-
-
 def file_view(root, zone):
     """``(serial, apex addresses)`` of a zone's file."""
     with open(dnsserver.zone_path("knot", zone, str(root)), encoding="utf-8") as fh:
@@ -199,11 +193,11 @@ def test_knot_takes_a_failover_as_updates_and_its_files_then_say_the_same(minion
     assert {v[1][0] for v in views.values()} == set(lb1) and all(
         len(v[1]) == 1 for v in views.values()
     )
-    served = {z: served_serial(ns, z) for z in rotated}
+    served = dnsserver.served_serials(knot, rotated)
     assert served == {z: v[0] for z, v in views.items()}
     for argv in dnsserver.zones_reload_commands(knot, rotated, str(root)):
         dnsserver.run_control(argv)
-    assert {z: served_serial(ns, z) for z in rotated} == served
+    assert dnsserver.served_serials(knot, rotated) == served
     assert {z: apex_addresses(ns, z) for z in rotated[:20]} == dict.fromkeys(rotated[:20], lb1)
 
     # The server serves something else than the file (a newer serial for one zone, as a restored
@@ -221,7 +215,8 @@ def test_knot_takes_a_failover_as_updates_and_its_files_then_say_the_same(minion
     out = loaders.modules.dns_zone.apply_all(members={ROT: [LB1, LB2]})
     assert out[odd]["reloaded"] == "reloaded" and "update" not in out[odd]
     assert (
-        out[odd]["serial"]["new"] > bumped and served_serial(ns, odd) == out[odd]["serial"]["new"]
+        out[odd]["serial"]["new"] > bumped
+        and dnsserver.served_serial(knot, odd) == out[odd]["serial"]["new"]
     )
     assert {out[z]["reloaded"] for z in rotated[1:]} == {"updated (RFC 2136)"}
     assert {z: apex_addresses(ns, z) for z in rotated} == dict.fromkeys(rotated, both)
