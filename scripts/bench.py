@@ -79,7 +79,8 @@ from harness import (  # noqa: E402 - harness puts _utils on sys.path
 from harness.launcher import Events, Lab, LabError  # noqa: E402
 from harness.report import percentile  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
-from paphosting import haproxy, pushcheck  # noqa: E402
+from paphosting import dnsserver, dnsupdate, files, haproxy, pushcheck  # noqa: E402
+from paphosting import zone as pzone  # noqa: E402
 
 OUT = REPO / "build" / "bench"
 # Where the benchmark's labs run (their processes' files, zones and caches): the machine's
@@ -870,6 +871,8 @@ def _scale_size(lab, n, trials, repeat):
     log(
         f"scale: {n} zones, each nameserver's rotation.apply (p50 s per phase): {row['apply_phases']}"
     )
+    row["server_floor"] = _server_floor(lab, names)
+    log(f"scale: {n} zones, each server on its own, every zone anew (p50 s): {row['server_floor']}")
     return row
 
 
@@ -905,6 +908,103 @@ def _apply_phases(lab, since, kinds):
         for k, d in phases.items()
         if d
     }
+
+
+def _server_floor(lab, names, repeat=3):
+    """What each server needs on its own to serve a new version of every zone of ``names``,
+    without the platform's Python or the other nameservers around it: ``{server: {phase: p50
+    seconds}}`` over ``repeat`` rounds, one nameserver at a time on the idle lab.
+
+    The file way (BIND, NSD; Knot when an update is refused): every zone file written again with
+    the serial + 1 and nothing else changed (``write``: staged and renamed over the live files as
+    ``paphosting.zonesync`` does), the reload commands the platform runs (``reload``), until the
+    server answers every new serial (``serve``); ``total`` is the three. For Knot also the update
+    way: the same serial change as one RFC 2136 update per zone (``update``: sent, pipelined,
+    until every answer; the files then get the same text, untimed). The zones stay what the
+    platform rendered, with higher serials: the next plan finds them current. This is the floor
+    of a failover's work per nameserver on this machine (docs/bench.md)."""
+    lab.wait_idle()
+    return {ns.server: _one_server_floor(lab, ns, names, repeat) for ns in lab.nameservers}
+
+
+def _one_server_floor(lab, ns, names, repeat):
+    """:func:`_server_floor` of one nameserver."""
+    root = lab.root(ns.name)
+    paths = dnsserver.zone_paths(ns, names, root)
+    replaced = os.path.join(dnsserver.layout(ns, root)["zone_dir"], ".replaced")
+    rounds = {}
+
+    def bumped():
+        served = dnsserver.served_serials(ns, names)
+        texts, want = {}, {}
+        for z in names:
+            text = files.read(paths[z])
+            live = pzone.quick_serial(z, text)
+            if live is None or served.get(z) != live:
+                raise RuntimeError(
+                    f"server floor: {ns.name} serves {served.get(z)} for {z}, its file {live}"
+                )
+            want[z] = pzone.next_serial(live, pzone.today_utc())
+            texts[z] = (text, live)
+        return texts, want
+
+    def serving(want, timeout=120):
+        pending = dict(want)
+
+        def done():
+            nonlocal pending
+            got = dnsserver.served_serials(ns, list(pending), timeout=0.5, tries=1)
+            pending = {z: s for z, s in pending.items() if got.get(z) != s}
+            return not pending
+
+        wait_until(done, timeout, 0.01, f"{ns.name} serving {len(want)} new serials")
+
+    def write(texts, want):
+        items = {paths[z]: pzone.with_serial(texts[z][0], want[z]) for z in names}
+        files.commit(files.stage(items, durable=False), keep_old=replaced)
+
+    for _ in range(repeat):
+        texts, want = bumped()
+        t0 = time.monotonic()
+        write(texts, want)
+        t1 = time.monotonic()
+        for argv in dnsserver.zones_reload_commands(ns, names, root):
+            dnsserver.run_control(argv)
+        t2 = time.monotonic()
+        serving(want)
+        t3 = time.monotonic()
+        for phase, secs in (
+            ("write", t1 - t0),
+            ("reload", t2 - t1),
+            ("serve", t3 - t2),
+            ("total", t3 - t0),
+        ):
+            rounds.setdefault(phase, []).append(secs)
+        os.sync()
+        files.purge(replaced)
+        if ns.server != "knot":
+            continue
+        texts, want = bumped()
+        secret = dnsupdate.read_key(dnsserver.layout(ns, root)["update_key"])
+        changes = {
+            z: (texts[z][0], texts[z][1], want[z], {"added": [], "removed": []}) for z in names
+        }
+        t0 = time.monotonic()
+        refused = {
+            z: why
+            for z, why in dnsupdate.apply(ns.address, ns.port, secret, changes).items()
+            if why
+        }
+        serving(want)
+        rounds.setdefault("update", []).append(time.monotonic() - t0)
+        if refused:
+            raise RuntimeError(
+                f"server floor: {ns.name} refused {len(refused)} updates, e.g. {next(iter(refused.items()))}"
+            )
+        write(texts, want)
+        os.sync()
+        files.purge(replaced)
+    return {ph: round(percentile(v, 0.5), 3) for ph, v in rounds.items()}
 
 
 RATE = 5.0  # reports a second one watcher may send (_runners/rotation.py RATE)
@@ -1246,6 +1346,17 @@ def _scale_lines(scale):
         )
         line += f" {r.get('push_validation', {}).get('total_s', 0):>7.1f}"
         lines.append(line)
+        floor = r.get("server_floor") or {}
+        if floor:
+            lines.append(
+                f"{'':>6} each server on its own, every zone anew: "
+                + "; ".join(
+                    f"{s} files {f['total']:.2f} s "
+                    f"(write {f['write']:.2f}, reload {f['reload']:.2f}, serve {f['serve']:.2f})"
+                    + (f", updates {f['update']:.2f} s" if "update" in f else "")
+                    for s, f in sorted(floor.items())
+                )
+            )
     for c in scale.get("report_cpu") or []:
         if "error" in c:
             lines.append(f"master CPU per health report not measured: {c['error'][:300]}")

@@ -608,6 +608,15 @@ def soa_line(text):
     return int(fields[1]), fields[4:]
 
 
+def with_serial(text, serial):
+    """``text`` (a zone text in the format this module writes) with its SOA serial set to
+    ``serial``, everything else byte for byte; None when it has no SOA line of that format."""
+    match = _SOA_SERIAL_RE.search(text or "")
+    if match is None:
+        return None
+    return text[: match.start(1)] + str(int(serial)) + text[match.end(1) :]
+
+
 def quick_serial(zone_name, text):
     """The serial of a zone's master-file text: read off the first SOA line when the file is in
     the format this module writes, else parsed in full (:func:`serial_of`); None without one."""

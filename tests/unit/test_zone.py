@@ -433,3 +433,12 @@ def test_a_failover_change_is_planned_without_the_safety_rule_and_only_its_recor
         platform, "static.example", renderer.render("static.example", 5), renderer=renderer
     )
     assert not plan.changed
+
+
+def test_with_serial_changes_the_soa_serial_and_nothing_else():
+    text = zone.render(platform(), "paphosting.nl", BASE)
+    new = zone.with_serial(text, BASE + 7)
+    assert zone.serial_of("paphosting.nl", new) == BASE + 7
+    assert new.replace(str(BASE + 7), str(BASE)) == text
+    assert zone.with_serial(new, BASE) == text
+    assert zone.with_serial("not a zone\n", 1) is None
