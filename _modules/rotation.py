@@ -84,8 +84,10 @@ def apply(published=None, pillar_digest=None):
 
     Returns ``{"held": {...}, "pillar": "cached" | "in memory" | "compiled", "zones": {zone:
     {"written", "patched", "serial", "reloaded", "error"}}, "timings": {phase: seconds}}``
-    listing the zones that changed; fails when a zone could not be applied (the others are still
-    applied).
+    listing the zones that changed, and ``"started_at"`` (clock time, epoch seconds; with
+    ``timings["served_at"]``, when the last zones were served: the benchmark places the job
+    between the kill and the answers with them); fails when a zone could not be applied (the
+    others are still applied).
 
     published
         As for :func:`hold`.
@@ -103,6 +105,7 @@ def apply(published=None, pillar_digest=None):
         salt ns1.paphosting.net rotation.apply
     """
     started = time.monotonic()
+    started_at = round(time.time(), 3)
     cached = None
     if pillar_digest is not None:
         # The platform the master decided with, prepared on this minion by an earlier apply: no
@@ -140,6 +143,7 @@ def apply(published=None, pillar_digest=None):
     )
     timings["total"] = round(time.monotonic() - started, 4)
     out["timings"] = timings
+    out["started_at"] = started_at
     # No pillar refresh: what reads the rotation on a minion (the zones, the beacon's reports)
     # takes the newer of the in-memory pillar's and the held one recorded above. A refresh after
     # every change had each master compile every nameserver's and watcher's whole pillar again

@@ -748,7 +748,8 @@ def _push_validation(lab):
 
 def _zone_trial(lab, names, want, act):
     """Run ``act`` (returns its start time), then time until every nameserver answers ``want``
-    for the rotation name and for every one of ``names``: ``({ns: s}, {ns: s})``."""
+    for the rotation name and for every one of ``names``: ``({ns: s}, {ns: s}, {ns: longest
+    query round}, start time)``."""
     rot = client.DnsWatch(lab.nameservers, ROTATION, want)
     # The sample: a customer zone, applied in the batch after the rotation name's zone.
     sample = next((z for z in names if z != synthetic.ZONE), None)
@@ -765,6 +766,7 @@ def _zone_trial(lab, names, want, act):
         {ns: t - t0 for ns, t in at_rot.items()},
         {ns: t - t0 for ns, t in at_zones.items()},
         {ns: round(max(r), 3) for ns, r in zones.rounds.items() if r},
+        t0,
     )
 
 
@@ -828,45 +830,44 @@ def _scale_size(lab, n, trials, repeat):
     row["noop"] = noop
     log(f"scale: no-change highstate at {n} zones: {noop}")
     p = lab.platform
-    lbs = sorted(p.loadbalancers)
-    addr = {lb: p.loadbalancers[lb].address for lb in lbs}
     kinds = {ns.name: ns.server for ns in lab.nameservers}
-    fail = {k: [] for k in kinds.values()}
-    recover = {k: [] for k in kinds.values()}
-    fail_rot, recover_rot, rounds = [], [], []
+    acc = {
+        "fail": {k: [] for k in kinds.values()},
+        "recover": {k: [] for k in kinds.values()},
+        "fail_rot": [],
+        "recover_rot": [],
+        "rounds": [],
+        "rot_phases": [],
+        "jobs": {},
+    }
     trials_began = time.time()
-    for i in range(trials):
-        lb = lbs[i % len(lbs)]
-        lab.wait_idle()
-        at_rot, at_zones, rnd = _zone_trial(
-            lab,
-            names,
-            {a for x, a in addr.items() if x != lb},
-            lambda lb=lb: (time.monotonic(), lab.kill_haproxy(lb))[0],
-        )
-        for ns, t in at_zones.items():
-            fail[kinds[ns]].append(t)
-        fail_rot.append(max(at_rot.values()))
-        rounds.append(max(rnd.values()))
-        lab.wait_idle()
-        r_rot, r_zones, _ = _zone_trial(
-            lab, names, set(addr.values()), lambda lb=lb: _restart_haproxy(lab, lb)
-        )
-        for ns, t in r_zones.items():
-            recover[kinds[ns]].append(t)
-        recover_rot.append(max(r_rot.values()))
-        log(
-            f"scale {n} zones, trial {i + 1}/{trials} {lb}: every zone "
-            + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
-            + f" (rotation name {max(at_rot.values()):.2f} s); recovery "
-            + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(r_zones.items()))
-        )
+    events = [Events(m, ("salt/beacon/", "paphosting/rotation/")) for m in lab.masters.values()]
+    try:
+        for i in range(trials):
+            _scale_trial(lab, f"{n} zones, trial {i + 1}/{trials}", i, names, events, acc)
+    finally:
+        for ev in events:
+            ev.stop()
     h = p.health
-    row["failover"] = {k: summary(v, h.fall * h.interval) for k, v in fail.items()}
-    row["recovery"] = {k: summary(v, h.rise * h.interval) for k, v in recover.items()}
-    row["failover_rotation_name"] = summary(fail_rot, h.fall * h.interval)
-    row["recovery_rotation_name"] = summary(recover_rot, h.rise * h.interval)
-    row["query_round_max_s"] = round(max(rounds), 3) if rounds else None
+    row["failover"] = {k: summary(v, h.fall * h.interval) for k, v in acc["fail"].items()}
+    row["recovery"] = {k: summary(v, h.rise * h.interval) for k, v in acc["recover"].items()}
+    rot = row["failover_rotation_name"] = summary(acc["fail_rot"], h.fall * h.interval)
+    for phase in ("detected_s", "decided_s", "applied_s"):
+        values = [x[phase] for x in acc["rot_phases"] if x[phase] is not None]
+        for q, name in ((0.5, "p50"), (0.95, "p95")):
+            rot[f"{name}_{phase}"] = _r(percentile(values, q)) if values else None
+    rot["trials_detail"] = acc["rot_phases"]
+    row["failover_jobs"] = {
+        server: {
+            "p50_started_s": _r(percentile([x[0] for x in v], 0.5)),
+            "p50_served_s": _r(percentile([x[1] for x in v], 0.5)),
+            "p95_served_s": _r(percentile([x[1] for x in v], 0.95)),
+            "trials": len(v),
+        }
+        for server, v in sorted(acc["jobs"].items())
+    }
+    row["recovery_rotation_name"] = summary(acc["recover_rot"], h.rise * h.interval)
+    row["query_round_max_s"] = round(max(acc["rounds"]), 3) if acc["rounds"] else None
     row["apply_phases"] = _apply_phases(lab, trials_began, kinds)
     log(
         f"scale: {n} zones, each nameserver's rotation.apply (p50 s per phase): {row['apply_phases']}"
@@ -876,14 +877,74 @@ def _scale_size(lab, n, trials, repeat):
     return row
 
 
-def _apply_phases(lab, since, kinds):
-    """``{server: {phase: p50 seconds}}`` of the ``rotation.apply`` jobs since ``since`` (epoch
-    seconds) that wrote zones, read from the masters' job caches: where a failover's time goes on
-    each nameserver (``timings`` of ``_modules/rotation.py``: prepare, plan, sign, write, reload,
-    wait, cleanup; plan to wait repeat for the rotation name's zone and the others, summed)."""
+def _scale_trial(lab, title, i, names, events, acc):
+    """Trial ``i`` of :func:`_scale_size`: a failover and a recovery, appended to ``acc``. The
+    rotation name's failover is split, from the masters' buses, into the quorum of reports
+    (``detected_s``), the first master's decision (``decided_s``) and the nameservers' apply
+    until the last one serves it (``applied_s``, counted from the decision)."""
+    p = lab.platform
+    lbs = sorted(p.loadbalancers)
+    addr = {lb: p.loadbalancers[lb].address for lb in lbs}
+    kinds = {ns.name: ns.server for ns in lab.nameservers}
+    lb = lbs[i % len(lbs)]
+    lab.wait_idle()
+    killed = {}
+
+    def kill():
+        killed["at"] = time.time()
+        t = time.monotonic()
+        lab.kill_haproxy(lb)
+        return t
+
+    at_rot, at_zones, rnd, t0 = _zone_trial(
+        lab, names, {a for x, a in addr.items() if x != lb}, kill
+    )
+    detected, decided = _phases(events, t0, lb, "down", p.health.quorum)
+    served = max(at_rot.values())
+    acc["rot_phases"].append(
+        {
+            "lb": lb,
+            "served_s": _r(served),
+            "detected_s": _r(detected),
+            "decided_s": _r(decided),
+            "applied_s": _r(served - decided) if decided is not None else None,
+        }
+    )
+    for ns, t in at_zones.items():
+        acc["fail"][kinds[ns]].append(t)
+    acc["fail_rot"].append(served)
+    acc["rounds"].append(max(rnd.values()))
+    lab.wait_idle()
+    jobs = _job_times(lab, killed["at"], kinds)
+    for server, (started, job_served) in jobs.items():
+        acc["jobs"].setdefault(server, []).append((started, job_served))
+    r_rot, r_zones, _, _ = _zone_trial(
+        lab, names, set(addr.values()), lambda: _restart_haproxy(lab, lb)
+    )
+    for ns, t in r_zones.items():
+        acc["recover"][kinds[ns]].append(t)
+    acc["recover_rot"].append(max(r_rot.values()))
+    log(
+        f"scale {title} {lb}: every zone "
+        + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
+        + f" (rotation name {served:.2f} s: reports {_fmt(detected)}, decision {_fmt(decided)});"
+        + " jobs: "
+        + ", ".join(
+            f"{k} started {a:.2f} s, served {b:.2f} s" for k, (a, b) in sorted(jobs.items())
+        )
+        + ";"
+        + " recovery "
+        + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(r_zones.items()))
+    )
+
+
+def _rotation_jobs(lab, since, kinds):
+    """``[(minion, return)]`` of the ``rotation.apply`` jobs whose return the masters stored
+    since ``since`` (epoch seconds) and that wrote zones (the other master's apply of the same
+    change, which finds nothing left to do, is not listed), read from the masters' job caches."""
     import salt.payload
 
-    phases = {k: {} for k in kinds.values()}
+    out = []
     for master in lab.masters.values():
         jobs = pathlib.Path(master.opts()["cachedir"]) / "jobs"
         for ret_path in jobs.glob("*/*/*/return.p"):
@@ -899,15 +960,41 @@ def _apply_phases(lab, since, kinds):
             ret = data.get("return") if isinstance(data, dict) else None
             if not isinstance(ret, dict) or not isinstance(ret.get("timings"), dict):
                 continue
-            if not any(z.get("written") for z in (ret.get("zones") or {}).values()):
-                continue  # the other master's apply of the same change: nothing left to do
-            for phase, secs in ret["timings"].items():
+            if any(z.get("written") for z in (ret.get("zones") or {}).values()):
+                out.append((minion, ret))
+    return out
+
+
+def _apply_phases(lab, since, kinds):
+    """``{server: {phase: p50 seconds}}`` of the ``rotation.apply`` jobs since ``since`` (epoch
+    seconds) that wrote zones (:func:`_rotation_jobs`): where a failover's time goes on each
+    nameserver (``timings`` of ``_modules/rotation.py``: prepare, plan, sign, write, reload,
+    wait, cleanup; plan to wait repeat for the rotation name's zone and the others, summed)."""
+    phases = {k: {} for k in kinds.values()}
+    for minion, ret in _rotation_jobs(lab, since, kinds):
+        for phase, secs in ret["timings"].items():
+            if not phase.endswith("_at"):
                 phases[kinds[minion]].setdefault(phase, []).append(secs)
     return {
         k: {ph: round(percentile(v, 0.5), 3) for ph, v in sorted(d.items())}
         for k, d in phases.items()
         if d
     }
+
+
+def _job_times(lab, kill_at, kinds):
+    """``{server: (started, served)}``: seconds from the kill (``kill_at``, epoch seconds) until
+    the ``rotation.apply`` job that applied the failover on that nameserver started and until it
+    had the server serve its last zones (``started_at``, ``timings["served_at"]``): the
+    nameserver's own time, beside what the zone watch saw."""
+    out = {}
+    for minion, ret in _rotation_jobs(lab, kill_at - 1, kinds):
+        served = ret["timings"].get("served_at")
+        if ret.get("started_at") is None or served is None or ret["started_at"] < kill_at:
+            continue
+        got = (round(ret["started_at"] - kill_at, 3), round(served - kill_at, 3))
+        out[kinds[minion]] = min(out.get(kinds[minion], got), got)
+    return out
 
 
 def _server_floor(lab, names, repeat=3):
@@ -1346,6 +1433,24 @@ def _scale_lines(scale):
         )
         line += f" {r.get('push_validation', {}).get('total_s', 0):>7.1f}"
         lines.append(line)
+        rot = r.get("failover_rotation_name") or {}
+        if rot.get("p50_applied_s") is not None:
+            lines.append(
+                f"{'':>6} the rotation name, p50 / p95 from the kill: quorum of reports "
+                f"{rot['p50_detected_s']:.2f} / {rot['p95_detected_s']:.2f} s, decision "
+                f"{rot['p50_decided_s']:.2f} / {rot['p95_decided_s']:.2f} s; then served by every "
+                f"nameserver after {rot['p50_applied_s']:.2f} / {rot['p95_applied_s']:.2f} s"
+            )
+        jobs = r.get("failover_jobs") or {}
+        if jobs:
+            lines.append(
+                f"{'':>6} each nameserver's own failover job, p50 from the kill: "
+                + "; ".join(
+                    f"{s} started {j['p50_started_s']:.2f} s, served every zone "
+                    f"{j['p50_served_s']:.2f} s (p95 {j['p95_served_s']:.2f})"
+                    for s, j in jobs.items()
+                )
+            )
         floor = r.get("server_floor") or {}
         if floor:
             lines.append(

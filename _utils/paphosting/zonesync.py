@@ -388,7 +388,8 @@ def sync(
     ``reload`` False: write the files only.
 
     ``timings``: a dict to fill with the seconds each phase took (``plan``, then per group
-    ``write``, ``reload``, ``wait``), for the operator and the benchmark.
+    ``write``, ``reload``, ``wait``), for the operator and the benchmark; and ``served_at``, the
+    clock time (epoch seconds) when the last group that changed something was served.
 
     ``failover``: a rotation change (``rotation.apply``) is never blocked by local damage: a zone
     whose live file differs from the pillar in more than the rotation's records gets only its
@@ -479,6 +480,7 @@ def sync(
             _wait(ns, want, entries, log_path)
             dnsserver.wait_reloaded_processes(ns, before, root)
             lap("wait")
+            timings["served_at"] = round(time.time(), 3)
     with unhurried():
         # The server serves the updated zones: their files get the same text, so that it reads
         # the same at a restart and drift correction compares what is served (no reload).
