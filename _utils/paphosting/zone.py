@@ -384,6 +384,69 @@ class Renderer:
         """The text :func:`render` gives for these arguments."""
         return str(int(serial)).join(self.around_serial(zone_name, members))
 
+    def rotation_change(self, zone_name, text, members=None):
+        """What a failover changes in ``text``, found without rendering or parsing the zone.
+
+        When ``text`` is exactly what :meth:`render` gives for this zone with some membership of
+        its rotations and some serial (the file of an earlier apply), ``(serial, records)``: the
+        text's serial, and ``{"added": [...], "removed": [...]}``, the record lines (absolute
+        names, as :class:`Plan` lists them) that make it the render with ``members``; both empty
+        when it is that render already. None for any other text (a hand edit, another format, a
+        signed zone) and for a zone that is not templated: the caller plans those in full.
+        """
+        zone_name = self.zone(zone_name)
+        tpl = self._template(zone_name)
+        if tpl is None or not text:
+            return None
+        head, prefix, suffix, items = tpl
+        pos = len(head) + len(prefix)
+        if not text.startswith(head + prefix):
+            return None
+        end = pos
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        if end == pos or end - pos > 10 or not text.startswith(suffix, end):
+            return None
+        serial = int(text[pos:end])
+        pos = end + len(suffix)
+        current = overlay.members_for(self.rotations, members)
+        origin = zone_name + "."
+        old, new = set(), set()
+        for item in items:
+            if isinstance(item, str):
+                if not text.startswith(item, pos):
+                    return None
+                pos += len(item)
+                continue
+            owner, rdtype, rotations = item
+            kind = f"IN {dns.rdatatype.to_text(rdtype):<6} "
+            name = owner.rstrip()
+            fqdn = origin if name == "@" else f"{name}.{origin}"
+            rr = f" IN {dns.rdatatype.to_text(rdtype)} "
+            ttls = set()
+            while text.startswith(owner + " ", pos):
+                eol = text.find("\n", pos)
+                if eol < 0:
+                    return None
+                fields = text[pos + len(owner) : eol].split()
+                if len(fields) != 4 or fields[1:3] != ["IN", dns.rdatatype.to_text(rdtype)]:
+                    break  # the owner's next record type: the next item's
+                if (
+                    not fields[0].isdigit()
+                    or text[pos:eol] != f"{owner} {int(fields[0]):>7} {kind}{fields[3]}"
+                ):
+                    return None
+                ttls.add(fields[0])
+                old.add(f"{fqdn} {fields[0]}{rr}{fields[3]}")
+                pos = eol + 1
+            if len(ttls) > 1:
+                return None  # one RRset, one TTL: not a text render() writes
+            for ttl, address in self._addresses(rdtype, rotations, current):
+                new.add(f"{fqdn} {ttl}{rr}{address}")
+        if pos != len(text):
+            return None
+        return serial, {"added": sorted(new - old), "removed": sorted(old - new)}
+
     def around_serial(self, zone_name, members=None):
         """``(before, after)``: the zone's text is ``before + serial + after`` (one render for
         several serials: :func:`plan` compares the live text and makes the new one from it)."""

@@ -94,6 +94,38 @@ def plan_all(renderer, ns, root, names, members=None, running=True, today=None, 
     return plans, entries
 
 
+def quick_plan(renderer, ns, root, names, members=None, today=None):
+    """``(plans, entries)`` of the zones of ``names`` whose failover needs no render before it is
+    served: unsigned zones on a rotation whose live file is exactly an earlier render
+    (:meth:`paphosting.zone.Renderer.rotation_change`) and which the server serves (its serial
+    is the file's). Their plan's ``text`` is the live text until they are served (its SOA is what
+    the update's prerequisite names); the new text is rendered after. Every other zone is left
+    out, for :func:`plan_all`. Knot's failover (:func:`_update`): at thousands of zones the
+    full plan renders and compares every zone before the first update goes out."""
+    signed = getattr(renderer, "dnssec", {})
+    names = [z for z in names if z in renderer.address_owners and z not in signed]
+    if not names:
+        return {}, {}
+    served = dnsserver.served_serials(ns, names)
+    paths = dnsserver.zone_paths(ns, names, root)
+    plans, entries = {}, {}
+    nothing = {"added": [], "removed": []}
+    for name in names:
+        live = files.read(paths[name])
+        found = renderer.rotation_change(name, live, members)
+        if found is None or served.get(name) != found[0]:
+            continue
+        serial, records = found
+        if records["added"] or records["removed"]:
+            new = pzone.next_serial(serial, today or pzone.today_utc())
+            plan = pzone.Plan(name, True, live, serial, serial, new, records, [], True)
+        else:
+            plan = pzone.Plan(name, False, live, serial, serial, serial, nothing, [])
+        plans[name] = plan
+        entries[name] = _entry(plan, paths[name], live, describe=False)
+    return plans, entries
+
+
 def keysets_of(secrets, zone_names):
     """``{zone: paphosting.dnssec.KeySet}`` from the nameservers' secrets pillar
     (``paphosting_secrets:dnssec``), for ``zone_names``; a zone without keys is left out (its
@@ -284,11 +316,17 @@ def _write(ns, plans, entries, keep_old=None):
     return written
 
 
+def updates_apply(ns, reload=True, running=True):
+    """Whether a sync on ``ns`` serves rotation-only changes through RFC 2136 updates."""
+    return reload and running and ns.server == "knot"
+
+
 def _update(ns, root, renderer, todo, entries):
     """Serve what can be served through RFC 2136 updates (:mod:`paphosting.dnsupdate`): on Knot,
     the rotation-only changes of unsigned zones whose live file is what the server serves.
     Returns the zones the server took; every other zone (refused, unanswered, not eligible) is
-    left to the file path, which then reloads it as before."""
+    left to the file path, which then reloads it as before; a zone whose update was tried says
+    why in its entry's ``update`` and is not tried again in the same sync."""
     if ns.server != "knot":
         return []
     signed = getattr(renderer, "dnssec", {})
@@ -301,6 +339,7 @@ def _update(ns, root, renderer, todo, entries):
         and z not in signed
         and p.serial_live is not None
         and p.serial_served == p.serial_live
+        and "update" not in entries[z]
     }
     if not eligible:
         return []
@@ -420,11 +459,23 @@ def sync(
     for group in groups:
         if not group:
             continue
+        if failover and updates_apply(ns, reload, running):
+            # Knot: what an update can serve goes out before anything is rendered.
+            group, served = _quick_updates(
+                renderer, ns, root, group, members, today, plans, entries, later, lap
+            )
+            if served:
+                timings["served_at"] = round(time.time(), 3)
+            if not group:
+                continue
         # Each group is planned just before it is applied: the rotation name's own zone does not
         # wait for thousands of customer zones to be compared.
         got_plans, got_entries = plan_all(
             renderer, ns, root, group, members, running, today, describe
         )
+        for z, entry in got_entries.items():
+            if entries.get(z, {}).get("update"):
+                entry["update"] = entries[z]["update"]  # tried already: not again
         plans.update(got_plans)
         entries.update(got_entries)
         lap("plan")
@@ -495,6 +546,37 @@ def sync(
         files.purge(replaced)
         lap("cleanup")
     return entries
+
+
+def _quick_updates(renderer, ns, root, group, members, today, plans, entries, later, lap):
+    """The part of a failover's ``group`` that :func:`quick_plan` can judge, served through
+    updates before anything is rendered (their files follow after, in ``later``); returns the
+    zones left for the full plan: those it could not judge and those the server did not take,
+    and whether any zone was served."""
+    quick, quick_entries = quick_plan(renderer, ns, root, group, members, today)
+    lap("plan")
+    todo = {z: p for z, p in quick.items() if p.changed}
+    updated = _update(ns, root, renderer, todo, quick_entries) if todo else []
+    if todo:
+        lap("update")
+    if updated:
+        _wait(
+            ns,
+            {z: todo[z].serial_new for z in updated},
+            quick_entries,
+            dnsserver.layout(ns, root)["log"],
+        )
+        lap("wait")
+    for z in updated:
+        # What the server serves now: the live file was that render with other members.
+        todo[z].text = renderer.render(z, todo[z].serial_new, members)
+        later[z] = todo[z]
+    done = set(updated) | {z for z, p in quick.items() if not p.changed}
+    for z in done:
+        plans[z], entries[z] = quick[z], quick_entries[z]
+    for z in set(todo) - done:
+        entries[z] = {"update": quick_entries[z]["update"]}  # planned in full next, not sent again
+    return [z for z in group if z not in done], bool(updated)
 
 
 @contextlib.contextmanager

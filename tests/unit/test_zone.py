@@ -442,3 +442,73 @@ def test_with_serial_changes_the_soa_serial_and_nothing_else():
     assert new.replace(str(BASE + 7), str(BASE)) == text
     assert zone.with_serial(new, BASE) == text
     assert zone.with_serial("not a zone\n", 1) is None
+
+
+MEMBER_SETS = [
+    None,
+    {ROT: [LB1]},
+    {ROT: [LB2], "http1.l.paphosting.nl": ["lb3.paphosting.net"]},
+    {"http1.l.paphosting.nl": ["lb2.paphosting.net", "lb1.paphosting.net"]},
+]
+
+
+def test_a_failover_change_found_without_a_render_is_the_full_plans():
+    """``Renderer.rotation_change`` (Knot's failover: no render before the update) finds, from
+    the file of any earlier membership, the serial and exactly the records the full plan finds."""
+    platform = _hoster()
+    renderer = zone.Renderer(platform)
+    for name in sorted(platform.zones):
+        for before in MEMBER_SETS:
+            live = renderer.render(name, 2026120400 + 3, before)
+            for after in MEMBER_SETS:
+                found = renderer.rotation_change(name, live, after)
+                plan = zone.plan(
+                    platform, name, live, today="20261204", members=after, renderer=renderer
+                )
+                assert found is not None, (name, before)
+                serial, records = found
+                assert serial == 2026120403
+                if plan.changed:
+                    assert plan.rotation_only and records == plan.records, (name, before, after)
+                    assert records["added"] or records["removed"]
+                else:
+                    assert records == {"added": [], "removed": []}, (name, before, after)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: t + "extra 300 IN A 198.18.0.9\n",  # a record added at the end
+        lambda t: t.replace(" 1209600 ", " 604800 "),  # the SOA
+        lambda t: t.replace("IN MX     10 mail", "IN MX     20 mail"),  # a static record
+        lambda t: t.replace("    300 IN A      127.0.1.1", "   300 IN A      127.0.1.1"),  # format
+        lambda t: t.replace("    300 IN A      127.0.1.2", "     60 IN A      127.0.1.2"),  # TTLs
+        lambda t: t[:-1],  # the last newline
+        lambda t: "; a comment\n" + t,
+        lambda t: "",
+    ],
+)
+def test_any_other_text_is_left_to_the_full_plan(edit):
+    platform = _hoster()
+    renderer = zone.Renderer(platform)
+    name = "c1.example"  # its apex and www on ROT: lb1 127.0.1.1, lb2 127.0.1.2
+    live = renderer.render(name, 2026120400)
+    assert renderer.rotation_change(name, live, {ROT: [LB2]}) is not None
+    edited = edit(live)
+    assert edited != live
+    assert renderer.rotation_change(name, edited, {ROT: [LB2]}) is None
+
+
+def test_an_address_added_by_hand_at_a_rotation_owner_is_removed_as_the_full_plan_does():
+    platform = _hoster()
+    renderer = zone.Renderer(platform)
+    name = "c1.example"
+    live = renderer.render(name, 2026120400)
+    edited = live.replace("127.0.1.2\n", "127.0.1.2\n@        300 IN A      198.18.0.7\n", 1)
+    assert edited != live
+    plan = zone.plan(
+        platform, name, edited, today="20261204", members={ROT: [LB2]}, renderer=renderer
+    )
+    found = renderer.rotation_change(name, edited, {ROT: [LB2]})
+    assert found == (2026120400, plan.records)
+    assert f"{name}. 300 IN A 198.18.0.7" in plan.records["removed"]
