@@ -71,3 +71,45 @@ def test_the_work_after_serving_runs_at_a_lower_priority_then_it_is_restored():
     with pytest.raises(ValueError), zonesync.unhurried():
         raise ValueError("the block failed")
     assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_the_quick_plan_takes_exactly_the_zones_an_update_can_serve(tmp_path, monkeypatch):
+    """Knot's failover plans without rendering (``quick_plan``) only zones whose file is an
+    earlier render that the server serves, unsigned; their records are the full plan's."""
+    from paphosting import dnsserver, files
+    from paphosting import zone as pzone
+    from tests.unit.test_zone import LB2, ROT, _hoster
+
+    platform = _hoster()
+    renderer = pzone.Renderer(platform)
+    renderer.dnssec = {"c3.example": {"algorithm": 13}}  # as if c3 were signed
+    ns = platform.nameservers["ns3.paphosting.net"]
+    assert ns.server == "knot"
+    names = list(renderer.zone_names)
+    paths = dnsserver.zone_paths(ns, names, str(tmp_path))
+    os.makedirs(os.path.dirname(paths[names[0]]), exist_ok=True)
+    for z in names:
+        files.write_checked(paths[z], renderer.render(z, 2026120400))
+    edited = "c1.example"
+    files.write_checked(paths[edited], files.read(paths[edited]).replace(" 1209600 ", " 604800 "))
+    served = {z: 2026120400 for z in names}
+    served["c2.example"] = 2026120399  # serves another version than its file
+    monkeypatch.setattr(
+        dnsserver, "served_serials", lambda ns_, zones, **kw: {z: served[z] for z in zones}
+    )
+    members = {ROT: [LB2]}
+    plans, entries = zonesync.quick_plan(renderer, ns, str(tmp_path), names, members, "20261204")
+    on_rotation = {z for z in names if z in platform.address_owners}
+    assert set(plans) == on_rotation - {edited, "c2.example", "c3.example"}
+    assert "static.example" not in plans
+    for z, plan in plans.items():
+        full = pzone.plan(
+            platform, z, files.read(paths[z]), today="20261204", members=members, renderer=renderer
+        )
+        assert (plan.changed, plan.records, plan.serial_new) == (
+            full.changed,
+            full.records,
+            full.serial_new,
+        ), z
+        assert entries[z]["path"] == paths[z] and entries[z]["changed"] == plan.changed
+    assert any(p.changed for p in plans.values()) and any(not p.changed for p in plans.values())
