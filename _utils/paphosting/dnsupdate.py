@@ -22,6 +22,7 @@ import hmac
 import ipaddress
 import os
 import re
+import select
 import socket
 import struct
 import time
@@ -156,15 +157,23 @@ def sign(qid, counts, body, secret, now=None):
     return header + body + _rr(key, _TSIG, _ANY, 0, rdata)
 
 
-def send(address, port, messages, timeout=10.0):
-    """Send ``messages`` (``{qid: wire}``, at most 65,536) over one TCP connection, pipelined;
-    ``{qid: None or the error}`` (``"REFUSED"``, ``"no answer"``...). Raises
-    :class:`UpdateError` when the server cannot be reached."""
-    if len(messages) > 65536:
-        raise UpdateError("more than 65,536 updates in one batch")
-    out = dict.fromkeys(messages, "no answer")
+def send(address, port, messages, timeout=10.0, chunk=64):
+    """Send ``messages`` (an iterable of ``(qid, wire)``, at most 65,536, qids unique) over one
+    TCP connection, pipelined; ``{qid: None or the error}`` (``"REFUSED"``, ``"no answer"``...).
+    Raises :class:`UpdateError` when the server cannot be reached.
+
+    Sending, reading the answers and making the next messages interleave (``chunk`` messages at
+    a time, the socket non-blocking): the server applies the first updates while the last are
+    still being built and signed, and neither side's buffers can fill while the other waits (a
+    client that wrote every message before reading any answer would stall once the server's
+    answers filled its send buffer)."""
+    out = {}
+    pending = set()
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     deadline = time.monotonic() + timeout
+    source = iter(messages)
+    outgoing = b""
+    more = True
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
@@ -173,15 +182,44 @@ def send(address, port, messages, timeout=10.0):
             # an unbound socket to 127.0.0.5 would leave from 127.0.0.1).
             sock.bind((address, 0))
             sock.connect((address, port))
-            sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in messages.values()))
+            sock.setblocking(False)
             buf = b""
-            pending = len(messages)
-            while pending and time.monotonic() < deadline:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = sock.recv(65536)
-                if not chunk:
+            while (more or outgoing or pending) and time.monotonic() < deadline:
+                while more and len(outgoing) < 65536:
+                    batch = []
+                    for qid, wire in source:
+                        if qid in out:
+                            raise UpdateError(f"message id {qid} used twice in one batch")
+                        if len(out) >= 65536:
+                            raise UpdateError("more than 65,536 updates in one batch")
+                        out[qid] = "no answer"
+                        pending.add(qid)
+                        batch.append(struct.pack("!H", len(wire)) + wire)
+                        if len(batch) >= chunk:
+                            break
+                    else:
+                        more = False
+                    outgoing += b"".join(batch)
+                    if batch:
+                        break  # send these before making more
+                readable, writable, _ = select.select(
+                    [sock], [sock] if outgoing else [], [], max(0.0, deadline - time.monotonic())
+                )
+                if writable:
+                    try:
+                        sent = sock.send(outgoing)
+                    except BlockingIOError:
+                        sent = 0
+                    outgoing = outgoing[sent:]
+                if not readable:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
                     break
-                buf += chunk
+                buf += data
                 while len(buf) >= 2:
                     (size,) = struct.unpack("!H", buf[:2])
                     if len(buf) < 2 + size:
@@ -190,42 +228,43 @@ def send(address, port, messages, timeout=10.0):
                     if size < 12:
                         continue
                     qid = struct.unpack("!H", wire[:2])[0]
-                    if out.get(qid) == "no answer":
+                    if qid in pending:
                         rcode = wire[3] & 0x0F
                         out[qid] = None if rcode == 0 else _RCODES.get(rcode, f"rcode {rcode}")
-                        pending -= 1
-    except TimeoutError:
-        pass
+                        pending.discard(qid)
     except OSError as exc:
         raise UpdateError(f"cannot send updates to {address} port {port}: {exc}") from exc
+    for qid, _ in source:  # not sent before the deadline
+        out.setdefault(qid, "no answer")
     return out
 
 
 def apply(address, port, secret, changes, timeout=10.0):
     """Send one update per zone; ``changes`` is ``{zone: (text, serial_live, serial_new,
     records)}``. Returns ``{zone: None or why it was not applied}``; a zone that could not be
-    expressed as an update says so and is not sent."""
+    expressed as an update says so and is not sent. Each message is built and signed just
+    before it is sent (:func:`send`)."""
     result = {}
     zones = list(changes)
     for start in range(0, len(zones), 65536):
-        batch = {}
         names = {}
-        for qid, zone in enumerate(zones[start : start + 65536]):
-            text, serial_live, serial_new, records = changes[zone]
-            try:
-                count, body = rotation_update(zone, text, serial_live, serial_new, records)
-            except UpdateError as exc:
-                result[zone] = str(exc)
-                continue
-            batch[qid] = sign(qid, (1, 1, count), body, secret)
-            names[qid] = zone
-        if not batch:
-            continue
+
+        def messages(batch=zones[start : start + 65536], names=names):
+            for qid, zone in enumerate(batch):
+                text, serial_live, serial_new, records = changes[zone]
+                try:
+                    count, body = rotation_update(zone, text, serial_live, serial_new, records)
+                except UpdateError as exc:
+                    result[zone] = str(exc)
+                    continue
+                names[qid] = zone
+                yield qid, sign(qid, (1, 1, count), body, secret)
+
         try:
-            answers = send(address, port, batch, timeout)
+            answers = send(address, port, messages(), timeout)
         except UpdateError as exc:
-            for zone in names.values():
-                result[zone] = str(exc)
+            for zone in zones[start : start + 65536]:
+                result.setdefault(zone, str(exc))
             continue
         for qid, why in answers.items():
             result[names[qid]] = why

@@ -84,3 +84,63 @@ def test_an_unreachable_server_is_an_error_naming_it():
     count, body = dnsupdate.rotation_update("shop.example", TEXT, 1, 2, RECORDS)
     got = dnsupdate.apply("127.0.0.1", 9, b"k" * 32, {"shop.example": (TEXT, 1, 2, RECORDS)})
     assert "127.0.0.1 port 9" in got["shop.example"]
+
+
+def _answering_server(refuse, limit):
+    """A TCP server on 127.0.0.1 that answers each DNS message it reads with its header, rcode
+    REFUSED for the ids ``refuse(id)`` says, NOERROR otherwise, until ``limit`` answers."""
+    import socket
+    import struct
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    seen = []
+
+    def run():
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        with conn:
+            while len(seen) < limit:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                answers = []
+                while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                    size = struct.unpack("!H", buf[:2])[0]
+                    wire, buf = buf[2 : 2 + size], buf[2 + size :]
+                    qid = struct.unpack("!H", wire[:2])[0]
+                    seen.append(qid)
+                    flags = 0x8000 | (5 if refuse(qid) else 0)
+                    answer = wire[:2] + struct.pack("!H", flags) + b"\0" * 8
+                    answers.append(struct.pack("!H", len(answer)) + answer)
+                conn.sendall(b"".join(answers))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return srv, thread, seen
+
+
+def test_thousands_of_updates_each_get_their_own_answer_while_the_next_are_built():
+    zones = [f"c{i}.example" for i in range(3000)]
+    refused = {z for i, z in enumerate(zones) if i % 7 == 3}
+    srv, thread, seen = _answering_server(lambda qid: zones[qid] in refused, len(zones))
+    with srv:
+        text = TEXT.replace("shop.example", "{z}")
+        changes = {
+            z: (
+                text.replace("{z}", z),
+                1,
+                2,
+                {k: [r.replace("shop.example", z) for r in v] for k, v in RECORDS.items()},
+            )
+            for z in zones
+        }
+        got = dnsupdate.apply("127.0.0.1", srv.getsockname()[1], b"k" * 32, changes, timeout=30)
+        thread.join(10)
+    assert len(seen) == len(zones)
+    assert {z for z, why in got.items() if why == "REFUSED"} == refused
+    assert all(why is None for z, why in got.items() if z not in refused)
