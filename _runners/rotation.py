@@ -157,18 +157,21 @@ def _resync(config, minion, published, digest, why):
     return jid
 
 
-def _publish_change(config, change, published, digest):
+def _publish_change(config, change, published, digest, lap=None):
     jid = _push(config, published, digest)
+    if lap is not None:
+        lap("push")
     _fire(
         dict(change, jid=jid, master=__opts__["id"], nameservers=config["nameservers"]), CHANGED_TAG
     )
     for name, c in change["changes"].items():
         log.warning(
-            "rotation: %s is now %s (version %s; %s)",
+            "rotation: %s is now %s (version %s; %s; decided in %s)",
             name,
             ", ".join(c["members"]),
             change["version"],
             "; ".join(f"{lb}: {why}" for lb, why in change["reasons"].items()),
+            ", ".join(f"{k} {v:.3f} s" for k, v in change.get("timings", {}).items()) or "-",
         )
     return jid
 
@@ -232,8 +235,17 @@ def report(report=None, sig=None, sender=None):
         salt-run rotation.report report='{"format":1,...}' sig=MEUCIQ...
     """
     now = time.time()
+    clock = [time.monotonic()]
+    timings = {}
+
+    def lap(name):
+        t = time.monotonic()
+        timings[name] = round(t - clock[0], 4)
+        clock[0] = t
+
     try:
         config, digest = _context(decision.claimed_watcher(report))
+        lap("context")
         body = decision.admit(report, sig, config, _public_key, _limit, now)
     except (decision.Rejected, PapError) as exc:
         return _reject(str(exc), sender, now)
@@ -242,6 +254,7 @@ def report(report=None, sig=None, sender=None):
     except OSError as exc:
         log.warning("rotation: cannot record refused reports: %s", exc)
     path = _state_path()
+    lap("admit")
     with decision.locked(path):
         state = decision.load(path)
         try:
@@ -258,6 +271,7 @@ def report(report=None, sig=None, sender=None):
         compare = _actions_differ(state, body, now)
         decision.save(path, state)
         published = decision.publish(state, config)
+    lap("state")
     if compare is not None:
         _relay(config, compare, targets=[body["watcher"]])
     if dropped:
@@ -272,7 +286,8 @@ def report(report=None, sig=None, sender=None):
             out["resync"] = _resync(config, body["watcher"], published, digest, lag)
         return out
     change["detected"] = body["ts"]  # when the watcher sent it: the failover latency's start
-    jid = _publish_change(config, change, published, digest)
+    change["timings"] = timings  # where this master's decision took its time (seconds)
+    jid = _publish_change(config, change, published, digest, lap)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
 
 

@@ -251,8 +251,9 @@ class ZoneWatch:
     Made before the change: it reads the SOA serial each nameserver serves for each zone. Then,
     from a thread per nameserver, it asks for the serials again and again (pipelined, read off the
     wire without dnspython: :func:`paphosting.dnsserver.served_serials`, thousands of zones in a
-    few milliseconds), until every zone's serial changed; the time noted is the end of that round
-    (``rounds`` says how long rounds took). Only then it asks for the A records, once; a name that
+    few milliseconds), until every zone's serial changed; the time noted is when the answer that
+    showed the last zone changed arrived (``rounds`` says how long rounds took: a zone is asked
+    once a round, so that is late by at most the round that asked it). Only then it asks for the A records, once; a name that
     does not answer ``want`` yet is asked again and again (:func:`paphosting.dnsserver.query_many`)
     and the time noted is when the last one did (else the time the serials changed). A watch that parsed every A answer at every
     round would note the time late by a round (seconds at 5,000 zones, three nameservers' threads
@@ -307,15 +308,21 @@ class ZoneWatch:
                 break
             self._stop.wait(self.interval)
         pending = list(self.names)
+        served = None
         while pending and not self._stop.is_set():
             t0 = time.monotonic()
-            got = dnsserver.served_serials(ns, pending, timeout=0.5, tries=1)
+            arrived = {}
+            got = dnsserver.served_serials(ns, pending, timeout=0.5, tries=1, arrived=arrived)
+            changed = [n for n in pending if got[n] is not None and got[n] != before[n]]
+            if changed:
+                # When the last of them was seen changed: its answer's arrival, not the round's end.
+                served = max([arrived[n] for n in changed] + ([served] if served else []))
             pending = [n for n in pending if got[n] is None or got[n] == before[n]]
             self.rounds[ns.name].append(time.monotonic() - t0)
             self.left[ns.name] = len(pending)
             if pending:
                 self._stop.wait(self.interval)
-        served = time.monotonic()
+        served = served or time.monotonic()
         pending = list(self.names)
         first = True
         while pending and not self._stop.is_set():

@@ -259,6 +259,17 @@ def _phases(events, t0, lb, state, quorum):
     return detected, decided
 
 
+def _decision_timings(events, t0):
+    """Where the first master that published a change since ``t0`` took its time deciding
+    (``timings`` of its ``paphosting/rotation/changed`` event: context, admit, state, push)."""
+    first = None
+    for ev in events:
+        for dt, tag, data in ev.since(t0):
+            if tag == "paphosting/rotation/changed" and (first is None or dt < first[0]):
+                first = (dt, data.get("timings") or {}, data.get("master"))
+    return {} if first is None else dict(first[1], master=first[2])
+
+
 def _prepare(lab):
     """Highstate everything; wait until every backend is up and every nameserver answers every
     load balancer."""
@@ -908,6 +919,7 @@ def _scale_trial(lab, title, i, names, events, acc):
             "detected_s": _r(detected),
             "decided_s": _r(decided),
             "applied_s": _r(served - decided) if decided is not None else None,
+            "decision": _decision_timings(events, t0),
         }
     )
     for ns, t in at_zones.items():
@@ -927,7 +939,8 @@ def _scale_trial(lab, title, i, names, events, acc):
     log(
         f"scale {title} {lb}: every zone "
         + ", ".join(f"{kinds[ns]} {t:.2f} s" for ns, t in sorted(at_zones.items()))
-        + f" (rotation name {served:.2f} s: reports {_fmt(detected)}, decision {_fmt(decided)});"
+        + f" (rotation name {served:.2f} s: reports {_fmt(detected)}, decision {_fmt(decided)}"
+        + f" {acc['rot_phases'][-1]['decision']});"
         + " jobs: "
         + ", ".join(
             f"{k} started {a:.2f} s, served {b:.2f} s" for k, (a, b) in sorted(jobs.items())

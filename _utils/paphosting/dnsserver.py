@@ -655,7 +655,7 @@ def served_serial(ns, zone_name, timeout=1.0):
     return None
 
 
-def _pipelined(ns, names, build, read, done, timeout, tries, window):
+def _pipelined(ns, names, build, read, done, timeout, tries, window, arrived=None):
     """Ask ``ns`` one UDP query per name over one socket, ``window`` in flight: ``build(qid,
     name)`` makes a query's wire form, ``read(wire)`` returns ``(qid, value)`` of a response;
     names whose value is not ``done(value)`` are asked again, ``tries`` times in all. Thousands of
@@ -664,7 +664,9 @@ def _pipelined(ns, names, build, read, done, timeout, tries, window):
     A query not answered within a fraction of ``timeout`` is sent again at once (and the window
     halves, down to 16): a server that drops part of a burst (BIND does, its socket buffer full)
     would otherwise hold the lost queries' slots until the round's ``timeout`` ran out, a second
-    per round for a handful of lost answers."""
+    per round for a handful of lost answers.
+
+    ``arrived``: a dict to fill with the time (``time.monotonic()``) each name's answer arrived."""
     out = dict.fromkeys(names)
     family = socket.AF_INET6 if ":" in ns.address else socket.AF_INET
     pending = list(out)
@@ -699,6 +701,8 @@ def _pipelined(ns, names, build, read, done, timeout, tries, window):
                         entry = waiting.pop(rid, None)
                         if entry is not None:
                             out[entry[0]] = value
+                            if arrived is not None:
+                                arrived[entry[0]] = time.monotonic()
                 now = time.monotonic()
                 late = [q for q, (_n, at) in waiting.items() if now - at > resend_after]
                 if late:
@@ -781,10 +785,10 @@ def soa_query_wire(qid, zone_name):
     )
 
 
-def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
+def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256, arrived=None):
     """``{zone: serial or None}``: the SOA serial ``ns`` serves for each zone, pipelined
-    (:func:`_pipelined`) with queries built and answers read without dnspython
-    (:func:`soa_query_wire`, :func:`soa_serial_from_wire`)."""
+    (:func:`_pipelined`, which fills ``arrived``) with queries built and answers read without
+    dnspython (:func:`soa_query_wire`, :func:`soa_serial_from_wire`)."""
     return _pipelined(
         ns,
         zone_names,
@@ -794,6 +798,7 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256):
         timeout,
         tries,
         window,
+        arrived,
     )
 
 
