@@ -33,6 +33,7 @@ from harness import netns
 from harness.client import Browser, DnsRecorder, resolve_all
 from harness.launcher import Events, Lab
 from harness.wait import wait_until
+from paphosting import haproxy
 
 SUBNET = "198.18.17.0/24"
 ROT = "http0.l.paphosting.nl"
@@ -56,6 +57,10 @@ def lab():
         lab.recorder = DnsRecorder(lab.nameservers, ROT)
         try:
             wait_every_answer(lab, all_lbs(lab), timeout=60)
+            # The highstate starts haproxy before the web applications answer: its first checks
+            # fail and the servers stay DOWN until `rise` checks pass (a shop request then got
+            # 503 <NOSRV> on a fresh lab). Every test here starts from a platform that serves.
+            wait_servers_up(lab, (LB1, LB2, LB3))
             yield lab
         finally:
             lab.recorder.stop()
@@ -68,6 +73,41 @@ def address(lab, lb):
 
 def all_lbs(lab):
     return sorted(address(lab, lb) for lb in (LB1, LB2, LB3))
+
+
+def wait_servers_up(lab, lbs, backends=None, timeout=30):
+    """Wait until every server of ``backends`` (default: all) on each of ``lbs`` is at full
+    health: ``UP``, not ``UP 1/3`` (up, with failed checks counting towards DOWN) nor
+    ``DOWN 1/2`` (down, passed checks counting towards UP)."""
+
+    def servers():
+        return {
+            (lb, be, srv): status
+            for lb in lbs
+            for be, servers in lab.haproxy_servers(lb).items()
+            if backends is None or be in backends
+            for srv, status in servers.items()
+        }
+
+    wait_until(
+        lambda: (got := servers()) and all(s == "UP" for s in got.values()),
+        timeout,
+        0.05,
+        f"every server of {', '.join(backends or ['every backend'])} UP on {', '.join(lbs)}",
+    )
+
+
+def shop_views(lab):
+    """What each load balancer's haproxy says of shop: its servers and its failover state."""
+    views = {}
+    for lb in (LB1, LB2, LB3):
+        admin = lab.haproxy_layout(lb)["admin_socket"]
+        try:
+            state = haproxy.FAILOVER_STATES[haproxy.failover_state(admin, "shop")]
+            views[lb] = {**haproxy.servers(admin).get("shop", {}), "failover": state}
+        except haproxy.HaproxyError as exc:
+            views[lb] = str(exc)
+    return views
 
 
 def wait_every_answer(lab, want, timeout=30):
@@ -175,7 +215,7 @@ def test_a_stateful_client_keeps_its_webserver(lab, never_empty):
                 answer = browser.get(lb, timeout=1.0)
                 if answer.error is None:
                     break
-            assert answer.ok, answer
+            assert answer.ok, (answer, shop_views(lab))
             servers.append(answer.server)
         return servers
 
