@@ -359,6 +359,12 @@ class Answer:
     def ok(self):
         return self.status == 200 and self.server is not None
 
+    def __repr__(self):
+        return (
+            f"<Answer via {self.lb}: status {self.status}, server {self.server}, "
+            f"count {self.count}, error {self.error}, cookies {self.cookies}>"
+        )
+
     def __str__(self):
         if self.error:
             return f"via {self.lb}: error {self.error}"
