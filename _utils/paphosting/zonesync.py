@@ -536,6 +536,11 @@ def sync(
         # The server serves the updated zones: their files get the same text, so that it reads
         # the same at a restart and drift correction compares what is served (no reload).
         if later:
+            for z, plan in later.items():
+                if plan.text is None:
+                    # A quick plan (_quick_updates): what the server serves now is the render
+                    # with these members, since its file was an earlier render.
+                    plan.text = renderer.render(z, plan.serial_new, members)
             _write(ns, later, entries, replaced)
             lap("write after")
         # The servers serve the new files: make them durable (one flush for every file written,
@@ -568,14 +573,14 @@ def _quick_updates(renderer, ns, root, group, members, today, plans, entries, la
         )
         lap("wait")
     for z in updated:
-        # What the server serves now: the live file was that render with other members.
-        todo[z].text = renderer.render(z, todo[z].serial_new, members)
+        # Its text is rendered with the files after serving (sync), off the failover's path.
+        todo[z].text = None
         later[z] = todo[z]
     done = set(updated) | {z for z, p in quick.items() if not p.changed}
     for z in done:
         plans[z], entries[z] = quick[z], quick_entries[z]
     for z in set(todo) - done:
-        entries[z] = {"update": quick_entries[z]["update"]}  # planned in full next, not sent again
+        entries[z] = {"update": quick_entries[z].get("update")}  # planned in full next
     return [z for z in group if z not in done], bool(updated)
 
 
