@@ -34,9 +34,11 @@ def __virtual__():
     return __virtualname__
 
 
-def _hold(published):
+def _hold(published, durable=True):
     try:
-        return overlay.hold(overlay.held_path(__opts__["cachedir"]), overlay.held_of(published))
+        return overlay.hold(
+            overlay.held_path(__opts__["cachedir"]), overlay.held_of(published), durable=durable
+        )
     except (OSError, PapError) as exc:
         raise CommandExecutionError(f"cannot record the held rotation: {exc}") from exc
 
@@ -120,7 +122,9 @@ def apply(published=None, pillar_digest=None):
         # last push (a push applies highstates, which compile their own pillar).
         how = "compiled"
         pillar = current = __salt__["pillar.items"](unmask=True)
-    held = _hold(_published(published, current))
+    # Flushed once the zones are served (below): an fsync waits for the file system's journal,
+    # seconds while thousands of zone files are written or freed.
+    held = _hold(_published(published, current), durable=False)
     out = {"held": held, "pillar": how, "zones": {}}
     if cached is not None:
         nameservers = cached.nameservers
@@ -130,6 +134,7 @@ def apply(published=None, pillar_digest=None):
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"the pillar of this minion is invalid: {exc}") from exc
     if __opts__["id"] not in nameservers or "dns_zone.apply_all" not in __salt__:
+        files.flush(overlay.held_path(__opts__["cachedir"]))
         return out
     # Explicit members: what this minion holds now (the newest version any master sent).
     members = {n: r["members"] for n, r in (held or {}).get("rotations", {}).items()} or None
@@ -141,6 +146,7 @@ def apply(published=None, pillar_digest=None):
         failover=True,
         timings=timings,
     )
+    files.flush(overlay.held_path(__opts__["cachedir"]))
     timings["total"] = round(time.monotonic() - started, 4)
     out["timings"] = timings
     out["started_at"] = started_at

@@ -25,7 +25,7 @@ import types
 import salt.client
 import salt.utils.event
 
-from paphosting import actions, decision, dnsserver, pillarcompile, refusals
+from paphosting import actions, decision, dnsserver, files, pillarcompile, refusals
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,11 @@ def report(report=None, sig=None, sender=None):
             if lag is not None:
                 state.setdefault("resyncs", {})[body["watcher"]] = now
         compare = _actions_differ(state, body, now)
-        decision.save(path, state)
+        # Not flushed yet: an fsync waits for the file system's journal, seconds while the
+        # nameservers write or free thousands of zone files, and a decision must not wait for
+        # it. Flushed below, once the change is pushed (a crash before that leaves the previous
+        # state, and the watchers' held versions keep the next version above this one).
+        decision.save(path, state, durable=False)
         published = decision.publish(state, config)
     lap("state")
     if compare is not None:
@@ -284,10 +288,12 @@ def report(report=None, sig=None, sender=None):
         out = {"accepted": True, "changed": False, "version": state["version"]}
         if lag is not None:
             out["resync"] = _resync(config, body["watcher"], published, digest, lag)
+        files.flush(path)
         return out
     change["detected"] = body["ts"]  # when the watcher sent it: the failover latency's start
     change["timings"] = timings  # where this master's decision took its time (seconds)
     jid = _publish_change(config, change, published, digest, lap)
+    files.flush(path)
     return {"accepted": True, "changed": True, "version": change["version"], "jid": jid}
 
 

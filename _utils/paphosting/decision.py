@@ -559,9 +559,10 @@ def load(path):
     return base
 
 
-def save(path, state):
-    """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
-    files.write_json(path, state, indent=1)
+def save(path, state, durable=True):
+    """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync unless not
+    ``durable``, rename; :func:`paphosting.files.flush` later makes it durable)."""
+    files.write_json(path, state, indent=1, durable=durable)
 
 
 def locked(path):

@@ -77,10 +77,24 @@ def read_json(path, default=None, kind=None, error=None, what="state"):
     return value
 
 
-def write_json(path, value, mode=0o600, indent=None, sort_keys=True):
+def write_json(path, value, mode=0o600, indent=None, sort_keys=True, durable=True):
     """Write ``value`` as JSON to ``path`` atomically (:func:`write_checked`); ``mode`` 0600:
     a state file is the process's own."""
-    write_checked(path, json.dumps(value, sort_keys=sort_keys, indent=indent), mode=mode)
+    text = json.dumps(value, sort_keys=sort_keys, indent=indent)
+    write_checked(path, text, mode=mode, durable=durable)
+
+
+def flush(path):
+    """Make the file at ``path`` durable (``fsync``): what a write with ``durable=False`` left
+    for later. A missing file is no error (nothing to keep)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def unified_diff(old, new, path):
@@ -103,13 +117,19 @@ def _ids(user, group):
     return uid, gid
 
 
-def write_checked(path, text, check=None, mode=0o644, user=None, group=None, binary=False):
+def write_checked(
+    path, text, check=None, mode=0o644, user=None, group=None, binary=False, durable=True
+):
     """Write ``text`` to ``path`` atomically after ``check(tmp_path)`` accepted it.
 
     ``check`` raises (typically :class:`paphosting.errors.CheckFailed`) to refuse the file; the
     temporary file is then removed and ``path`` is untouched. The temporary file lives in the
     target's directory so that the final rename is atomic. Owner and mode are set before the rename.
-    ``binary``: ``text`` is bytes.
+    ``binary``: ``text`` is bytes. ``durable`` False: no ``fsync`` before the rename, for a write
+    on the failover's path (an ``fsync`` waits for the file system's journal, seconds while
+    thousands of zone files are written or freed); the caller calls :func:`flush` once nothing
+    waits. Until then a crash leaves the old or the new text (ext4 writes the data of a file
+    renamed over another before the rename), on another file system possibly an empty file.
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -118,7 +138,8 @@ def write_checked(path, text, check=None, mode=0o644, user=None, group=None, bin
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         if user is not None or group is not None:
             os.chown(tmp, *_ids(user, group))

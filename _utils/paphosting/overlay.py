@@ -118,7 +118,7 @@ def load_held(path):
     return out
 
 
-def hold(path, held):
+def hold(path, held, durable=True):
     """Store ``held`` at ``path`` when it is newer than what is stored; return what is stored now.
 
     A minion has one connection per master and its beacons read the pillar of the first one only;
@@ -128,7 +128,7 @@ def hold(path, held):
         current = load_held(path)
         if held is None or (current is not None and current["version"] >= held["version"]):
             return current
-        files.write_json(path, held)
+        files.write_json(path, held, durable=durable)
         return held
 
 

@@ -1,5 +1,6 @@
 """Validate-then-write: a rejected file leaves the target exactly as it was."""
 
+import json
 import os
 import pathlib
 
@@ -76,3 +77,18 @@ def test_keep_newest_keeps_the_newest_groups_and_never_a_temporary_file(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [".a.platform.pickle.x1.new", "b.lock", "b.platform.pickle", "c.lock", "c.platform.pickle"]
     )
+
+
+def test_a_write_left_for_later_is_atomic_and_flushed_on_request(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    target = tmp_path / "state.json"
+    files.write_json(str(target), {"version": 1})
+    assert len(synced) == 1
+    files.write_json(str(target), {"version": 2}, durable=False)
+    assert len(synced) == 1 and json.loads(target.read_text()) == {"version": 2}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".new")]
+    files.flush(str(target))
+    assert len(synced) == 2
+    files.flush(str(tmp_path / "absent.json"))  # nothing to keep: no error
