@@ -255,7 +255,8 @@ class ZoneWatch:
     showed the last zone changed arrived (``rounds`` says how long rounds took: a zone is asked
     once a round, so that is late by at most the round that asked it). Only then it asks for the A records, once; a name that
     does not answer ``want`` yet is asked again and again (:func:`paphosting.dnsserver.query_many`)
-    and the time noted is when the last one did (else the time the serials changed). A watch that parsed every A answer at every
+    and, when any name answered something else, the time noted is when the last one answered
+    ``want`` (else the time the serials changed; a lost answer is only asked again). A watch that parsed every A answer at every
     round would note the time late by a round (seconds at 5,000 zones, three nameservers' threads
     sharing one interpreter).
 
@@ -324,16 +325,20 @@ class ZoneWatch:
                 self._stop.wait(self.interval)
         served = served or time.monotonic()
         pending = list(self.names)
-        first = True
+        wrong = False
         while pending and not self._stop.is_set():
-            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=1)
+            got = dnsserver.query_many(ns, pending, "A", timeout=0.5, tries=3)
+            # An answer lost in a burst of thousands (BIND drops some) is asked again, and is no
+            # sign that the name was not served yet; an answer other than ``want`` is.
+            wrong = wrong or any(
+                got[n] is not None and self._addresses(got[n]) != self.want for n in pending
+            )
             pending = [n for n in pending if self._addresses(got[n]) != self.want]
             self.left[ns.name] = len(pending)
             if not pending:
-                # Right at the first look: the new serials were the new answer.
-                self.at[ns.name] = served if first else time.monotonic()
+                # Right at the first answer: the new serials were the new answer.
+                self.at[ns.name] = time.monotonic() if wrong else served
                 return
-            first = False
             self._stop.wait(self.interval)
 
     def wait(self, timeout):
