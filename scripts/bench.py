@@ -1049,15 +1049,9 @@ def _one_server_floor(lab, ns, names, repeat):
         return texts, want
 
     def serving(want, timeout=120):
-        pending = dict(want)
-
-        def done():
-            nonlocal pending
-            got = dnsserver.served_serials(ns, list(pending), timeout=0.5, tries=1)
-            pending = {z: s for z, s in pending.items() if got.get(z) != s}
-            return not pending
-
-        wait_until(done, timeout, 0.01, f"{ns.name} serving {len(want)} new serials")
+        late = dnsserver.wait_serials(ns, want, timeout, interval=0.01)
+        if late:
+            raise RuntimeError(f"server floor: {ns.name} does not serve {len(late)} new serials")
 
     def write(texts, want):
         items = {paths[z]: pzone.with_serial(texts[z][0], want[z]) for z in names}

@@ -802,6 +802,24 @@ def served_serials(ns, zone_names, timeout=1.0, tries=3, window=256, arrived=Non
     )
 
 
+def wait_serials(ns, want, timeout, interval=0.02):
+    """Ask ``ns`` again and again (:func:`served_serials`) until it serves the serial
+    ``want[zone]`` for every zone, at most ``timeout`` seconds; ``{zone: serial served last}``
+    of the zones it does not serve so by then (empty: every one)."""
+    pending = dict(want)
+    got = {}
+
+    def served():
+        nonlocal got, pending
+        got = served_serials(ns, list(pending), timeout=0.5, tries=1)
+        pending = {z: s for z, s in pending.items() if got.get(z) != s}
+        return not pending
+
+    if pending:
+        waiting.until(served, timeout, interval=interval)
+    return {z: got.get(z) for z in pending}
+
+
 def answering(ns, timeout=0.5):
     """True when ``ns`` answers DNS queries at all (any response code)."""
     return query(ns, ".", "SOA", timeout) is not None

@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 
-from paphosting import dnssec, dnsserver, dnsupdate, files, waiting
+from paphosting import dnssec, dnsserver, dnsupdate, files
 from paphosting import zone as pzone
 from paphosting.errors import PapError
 
@@ -327,7 +327,7 @@ def _update(ns, root, renderer, todo, entries):
     Returns the zones the server took; every other zone (refused, unanswered, not eligible) is
     left to the file path, which then reloads it as before; a zone whose update was tried says
     why in its entry's ``update`` and is not tried again in the same sync."""
-    if ns.server != "knot":
+    if not updates_apply(ns):
         return []
     signed = getattr(renderer, "dnssec", {})
     eligible = {
@@ -385,21 +385,11 @@ def _reload(ns, root, zones, running, unknown=False):
 
 def _wait(ns, want, entries, log_path):
     """Wait until ``ns`` answers the serial ``want[zone]`` for every zone; record the errors."""
-    pending = dict(want)
-    got = {}
-
-    def served():
-        nonlocal got, pending
-        got = dnsserver.served_serials(ns, list(pending), timeout=0.5, tries=1)
-        pending = {z: s for z, s in pending.items() if got.get(z) != s}
-        return not pending
-
-    if pending:
-        waiting.until(served, WAIT_BASE + WAIT_PER_ZONE * len(want), interval=0.02)
-    for z, serial in pending.items():
+    late = dnsserver.wait_serials(ns, want, WAIT_BASE + WAIT_PER_ZONE * len(want))
+    for z, got in late.items():
         entries[z]["error"] = (
-            f"{ns.server} was reloaded but serves serial {got.get(z)} for zone {z}, not "
-            f"{serial}; see {log_path}"
+            f"{ns.server} was reloaded but serves serial {got} for zone {z}, not "
+            f"{want[z]}; see {log_path}"
         )
 
 
