@@ -34,11 +34,13 @@ def __virtual__():
     return __virtualname__
 
 
+def _held_path():
+    return overlay.held_path(__opts__["cachedir"])
+
+
 def _hold(published, durable=True):
     try:
-        return overlay.hold(
-            overlay.held_path(__opts__["cachedir"]), overlay.held_of(published), durable=durable
-        )
+        return overlay.hold(_held_path(), overlay.held_of(published), durable=durable)
     except (OSError, PapError) as exc:
         raise CommandExecutionError(f"cannot record the held rotation: {exc}") from exc
 
@@ -134,7 +136,7 @@ def apply(published=None, pillar_digest=None):
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"the pillar of this minion is invalid: {exc}") from exc
     if __opts__["id"] not in nameservers or "dns_zone.apply_all" not in __salt__:
-        files.flush(overlay.held_path(__opts__["cachedir"]))
+        files.flush(_held_path())
         return out
     # Explicit members: what this minion holds now (the newest version any master sent).
     members = {n: r["members"] for n, r in (held or {}).get("rotations", {}).items()} or None
@@ -146,7 +148,7 @@ def apply(published=None, pillar_digest=None):
         failover=True,
         timings=timings,
     )
-    files.flush(overlay.held_path(__opts__["cachedir"]))
+    files.flush(_held_path())
     timings["total"] = round(time.monotonic() - started, 4)
     out["timings"] = timings
     out["started_at"] = started_at

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import os
 import re
 import select
@@ -185,23 +186,17 @@ def send(address, port, messages, timeout=10.0, chunk=64):
             sock.setblocking(False)
             buf = b""
             while (more or outgoing or pending) and time.monotonic() < deadline:
-                while more and len(outgoing) < 65536:
-                    batch = []
-                    for qid, wire in source:
+                if more and len(outgoing) < 65536:
+                    batch = list(itertools.islice(source, chunk))
+                    more = len(batch) == chunk
+                    for qid, wire in batch:
                         if qid in out:
                             raise UpdateError(f"message id {qid} used twice in one batch")
                         if len(out) >= 65536:
                             raise UpdateError("more than 65,536 updates in one batch")
                         out[qid] = "no answer"
                         pending.add(qid)
-                        batch.append(struct.pack("!H", len(wire)) + wire)
-                        if len(batch) >= chunk:
-                            break
-                    else:
-                        more = False
-                    outgoing += b"".join(batch)
-                    if batch:
-                        break  # send these before making more
+                        outgoing += struct.pack("!H", len(wire)) + wire
                 readable, writable, _ = select.select(
                     [sock], [sock] if outgoing else [], [], max(0.0, deadline - time.monotonic())
                 )

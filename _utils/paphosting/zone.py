@@ -419,17 +419,18 @@ class Renderer:
                 pos += len(item)
                 continue
             owner, rdtype, rotations = item
-            kind = f"IN {dns.rdatatype.to_text(rdtype):<6} "
+            type_text = dns.rdatatype.to_text(rdtype)
+            kind = f"IN {type_text:<6} "
             name = owner.rstrip()
             fqdn = origin if name == "@" else f"{name}.{origin}"
-            rr = f" IN {dns.rdatatype.to_text(rdtype)} "
+            rr = f" IN {type_text} "
             ttls = set()
             while text.startswith(owner + " ", pos):
                 eol = text.find("\n", pos)
                 if eol < 0:
                     return None
                 fields = text[pos + len(owner) : eol].split()
-                if len(fields) != 4 or fields[1:3] != ["IN", dns.rdatatype.to_text(rdtype)]:
+                if len(fields) != 4 or fields[1:3] != ["IN", type_text]:
                     break  # the owner's next record type: the next item's
                 if (
                     not fields[0].isdigit()
