@@ -83,10 +83,19 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-try:
-    from paphosting import actions, health, overlay
-except ImportError:
-    actions = health = overlay = None
+actions = health = overlay = None  # the pure core, imported by _import_core
+
+# What a watcher's failover job (rotation.apply, and dns_zone on a nameserver) imports: imported
+# here, in the minion's main process where the beacon runs, so that each job, a fork of it, finds
+# it imported (a tenth of a second of a failover, measured; docs/failover.md). Optional: a watcher
+# without dnspython's DNSSEC parts still watches.
+PRELOAD = (
+    "paphosting.model",
+    "paphosting.platformcache",
+    "paphosting.saltcontext",
+    "paphosting.challenges",
+    "paphosting.zonesync",
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +119,26 @@ SALT_OPTIONS = {"interval", "enabled", "beacon_module", "disable_during_state_ru
 
 
 def _import_core():
-    """Import the pure core. Unlike the other loaders, Salt's beacon loader does not put the
-    synced ``_utils`` on ``sys.path``; add the minion's utils folders when the first import failed."""
+    """Import the pure core (and :data:`PRELOAD`) as the files on disk hold it now. Unlike the
+    other loaders, Salt's beacon loader does not put the synced ``_utils`` on ``sys.path``: add the
+    minion's utils folders. Runs whenever Salt loads this module (at the start, and again after a
+    ``saltutil.sync_*`` refreshes the beacons), so new code replaces a copy imported before."""
     global actions, health, overlay  # noqa: PLW0603
-    if health is not None:
-        return
     for folder in [
         *__opts__.get("utils_dirs", []),
         os.path.join(__opts__["extension_modules"], "utils"),
     ]:
         if os.path.isdir(os.path.join(folder, "paphosting")) and folder not in sys.path:
             sys.path.append(folder)
+    importlib.import_module("paphosting.fresh").drop_stale()
     health = importlib.import_module("paphosting.health")
     overlay = importlib.import_module("paphosting.overlay")
     actions = importlib.import_module("paphosting.actions")
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            log.debug("http_health: not preloading %s: %s", name, exc)
 
 
 def __virtual__():

@@ -23,6 +23,9 @@ import time
 
 import salt.utils.event
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import certstate, decision, metrics, pillarcompile, secrets
 from paphosting.errors import PapError
 from paphosting.pushstore import Store

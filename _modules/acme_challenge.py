@@ -9,6 +9,9 @@ during an issuance keeps them and one after it removes them. See ``docs/tls.md``
 
 from salt.exceptions import CommandExecutionError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import challenges, saltcontext
 from paphosting.errors import PapError
 

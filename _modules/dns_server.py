@@ -11,6 +11,9 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import daemon as pdaemon
 from paphosting import dnsserver, files, saltcontext, waiting
 from paphosting.errors import PapError

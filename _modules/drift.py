@@ -12,6 +12,9 @@ import salt.loader
 import salt.utils.zeromq
 from salt.exceptions import CommandExecutionError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import drift
 
 log = logging.getLogger(__name__)

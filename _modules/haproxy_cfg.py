@@ -13,6 +13,9 @@ import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import files, haproxy, model, saltcontext, secrets, tls
 from paphosting.errors import PapError
 

@@ -14,6 +14,9 @@ import salt.loader
 import salt.pillar
 from salt.exceptions import CommandExecutionError, SaltRenderError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import health, pillarcompile, pushproblems, saltcontext
 
 __virtualname__ = "paphosting"

@@ -23,6 +23,9 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import actions, files, model, overlay, platformcache, saltcontext
 from paphosting.errors import PapError
 

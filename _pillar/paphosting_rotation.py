@@ -18,6 +18,9 @@ Master configuration (``conf/master.d/paphosting.conf``):
 
 import logging
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import decision, overlay, platformcache
 from paphosting.errors import PapError
 

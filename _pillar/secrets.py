@@ -28,6 +28,9 @@ Master configuration (``conf/master.d/paphosting.conf``):
 import logging
 import os
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import model, platformcache, secrets
 from paphosting.errors import PapError
 

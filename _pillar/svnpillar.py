@@ -15,6 +15,9 @@ Master configuration (``conf/master.d/paphosting.conf``):
       - svnpillar: {}
 """
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import pushstore
 
 __virtualname__ = "svnpillar"

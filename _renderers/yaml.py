@@ -23,6 +23,9 @@ import os
 import salt.renderers.yaml as salt_yaml
 
 try:
+    from paphosting.fresh import drop_stale
+
+    drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
     from paphosting import parsememo
 except ImportError:
     # Masterless runs (``salt-call --local --module-dirs``, scripts/validate-pillar) load the

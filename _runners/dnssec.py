@@ -25,6 +25,9 @@ import salt.client
 import salt.pillar
 import salt.utils.minions
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import dnssec, model, pillarcompile, platformcache, saltcontext, secrets, svn
 from paphosting.errors import PapError
 

@@ -15,6 +15,9 @@ import time
 import salt.client
 import salt.utils.event
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import drift, pillarcompile, pushcheck
 from paphosting.errors import PapError
 

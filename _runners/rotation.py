@@ -25,6 +25,9 @@ import types
 import salt.client
 import salt.utils.event
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import actions, decision, dnsserver, files, pillarcompile, refusals
 from paphosting.errors import PapError
 

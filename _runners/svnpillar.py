@@ -34,6 +34,9 @@ import salt.loader
 import salt.utils.network
 from salt.exceptions import SaltException
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import pillarcompile, pushapply, saltcontext
 from paphosting import push as ppush
 from paphosting.errors import PapError

@@ -34,6 +34,9 @@ import salt.pillar
 import salt.utils.event
 import salt.utils.minions
 
+from paphosting.fresh import drop_stale
+
+drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
 from paphosting import (
     acmeclient,
     certstate,

@@ -1,0 +1,58 @@
+"""The core as the files on disk hold it, not as a long-lived parent process imported it.
+
+A minion runs every job in a fork of its long-lived main process, and that process holds whatever
+of this package its beacon and scheduler imported (the ``http_health`` beacon imports the
+failover's code on purpose, so that a failover's job does not spend a tenth of a second importing
+it). Python never imports a module twice, so every job would run that copy, not the files
+``saltutil.sync_all`` brought, until the minion restarts: after a deploy, jobs would run a mix of
+old and new modules. Each thin module (``_modules``, ``_states``, ``_runners``, ``_beacons``,
+``_pillar``, ``_engines``, ``_renderers``) therefore calls :func:`drop_stale` before it imports
+the core.
+
+:data:`paphosting.CODE` (this module's :func:`code_stamp` when the package was imported) names
+the code a process runs; the platform cache keys its files by it too
+(:mod:`paphosting.platformcache`), so a platform pickled by one version of the code is never read
+by another. This module imports nothing of the package: it must work beside an older copy of it.
+"""
+
+import hashlib
+import os
+import sys
+
+PACKAGE = __name__.rpartition(".")[0]
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+
+
+def code_stamp(folder=FOLDER):
+    """The identity of the code in ``folder`` (the package's by default): a digest of the names,
+    sizes and modification times of its Python files, or None when it cannot be read. A sync that
+    rewrites a file changes it; it costs a directory listing and a ``stat`` per file."""
+    digest = hashlib.sha256()
+    try:
+        names = sorted(name for name in os.listdir(folder) if name.endswith(".py"))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            st = os.stat(os.path.join(folder, name))
+        except OSError:
+            continue
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def drop_stale():
+    """Forget the package if its files changed since this process (or the process it was forked
+    from) imported it, or if that copy predates :data:`paphosting.CODE`: remove it and every
+    submodule from ``sys.modules``, so that the next ``import paphosting...`` reads the files.
+    True when it did. Modules that hold the old ones keep them; the caller imports after this."""
+    package = sys.modules.get(PACKAGE)
+    if package is None:
+        return False
+    code = getattr(package, "CODE", None)
+    if code is not None and code == code_stamp(os.path.dirname(package.__file__)):
+        return False
+    prefix = PACKAGE + "."
+    for name in [n for n in sys.modules if n == PACKAGE or n.startswith(prefix)]:
+        del sys.modules[name]
+    return True
