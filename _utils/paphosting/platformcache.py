@@ -7,9 +7,11 @@ again; a failover or a no-change highstate must not pay that each time. :func:`l
 
 1. this process's memory, keyed by the digest (:func:`paphosting.model.digest`): masters' worker
    processes live long;
-2. ``<cachedir>/paphosting/platform/<digest>.pickle``: a minion runs every job in a fresh
-   process, so only the disk outlives one job. Written atomically, mode 0600, in the cache folder
-   Salt keeps for root alone; the two newest are kept;
+2. ``<cachedir>/paphosting/platform/<digest>-<code>.<part>.pickle``: a minion runs every job in
+   a fresh process, so only the disk outlives one job. ``<code>`` is :data:`paphosting.CODE`, the
+   version of the code that wrote it: a Renderer or Platform pickled by other code (before a
+   deploy) is never read into this code's classes. Written atomically, mode 0600, in the cache
+   folder Salt keeps for root alone; the two newest are kept;
 3. else the pillar is parsed (and validated) now.
 
 The key is the digest of the whole pillar value: any change to the pillar is a new key, so a
@@ -19,6 +21,7 @@ stale platform is never served (a test holds it to that). An invalid pillar is n
 import os
 import pickle
 
+import paphosting
 from paphosting import files, model, zone
 
 MEMORY = 2
@@ -30,8 +33,13 @@ def _folder(cachedir):
     return os.path.join(cachedir, "paphosting", "platform")
 
 
+def _key(digest):
+    """The files' name for ``digest``: the pillar's digest and the code's (:data:`paphosting.CODE`)."""
+    return f"{digest}-{paphosting.CODE}"
+
+
 def _path(cachedir, digest, part):
-    return os.path.join(_folder(cachedir), f"{digest}.{part}.pickle")
+    return os.path.join(_folder(cachedir), f"{_key(digest)}.{part}.pickle")
 
 
 def _read(path):
@@ -111,7 +119,7 @@ def platform(paphosting, cachedir=None, digest=None):
     folder = _folder(cachedir)
     os.makedirs(folder, mode=0o700, exist_ok=True)
     path = _path(cachedir, digest, "platform")
-    with files.locked(os.path.join(folder, f"{digest}.lock")):
+    with files.locked(os.path.join(folder, f"{_key(digest)}.lock")):
         parsed = _read(path)
         if not isinstance(parsed, model.Platform):
             parsed = model.parse(paphosting)

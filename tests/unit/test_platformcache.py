@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import paphosting
 from paphosting import model, platformcache
 from paphosting.errors import InvalidPillar
 from tests.conftest import REPO
@@ -60,7 +61,8 @@ def test_another_process_renders_from_disk_without_the_pillar(tmp_path):
     renderer = platformcache.load(pillar, str(tmp_path))
     platformcache.save(renderer, str(tmp_path))
     names = sorted(os.listdir(tmp_path / "paphosting" / "platform"))
-    assert names == [f"{renderer.digest}.platform.pickle", f"{renderer.digest}.renderer.pickle"]
+    key = f"{renderer.digest}-{paphosting.CODE}"
+    assert names == [f"{key}.platform.pickle", f"{key}.renderer.pickle"]
     for name in names:
         assert os.stat(tmp_path / "paphosting" / "platform" / name).st_mode & 0o777 == 0o600
     code = (
@@ -89,12 +91,18 @@ def test_only_the_newest_pillars_stay_on_disk(tmp_path):
         renderer = platformcache.load(pillar, str(tmp_path))
         platformcache.save(renderer, str(tmp_path))
         os.utime(
-            tmp_path / "paphosting" / "platform" / f"{renderer.digest}.renderer.pickle", (i, i)
+            tmp_path
+            / "paphosting"
+            / "platform"
+            / f"{platformcache._key(renderer.digest)}.renderer.pickle",
+            (i, i),
         )
         digests.append(renderer.digest)
     kept = {n.split(".")[0] for n in os.listdir(tmp_path / "paphosting" / "platform")}
     assert len(kept) == platformcache.ON_DISK
-    assert platformcache.cached(digests[0], str(tmp_path)) is None or digests[0] in kept
+    assert platformcache.cached(digests[0], str(tmp_path)) is None or (
+        platformcache._key(digests[0]) in kept
+    )
 
 
 def test_processes_sharing_a_cachedir_parse_a_pillar_once(tmp_path, monkeypatch):
@@ -122,3 +130,22 @@ def test_an_invalid_pillar_is_never_written_for_the_other_processes(tmp_path):
     with pytest.raises(InvalidPillar):
         platformcache.platform(bad, str(tmp_path))
     assert not list((tmp_path / "paphosting" / "platform").glob("*.pickle"))
+
+
+def test_a_platform_pickled_by_other_code_is_never_read(tmp_path, monkeypatch):
+    """After a deploy the cache holds pickles of the old code's classes: the new code parses the
+    pillar again rather than read them (the key names the code, paphosting.CODE)."""
+    pillar = platforms.pillar()
+    renderer = platformcache.load(pillar, str(tmp_path))
+    platformcache.save(renderer, str(tmp_path))
+    platformcache.platform(pillar, str(tmp_path))
+    platformcache.forget()
+    assert platformcache.cached(renderer.digest, str(tmp_path)) is not None
+    platformcache.forget()
+    monkeypatch.setattr(paphosting, "CODE", "another-version")
+    calls = []
+    real = model.parse
+    monkeypatch.setattr(model, "parse", lambda p: calls.append(1) or real(p))
+    assert platformcache.cached(renderer.digest, str(tmp_path)) is None
+    platformcache.platform(copy.deepcopy(pillar), str(tmp_path))
+    assert calls == [1]
