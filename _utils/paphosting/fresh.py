@@ -23,22 +23,38 @@ PACKAGE = __name__.rpartition(".")[0]
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
+# The last digest read per folder, with the sizes and modification times it was read at.
+_read = {}
+
+
 def code_stamp(folder=FOLDER):
-    """The identity of the code in ``folder`` (the package's by default): a digest of the names,
-    sizes and modification times of its Python files, or None when it cannot be read. A sync that
-    rewrites a file changes it; it costs a directory listing and a ``stat`` per file."""
-    digest = hashlib.sha256()
+    """The identity of the code in ``folder`` (the package's by default): a digest of the names
+    and contents of its Python files, or None when it cannot be listed. The same code has the same
+    stamp wherever it lies and however often it was synced. The files are read again only when
+    their sizes or modification times changed (a ``stat`` per file otherwise)."""
     try:
         names = sorted(name for name in os.listdir(folder) if name.endswith(".py"))
     except OSError:
         return None
+    stats = []
     for name in names:
         try:
             st = os.stat(os.path.join(folder, name))
         except OSError:
             continue
-        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+        stats.append((name, st.st_size, st.st_mtime_ns))
+    known = _read.get(folder)
+    if known is not None and known[0] == stats:
+        return known[1]
+    digest = hashlib.sha256()
+    for name, _size, _mtime in stats:
+        try:
+            with open(os.path.join(folder, name), "rb") as fh:
+                digest.update(f"{name}\0".encode() + fh.read() + b"\0")
+        except OSError:
+            continue
+    _read[folder] = (stats, digest.hexdigest()[:16])
+    return _read[folder][1]
 
 
 def drop_stale():

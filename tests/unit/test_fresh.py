@@ -142,3 +142,20 @@ def test_every_thin_module_drops_a_stale_core_before_importing_it(path):
         f"{path.relative_to(REPO)} imports the core at line {first_import} without "
         "paphosting.fresh.drop_stale() before it"
     )
+
+
+def test_the_stamp_names_the_content_not_the_copy(probe, tmp_path):
+    """A sync that rewrites a file unchanged drops nothing, and the same code in another folder
+    has the same stamp (the platform cache is shared by the same code)."""
+    import probecore.fresh
+
+    package = tmp_path / "probecore"
+    stamp = probecore.fresh.code_stamp(str(package))
+    probe("X = 1\n")  # same text, newer time
+    assert probecore.fresh.code_stamp(str(package)) == stamp
+    assert probecore.fresh.drop_stale() is False
+    other = tmp_path / "elsewhere"
+    shutil.copytree(package, other, ignore=shutil.ignore_patterns("__pycache__"))
+    assert probecore.fresh.code_stamp(str(other)) == stamp
+    probe("X = 4\n")
+    assert probecore.fresh.code_stamp(str(package)) != stamp
