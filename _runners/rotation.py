@@ -28,7 +28,15 @@ import salt.utils.event
 from paphosting.fresh import drop_stale
 
 drop_stale()  # the synced core, not a parent process's copy (paphosting/fresh.py)
-from paphosting import actions, decision, dnsserver, files, pillarcompile, refusals
+from paphosting import (
+    actions,
+    decision,
+    dnsserver,
+    files,
+    pillarcompile,
+    refusals,
+    saltcontext,
+)
 from paphosting.errors import PapError
 
 log = logging.getLogger(__name__)
@@ -59,9 +67,11 @@ def _platform(minion_id):
 
 
 # The decision's configuration per pillar generation (see _generation): a report must not cost a
-# pillar compile (a hoster's pillar is megabytes; the watchers report every heartbeat).
-_configs = {}
-_configs_lock = threading.Lock()
+# pillar compile (a hoster's pillar is megabytes: 4 s at 5,000 zones; the watchers report every
+# heartbeat). Kept by the process, not this module: the reactor loads its runners again every
+# reactor_refresh_interval, and a failover's report landing after that paid the compile.
+_configs = saltcontext.kept("rotation.configs", dict)
+_configs_lock = saltcontext.kept("rotation.configs_lock", threading.Lock)
 
 
 def _generation():
@@ -180,10 +190,11 @@ def _publish_change(config, change, published, digest, lap=None):
 
 
 # The intake's bounds (paphosting.refusals): a rate limit per authenticated watcher, and the
-# refusal counts, logged and fired only for the first of a kind and sender each second.
-_limit = refusals.RateLimit()
-_refusals = {}
-_refusals_lock = threading.Lock()
+# refusal counts, logged and fired only for the first of a kind and sender each second. Kept by
+# the process (see _configs): a flood must not get a fresh budget at every runner reload.
+_limit = saltcontext.kept("rotation.limit", refusals.RateLimit)
+_refusals = saltcontext.kept("rotation.refusals", dict)
+_refusals_lock = saltcontext.kept("rotation.refusals_lock", threading.Lock)
 
 
 def refused_path():

@@ -10,7 +10,14 @@ The platform comes from :mod:`paphosting.platformcache` (parsed once per pillar 
 disk across jobs); ``__context__`` keeps the last one with the pillar value it came from, so the
 calls of one job (a state run makes a dozen) do not hash the whole pillar again each time. A
 pillar refresh brings a new value, hence a new digest.
+
+:func:`kept`: what a thin module keeps for the life of its process rather than of the module.
+Salt loads a module anew whenever it builds a new loader, and a master's reactor builds a new
+runner loader every ``reactor_refresh_interval`` (60 s by default): module globals of a runner
+are emptied once a minute, in the middle of a long-lived process.
 """
+
+import threading
 
 from salt.exceptions import CommandExecutionError
 
@@ -18,6 +25,19 @@ from paphosting import model, platformcache
 from paphosting.errors import PapError
 
 CONTEXT_KEY = "paphosting.platform"
+
+_kept = {}
+_kept_lock = threading.Lock()
+
+
+def kept(name, make):
+    """The object this process keeps under ``name``, made by ``make()`` the first time: it
+    outlives the module that asked, which Salt may load again (the reactor reloads its runners
+    every ``reactor_refresh_interval``). New code (:mod:`paphosting.fresh`) starts afresh."""
+    with _kept_lock:
+        if name not in _kept:
+            _kept[name] = make()
+        return _kept[name]
 
 
 def runner_return(context, ok, text):
