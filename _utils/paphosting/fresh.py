@@ -65,8 +65,10 @@ def drop_stale():
     package = sys.modules.get(PACKAGE)
     if package is None:
         return False
-    code = getattr(package, "CODE", None)
-    if code is not None and code == code_stamp(os.path.dirname(package.__file__)):
+    # A copy without CODE predates it; one whose folder could not be read (CODE None) is kept
+    # while it still cannot be: dropping it at every call would throw away every cache with it.
+    on_disk = code_stamp(os.path.dirname(package.__file__))
+    if hasattr(package, "CODE") and on_disk == package.CODE:
         return False
     prefix = PACKAGE + "."
     for name in [n for n in sys.modules if n == PACKAGE or n.startswith(prefix)]:

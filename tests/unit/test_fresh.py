@@ -95,6 +95,18 @@ def test_a_copy_older_than_the_code_stamp_is_dropped(probe):
     assert probecore.fresh.drop_stale() is True
 
 
+def test_a_copy_whose_folder_cannot_be_read_is_not_dropped_again_and_again(probe, monkeypatch):
+    """CODE is None when the folder could not be listed: while it still cannot be, nothing tells
+    the copy is stale, and dropping it at every thin module's load would drop every cache too."""
+    import probecore.fresh
+
+    package = sys.modules["probecore"]
+    monkeypatch.setattr(package, "CODE", None)
+    monkeypatch.setattr(probecore.fresh, "code_stamp", lambda folder=None: None)
+    assert probecore.fresh.drop_stale() is False
+    assert sys.modules["probecore"] is package
+
+
 def _imports_core(node):
     if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
         return node.module.split(".")[0] == "paphosting" and node.module != "paphosting.fresh"
